@@ -1,0 +1,107 @@
+//! Wiring: builds the handles from [`Settings`], binds the listener, runs the server and the background
+//! workers, and shuts them down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::outbox::{Deliverer, OutboxHandle};
+use crate::pipeline::{self, PipelineHandle};
+use crate::store::Db;
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Opens the store and binds the listener. Once this returns, connections are accepted by the kernel,
+    /// so callers need no readiness polling.
+    ///
+    /// # Errors
+    /// The store cannot be opened (permissions, newer schema) or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let storage = settings.storage.clone();
+        let db = tokio::task::spawn_blocking(move || Db::open(&storage))
+            .await
+            .context("opening the store panicked")?
+            .with_context(|| format!("opening the store in {}", settings.storage.data_dir.display()))?;
+        let listener = TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.http.listen))?;
+        let state = AppState {
+            db,
+            pipeline: PipelineHandle::default(),
+            outbox: OutboxHandle::default(),
+            metrics: Metrics::new(),
+            settings: Arc::new(settings),
+        };
+        let router = http::router(state.clone());
+        Ok(Self { listener, router, state, shutdown: CancellationToken::new() })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound TCP listener has a local address")
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The store handle (for seeding demo data before serving).
+    pub fn db(&self) -> Db {
+        self.state.db.clone()
+    }
+
+    /// Runs until the shutdown token is cancelled: stops accepting, lets requests in flight finish, stops the
+    /// workers after their current batch, and closes the store once everything queued is committed.
+    ///
+    /// # Errors
+    /// The delivery worker cannot be built.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { listener, router, state, shutdown } = self;
+        let settings = Arc::clone(&state.settings);
+        let workers = CancellationToken::new();
+        let deliverer = Deliverer::new(state.db.clone(), settings.outbox.clone(), state.metrics.clone())?;
+        let delivery = tokio::spawn(deliverer.run(state.outbox.clone(), workers.clone()));
+        let processing = tokio::spawn(pipeline::run(
+            state.db.clone(),
+            state.pipeline.clone(),
+            state.outbox.clone(),
+            settings.pipeline.clone(),
+            state.metrics.clone(),
+            workers.clone(),
+        ));
+
+        http::serve(listener, router, settings.http.clone(), shutdown).await;
+        tracing::info!("HTTP server stopped; stopping workers");
+        workers.cancel();
+        // Outbound calls are bounded by the provider timeout; give them that long to record their outcome.
+        let worker_grace = settings.outbox.request_timeout() + Duration::from_secs(2);
+        for (name, handle) in [("delivery", delivery), ("processing", processing)] {
+            match tokio::time::timeout(worker_grace, handle).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(worker = name, %error, "worker failed"),
+                Err(_) => tracing::warn!(worker = name, "worker did not stop in time"),
+            }
+        }
+        let db = state.db.clone();
+        drop(state);
+        db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

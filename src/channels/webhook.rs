@@ -1,0 +1,55 @@
+//! The generic outbound webhook: a client's own endpoint receives our outbound messages as signed JSON.
+//!
+//! Each POST carries `X-Recado-Signature-256: sha256=<hex HMAC-SHA256 of the body with the secret>` and
+//! `Idempotency-Key: <outbox id>`, so the receiver can verify it and drop the rare repeat after a crash.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Invalid;
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "x-recado-signature-256";
+
+/// A client's webhook settings. The secret is never returned by the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where outbound messages are POSTed.
+    pub url: String,
+    /// The HMAC key of the signature header.
+    pub secret: String,
+}
+
+impl WebhookConfig {
+    /// Checks the fields.
+    pub fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
+        if self.secret.len() < 16 || self.secret.len() > 1024 {
+            return Err(Invalid::new("secret", "must be 16 to 1024 characters"));
+        }
+        super::validate_target_url("url", &self.url, allow_private)
+    }
+
+    /// What the API shows of these settings: no secret.
+    pub fn public_view(&self) -> serde_json::Value {
+        serde_json::json!({ "url": self.url })
+    }
+}
+
+/// The JSON body sent for one outbound message.
+#[derive(Debug, Serialize)]
+pub struct OutboundPayload<'a> {
+    /// The outbox id (also the idempotency key).
+    pub outbox_id: &'a str,
+    /// The message id.
+    pub message_id: &'a str,
+    /// The conversation id.
+    pub conversation_id: &'a str,
+    /// The client slug.
+    pub client: &'a str,
+    /// `assistant`, `auto_ack` or `system`.
+    pub kind: &'a str,
+    /// The recipient's handle.
+    pub to: &'a str,
+    /// The text.
+    pub text: &'a str,
+}

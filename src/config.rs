@@ -1,0 +1,322 @@
+//! Typed settings, loaded in layers: built-in defaults, then an optional TOML file, then
+//! `RECADO__SECTION__KEY` environment variables, then the few command-line flags.
+//!
+//! Unknown keys are errors (a typo must not silently fall back to a default), and every error names the
+//! key it concerns. Settings are validated once here and then passed into constructors; nothing deeper in
+//! the code reads the environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override settings (`RECADO__HTTP__LISTEN`).
+pub const ENV_PREFIX: &str = "RECADO__";
+
+/// A configuration problem, naming the key and where its value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A value could not be read or has the wrong type, or a key is unknown.
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value has the right type but an unacceptable value.
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid {
+        /// The dotted key, e.g. `http.request_timeout_ms`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// All settings of a recado process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The HTTP server.
+    pub http: HttpSettings,
+    /// The SQLite store.
+    pub storage: StorageSettings,
+    /// Delivery of outbound messages.
+    pub outbox: OutboxSettings,
+    /// Processing of stored inbound messages.
+    pub pipeline: PipelineSettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// A connection that has not sent complete request headers within this time is closed.
+    pub header_read_timeout_ms: u64,
+    /// A request not answered within this time gets 504.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_ms: u64,
+    /// Requests handled at once on the ingest routes (webhooks and the message API); more get 503.
+    pub max_concurrent_ingest: usize,
+    /// Requests handled at once on every other API route; more get 503.
+    pub max_concurrent_api: usize,
+    /// Largest accepted body on ingest routes.
+    pub ingest_body_limit_bytes: usize,
+    /// Largest accepted body on other API routes.
+    pub api_body_limit_bytes: usize,
+    /// `Retry-After` seconds sent with 503 when overloaded.
+    pub retry_after_seconds: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+            max_concurrent_ingest: 512,
+            max_concurrent_api: 256,
+            ingest_body_limit_bytes: 1024 * 1024,
+            api_body_limit_bytes: 256 * 1024,
+            retry_after_seconds: 1,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// `header_read_timeout_ms` as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// `request_timeout_ms` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// `shutdown_grace_ms` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// SQLite store settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// Directory holding `recado.db` and, later, the search index and compiled plugins.
+    pub data_dir: PathBuf,
+    /// Read-only connections kept open for queries.
+    pub readers: usize,
+    /// Most write jobs committed together in one transaction (group commit).
+    pub max_batch: usize,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("recado-data"), readers: 4, max_batch: 256 }
+    }
+}
+
+impl StorageSettings {
+    /// Path of the SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("recado.db")
+    }
+}
+
+/// Outbound delivery settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSettings {
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles with each attempt (with jitter).
+    pub base_backoff_ms: u64,
+    /// Longest delay between attempts (a provider's `Retry-After` may ask for more).
+    pub max_backoff_ms: u64,
+    /// Timeout of one call to a provider.
+    pub request_timeout_ms: u64,
+    /// Allows provider and webhook URLs on loopback or private networks (off by default: SSRF).
+    pub allow_private_targets: bool,
+    /// How often the outbox looks for due deliveries when nothing wakes it.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            max_attempts: 8,
+            base_backoff_ms: 1_000,
+            max_backoff_ms: 300_000,
+            request_timeout_ms: 10_000,
+            allow_private_targets: false,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+impl OutboxSettings {
+    /// `request_timeout_ms` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// How long a claimed delivery stays claimed: a process that dies mid-send leaves the row to be retried
+    /// after this lease, never before the provider call could have timed out.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.saturating_mul(2).saturating_add(5_000))
+    }
+}
+
+/// Message-processing settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// Most messages processed in one transaction.
+    pub batch_size: usize,
+    /// How often unprocessed messages are looked for (they are also processed as soon as they arrive).
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self { batch_size: 256, sweep_interval_ms: 5_000 }
+    }
+}
+
+/// Command-line flags that override settings.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Loads settings from the layers described in the module docs.
+    ///
+    /// # Errors
+    /// A missing `file`, a value of the wrong type, an unknown key or an out-of-range value.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, Error> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        if let Some(listen) = overrides.listen {
+            figment = figment.merge(Serialized::default("http.listen", listen));
+        }
+        if let Some(data_dir) = &overrides.data_dir {
+            figment = figment.merge(Serialized::default("storage.data_dir", data_dir));
+        }
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Settings for tests: everything under `data_dir`, a free port, short timeouts, loopback targets allowed.
+    pub fn for_tests(data_dir: &Path) -> Self {
+        let mut settings = Self::default();
+        settings.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.http.shutdown_grace_ms = 2_000;
+        settings.storage.data_dir = data_dir.to_owned();
+        settings.outbox.allow_private_targets = true;
+        settings.outbox.base_backoff_ms = 50;
+        settings.outbox.max_backoff_ms = 1_000;
+        settings.outbox.request_timeout_ms = 2_000;
+        settings.outbox.poll_interval_ms = 100;
+        settings.pipeline.sweep_interval_ms = 200;
+        settings
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let checks: [(&'static str, bool, &str); 11] = [
+            ("http.header_read_timeout_ms", self.http.header_read_timeout_ms > 0, "must be greater than 0"),
+            ("http.request_timeout_ms", self.http.request_timeout_ms > 0, "must be greater than 0"),
+            ("http.max_concurrent_ingest", self.http.max_concurrent_ingest > 0, "must be greater than 0"),
+            ("http.max_concurrent_api", self.http.max_concurrent_api > 0, "must be greater than 0"),
+            ("http.ingest_body_limit_bytes", self.http.ingest_body_limit_bytes >= 1024, "must be at least 1024"),
+            ("http.api_body_limit_bytes", self.http.api_body_limit_bytes >= 1024, "must be at least 1024"),
+            ("storage.readers", (1..=64).contains(&self.storage.readers), "must be between 1 and 64"),
+            ("storage.max_batch", (1..=10_000).contains(&self.storage.max_batch), "must be between 1 and 10000"),
+            ("outbox.concurrency", (1..=1_024).contains(&self.outbox.concurrency), "must be between 1 and 1024"),
+            ("outbox.max_attempts", self.outbox.max_attempts > 0, "must be greater than 0"),
+            (
+                "outbox.max_backoff_ms",
+                self.outbox.max_backoff_ms >= self.outbox.base_backoff_ms,
+                "must be at least outbox.base_backoff_ms",
+            ),
+        ];
+        for (key, ok, message) in checks {
+            if !ok {
+                return Err(Error::Invalid { key, message: message.to_owned() });
+            }
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(Error::Invalid { key: "storage.data_dir", message: "must not be empty".into() });
+        }
+        if !(1..=100_000).contains(&self.pipeline.batch_size) {
+            return Err(Error::Invalid { key: "pipeline.batch_size", message: "must be between 1 and 100000".into() });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures must return figment::Error.
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn layers_apply_in_order_file_then_env_then_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "recado.toml",
+                "[http]\nlisten = \"127.0.0.1:9000\"\nrequest_timeout_ms = 5000\n[storage]\ndata_dir = \"/tmp/from-file\"\n",
+            )?;
+            jail.set_env("RECADO__HTTP__REQUEST_TIMEOUT_MS", "7000");
+            let overrides = Overrides { data_dir: Some(PathBuf::from("/tmp/from-flag")), listen: None };
+            let settings = Settings::load(Some(Path::new("recado.toml")), &overrides).expect("valid");
+            assert_eq!(settings.http.listen.port(), 9000);
+            assert_eq!(settings.http.request_timeout_ms, 7000);
+            assert_eq!(settings.storage.data_dir, PathBuf::from("/tmp/from-flag"));
+            assert_eq!(settings.outbox.max_attempts, OutboxSettings::default().max_attempts);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[http]\nlisten_addr = \"x\"\n")?;
+            let error = Settings::load(Some(Path::new("typo.toml")), &Overrides::default()).expect_err("unknown key");
+            assert!(error.to_string().contains("listen_addr"), "{error}");
+
+            jail.set_env("RECADO__HTTP__REQUEST_TIMEOUT_MS", "soon");
+            let error = Settings::load(None, &Overrides::default()).expect_err("bad type");
+            assert!(error.to_string().to_lowercase().contains("http.request_timeout_ms"), "{error}");
+            jail.clear_env();
+
+            jail.set_env("RECADO__STORAGE__READERS", "0");
+            let error = Settings::load(None, &Overrides::default()).expect_err("out of range");
+            assert!(error.to_string().contains("storage.readers"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error_naming_it() {
+        let error = Settings::load(Some(Path::new("/nonexistent/recado.toml")), &Overrides::default())
+            .expect_err("missing file");
+        assert!(error.to_string().contains("recado.toml"), "{error}");
+    }
+}

@@ -1,0 +1,172 @@
+//! Pure domain types and rules: identifiers, clients and their profiles, messages, roles.
+//!
+//! Nothing here does I/O or knows about HTTP, SQLite or tokio. Values coming from outside are parsed into
+//! these types at the edge (`parse` constructors), so the rest of the code can rely on their invariants.
+
+mod client;
+mod message;
+
+pub use client::{BusinessHours, ClientDefaults, ClientProfile, ClientSlug, EscalationContact, Interval, Sla, Weekday};
+pub use message::{
+    ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, InboundMessage, MessageKind, Priority, Role,
+};
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What the rules decided for one inbound message. The client's defaults produce one when no rule plugin
+/// decides; the plugin chain will merge several.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Text sent to the customer at once as an automatic acknowledgement.
+    pub acknowledge: Option<String>,
+    /// Queue to route the conversation to.
+    pub queue: Option<String>,
+    /// Assistant to assign.
+    pub assignee: Option<String>,
+    /// Tags added to the conversation.
+    pub tags: Vec<String>,
+    /// New priority.
+    pub priority: Option<Priority>,
+    /// Why, in words shown to people.
+    pub reason: String,
+}
+
+/// A problem with a value received from outside, naming the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    /// The dotted path of the offending field, e.g. `business_hours.mon`.
+    pub field: String,
+    /// What is wrong with it, in words a user can act on.
+    pub message: String,
+}
+
+impl Invalid {
+    /// Builds an error for `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+
+    /// Prefixes the field path with `parent`, for errors raised by nested values.
+    pub fn within(mut self, parent: &str) -> Self {
+        self.field = if self.field.is_empty() { parent.to_owned() } else { format!("{parent}.{}", self.field) };
+        self
+    }
+}
+
+/// Milliseconds since the Unix epoch, UTC. Stored as an integer, shown as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Self(jiff::Timestamp::now().as_millisecond())
+    }
+
+    /// Milliseconds since the epoch.
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// This instant plus `duration` (saturating).
+    pub fn plus(self, duration: std::time::Duration) -> Self {
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_add(millis))
+    }
+
+    /// RFC 3339 text in UTC with millisecond precision, e.g. `2026-11-22T15:10:54.123Z`.
+    pub fn to_rfc3339(self) -> String {
+        match jiff::Timestamp::from_millisecond(self.0) {
+            Ok(ts) => format!("{ts:.3}"),
+            // Out of jiff's range (years beyond ±9999): cannot come from our clock; show the raw value.
+            Err(_) => self.0.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// Generates a fresh identifier with a readable prefix, e.g. `msg_0193...`.
+///
+/// UUIDv7 keeps ids roughly time-ordered, which keeps the B-tree inserts at the right edge.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Prefixes of the identifiers we generate, one per kind of object.
+pub mod id_prefix {
+    /// Conversations.
+    pub const CONVERSATION: &str = "cnv";
+    /// Messages, inbound and outbound.
+    pub const MESSAGE: &str = "msg";
+    /// Contacts.
+    pub const CONTACT: &str = "ctc";
+    /// Outbox rows (one per delivery of an outbound message).
+    pub const OUTBOX: &str = "obx";
+}
+
+/// Returns true if and only if `id` looks like an id we generated with `prefix`.
+///
+/// Used to answer 404 early for ids that cannot exist, without touching the database.
+pub fn is_id_with_prefix(id: &str, prefix: &str) -> bool {
+    id.len() == prefix.len() + 33
+        && id.starts_with(prefix)
+        && id.as_bytes()[prefix.len()] == b'_'
+        && id[prefix.len() + 1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Checks that `value` is a short label made of `[a-z0-9_-]`, used for queues, channels and tags.
+pub fn parse_label(field: &str, value: &str, max_len: usize) -> Result<String, Invalid> {
+    if value.is_empty() || value.len() > max_len {
+        return Err(Invalid::new(field, format!("must be 1 to {max_len} characters")));
+    }
+    if !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        return Err(Invalid::new(field, "may only contain a-z, 0-9, '-' and '_'"));
+    }
+    Ok(value.to_owned())
+}
+
+/// Checks that a free text is non-empty (after trimming) and at most `max_chars` characters.
+pub fn parse_text(field: &str, value: &str, max_chars: usize) -> Result<String, Invalid> {
+    if value.trim().is_empty() {
+        return Err(Invalid::new(field, "must not be empty"));
+    }
+    if value.chars().count() > max_chars {
+        return Err(Invalid::new(field, format!("must be at most {max_chars} characters")));
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_recognised_by_their_prefix() {
+        let id = new_id(id_prefix::MESSAGE);
+        assert!(is_id_with_prefix(&id, id_prefix::MESSAGE));
+        assert!(!is_id_with_prefix(&id, id_prefix::CONVERSATION));
+        assert!(!is_id_with_prefix("msg_nothex", id_prefix::MESSAGE));
+    }
+
+    #[test]
+    fn timestamps_render_as_rfc3339_with_milliseconds() {
+        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp(1_700_000_000_123).to_rfc3339(), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn labels_reject_uppercase_spaces_and_empty() {
+        assert!(parse_label("queue", "billing-es", 32).is_ok());
+        assert!(parse_label("queue", "Billing", 32).is_err());
+        assert!(parse_label("queue", "a b", 32).is_err());
+        assert!(parse_label("queue", "", 32).is_err());
+    }
+}

@@ -1,0 +1,485 @@
+//! A client (one business the assistants answer for) and its profile: hours, SLA, defaults.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Invalid, Timestamp};
+
+/// The stable, URL-safe identifier of a client, e.g. `dental-gracia`.
+///
+/// It is the client id that leads every key in the store, so it never changes once created.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ClientSlug(String);
+
+impl ClientSlug {
+    /// Maximum length of a slug.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses a slug: 1 to 64 of `[a-z0-9-]`, starting and ending with a letter or digit.
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
+        let bytes = value.as_bytes();
+        let valid_len = !value.is_empty() && value.len() <= Self::MAX_LEN;
+        let valid_chars = bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+        let valid_ends = bytes.first().is_some_and(|b| *b != b'-') && bytes.last().is_some_and(|b| *b != b'-');
+        if valid_len && valid_chars && valid_ends {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(Invalid::new("slug", "must be 1 to 64 characters of a-z, 0-9 and '-', not starting or ending with '-'"))
+        }
+    }
+
+    /// The slug as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ClientSlug {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientSlug {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Everything about a client except its slug and its channel credentials.
+///
+/// The same shape is read from `kb/<client>/client.toml`, accepted by the clients API and stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientProfile {
+    /// The business's display name.
+    pub name: String,
+    /// IANA time zone of the business, e.g. `Europe/Madrid`.
+    pub timezone: String,
+    /// Languages the business answers in, most preferred first (e.g. `["ca", "es"]`).
+    pub languages: Vec<String>,
+    /// Opening hours per weekday, and holidays.
+    #[serde(default)]
+    pub business_hours: BusinessHours,
+    /// Service-level targets.
+    #[serde(default)]
+    pub sla: Sla,
+    /// What the assistant must know when answering for this business (tone, rules, names).
+    #[serde(default)]
+    pub instructions: String,
+    /// Who is told when a conversation is escalated.
+    #[serde(default)]
+    pub escalation_contact: Option<EscalationContact>,
+    /// What happens when no rule plugin decides otherwise.
+    #[serde(default)]
+    pub defaults: ClientDefaults,
+}
+
+impl ClientProfile {
+    /// Checks every field, returning the first problem with its path.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        super::parse_text("name", &self.name, 200)?;
+        if jiff::tz::TimeZone::get(&self.timezone).is_err() {
+            return Err(Invalid::new("timezone", format!("unknown time zone {:?}", self.timezone)));
+        }
+        if self.languages.is_empty() {
+            return Err(Invalid::new("languages", "must list at least one language"));
+        }
+        for (index, language) in self.languages.iter().enumerate() {
+            validate_language(language).map_err(|e| e.within(&format!("languages[{index}]")))?;
+        }
+        self.business_hours.validate().map_err(|e| e.within("business_hours"))?;
+        self.sla.validate().map_err(|e| e.within("sla"))?;
+        if self.instructions.chars().count() > 20_000 {
+            return Err(Invalid::new("instructions", "must be at most 20000 characters"));
+        }
+        if let Some(contact) = &self.escalation_contact {
+            contact.validate().map_err(|e| e.within("escalation_contact"))?;
+        }
+        self.defaults.validate().map_err(|e| e.within("defaults"))?;
+        Ok(())
+    }
+
+    /// The client's preferred language (the first listed).
+    pub fn primary_language(&self) -> &str {
+        self.languages.first().map(String::as_str).unwrap_or("en")
+    }
+}
+
+/// Checks a language code: `xx` or `xxx`, optionally followed by `-` and a region or script (`pt-BR`).
+fn validate_language(code: &str) -> Result<(), Invalid> {
+    let mut parts = code.splitn(2, '-');
+    let base = parts.next().unwrap_or_default();
+    let base_ok = (2..=3).contains(&base.len()) && base.bytes().all(|b| b.is_ascii_lowercase());
+    let rest_ok = parts
+        .next()
+        .is_none_or(|rest| (2..=8).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if base_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(Invalid::new("", format!("{code:?} is not a language code such as \"es\" or \"pt-BR\"")))
+    }
+}
+
+/// Days of the week, Monday first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weekday {
+    /// Monday.
+    Mon,
+    /// Tuesday.
+    Tue,
+    /// Wednesday.
+    Wed,
+    /// Thursday.
+    Thu,
+    /// Friday.
+    Fri,
+    /// Saturday.
+    Sat,
+    /// Sunday.
+    Sun,
+}
+
+/// Opening intervals per weekday (in the client's time zone) and closed dates.
+///
+/// An empty weekday is closed all day; a profile with no intervals at all is treated as always open,
+/// since a business that never set its hours should not be reported as permanently closed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessHours {
+    /// Monday's intervals, e.g. `["09:00-14:00", "16:00-20:00"]`.
+    #[serde(default)]
+    pub mon: Vec<Interval>,
+    /// Tuesday.
+    #[serde(default)]
+    pub tue: Vec<Interval>,
+    /// Wednesday.
+    #[serde(default)]
+    pub wed: Vec<Interval>,
+    /// Thursday.
+    #[serde(default)]
+    pub thu: Vec<Interval>,
+    /// Friday.
+    #[serde(default)]
+    pub fri: Vec<Interval>,
+    /// Saturday.
+    #[serde(default)]
+    pub sat: Vec<Interval>,
+    /// Sunday.
+    #[serde(default)]
+    pub sun: Vec<Interval>,
+    /// Dates (`YYYY-MM-DD`, local) on which the business is closed all day.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+}
+
+impl BusinessHours {
+    /// The intervals of one weekday.
+    pub fn day(&self, day: Weekday) -> &[Interval] {
+        match day {
+            Weekday::Mon => &self.mon,
+            Weekday::Tue => &self.tue,
+            Weekday::Wed => &self.wed,
+            Weekday::Thu => &self.thu,
+            Weekday::Fri => &self.fri,
+            Weekday::Sat => &self.sat,
+            Weekday::Sun => &self.sun,
+        }
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        let days = [
+            ("mon", &self.mon),
+            ("tue", &self.tue),
+            ("wed", &self.wed),
+            ("thu", &self.thu),
+            ("fri", &self.fri),
+            ("sat", &self.sat),
+            ("sun", &self.sun),
+        ];
+        for (name, intervals) in days {
+            for pair in intervals.windows(2) {
+                if pair[1].open < pair[0].close {
+                    return Err(Invalid::new(name, "intervals must be in order and must not overlap"));
+                }
+            }
+        }
+        for (index, date) in self.holidays.iter().enumerate() {
+            if date.parse::<jiff::civil::Date>().is_err() {
+                return Err(Invalid::new(format!("holidays[{index}]"), format!("{date:?} is not a YYYY-MM-DD date")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns true if and only if the business is open at `at`, in time zone `timezone`.
+    pub fn is_open(&self, at: Timestamp, timezone: &str) -> bool {
+        let all = [&self.mon, &self.tue, &self.wed, &self.thu, &self.fri, &self.sat, &self.sun];
+        if all.iter().all(|day| day.is_empty()) {
+            return true;
+        }
+        let Ok(tz) = jiff::tz::TimeZone::get(timezone) else { return true };
+        let Ok(instant) = jiff::Timestamp::from_millisecond(at.millis()) else { return true };
+        let local = instant.to_zoned(tz);
+        let date = local.date().to_string();
+        if self.holidays.contains(&date) {
+            return false;
+        }
+        let day = match local.weekday() {
+            jiff::civil::Weekday::Monday => Weekday::Mon,
+            jiff::civil::Weekday::Tuesday => Weekday::Tue,
+            jiff::civil::Weekday::Wednesday => Weekday::Wed,
+            jiff::civil::Weekday::Thursday => Weekday::Thu,
+            jiff::civil::Weekday::Friday => Weekday::Fri,
+            jiff::civil::Weekday::Saturday => Weekday::Sat,
+            jiff::civil::Weekday::Sunday => Weekday::Sun,
+        };
+        let minute = u16::try_from(local.hour()).unwrap_or(0) * 60 + u16::try_from(local.minute()).unwrap_or(0);
+        self.day(day).iter().any(|interval| interval.open <= minute && minute < interval.close)
+    }
+}
+
+/// An opening interval within one day, `HH:MM-HH:MM`, stored as minutes after midnight. `24:00` closes at
+/// midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    /// Minute of the day the business opens.
+    pub open: u16,
+    /// Minute of the day it closes (exclusive).
+    pub close: u16,
+}
+
+impl Interval {
+    /// Parses `HH:MM-HH:MM`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let fail = || format!("{text:?} is not an interval such as \"09:00-14:00\"");
+        let (open, close) = text.split_once('-').ok_or_else(fail)?;
+        let minute = |part: &str| -> Option<u16> {
+            let (h, m) = part.trim().split_once(':')?;
+            if h.len() != 2 || m.len() != 2 {
+                return None;
+            }
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+        };
+        let (open, close) = (minute(open).ok_or_else(fail)?, minute(close).ok_or_else(fail)?);
+        if open >= close {
+            return Err(format!("{text:?} closes before it opens"));
+        }
+        Ok(Self { open, close })
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}-{:02}:{:02}", self.open / 60, self.open % 60, self.close / 60, self.close % 60)
+    }
+}
+
+impl Serialize for Interval {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Service-level targets of a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sla {
+    /// Target for the first human reply, in business-hours minutes.
+    pub first_response_minutes: u32,
+    /// Fraction of the target at which a warning is raised (0 < f < 1).
+    #[serde(default = "Sla::default_warning_fraction")]
+    pub warning_fraction: f64,
+}
+
+impl Sla {
+    fn default_warning_fraction() -> f64 {
+        0.8
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.first_response_minutes == 0 || self.first_response_minutes > 60 * 24 * 30 {
+            return Err(Invalid::new("first_response_minutes", "must be between 1 and 43200"));
+        }
+        if !(self.warning_fraction > 0.0 && self.warning_fraction < 1.0) {
+            return Err(Invalid::new("warning_fraction", "must be between 0 and 1, exclusive"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Sla {
+    fn default() -> Self {
+        Self { first_response_minutes: 60, warning_fraction: Self::default_warning_fraction() }
+    }
+}
+
+/// The person told when a conversation is escalated, and how to reach them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationContact {
+    /// Who it is, e.g. "Dr. Marta Puig (owner)".
+    pub name: String,
+    /// Channel to reach them on: `whatsapp`, `telegram` or `webhook`.
+    pub channel: String,
+    /// Their handle on that channel (a phone number, a chat id).
+    pub handle: String,
+}
+
+impl EscalationContact {
+    fn validate(&self) -> Result<(), Invalid> {
+        super::parse_text("name", &self.name, 200)?;
+        if !["whatsapp", "telegram", "webhook"].contains(&self.channel.as_str()) {
+            return Err(Invalid::new("channel", "must be one of whatsapp, telegram, webhook"));
+        }
+        super::parse_text("handle", &self.handle, 200)?;
+        Ok(())
+    }
+}
+
+/// What happens to a message when no rule plugin decides otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientDefaults {
+    /// Whether the first message of a conversation gets an automatic acknowledgement.
+    #[serde(default)]
+    pub auto_acknowledge: bool,
+    /// Acknowledgement text per language code; the client's primary language is the fallback.
+    #[serde(default)]
+    pub acknowledgement: BTreeMap<String, String>,
+    /// Acknowledgement text per language used outside business hours (falls back to `acknowledgement`).
+    #[serde(default)]
+    pub acknowledgement_closed: BTreeMap<String, String>,
+    /// Queue new conversations land in.
+    #[serde(default)]
+    pub queue: Option<String>,
+}
+
+impl ClientDefaults {
+    fn validate(&self) -> Result<(), Invalid> {
+        for (field, texts) in
+            [("acknowledgement", &self.acknowledgement), ("acknowledgement_closed", &self.acknowledgement_closed)]
+        {
+            for (language, text) in texts {
+                validate_language(language).map_err(|e| e.within(field))?;
+                super::parse_text(&format!("{field}.{language}"), text, 1_000)?;
+            }
+        }
+        if let Some(queue) = &self.queue {
+            super::parse_label("queue", queue, 64)?;
+        }
+        Ok(())
+    }
+
+    /// The acknowledgement text for `language`, falling back to `fallback_language`, then to any text.
+    pub fn acknowledgement_for(&self, language: &str, fallback_language: &str, open: bool) -> Option<&str> {
+        fn pick<'a>(texts: &'a BTreeMap<String, String>, language: &str, fallback: &str) -> Option<&'a str> {
+            texts.get(language).or_else(|| texts.get(fallback)).or_else(|| texts.values().next()).map(String::as_str)
+        }
+        let open_text = pick(&self.acknowledgement, language, fallback_language);
+        if open { open_text } else { pick(&self.acknowledgement_closed, language, fallback_language).or(open_text) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile() -> ClientProfile {
+        ClientProfile {
+            name: "Clínica Dental Gràcia".into(),
+            timezone: "Europe/Madrid".into(),
+            languages: vec!["ca".into(), "es".into()],
+            business_hours: BusinessHours {
+                mon: vec![
+                    Interval::parse("09:00-14:00").expect("valid"),
+                    Interval::parse("16:00-20:00").expect("valid"),
+                ],
+                holidays: vec!["2026-12-28".into()],
+                ..BusinessHours::default()
+            },
+            sla: Sla::default(),
+            instructions: String::new(),
+            escalation_contact: None,
+            defaults: ClientDefaults::default(),
+        }
+    }
+
+    #[test]
+    fn slugs_accept_lowercase_words_and_reject_the_rest() {
+        assert!(ClientSlug::parse("dental-gracia").is_ok());
+        for bad in ["", "-x", "x-", "Dental", "a b", "ñ", &"a".repeat(65)] {
+            assert!(ClientSlug::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn intervals_parse_and_print_back() {
+        let interval = Interval::parse("09:30-24:00").expect("valid");
+        assert_eq!((interval.open, interval.close), (570, 1440));
+        assert_eq!(interval.to_string(), "09:30-24:00");
+        assert!(Interval::parse("14:00-09:00").is_err());
+        assert!(Interval::parse("9:00-10:00").is_err());
+        assert!(Interval::parse("09:60-10:00").is_err());
+    }
+
+    #[test]
+    fn profile_validation_names_the_field() {
+        let mut bad = profile();
+        bad.timezone = "Mars/Olympus".into();
+        assert_eq!(bad.validate().expect_err("invalid").field, "timezone");
+        let mut bad = profile();
+        bad.languages = vec!["ca".into(), "Spanish".into()];
+        assert_eq!(bad.validate().expect_err("invalid").field, "languages[1]");
+        let mut bad = profile();
+        bad.business_hours.holidays = vec!["25/12".into()];
+        assert_eq!(bad.validate().expect_err("invalid").field, "business_hours.holidays[0]");
+        assert!(profile().validate().is_ok());
+    }
+
+    #[test]
+    fn business_hours_follow_the_local_clock_and_holidays() {
+        let hours = profile().business_hours;
+        // Monday 2026-11-23 10:00 in Madrid is 09:00 UTC.
+        let open = "2026-11-23T09:00:00Z".parse::<jiff::Timestamp>().expect("ts").as_millisecond();
+        assert!(hours.is_open(Timestamp(open), "Europe/Madrid"));
+        // 14:30 local: the lunch break.
+        let lunch = "2026-11-23T13:30:00Z".parse::<jiff::Timestamp>().expect("ts").as_millisecond();
+        assert!(!hours.is_open(Timestamp(lunch), "Europe/Madrid"));
+        // 2026-12-28 is a Monday listed as a holiday: closed at 11:00 local although Monday has hours.
+        let holiday = "2026-12-28T10:00:00Z".parse::<jiff::Timestamp>().expect("ts").as_millisecond();
+        assert!(!hours.is_open(Timestamp(holiday), "Europe/Madrid"));
+        let next_monday = "2027-01-04T10:00:00Z".parse::<jiff::Timestamp>().expect("ts").as_millisecond();
+        assert!(hours.is_open(Timestamp(next_monday), "Europe/Madrid"));
+        assert!(BusinessHours::default().is_open(Timestamp(lunch), "Europe/Madrid"));
+    }
+
+    #[test]
+    fn acknowledgement_falls_back_to_primary_language_and_open_text() {
+        let mut defaults = ClientDefaults::default();
+        defaults.acknowledgement.insert("es".into(), "Hola".into());
+        defaults.acknowledgement.insert("ca".into(), "Hola (ca)".into());
+        defaults.acknowledgement_closed.insert("es".into(), "Cerrado".into());
+        assert_eq!(defaults.acknowledgement_for("ca", "es", true), Some("Hola (ca)"));
+        assert_eq!(defaults.acknowledgement_for("ru", "es", true), Some("Hola"));
+        assert_eq!(defaults.acknowledgement_for("ca", "es", false), Some("Cerrado"));
+    }
+}

@@ -1,0 +1,231 @@
+//! Messages, conversations' small enums and the roles of API callers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClientSlug, Invalid, Timestamp};
+
+/// The channel a contact writes on: `whatsapp`, `telegram`, `api` (the generic JSON API) or another label
+/// a client's own integration chooses. Part of the dedupe key, so a WhatsApp id never collides with a
+/// Telegram one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ChannelName(String);
+
+impl ChannelName {
+    /// WhatsApp Cloud API.
+    pub const WHATSAPP: &str = "whatsapp";
+    /// Telegram Bot API.
+    pub const TELEGRAM: &str = "telegram";
+    /// The generic JSON API, when the caller names no channel.
+    pub const API: &str = "api";
+
+    /// Parses a channel label (`[a-z0-9_-]`, at most 32 characters).
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
+        super::parse_label("channel", value, 32).map(Self)
+    }
+
+    /// A built-in channel name.
+    pub fn known(name: &'static str) -> Self {
+        Self(name.to_owned())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A customer message as received from any channel, normalised, before it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMessage {
+    /// The client it was sent to.
+    pub client: ClientSlug,
+    /// The channel it arrived on.
+    pub channel: ChannelName,
+    /// The provider's id of the message, unique per client and channel: the dedupe key.
+    pub external_id: String,
+    /// The sender's handle on the channel (phone number, chat id, e-mail...).
+    pub handle: String,
+    /// The sender's display name, when the channel gives one.
+    pub name: Option<String>,
+    /// The text (or a description of non-text content).
+    pub text: String,
+    /// When we received it.
+    pub received_at: Timestamp,
+}
+
+impl InboundMessage {
+    /// Longest message text we store, in characters. WhatsApp allows 4,096 and Telegram 4,096; the generic API
+    /// gets some headroom.
+    pub const MAX_TEXT_CHARS: usize = 16_384;
+    /// Longest external id or handle.
+    pub const MAX_ID_LEN: usize = 256;
+
+    /// Validates the fields that come from outside.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.external_id.is_empty() || self.external_id.len() > Self::MAX_ID_LEN {
+            return Err(Invalid::new("external_id", "must be 1 to 256 bytes"));
+        }
+        if self.handle.trim().is_empty() || self.handle.len() > Self::MAX_ID_LEN {
+            return Err(Invalid::new("from.handle", "must be 1 to 256 bytes"));
+        }
+        if self.name.as_ref().is_some_and(|name| name.chars().count() > 200) {
+            return Err(Invalid::new("from.name", "must be at most 200 characters"));
+        }
+        if self.text.chars().count() > Self::MAX_TEXT_CHARS {
+            return Err(Invalid::new("text", format!("must be at most {} characters", Self::MAX_TEXT_CHARS)));
+        }
+        Ok(())
+    }
+}
+
+/// Defines a small string enum with `as_str`, `FromStr`, `Display` and serde as its lowercase names.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// The stored and displayed name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Invalid;
+            fn from_str(value: &str) -> Result<Self, Invalid> {
+                match value {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(Invalid::new(
+                        stringify!($name),
+                        format!("{value:?} is not one of: {}", [$($text),+].join(", ")),
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Whether a message came from the customer or went to them.
+    Direction { In => "in", Out => "out" }
+);
+
+text_enum!(
+    /// Who produced a message.
+    MessageKind {
+        /// The customer wrote it.
+        Customer => "customer",
+        /// An automatic acknowledgement (does not stop the first-response clock).
+        AutoAck => "auto_ack",
+        /// A person answered.
+        Assistant => "assistant",
+        /// A note produced by recado itself.
+        System => "system",
+    }
+);
+
+text_enum!(
+    /// The delivery state of an outbound message, as far as we know it.
+    DeliveryState {
+        /// Waiting in the outbox (first attempt or a retry).
+        Pending => "pending",
+        /// Handed to the provider; the outcome is not recorded yet.
+        Sending => "sending",
+        /// The provider accepted it.
+        Sent => "sent",
+        /// The provider reports it reached the device.
+        Delivered => "delivered",
+        /// The provider reports the customer read it.
+        Read => "read",
+        /// The provider reports it could not be delivered.
+        Failed => "failed",
+        /// We gave up after the allowed attempts, or the provider refused it for good.
+        Dead => "dead",
+    }
+);
+
+impl DeliveryState {
+    /// Rank used to keep provider status updates monotonic (a late "delivered" never undoes "read").
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Pending | Self::Sending => 0,
+            Self::Sent => 1,
+            Self::Delivered => 2,
+            Self::Read => 3,
+            Self::Failed | Self::Dead => 4,
+        }
+    }
+}
+
+text_enum!(
+    /// A configured way of sending messages out for a client.
+    ChannelKind {
+        /// WhatsApp Cloud API.
+        WhatsApp => "whatsapp",
+        /// Telegram Bot API.
+        Telegram => "telegram",
+        /// A signed HTTP POST to the client's own endpoint.
+        Webhook => "webhook",
+    }
+);
+
+text_enum!(
+    /// Conversation priority.
+    Priority { Low => "low", Normal => "normal", High => "high", Urgent => "urgent" }
+);
+
+text_enum!(
+    /// Whether a conversation still needs attention.
+    ConversationStatus { Open => "open", Closed => "closed" }
+);
+
+text_enum!(
+    /// What an API token may do.
+    Role {
+        /// Everything, for every client.
+        Admin => "admin",
+        /// Conversations and replies for every client; read-only client cards.
+        Assistant => "assistant",
+        /// Only its own client's data.
+        Client => "client",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_enums_round_trip_and_list_choices_on_error() {
+        assert_eq!("auto_ack".parse::<MessageKind>().expect("known"), MessageKind::AutoAck);
+        assert_eq!(MessageKind::AutoAck.to_string(), "auto_ack");
+        let error = "boss".parse::<Role>().expect_err("unknown");
+        assert!(error.message.contains("admin, assistant, client"), "{error}");
+    }
+
+    #[test]
+    fn delivery_ranks_never_go_back_from_read() {
+        assert!(DeliveryState::Read.rank() > DeliveryState::Delivered.rank());
+        assert!(DeliveryState::Delivered.rank() > DeliveryState::Sent.rank());
+    }
+}

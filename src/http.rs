@@ -1,0 +1,158 @@
+//! The HTTP surface: routes, the load budgets, error shape and the server loop.
+//!
+//! Two separate concurrency budgets (a bulkhead): ingest (webhooks and the message API) and everything else,
+//! so a flood of inbox requests cannot starve providers' webhooks and the other way round. Past its budget
+//! a request gets a fast 503 with `Retry-After` instead of waiting. Each budget also bounds how long a
+//! request may run (504). Health and metrics sit outside both budgets.
+
+mod clients;
+mod conversations;
+mod error;
+mod extract;
+mod ingest;
+mod ops;
+mod server;
+
+pub use error::ApiError;
+pub use server::serve;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{BoxError, Router};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::timeout::TimeoutLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::outbox::OutboxHandle;
+use crate::pipeline::PipelineHandle;
+use crate::store::Db;
+use error::InternalCause;
+
+/// What handlers share. Every field is a cheap handle.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// The store.
+    pub db: Db,
+    /// Wakes message processing.
+    pub pipeline: PipelineHandle,
+    /// Wakes delivery.
+    pub outbox: OutboxHandle,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Settings.
+    pub settings: Arc<Settings>,
+}
+
+/// Builds every route with its layers.
+pub fn router(state: AppState) -> Router {
+    let http = &state.settings.http;
+    let ingest = Router::new()
+        .route("/api/v1/clients/{slug}/messages", post(ingest::messages_create))
+        .route("/webhooks/whatsapp/{slug}", get(ingest::whatsapp_verify).post(ingest::whatsapp_receive))
+        .route("/webhooks/telegram/{slug}", post(ingest::telegram_receive))
+        .layer(DefaultBodyLimit::max(http.ingest_body_limit_bytes))
+        .layer(budget(http.max_concurrent_ingest, &state.settings));
+    let api = Router::new()
+        .route("/api/v1/clients", get(clients::clients_list).post(clients::clients_create))
+        .route("/api/v1/clients/{slug}", get(clients::clients_show).patch(clients::clients_update))
+        .route("/api/v1/clients/{slug}/channels/{kind}", put(clients::channels_put))
+        .route("/api/v1/conversations", get(conversations::conversations_list))
+        .route("/api/v1/conversations/{id}", get(conversations::conversations_show))
+        .route("/api/v1/conversations/{id}/replies", post(conversations::conversations_reply))
+        .route("/api/v1/conversations/{id}/close", post(conversations::conversations_close))
+        .route("/api/v1/conversations/{id}/reopen", post(conversations::conversations_reopen))
+        .route("/api/v1/conversations/{id}/assign", post(conversations::conversations_assign))
+        .route("/api/v1/messages/{id}/decisions", get(conversations::messages_decisions))
+        .layer(DefaultBodyLimit::max(http.api_body_limit_bytes))
+        .layer(budget(http.max_concurrent_api, &state.settings));
+    let ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics));
+
+    Router::new()
+        .merge(ingest)
+        .merge(api)
+        .merge(ops)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            error::error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        }))
+        .with_state(state)
+}
+
+/// A concurrency budget shared by every route it wraps, shedding load past it, with a request timeout.
+fn budget(
+    limit: usize,
+    settings: &Settings,
+) -> impl tower::Layer<
+    axum::routing::Route,
+    Service: tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send>
+                 + Clone
+                 + Send
+                 + Sync
+                 + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let retry_after = settings.http.retry_after_seconds;
+    ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(move |error: BoxError| async move {
+            if error.is::<tower::timeout::error::Elapsed>() {
+                ApiError::Timeout.into_response()
+            } else if error.is::<tower::load_shed::error::Overloaded>() {
+                ApiError::Unavailable {
+                    code: "overloaded",
+                    message: "the server is busy; retry later".into(),
+                    retry_after,
+                }
+                .into_response()
+            } else {
+                ApiError::Internal(anyhow::anyhow!("middleware failed: {error}")).into_response()
+            }
+        }))
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(Arc::new(tokio::sync::Semaphore::new(limit))))
+        .layer(TimeoutLayer::new(settings.http.request_timeout()))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Records each request in the metrics and logs the cause of every 500 once, inside the request's span.
+async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
+        tracing::error!(error = %format!("{cause:#}"), %route, "request failed");
+    }
+    metrics.request(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,277 @@
+//! `/api/v1/conversations`: the inbox across clients, one thread, replies and state changes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{AppJson, AppPath, AppQuery, Principal};
+use crate::domain::{ClientSlug, ConversationStatus, Priority, id_prefix, is_id_with_prefix, parse_label, parse_text};
+use crate::store::{ConversationFilter, ConversationSummary, MessageView, RoutingChange};
+
+/// Largest inbox page.
+const MAX_PAGE: usize = 200;
+/// Most messages returned with one conversation.
+const MAX_MESSAGES: usize = 1_000;
+/// Longest reply text, in characters (WhatsApp and Telegram both cap a text message at 4,096).
+const MAX_REPLY_CHARS: usize = 4_096;
+
+fn summary_json(summary: &ConversationSummary) -> Value {
+    json!({
+        "id": summary.id,
+        "client": summary.client,
+        "contact": { "id": summary.contact.id, "handle": summary.contact.handle, "name": summary.contact.name },
+        "channel": summary.channel,
+        "status": summary.status,
+        "queue": summary.queue,
+        "assignee": summary.assignee,
+        "priority": summary.priority,
+        "tags": summary.tags,
+        "message_count": summary.message_count,
+        "preview": summary.preview,
+        "opened_at": summary.opened_at.to_rfc3339(),
+        "last_activity_at": summary.last_activity_at.to_rfc3339(),
+        "first_inbound_at": summary.first_inbound_at.map(|t| t.to_rfc3339()),
+        "first_human_reply_at": summary.first_human_reply_at.map(|t| t.to_rfc3339()),
+        "closed_at": summary.closed_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+fn message_json(message: &MessageView) -> Value {
+    json!({
+        "id": message.id,
+        "direction": message.direction,
+        "kind": message.kind,
+        "text": message.text,
+        "author": message.author,
+        "created_at": message.created_at.to_rfc3339(),
+        "state": message.state,
+        "delivery": message.delivery.as_ref().map(|delivery| json!({
+            "outbox_id": delivery.outbox_id,
+            "state": delivery.state,
+            "attempts": delivery.attempts,
+            "last_error": delivery.last_error,
+            "updated_at": delivery.updated_at.to_rfc3339(),
+        })),
+    })
+}
+
+/// Ids we generate have a fixed shape; anything else cannot exist, so answer 404 without a query.
+fn conversation_id(id: String) -> Result<String, ApiError> {
+    if is_id_with_prefix(&id, id_prefix::CONVERSATION) {
+        Ok(id)
+    } else {
+        Err(ApiError::NotFound("conversation".into()))
+    }
+}
+
+/// Query of the inbox list.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    client: Option<String>,
+    status: Option<String>,
+    assignee: Option<String>,
+    queue: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+fn encode_cursor(at: i64, id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{at}:{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (at, id) = text.split_once(':')?;
+    Some((at.parse().ok()?, id.to_owned()))
+}
+
+/// `GET /api/v1/conversations`: newest activity first, filtered, with a cursor to the next page.
+pub(super) async fn conversations_list(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let client = match &query.client {
+        // An invalid slug cannot match any conversation.
+        Some(slug) => Some(ClientSlug::parse(slug)?),
+        None => None,
+    };
+    let status = query.status.as_deref().map(str::parse::<ConversationStatus>).transpose()?;
+    let after = match &query.cursor {
+        Some(cursor) => Some(
+            decode_cursor(cursor)
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not one we issued"))?,
+        ),
+        None => None,
+    };
+    let filter = ConversationFilter {
+        client,
+        status,
+        assignee: query.assignee,
+        queue: query.queue,
+        after,
+        limit: query.limit.unwrap_or(50).clamp(1, MAX_PAGE),
+    };
+    let page = state.db.conversations(principal.scope(), filter).await?;
+    Ok(Json(json!({
+        "conversations": page.conversations.iter().map(summary_json).collect::<Vec<_>>(),
+        "next_cursor": page.next.map(|(at, id)| encode_cursor(at, &id)),
+    })))
+}
+
+/// Query of one conversation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ShowQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/conversations/{id}`: the conversation with its latest messages (up to `limit`, at most
+/// 1,000, default 200), oldest first.
+pub(super) async fn conversations_show(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(id): AppPath<String>,
+    AppQuery(query): AppQuery<ShowQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = conversation_id(id)?;
+    let limit = query.limit.unwrap_or(200).clamp(1, MAX_MESSAGES);
+    let detail = state.db.conversation(principal.scope(), id, limit).await?;
+    let mut body = summary_json(&detail.summary);
+    body["messages"] = detail.messages.iter().map(message_json).collect();
+    body["has_more"] = detail.has_more.into();
+    Ok(Json(body))
+}
+
+/// Body of a reply.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReplyBody {
+    text: String,
+}
+
+/// `POST /api/v1/conversations/{id}/replies`: stores the reply and queues its delivery in one transaction.
+pub(super) async fn conversations_reply(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<ReplyBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = conversation_id(id)?;
+    let text = parse_text("text", &body.text, MAX_REPLY_CHARS)?;
+    let scope = principal.scope();
+    let message_id = state.db.reply(scope.clone(), id.clone(), principal.name.clone(), text).await?;
+    state.outbox.wake();
+    // Read back what was stored, delivery state included.
+    let detail = state.db.conversation(scope, id, 20).await?;
+    let message = detail
+        .messages
+        .iter()
+        .find(|message| message.id == message_id)
+        .map(message_json)
+        .unwrap_or_else(|| json!({ "id": message_id }));
+    Ok((StatusCode::CREATED, Json(json!({ "conversation_id": detail.summary.id, "message": message }))))
+}
+
+async fn set_status(
+    state: AppState,
+    principal: Principal,
+    id: String,
+    status: ConversationStatus,
+) -> Result<Json<Value>, ApiError> {
+    let id = conversation_id(id)?;
+    let summary = state.db.set_status(principal.scope(), id, status, principal.actor()).await?;
+    Ok(Json(summary_json(&summary)))
+}
+
+/// `POST /api/v1/conversations/{id}/close`.
+pub(super) async fn conversations_close(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(state, principal, id, ConversationStatus::Closed).await
+}
+
+/// `POST /api/v1/conversations/{id}/reopen`: 409 if the contact already has another open conversation.
+pub(super) async fn conversations_reopen(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(state, principal, id, ConversationStatus::Open).await
+}
+
+/// Body of an assignment: each field present is changed; `null` clears assignee or queue.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AssignBody {
+    #[serde(default, deserialize_with = "present")]
+    assignee: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    queue: Option<Option<String>>,
+    #[serde(default)]
+    priority: Option<Priority>,
+}
+
+/// Distinguishes a field that is absent (`None`) from one that is `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// `POST /api/v1/conversations/{id}/assign`: assignee, queue and priority.
+pub(super) async fn conversations_assign(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<AssignBody>,
+) -> Result<Json<Value>, ApiError> {
+    let id = conversation_id(id)?;
+    if let Some(Some(assignee)) = &body.assignee {
+        parse_text("assignee", assignee, 200)?;
+    }
+    if let Some(Some(queue)) = &body.queue {
+        parse_label("queue", queue, 64)?;
+    }
+    let change = RoutingChange { assignee: body.assignee, queue: body.queue, priority: body.priority };
+    let summary = state.db.route(principal.scope(), id, change, principal.actor()).await?;
+    Ok(Json(summary_json(&summary)))
+}
+
+/// `GET /api/v1/messages/{id}/decisions`: what decided about a message, and why.
+pub(super) async fn messages_decisions(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !is_id_with_prefix(&id, id_prefix::MESSAGE) {
+        return Err(ApiError::NotFound("message".into()));
+    }
+    let decisions = state.db.decisions_for(principal.scope(), id.clone()).await?;
+    let decisions: Vec<Value> = decisions
+        .into_iter()
+        .map(|(source, applied, decision)| json!({ "source": source, "applied": applied, "decision": decision }))
+        .collect();
+    Ok(Json(json!({ "message_id": id, "decisions": decisions })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let cursor = encode_cursor(1_700_000_000_000, "cnv_abc");
+        assert_eq!(decode_cursor(&cursor), Some((1_700_000_000_000, "cnv_abc".to_owned())));
+        assert_eq!(decode_cursor("!!!"), None);
+        assert_eq!(decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x")), None);
+    }
+}

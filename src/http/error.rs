@@ -1,0 +1,195 @@
+//! `ApiError`: every failure of every route, as one JSON shape `{"error": {"code", "message"}}`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::domain::Invalid;
+use crate::store;
+
+/// An error answered to an API caller.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed (bad JSON syntax, bad query string, bad cursor).
+    #[error("{message}")]
+    BadRequest {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// 401: no valid token, or a webhook whose signature or secret does not match.
+    #[error("{message}")]
+    Unauthorized {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// 403: the token's role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such object, or not visible to this token.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: the change conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than this route accepts.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: the body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed but invalid (a field breaks a rule; an unknown field).
+    #[error("{0}")]
+    Invalid(String),
+    /// 503: overloaded or storage unavailable; retry later.
+    #[error("{message}")]
+    Unavailable {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+        /// Seconds to wait before retrying.
+        retry_after: u32,
+    },
+    /// 504: the request took longer than the server allows.
+    #[error("the request timed out")]
+    Timeout,
+    /// 500: a bug or an unexpected failure; the details are logged, never returned.
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// The logged cause of a 500, carried to the logging middleware in the response extensions.
+#[derive(Clone)]
+pub(super) struct InternalCause(pub(super) Arc<anyhow::Error>);
+
+impl ApiError {
+    /// A 401 with the `unauthorized` code.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::Unauthorized { code: "unauthorized", message: message.into() }
+    }
+
+    /// A 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// Builds the JSON error response for `status`, `code` and `message`.
+pub(super) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match self {
+            Self::Internal(error) => {
+                let mut response = error_response(status, code, "internal error");
+                response.extensions_mut().insert(InternalCause(Arc::new(error)));
+                response
+            }
+            Self::Unavailable { retry_after, ref message, .. } => {
+                let mut response = error_response(status, code, message);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+            }
+            other => error_response(status, code, &other.to_string()),
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(error: Invalid) -> Self {
+        Self::Invalid(error.to_string())
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(error: store::Error) -> Self {
+        match error {
+            store::Error::NotFound(what) => Self::NotFound(what.to_owned()),
+            store::Error::Conflict(message) => Self::Conflict(message),
+            store::Error::Invalid(invalid) => Self::Invalid(invalid.to_string()),
+            store::Error::Unavailable(_) | store::Error::Closed => {
+                tracing::warn!(%error, "storage unavailable");
+                Self::Unavailable {
+                    code: "storage_unavailable",
+                    message: "storage is unavailable; retry later".into(),
+                    retry_after: 1,
+                }
+            }
+            store::Error::IncompatibleSchema { .. }
+            | store::Error::Sqlite(_)
+            | store::Error::Json(_)
+            | store::Error::Join(_) => Self::Internal(anyhow::Error::new(error)),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonSyntaxError(error) => Self::bad_request("invalid_json", error.body_text()),
+            JsonRejection::JsonDataError(error) => Self::Invalid(error.body_text()),
+            JsonRejection::MissingJsonContentType(_) => {
+                Self::UnsupportedMediaType("expected a body with Content-Type: application/json".into())
+            }
+            JsonRejection::BytesRejection(error) => from_bytes_rejection(error),
+            other => Self::bad_request("invalid_request", other.body_text()),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        from_bytes_rejection(rejection)
+    }
+}
+
+fn from_bytes_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge("the request body is larger than this route accepts".into())
+    } else {
+        ApiError::bad_request("invalid_body", rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::bad_request("invalid_path", rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_request("invalid_query", rejection.body_text())
+    }
+}

@@ -1,0 +1,35 @@
+//! Operational endpoints: liveness, readiness and Prometheus metrics. Unauthenticated and outside the load
+//! budgets, so an orchestrator can always reach them.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::error_response;
+
+/// `GET /healthz`: the process is up.
+pub(super) async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 while the store takes writes; 503 after a commit failed for lack of space or I/O,
+/// until one succeeds again.
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+    if state.db.is_writable() {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the store cannot write; check disk space")
+    }
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    match state.db.outbox_backlog().await {
+        Ok(backlog) => state.metrics.set_outbox_backlog(&backlog),
+        Err(error) => tracing::warn!(%error, "reading the outbox backlog for metrics failed"),
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+        .into_response()
+}

@@ -1,0 +1,219 @@
+//! The `recado` command: serve, demo, tokens and the load generator. Thin: parse, call the library, print.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use recado::app::Application;
+use recado::config::{Overrides, Settings};
+use recado::domain::{ClientSlug, Role};
+use recado::store::Db;
+
+#[derive(Parser)]
+#[command(name = "recado", version, about = "A server for virtual assistants answering customers for many businesses")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServerArgs),
+    /// Create the demo clients from kb/*/client.toml and demo tokens, print them, then serve.
+    Demo {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Directory of demo knowledge bases.
+        #[arg(long, default_value = "kb")]
+        kb: PathBuf,
+    },
+    /// Manage API tokens (works whether or not the server runs).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Measure sustained ingest throughput and latency against a fresh server on loopback.
+    Loadgen(recado::loadgen::LoadgenArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory for the database (overrides storage.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (overrides http.listen).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+impl ServerArgs {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let overrides = Overrides { listen: self.listen, data_dir: self.data_dir.clone() };
+        Ok(Settings::load(self.config.as_deref(), &overrides)?)
+    }
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory of the database (overrides storage.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (only the token, on stdout).
+    Create {
+        /// admin, assistant or client.
+        #[arg(long)]
+        role: String,
+        /// The client a client token belongs to.
+        #[arg(long)]
+        client: Option<String>,
+        /// A label: the assistant's name or the integration's purpose.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token, given its id or the whole token.
+    Revoke {
+        /// The token id (the part after `rcd_` up to the next `_`) or the whole token.
+        token: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("recado: cannot start the runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("recado: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            recado::telemetry::init("info");
+            let app = Application::build(args.settings()?).await?;
+            println!("listening on http://{}", app.local_addr());
+            serve(app).await
+        }
+        Command::Demo { server, kb } => {
+            recado::telemetry::init("info");
+            let app = Application::build(server.settings()?).await?;
+            let (clients, tokens) = recado::demo::seed(&app.db(), &kb).await?;
+            let url = format!("http://{}", app.local_addr());
+            println!("listening on {url}");
+            println!("demo clients: {}", clients.iter().map(ClientSlug::as_str).collect::<Vec<_>>().join(", "));
+            println!("admin token:     {}", tokens.admin);
+            println!("assistant token: {}", tokens.assistant);
+            if let Some((slug, token)) = &tokens.client {
+                println!("client token ({slug}): {token}");
+                println!();
+                println!("try:");
+                println!(
+                    "  curl -s -X POST {url}/api/v1/clients/{slug}/messages -H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -d '{{\"external_id\":\"m1\",\"from\":{{\"handle\":\"+34600111222\",\"name\":\"Núria\"}},\"text\":\"Hola!\"}}'"
+                );
+                println!("  curl -s {url}/api/v1/conversations -H 'Authorization: Bearer {}'", tokens.assistant);
+            }
+            serve(app).await
+        }
+        Command::Token { command } => token(command).await,
+        Command::Loadgen(args) => {
+            recado::telemetry::init("warn");
+            let report = recado::loadgen::run(args).await?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}
+
+/// Serves until SIGINT or SIGTERM.
+async fn serve(app: Application) -> anyhow::Result<()> {
+    let shutdown = app.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        shutdown.cancel();
+    });
+    app.run_until_stopped().await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    let open = |store: &StoreArgs| -> anyhow::Result<Db> {
+        let overrides = Overrides { listen: None, data_dir: store.data_dir.clone() };
+        let settings = Settings::load(store.config.as_deref(), &overrides)?;
+        Db::open(&settings.storage)
+            .with_context(|| format!("opening the store in {}", settings.storage.data_dir.display()))
+    };
+    match command {
+        TokenCommand::Create { role, client, name, store } => {
+            let role: Role =
+                role.parse().map_err(|error: recado::domain::Invalid| anyhow::anyhow!("--role: {}", error.message))?;
+            let client = client
+                .map(|slug| ClientSlug::parse(&slug))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--client: {}", e.message))?;
+            let db = tokio::task::block_in_place(|| open(&store))?;
+            let name = if name.is_empty() { format!("{role} token") } else { name };
+            let created = db.create_token(role, client, name).await.context("creating the token")?;
+            println!("{}", created.token);
+            db.close().await;
+            Ok(())
+        }
+        TokenCommand::Revoke { token, store } => {
+            let db = tokio::task::block_in_place(|| open(&store))?;
+            let record = db.revoke_token(token).await.context("revoking the token")?;
+            eprintln!("revoked token {} ({}, {})", record.id, record.role, record.name);
+            db.close().await;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Prometheus metrics: HTTP requests and latencies, ingest counts, processing, deliveries, outbox backlog.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::store::OutboxBacklog;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IngestLabels {
+    channel: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// Handle to the process's metrics. Clone freely.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    ingested: Family<IngestLabels, Counter>,
+    processed: Counter,
+    deliveries: Family<OutcomeLabels, Counter>,
+    outbox: Family<StateLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("recado");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        });
+        registry.register("http_request_duration_seconds", "Time to answer HTTP requests", latency.clone());
+        let ingested = Family::<IngestLabels, Counter>::default();
+        registry.register("ingested_messages", "Inbound messages received, new or duplicate", ingested.clone());
+        let processed = Counter::default();
+        registry.register("processed_messages", "Inbound messages processed by the pipeline", processed.clone());
+        let deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register("delivery_attempts", "Outbound delivery attempts by outcome", deliveries.clone());
+        let outbox = Family::<StateLabels, Gauge>::default();
+        registry.register("outbox_backlog", "Outbox rows waiting, in flight or dead", outbox.clone());
+        Self { inner: Arc::new(Inner { registry, requests, latency, ingested, processed, deliveries, outbox }) }
+    }
+
+    /// Records an answered request.
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let route = route.to_owned();
+        self.inner
+            .requests
+            .get_or_create(&RequestLabels { method: method.to_owned(), route: route.clone(), status })
+            .inc();
+        self.inner.latency.get_or_create(&RouteLabels { route }).observe(seconds);
+    }
+
+    /// Records ingested messages on `channel`.
+    pub fn ingested(&self, channel: &str, new: u64, duplicate: u64) {
+        if new > 0 {
+            self.inner
+                .ingested
+                .get_or_create(&IngestLabels { channel: channel.to_owned(), outcome: "new" })
+                .inc_by(new);
+        }
+        if duplicate > 0 {
+            self.inner
+                .ingested
+                .get_or_create(&IngestLabels { channel: channel.to_owned(), outcome: "duplicate" })
+                .inc_by(duplicate);
+        }
+    }
+
+    /// Records processed messages.
+    pub fn messages_processed(&self, count: usize) {
+        self.inner.processed.inc_by(u64::try_from(count).unwrap_or(0));
+    }
+
+    /// Records a delivery attempt's outcome (`sent`, `retry`, `dead`).
+    pub fn delivery_attempt(&self, outcome: &'static str) {
+        self.inner.deliveries.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Sets the outbox backlog gauges.
+    pub fn set_outbox_backlog(&self, backlog: &OutboxBacklog) {
+        for (state, count) in [("pending", backlog.pending), ("sending", backlog.sending), ("dead", backlog.dead)] {
+            self.inner.outbox.get_or_create(&StateLabels { state }).set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry) {
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        text
+    }
+}

@@ -1,0 +1,289 @@
+//! Delivery of outbound messages: workers claim due rows from the durable outbox and call the provider
+//! (WhatsApp Cloud API, Telegram Bot API, or the client's signed webhook), then record the outcome.
+//!
+//! Failures are retried with exponential backoff and full jitter; a provider's `Retry-After` (header, or
+//! Telegram's `retry_after`) is honoured; 4xx answers other than 408, 425 and 429 are final; after
+//! `max_attempts` a delivery is dead-lettered with its last error, visible in the API. Rows claimed by a
+//! process that died are retried when their lease runs out, so deliveries resume after a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use reqwest::StatusCode;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::channels::hmac_sha256_hex;
+use crate::channels::telegram::{self, TelegramConfig};
+use crate::channels::webhook::{self, OutboundPayload, WebhookConfig};
+use crate::channels::whatsapp::{self, WhatsAppConfig};
+use crate::config::OutboxSettings;
+use crate::domain::{ChannelKind, ClientSlug, Timestamp};
+use crate::metrics::Metrics;
+use crate::store::{Claimed, Db, DeliveryOutcome};
+
+/// The longest `Retry-After` we honour; a provider asking for more is retried after this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Handle used to wake the delivery worker when a message is queued.
+#[derive(Clone, Default)]
+pub struct OutboxHandle {
+    wake: Arc<Notify>,
+}
+
+impl OutboxHandle {
+    /// Tells the worker there is something to send.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// The delivery worker.
+pub struct Deliverer {
+    db: Db,
+    http: reqwest::Client,
+    settings: OutboxSettings,
+    metrics: Metrics,
+}
+
+/// What one provider call came to, before retry policy is applied.
+#[derive(Debug)]
+enum Attempt {
+    Sent(Option<String>),
+    Retryable { error: String, retry_after: Option<Duration> },
+    Permanent(String),
+}
+
+impl Deliverer {
+    /// Builds the worker and its HTTP client.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built (TLS roots unavailable).
+    pub fn new(db: Db, settings: OutboxSettings, metrics: Metrics) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout())
+            .connect_timeout(Duration::from_secs(5))
+            // A provider redirect could point at an internal address the URL check refused.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("recado/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { db, http, settings, metrics })
+    }
+
+    /// Delivers until `shutdown` is cancelled, then waits for the sends in flight.
+    pub async fn run(self, handle: OutboxHandle, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(this.settings.concurrency));
+        let mut in_flight = JoinSet::new();
+        let poll = Duration::from_millis(this.settings.poll_interval_ms);
+        loop {
+            while in_flight.try_join_next().is_some() {}
+            let available = permits.available_permits();
+            let claimed = if available == 0 || shutdown.is_cancelled() {
+                Vec::new()
+            } else {
+                match this.db.claim_deliveries(available, this.settings.lease()).await {
+                    Ok(claimed) => claimed,
+                    Err(error) => {
+                        tracing::error!(%error, "claiming deliveries failed");
+                        Vec::new()
+                    }
+                }
+            };
+            let claimed_any = !claimed.is_empty();
+            for delivery in claimed {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                let this = Arc::clone(&this);
+                in_flight.spawn(async move {
+                    this.deliver(delivery).await;
+                    drop(permit);
+                });
+            }
+            if claimed_any && permits.available_permits() > 0 {
+                continue;
+            }
+            let wait = match this.db.next_delivery_due().await {
+                Ok(Some(due)) => {
+                    Duration::from_millis(u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0))
+                        .min(poll)
+                }
+                _ => poll,
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = handle.wake.notified() => {}
+                () = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            }
+        }
+        // Let the calls in flight finish and record their outcome, so nothing is left `sending` needlessly.
+        while in_flight.join_next().await.is_some() {}
+    }
+
+    async fn deliver(&self, delivery: Claimed) {
+        let attempt = self.attempt(&delivery).await;
+        let outcome = match attempt {
+            Attempt::Sent(provider_message_id) => DeliveryOutcome::Sent { provider_message_id },
+            Attempt::Permanent(error) => DeliveryOutcome::Dead { error },
+            Attempt::Retryable { error, .. } if delivery.attempts >= self.settings.max_attempts => {
+                DeliveryOutcome::Dead { error: format!("gave up after {} attempts: {error}", delivery.attempts) }
+            }
+            Attempt::Retryable { error, retry_after } => {
+                let delay =
+                    retry_after.map(|d| d.min(MAX_RETRY_AFTER)).unwrap_or_else(|| self.backoff(delivery.attempts));
+                DeliveryOutcome::Retry { at: Timestamp::now().plus(delay), error }
+            }
+        };
+        self.metrics.delivery_attempt(match &outcome {
+            DeliveryOutcome::Sent { .. } => "sent",
+            DeliveryOutcome::Retry { .. } => "retry",
+            DeliveryOutcome::Dead { .. } => "dead",
+        });
+        if let DeliveryOutcome::Dead { error } = &outcome {
+            tracing::warn!(outbox_id = %delivery.outbox_id, client = %delivery.client, %error, "delivery dead-lettered");
+        }
+        if let Err(error) = self.db.record_delivery(delivery.client.clone(), delivery.outbox_id.clone(), outcome).await
+        {
+            // The lease will expire and the delivery be retried; log so an operator sees the storage trouble.
+            tracing::error!(outbox_id = %delivery.outbox_id, %error, "recording a delivery outcome failed");
+        }
+    }
+
+    /// Exponential backoff with full jitter: a random delay in `[d/2, d]`, `d = base * 2^(attempt-1)`, capped.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let exponent = attempts.saturating_sub(1).min(30);
+        let ceiling = self.settings.base_backoff_ms.saturating_mul(1u64 << exponent).min(self.settings.max_backoff_ms);
+        let millis = rand::rng().random_range(ceiling / 2..=ceiling.max(1));
+        Duration::from_millis(millis)
+    }
+
+    async fn attempt(&self, delivery: &Claimed) -> Attempt {
+        let Ok(client) = ClientSlug::parse(&delivery.client) else {
+            return Attempt::Permanent(format!("invalid client id {:?}", delivery.client));
+        };
+        let (request, kind) = match delivery.adapter {
+            ChannelKind::WhatsApp => {
+                let config: WhatsAppConfig = match self.db.channel(client, ChannelKind::WhatsApp).await {
+                    Ok(Some(config)) => config,
+                    Ok(None) => return not_configured("whatsapp"),
+                    Err(error) => return storage_error(error),
+                };
+                let (url, body) =
+                    whatsapp::send_request(&config, &delivery.recipient, &delivery.text, &delivery.outbox_id);
+                (self.http.post(url).bearer_auth(&config.access_token).json(&body), ChannelKind::WhatsApp)
+            }
+            ChannelKind::Telegram => {
+                let config: TelegramConfig = match self.db.channel(client, ChannelKind::Telegram).await {
+                    Ok(Some(config)) => config,
+                    Ok(None) => return not_configured("telegram"),
+                    Err(error) => return storage_error(error),
+                };
+                let (url, body) = telegram::send_request(&config, &delivery.recipient, &delivery.text);
+                (self.http.post(url).json(&body), ChannelKind::Telegram)
+            }
+            ChannelKind::Webhook => {
+                let config: WebhookConfig = match self.db.channel(client, ChannelKind::Webhook).await {
+                    Ok(Some(config)) => config,
+                    Ok(None) => return not_configured("webhook"),
+                    Err(error) => return storage_error(error),
+                };
+                let payload = OutboundPayload {
+                    outbox_id: &delivery.outbox_id,
+                    message_id: &delivery.message_id,
+                    conversation_id: &delivery.conversation_id,
+                    client: &delivery.client,
+                    kind: delivery.kind.as_str(),
+                    to: &delivery.recipient,
+                    text: &delivery.text,
+                };
+                let body = match serde_json::to_vec(&payload) {
+                    Ok(body) => body,
+                    Err(error) => return Attempt::Permanent(format!("cannot encode the payload: {error}")),
+                };
+                let signature = format!("sha256={}", hmac_sha256_hex(&config.secret, &body));
+                let request = self
+                    .http
+                    .post(&config.url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(webhook::SIGNATURE_HEADER, signature)
+                    .header("idempotency-key", &delivery.outbox_id)
+                    .body(body);
+                (request, ChannelKind::Webhook)
+            }
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let what = if error.is_timeout() { "timed out" } else { "request failed" };
+                return Attempt::Retryable {
+                    error: format!("{kind} {what}: {}", error_chain(&error)),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = response.status();
+        let header_retry_after = retry_after_header(response.headers());
+        // Bodies of provider answers are small; cap what we read from a misbehaving endpoint.
+        let body = read_capped(response, 64 * 1024).await;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        if status.is_success() {
+            let provider_id = match kind {
+                ChannelKind::WhatsApp => whatsapp::sent_message_id(&json),
+                ChannelKind::Telegram => telegram::sent_message_id(&json),
+                ChannelKind::Webhook => None,
+            };
+            return Attempt::Sent(provider_id);
+        }
+        let detail = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        let error = format!("{kind} answered {status}: {detail}");
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status.as_u16() == 425
+            || status.is_server_error()
+        {
+            let retry_after = header_retry_after.or_else(|| telegram::retry_after(&json).map(Duration::from_secs));
+            Attempt::Retryable { error, retry_after }
+        } else {
+            Attempt::Permanent(error)
+        }
+    }
+}
+
+fn not_configured(channel: &str) -> Attempt {
+    // Retryable: an admin may add the channel settings before the attempts run out.
+    Attempt::Retryable { error: format!("no {channel} channel configured for this client"), retry_after: None }
+}
+
+fn storage_error(error: crate::store::Error) -> Attempt {
+    Attempt::Retryable { error: format!("loading channel settings failed: {error}"), retry_after: None }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from these providers and treated as absent).
+fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = cap.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= cap {
+            break;
+        }
+    }
+    body
+}

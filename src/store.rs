@@ -1,0 +1,349 @@
+//! The SQLite store: the one place that touches rusqlite.
+//!
+//! [`Db`] is a cheap clonable handle. Writes go to **one writer thread** that owns the only write
+//! connection and commits in groups: it takes every job that is waiting, runs each inside its own savepoint
+//! (so one failing job does not undo the others), commits once (WAL, `synchronous=FULL`: the WAL is
+//! fsynced) and only then answers each caller. Under load a group grows by itself, because jobs queue up
+//! while the previous group's fsync runs; idle, a job is committed alone with no added delay. Reads run on
+//! a small pool of read-only connections in `spawn_blocking`. No async thread ever waits on SQLite.
+//!
+//! Every table holding client data has the client id leading its primary key, and every query that takes
+//! an id also takes the client scope, so a PostgreSQL store can later follow the same keys.
+
+mod clients;
+mod conversations;
+mod ingest;
+mod migrations;
+mod outbox;
+mod pipeline;
+mod tokens;
+
+pub use clients::ClientRecord;
+pub use conversations::{
+    ContactView, ConversationDetail, ConversationFilter, ConversationPage, ConversationSummary, Delivery, MessageView,
+    RoutingChange, Scope,
+};
+pub use ingest::{IngestOutcome, StatusUpdate};
+pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
+pub use pipeline::{PendingMessage, ProcessedDecision};
+pub use tokens::{NewToken, TokenRecord};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::thread;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::config::StorageSettings;
+
+/// Result type of store operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in the store. Callers branch on the first variants; the rest are internal.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object does not exist (or is not visible to the caller's scope).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The change conflicts with the current state, e.g. a slug already taken.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A value handed to the store breaks a rule of the domain (checked inside the transaction).
+    #[error("{0}")]
+    Invalid(#[from] crate::domain::Invalid),
+    /// The database was written by a newer recado.
+    #[error("database schema version {found} is newer than this recado supports ({supported}); upgrade recado")]
+    IncompatibleSchema {
+        /// The `user_version` found in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The database cannot take writes right now (disk full, I/O error, locked for too long).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The writer thread is gone (the process is shutting down).
+    #[error("storage is shut down")]
+    Closed,
+    /// Any other SQLite error.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored JSON column could not be read back.
+    #[error("stored JSON is invalid: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The blocking task running a query panicked or was cancelled.
+    #[error("storage task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl Error {
+    /// Converts SQLite errors that mean "cannot write now" into [`Error::Unavailable`].
+    fn classify(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, ReadOnly, SystemIoFailure};
+        match &error {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if matches!(
+                    failure.code,
+                    DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked | CannotOpen | ReadOnly
+                ) =>
+            {
+                Self::Unavailable(error.to_string())
+            }
+            _ => Self::Sqlite(error),
+        }
+    }
+
+    /// A copy of this error for the other jobs of a failed group commit.
+    fn duplicate(&self) -> Self {
+        match self {
+            Self::Unavailable(message) => Self::Unavailable(message.clone()),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A unit of work for the writer thread.
+trait WriteJob: Send {
+    /// Runs inside the job's savepoint. Returns whether the job succeeded (on failure its savepoint is rolled
+    /// back) and what to do once the group's commit outcome is known.
+    fn run(self: Box<Self>, connection: &Connection) -> (bool, Completion);
+    /// Answers the caller without running, when the group could not start.
+    fn abort(self: Box<Self>, error: &Error);
+}
+
+/// Receives the outcome of the group's commit and answers the caller.
+type Completion = Box<dyn FnOnce(Option<&Error>) + Send>;
+
+struct TypedJob<T, F> {
+    job: F,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> WriteJob for TypedJob<T, F>
+where
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, connection: &Connection) -> (bool, Completion) {
+        let Self { job, reply } = *self;
+        let result = job(connection);
+        let succeeded = result.is_ok();
+        let completion = Box::new(move |commit_error: Option<&Error>| {
+            let outcome = match (result, commit_error) {
+                (Ok(value), None) => Ok(value),
+                (Ok(_), Some(error)) => Err(error.duplicate()),
+                (Err(error), _) => Err(error),
+            };
+            // The caller may have gone away (request cancelled); the outcome stands either way.
+            let _ = reply.send(outcome);
+        });
+        (succeeded, completion)
+    }
+
+    fn abort(self: Box<Self>, error: &Error) {
+        let _ = self.reply.send(Err(error.duplicate()));
+    }
+}
+
+type Job = Box<dyn WriteJob>;
+
+/// Handle to the database. Clone freely.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: std_mpsc::SyncSender<Job>,
+    readers: std::sync::Mutex<Vec<Connection>>,
+    reader_permits: Semaphore,
+    /// False after a commit failed for lack of space or I/O, until one succeeds: drives `/readyz`.
+    writable: Arc<AtomicBool>,
+    writer_thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database under `settings.data_dir`, migrates it and starts the writer.
+    ///
+    /// # Errors
+    /// The directory or file cannot be created or opened, or the schema is newer than this build.
+    pub fn open(settings: &StorageSettings) -> Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", settings.data_dir.display())))?;
+        let path = settings.database_path();
+        let mut writer = Connection::open(&path)?;
+        configure(&writer)?;
+        migrations::migrate(&mut writer)?;
+
+        let mut readers = Vec::with_capacity(settings.readers);
+        for _ in 0..settings.readers {
+            let reader = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            reader.busy_timeout(std::time::Duration::from_secs(5))?;
+            readers.push(reader);
+        }
+
+        // Bounded so that a stalled disk pushes back on callers instead of queueing without limit.
+        let (sender, receiver) = std_mpsc::sync_channel::<Job>(settings.max_batch * 8);
+        let writable = Arc::new(AtomicBool::new(true));
+        let max_batch = settings.max_batch;
+        let thread_writable = Arc::clone(&writable);
+        let handle = thread::Builder::new()
+            .name("recado-sqlite-writer".into())
+            .spawn(move || run_writer(writer, receiver, max_batch, &thread_writable))
+            .map_err(|e| Error::Unavailable(format!("cannot start the writer thread: {e}")))?;
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: sender,
+                reader_permits: Semaphore::new(readers.len()),
+                readers: std::sync::Mutex::new(readers),
+                writable,
+                writer_thread: std::sync::Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Returns true if and only if the last commit succeeded (false after disk full or I/O errors).
+    pub fn is_writable(&self) -> bool {
+        self.inner.writable.load(Ordering::Relaxed)
+    }
+
+    /// Runs `job` in the writer's transaction and waits until it is durably committed.
+    ///
+    /// If `job` fails, its own changes are rolled back and the error returned; other jobs in the group are
+    /// unaffected.
+    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<T>>();
+        let boxed: Job = Box::new(TypedJob { job, reply });
+        let sender = self.inner.writer.clone();
+        // `send` blocks only when the queue is full; keep that off the async threads.
+        tokio::task::spawn_blocking(move || sender.send(boxed).map_err(|_| Error::Closed)).await??;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Runs a read-only query on a pooled connection, off the async threads.
+    pub(crate) async fn read<T, F>(&self, query: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let _permit = self.inner.reader_permits.acquire().await.map_err(|_| Error::Closed)?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let connection = inner
+                .readers
+                .lock()
+                .map_err(|_| Error::Unavailable("reader pool poisoned".into()))?
+                .pop()
+                .ok_or_else(|| Error::Unavailable("no reader available".into()))?;
+            let result = query(&connection);
+            if let Ok(mut pool) = inner.readers.lock() {
+                pool.push(connection);
+            }
+            result
+        })
+        .await?
+    }
+
+    /// Stops the writer after it has committed every queued job, and waits for it.
+    ///
+    /// Other clones of this handle stop working (their writes return [`Error::Closed`]).
+    pub async fn close(self) {
+        let handle = self.inner.writer_thread.lock().ok().and_then(|mut guard| guard.take());
+        drop(self);
+        if let Some(handle) = handle {
+            // The thread ends when every sender is gone; clones still held elsewhere keep it alive, so do not
+            // wait forever for them.
+            let joined = tokio::task::spawn_blocking(move || handle.join());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), joined).await;
+        }
+    }
+}
+
+/// Connection settings shared by every connection that writes.
+fn configure(connection: &Connection) -> Result<()> {
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: the WAL is fsynced at every commit, so an acknowledged message survives power loss.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn run_writer(connection: Connection, jobs: std_mpsc::Receiver<Job>, max_batch: usize, writable: &AtomicBool) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let completions = run_group(&connection, batch.drain(..));
+        match completions {
+            Ok(completions) => {
+                writable.store(true, Ordering::Relaxed);
+                for complete in completions {
+                    complete(None);
+                }
+            }
+            Err((error, completions)) => {
+                tracing::error!(%error, "group commit failed");
+                if matches!(error, Error::Unavailable(_)) {
+                    writable.store(false, Ordering::Relaxed);
+                }
+                for complete in completions {
+                    complete(Some(&error));
+                }
+            }
+        }
+    }
+    tracing::debug!("writer thread stopped");
+}
+
+/// Runs a group of jobs in one transaction. On a failed begin or commit, every job gets the error.
+fn run_group(
+    connection: &Connection,
+    jobs: impl Iterator<Item = Job>,
+) -> std::result::Result<Vec<Completion>, (Error, Vec<Completion>)> {
+    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+        let error = Error::classify(error);
+        for job in jobs {
+            job.abort(&error);
+        }
+        return Err((error, Vec::new()));
+    }
+    let mut completions = Vec::new();
+    for job in jobs {
+        if let Err(error) = connection.execute_batch("SAVEPOINT job") {
+            job.abort(&Error::classify(error));
+            continue;
+        }
+        let (succeeded, completion) = job.run(connection);
+        let end = if succeeded { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        if let Err(error) = connection.execute_batch(end) {
+            tracing::warn!(%error, "ending a savepoint failed");
+        }
+        completions.push(completion);
+    }
+    match connection.execute_batch("COMMIT") {
+        Ok(()) => Ok(completions),
+        Err(error) => {
+            let error = Error::classify(error);
+            // A failed COMMIT (e.g. SQLITE_FULL) can leave the transaction open; end it so the next group starts
+            // clean. Its own error adds nothing to the one reported.
+            let _ = connection.execute_batch("ROLLBACK");
+            Err((error, completions))
+        }
+    }
+}

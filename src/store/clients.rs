@@ -1,0 +1,212 @@
+//! Clients, their channel settings and the audit log.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Db, Error, Result};
+use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Timestamp, new_id};
+
+/// A stored client.
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    /// Its slug.
+    pub slug: ClientSlug,
+    /// Its profile.
+    pub profile: ClientProfile,
+    /// Which channels have settings.
+    pub channels: Vec<ChannelKind>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+impl Db {
+    /// Creates a client. A taken slug is a [`Error::Conflict`].
+    pub async fn create_client(&self, slug: ClientSlug, profile: ClientProfile, actor: String) -> Result<ClientRecord> {
+        self.write(move |connection| {
+            let exists: bool = connection
+                .query_row("SELECT 1 FROM clients WHERE id = ?1", [slug.as_str()], |_| Ok(true))
+                .optional()?
+                .unwrap_or(false);
+            if exists {
+                return Err(Error::Conflict(format!("a client with slug {slug:?} already exists")));
+            }
+            let now = Timestamp::now();
+            connection.execute(
+                "INSERT INTO clients (id, name, profile, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![slug.as_str(), profile.name, serde_json::to_string(&profile)?, now.millis()],
+            )?;
+            audit(connection, Some(&slug), &actor, "client.create", &serde_json::json!({ "name": profile.name }))?;
+            load_client(connection, &slug)
+        })
+        .await
+    }
+
+    /// Creates the client or replaces its profile; returns the record and whether it was created.
+    pub async fn upsert_client(
+        &self,
+        slug: ClientSlug,
+        profile: ClientProfile,
+        actor: String,
+    ) -> Result<(ClientRecord, bool)> {
+        self.write(move |connection| {
+            let now = Timestamp::now().millis();
+            let created = connection.execute(
+                "INSERT INTO clients (id, name, profile, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (id) DO NOTHING",
+                params![slug.as_str(), profile.name, serde_json::to_string(&profile)?, now],
+            )? == 1;
+            if !created {
+                connection.execute(
+                    "UPDATE clients SET name = ?2, profile = ?3, updated_at = ?4 WHERE id = ?1 AND profile <> ?3",
+                    params![slug.as_str(), profile.name, serde_json::to_string(&profile)?, now],
+                )?;
+            }
+            let action = if created { "client.create" } else { "client.upsert" };
+            audit(connection, Some(&slug), &actor, action, &serde_json::json!({ "name": profile.name }))?;
+            Ok((load_client(connection, &slug)?, created))
+        })
+        .await
+    }
+
+    /// Replaces a client's profile with the result of `change` applied to the current one.
+    ///
+    /// `change` runs inside the write transaction, so concurrent patches never lose each other's fields.
+    pub async fn update_client<F>(&self, slug: ClientSlug, actor: String, change: F) -> Result<ClientRecord>
+    where
+        F: FnOnce(ClientProfile) -> Result<ClientProfile> + Send + 'static,
+    {
+        self.write(move |connection| {
+            let current = load_client(connection, &slug)?;
+            let profile = change(current.profile)?;
+            connection.execute(
+                "UPDATE clients SET name = ?2, profile = ?3, updated_at = ?4 WHERE id = ?1",
+                params![slug.as_str(), profile.name, serde_json::to_string(&profile)?, Timestamp::now().millis()],
+            )?;
+            audit(connection, Some(&slug), &actor, "client.update", &serde_json::json!({ "name": profile.name }))?;
+            load_client(connection, &slug)
+        })
+        .await
+    }
+
+    /// One client.
+    pub async fn client(&self, slug: ClientSlug) -> Result<ClientRecord> {
+        self.read(move |connection| load_client(connection, &slug)).await
+    }
+
+    /// Every client, by slug.
+    pub async fn clients(&self) -> Result<Vec<ClientRecord>> {
+        self.read(|connection| {
+            let slugs: Vec<String> = connection
+                .prepare("SELECT id FROM clients ORDER BY id")?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            slugs
+                .iter()
+                .map(|slug| {
+                    let slug = ClientSlug::parse(slug).map_err(|e| Error::Conflict(e.to_string()))?;
+                    load_client(connection, &slug)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Stores the settings of one channel of a client (replacing earlier ones).
+    pub async fn put_channel<C>(&self, slug: ClientSlug, kind: ChannelKind, config: C, actor: String) -> Result<()>
+    where
+        C: Serialize + Send + 'static,
+    {
+        self.write(move |connection| {
+            ensure_client(connection, &slug)?;
+            connection.execute(
+                "INSERT INTO channels (client_id, kind, config, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (client_id, kind) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+                params![slug.as_str(), kind.as_str(), serde_json::to_string(&config)?, Timestamp::now().millis()],
+            )?;
+            // Never the secrets: only which channel changed.
+            audit(connection, Some(&slug), &actor, "channel.update", &serde_json::json!({ "channel": kind.as_str() }))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The settings of one channel of a client, if configured.
+    pub async fn channel<C>(&self, slug: ClientSlug, kind: ChannelKind) -> Result<Option<C>>
+    where
+        C: DeserializeOwned + Send + 'static,
+    {
+        self.read(move |connection| channel_config(connection, &slug, kind)).await
+    }
+}
+
+pub(super) fn channel_config<C: DeserializeOwned>(
+    connection: &Connection,
+    slug: &ClientSlug,
+    kind: ChannelKind,
+) -> Result<Option<C>> {
+    let text: Option<String> = connection
+        .query_row(
+            "SELECT config FROM channels WHERE client_id = ?1 AND kind = ?2",
+            params![slug.as_str(), kind.as_str()],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(match text {
+        Some(text) => Some(serde_json::from_str(&text)?),
+        None => None,
+    })
+}
+
+/// Fails with [`Error::NotFound`] unless the client exists.
+pub(super) fn ensure_client(connection: &Connection, slug: &ClientSlug) -> Result<()> {
+    connection
+        .query_row("SELECT 1 FROM clients WHERE id = ?1", [slug.as_str()], |_| Ok(()))
+        .optional()?
+        .ok_or(Error::NotFound("client"))
+}
+
+pub(super) fn load_client(connection: &Connection, slug: &ClientSlug) -> Result<ClientRecord> {
+    let (profile, created_at, updated_at): (String, i64, i64) = connection
+        .query_row("SELECT profile, created_at, updated_at FROM clients WHERE id = ?1", [slug.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?
+        .ok_or(Error::NotFound("client"))?;
+    let channels = connection
+        .prepare_cached("SELECT kind FROM channels WHERE client_id = ?1 ORDER BY kind")?
+        .query_map([slug.as_str()], |row| row.get::<_, String>(0))?
+        .filter_map(|kind| kind.ok().and_then(|kind| kind.parse().ok()))
+        .collect();
+    Ok(ClientRecord {
+        slug: slug.clone(),
+        profile: serde_json::from_str(&profile)?,
+        channels,
+        created_at: Timestamp(created_at),
+        updated_at: Timestamp(updated_at),
+    })
+}
+
+/// Appends an entry to the audit log, in the caller's transaction.
+pub(crate) fn audit(
+    connection: &Connection,
+    client: Option<&ClientSlug>,
+    actor: &str,
+    action: &str,
+    detail: &serde_json::Value,
+) -> Result<()> {
+    connection.execute(
+        "INSERT INTO audit_log (client_id, id, actor, action, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            client.map(ClientSlug::as_str).unwrap_or(""),
+            new_id("aud"),
+            actor,
+            action,
+            detail.to_string(),
+            Timestamp::now().millis()
+        ],
+    )?;
+    Ok(())
+}

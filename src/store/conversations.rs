@@ -1,0 +1,409 @@
+//! Conversations as assistants see them: the inbox list, one thread, replies and state changes.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::clients::audit;
+use super::outbox::enqueue;
+use super::{Db, Error, Result};
+use crate::domain::{ClientSlug, ConversationStatus, DeliveryState, Direction, MessageKind, Priority, Timestamp};
+
+/// Which clients' data a caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every client (admins and assistants).
+    All,
+    /// One client only (a client token).
+    Client(ClientSlug),
+}
+
+impl Scope {
+    /// Returns true if and only if this scope may see `client`'s data.
+    pub fn allows(&self, client: &ClientSlug) -> bool {
+        match self {
+            Self::All => true,
+            Self::Client(own) => own == client,
+        }
+    }
+
+    fn client(&self) -> Option<&str> {
+        match self {
+            Self::All => None,
+            Self::Client(slug) => Some(slug.as_str()),
+        }
+    }
+}
+
+/// Filters and paging of the inbox list.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    /// Only this client's conversations.
+    pub client: Option<ClientSlug>,
+    /// Only this status.
+    pub status: Option<ConversationStatus>,
+    /// Only conversations assigned to this assistant.
+    pub assignee: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Continue after this `(last_activity_at, id)` position.
+    pub after: Option<(i64, String)>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// The contact of a conversation.
+#[derive(Debug, Clone)]
+pub struct ContactView {
+    /// Contact id.
+    pub id: String,
+    /// Handle on the channel.
+    pub handle: String,
+    /// Display name, if known.
+    pub name: Option<String>,
+}
+
+/// A conversation as listed in the inbox.
+#[derive(Debug, Clone)]
+pub struct ConversationSummary {
+    /// Conversation id.
+    pub id: String,
+    /// Its client.
+    pub client: String,
+    /// Who wrote.
+    pub contact: ContactView,
+    /// The channel it runs on.
+    pub channel: String,
+    /// Open or closed.
+    pub status: ConversationStatus,
+    /// Queue, if routed.
+    pub queue: Option<String>,
+    /// Assistant, if assigned.
+    pub assignee: Option<String>,
+    /// Priority.
+    pub priority: Priority,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Messages in both directions.
+    pub message_count: i64,
+    /// Start of the last message.
+    pub preview: String,
+    /// When it was opened.
+    pub opened_at: Timestamp,
+    /// Last message in either direction.
+    pub last_activity_at: Timestamp,
+    /// First customer message.
+    pub first_inbound_at: Option<Timestamp>,
+    /// First reply by a person (automatic acknowledgements do not count).
+    pub first_human_reply_at: Option<Timestamp>,
+    /// When it was closed, if it is.
+    pub closed_at: Option<Timestamp>,
+}
+
+/// The delivery state of an outbound message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Outbox id.
+    pub outbox_id: String,
+    /// Current state.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// The last error, if an attempt failed.
+    pub last_error: Option<String>,
+    /// When the state last changed.
+    pub updated_at: Timestamp,
+}
+
+/// One message of a thread.
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    /// Message id.
+    pub id: String,
+    /// In or out.
+    pub direction: Direction,
+    /// Who produced it.
+    pub kind: MessageKind,
+    /// Its text.
+    pub text: String,
+    /// The assistant who wrote it (outbound replies).
+    pub author: Option<String>,
+    /// When it was stored.
+    pub created_at: Timestamp,
+    /// Processing state of inbound messages (`received`, `processed`).
+    pub state: String,
+    /// Delivery of outbound messages.
+    pub delivery: Option<Delivery>,
+}
+
+/// A conversation with its latest messages, oldest first.
+#[derive(Debug, Clone)]
+pub struct ConversationDetail {
+    /// The conversation.
+    pub summary: ConversationSummary,
+    /// Up to the requested number of its latest messages, oldest first.
+    pub messages: Vec<MessageView>,
+    /// True if and only if older messages were left out.
+    pub has_more: bool,
+}
+
+/// One page of the inbox.
+#[derive(Debug, Clone)]
+pub struct ConversationPage {
+    /// Conversations, most recent activity first.
+    pub conversations: Vec<ConversationSummary>,
+    /// Position to continue from, if there may be more.
+    pub next: Option<(i64, String)>,
+}
+
+const SUMMARY_COLUMNS: &str =
+    "c.id, c.client_id, c.contact_id, k.handle, k.name, c.channel, c.status, c.queue, c.assignee,
+     c.priority, c.tags, c.message_count, c.preview, c.opened_at, c.last_activity_at, c.first_inbound_at,
+     c.first_human_reply_at, c.closed_at";
+
+fn summary_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSummary> {
+    let tags: String = row.get(10)?;
+    Ok(ConversationSummary {
+        id: row.get(0)?,
+        client: row.get(1)?,
+        contact: ContactView { id: row.get(2)?, handle: row.get(3)?, name: row.get(4)? },
+        channel: row.get(5)?,
+        status: row.get::<_, String>(6)?.parse().unwrap_or(ConversationStatus::Open),
+        queue: row.get(7)?,
+        assignee: row.get(8)?,
+        priority: row.get::<_, String>(9)?.parse().unwrap_or(Priority::Normal),
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        message_count: row.get(11)?,
+        preview: row.get(12)?,
+        opened_at: Timestamp(row.get(13)?),
+        last_activity_at: Timestamp(row.get(14)?),
+        first_inbound_at: row.get::<_, Option<i64>>(15)?.map(Timestamp),
+        first_human_reply_at: row.get::<_, Option<i64>>(16)?.map(Timestamp),
+        closed_at: row.get::<_, Option<i64>>(17)?.map(Timestamp),
+    })
+}
+
+/// Loads one conversation visible to `scope`, or [`Error::NotFound`].
+pub(super) fn load_summary(connection: &Connection, scope: &Scope, id: &str) -> Result<ConversationSummary> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM conversations c
+         JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id
+         WHERE c.id = ?1 AND (?2 IS NULL OR c.client_id = ?2)"
+    );
+    connection
+        .prepare_cached(&sql)?
+        .query_row(params![id, scope.client()], summary_from_row)
+        .optional()?
+        .ok_or(Error::NotFound("conversation"))
+}
+
+/// Changes to the routing of a conversation; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingChange {
+    /// New assignee (`Some(None)` unassigns).
+    pub assignee: Option<Option<String>>,
+    /// New queue (`Some(None)` removes it).
+    pub queue: Option<Option<String>>,
+    /// New priority.
+    pub priority: Option<Priority>,
+}
+
+impl Db {
+    /// A page of the inbox, most recent activity first.
+    pub async fn conversations(&self, scope: Scope, filter: ConversationFilter) -> Result<ConversationPage> {
+        self.read(move |connection| {
+            let mut sql = format!(
+                "SELECT {SUMMARY_COLUMNS} FROM conversations c
+                 JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id WHERE 1 = 1"
+            );
+            let mut values: Vec<Value> = Vec::new();
+            let mut condition = |sql: &mut String, clause: &str, value: Value| {
+                values.push(value);
+                sql.push_str(&format!(" AND {clause} ?{}", values.len()));
+            };
+            if let Some(client) = scope.client() {
+                condition(&mut sql, "c.client_id =", Value::Text(client.to_owned()));
+            }
+            if let Some(client) = &filter.client {
+                condition(&mut sql, "c.client_id =", Value::Text(client.as_str().to_owned()));
+            }
+            if let Some(status) = filter.status {
+                condition(&mut sql, "c.status =", Value::Text(status.as_str().to_owned()));
+            }
+            if let Some(assignee) = &filter.assignee {
+                condition(&mut sql, "c.assignee =", Value::Text(assignee.clone()));
+            }
+            if let Some(queue) = &filter.queue {
+                condition(&mut sql, "c.queue =", Value::Text(queue.clone()));
+            }
+            if let Some((at, id)) = &filter.after {
+                values.push(Value::Integer(*at));
+                values.push(Value::Text(id.clone()));
+                let (a, b) = (values.len() - 1, values.len());
+                sql.push_str(&format!(
+                    " AND (c.last_activity_at < ?{a} OR (c.last_activity_at = ?{a} AND c.id < ?{b}))"
+                ));
+            }
+            // One extra row tells whether another page exists.
+            let limit = filter.limit.max(1);
+            sql.push_str(&format!(" ORDER BY c.last_activity_at DESC, c.id DESC LIMIT {}", limit + 1));
+            let mut conversations: Vec<ConversationSummary> = connection
+                .prepare_cached(&sql)?
+                .query_map(params_from_iter(values), summary_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let next = if conversations.len() > limit {
+                conversations.truncate(limit);
+                conversations.last().map(|last| (last.last_activity_at.millis(), last.id.clone()))
+            } else {
+                None
+            };
+            Ok(ConversationPage { conversations, next })
+        })
+        .await
+    }
+
+    /// One conversation with its latest `limit` messages, oldest first.
+    pub async fn conversation(&self, scope: Scope, id: String, limit: usize) -> Result<ConversationDetail> {
+        self.read(move |connection| {
+            let summary = load_summary(connection, &scope, &id)?;
+            let mut messages: Vec<MessageView> = connection
+                .prepare_cached(
+                    "SELECT m.id, m.direction, m.kind, m.text, m.author, m.created_at, m.state,
+                            o.id, o.state, o.attempts, o.last_error, o.updated_at
+                     FROM messages m
+                     LEFT JOIN outbox o ON o.client_id = m.client_id AND o.message_id = m.id
+                     WHERE m.client_id = ?1 AND m.conversation_id = ?2
+                     ORDER BY m.created_at DESC, m.id DESC LIMIT ?3",
+                )?
+                .query_map(params![summary.client, summary.id, i64::try_from(limit + 1).unwrap_or(i64::MAX)], |row| {
+                    let outbox_id: Option<String> = row.get(7)?;
+                    let delivery = match outbox_id {
+                        Some(outbox_id) => Some(Delivery {
+                            outbox_id,
+                            state: row.get::<_, String>(8)?.parse().unwrap_or(DeliveryState::Pending),
+                            attempts: row.get(9)?,
+                            last_error: row.get(10)?,
+                            updated_at: Timestamp(row.get(11)?),
+                        }),
+                        None => None,
+                    };
+                    Ok(MessageView {
+                        id: row.get(0)?,
+                        direction: row.get::<_, String>(1)?.parse().unwrap_or(Direction::In),
+                        kind: row.get::<_, String>(2)?.parse().unwrap_or(MessageKind::System),
+                        text: row.get(3)?,
+                        author: row.get(4)?,
+                        created_at: Timestamp(row.get(5)?),
+                        state: row.get(6)?,
+                        delivery,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let has_more = messages.len() > limit;
+            messages.truncate(limit);
+            messages.reverse();
+            Ok(ConversationDetail { summary, messages, has_more })
+        })
+        .await
+    }
+
+    /// Stores a reply by `author` and queues its delivery, in one transaction. Returns the message id.
+    pub async fn reply(&self, scope: Scope, conversation_id: String, author: String, text: String) -> Result<String> {
+        self.write(move |connection| {
+            let summary = load_summary(connection, &scope, &conversation_id)?;
+            let message_id = enqueue(connection, &summary, MessageKind::Assistant, Some(&author), &text)?;
+            connection.execute(
+                "UPDATE conversations SET first_human_reply_at = COALESCE(first_human_reply_at, ?3)
+                 WHERE client_id = ?1 AND id = ?2",
+                params![summary.client, summary.id, Timestamp::now().millis()],
+            )?;
+            Ok(message_id)
+        })
+        .await
+    }
+
+    /// Closes or reopens a conversation. Reopening fails with a conflict if the contact already has another
+    /// open conversation (new messages go there).
+    pub async fn set_status(
+        &self,
+        scope: Scope,
+        conversation_id: String,
+        status: ConversationStatus,
+        actor: String,
+    ) -> Result<ConversationSummary> {
+        self.write(move |connection| {
+            let summary = load_summary(connection, &scope, &conversation_id)?;
+            if summary.status == status {
+                return Ok(summary);
+            }
+            let now = Timestamp::now().millis();
+            if status == ConversationStatus::Open {
+                let other_open: bool = connection
+                    .query_row(
+                        "SELECT 1 FROM conversations WHERE client_id = ?1 AND contact_id = ?2 AND status = 'open' AND id <> ?3",
+                        params![summary.client, summary.contact.id, summary.id],
+                        |_| Ok(true),
+                    )
+                    .optional()?
+                    .unwrap_or(false);
+                if other_open {
+                    return Err(Error::Conflict("the contact has another open conversation".into()));
+                }
+            }
+            let closed_at = (status == ConversationStatus::Closed).then_some(now);
+            connection.execute(
+                "UPDATE conversations SET status = ?3, closed_at = ?4 WHERE client_id = ?1 AND id = ?2",
+                params![summary.client, summary.id, status.as_str(), closed_at],
+            )?;
+            let slug = ClientSlug::parse(&summary.client).map_err(|e| Error::Conflict(e.to_string()))?;
+            let action = if status == ConversationStatus::Closed { "conversation.close" } else { "conversation.reopen" };
+            audit(connection, Some(&slug), &actor, action, &serde_json::json!({ "conversation_id": summary.id }))?;
+            load_summary(connection, &scope, &conversation_id)
+        })
+        .await
+    }
+
+    /// Changes assignee, queue or priority of a conversation.
+    pub async fn route(
+        &self,
+        scope: Scope,
+        conversation_id: String,
+        change: RoutingChange,
+        actor: String,
+    ) -> Result<ConversationSummary> {
+        self.write(move |connection| {
+            let summary = load_summary(connection, &scope, &conversation_id)?;
+            let assignee = change.assignee.clone().unwrap_or(summary.assignee.clone());
+            let queue = change.queue.clone().unwrap_or(summary.queue.clone());
+            let priority = change.priority.unwrap_or(summary.priority);
+            connection.execute(
+                "UPDATE conversations SET assignee = ?3, queue = ?4, priority = ?5 WHERE client_id = ?1 AND id = ?2",
+                params![summary.client, summary.id, assignee, queue, priority.as_str()],
+            )?;
+            let slug = ClientSlug::parse(&summary.client).map_err(|e| Error::Conflict(e.to_string()))?;
+            audit(
+                connection,
+                Some(&slug),
+                &actor,
+                "conversation.route",
+                &serde_json::json!({ "conversation_id": summary.id, "assignee": assignee, "queue": queue, "priority": priority.as_str() }),
+            )?;
+            load_summary(connection, &scope, &conversation_id)
+        })
+        .await
+    }
+
+    /// The message with `id`, if `scope` may see it: its client and conversation.
+    pub async fn message_location(&self, scope: Scope, id: String) -> Result<(String, String)> {
+        self.read(move |connection| {
+            connection
+                .query_row(
+                    "SELECT client_id, conversation_id FROM messages WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)",
+                    params![id, scope.client()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?
+                .ok_or(Error::NotFound("message"))
+        })
+        .await
+    }
+}

@@ -1,0 +1,240 @@
+//! The durable outbox: outbound messages are queued in the same transaction that stores them, claimed by
+//! delivery workers under a lease, and their outcome recorded.
+//!
+//! A row is marked `sending` (with a lease) *before* the provider is called, and the provider's id stored
+//! right after, so a normal run never sends twice. Only a process that dies between the call and the record
+//! leaves a `sending` row whose lease runs out; it is sent again (at most once more per crash).
+
+use rusqlite::{Connection, params};
+
+use super::conversations::ConversationSummary;
+use super::{Db, Result};
+use crate::domain::{ChannelKind, ChannelName, MessageKind, Timestamp, id_prefix, new_id};
+
+/// A delivery claimed by a worker.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The client whose credentials are used.
+    pub client: String,
+    /// Outbox id (also sent to providers that echo it back).
+    pub outbox_id: String,
+    /// The message being delivered.
+    pub message_id: String,
+    /// How it goes out.
+    pub adapter: ChannelKind,
+    /// To whom, on that adapter.
+    pub recipient: String,
+    /// The text.
+    pub text: String,
+    /// The conversation (for webhook payloads).
+    pub conversation_id: String,
+    /// What produced the message.
+    pub kind: MessageKind,
+    /// Attempts including this one.
+    pub attempts: u32,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The provider accepted the message.
+    Sent {
+        /// The provider's id for it, if it returned one.
+        provider_message_id: Option<String>,
+    },
+    /// Try again at `at`.
+    Retry {
+        /// When.
+        at: Timestamp,
+        /// Why the attempt failed.
+        error: String,
+    },
+    /// Give up: the provider refused for good or the attempts are used up.
+    Dead {
+        /// Why.
+        error: String,
+    },
+}
+
+/// Outbox rows by state, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    /// Waiting for an attempt.
+    pub pending: u64,
+    /// Claimed by a worker.
+    pub sending: u64,
+    /// Given up.
+    pub dead: u64,
+}
+
+/// The adapter that delivers messages of a conversation on `channel`.
+pub(crate) fn adapter_for(channel: &str) -> ChannelKind {
+    match channel {
+        ChannelName::WHATSAPP => ChannelKind::WhatsApp,
+        ChannelName::TELEGRAM => ChannelKind::Telegram,
+        _ => ChannelKind::Webhook,
+    }
+}
+
+/// Stores an outbound message in `conversation` and queues its delivery, in the caller's transaction.
+pub(crate) fn enqueue(
+    connection: &Connection,
+    conversation: &ConversationSummary,
+    kind: MessageKind,
+    author: Option<&str>,
+    text: &str,
+) -> Result<String> {
+    let now = Timestamp::now().millis();
+    let message_id = new_id(id_prefix::MESSAGE);
+    connection
+        .prepare_cached(
+            "INSERT INTO messages (client_id, id, conversation_id, direction, kind, channel, external_id, author, text, created_at, state)
+             VALUES (?1, ?2, ?3, 'out', ?4, ?5, NULL, ?6, ?7, ?8, 'queued')",
+        )?
+        .execute(params![
+            conversation.client,
+            message_id,
+            conversation.id,
+            kind.as_str(),
+            conversation.channel,
+            author,
+            text,
+            now
+        ])?;
+    connection
+        .prepare_cached(
+            "INSERT INTO outbox (client_id, id, message_id, adapter, recipient, state, attempts, next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?6)",
+        )?
+        .execute(params![
+            conversation.client,
+            new_id(id_prefix::OUTBOX),
+            message_id,
+            adapter_for(&conversation.channel).as_str(),
+            conversation.contact.handle,
+            now
+        ])?;
+    let preview: String = text.chars().take(160).collect();
+    connection
+        .prepare_cached(
+            "UPDATE conversations SET message_count = message_count + 1, preview = ?3, last_activity_at = MAX(last_activity_at, ?4)
+             WHERE client_id = ?1 AND id = ?2",
+        )?
+        .execute(params![conversation.client, conversation.id, preview, now])?;
+    Ok(message_id)
+}
+
+impl Db {
+    /// Claims up to `limit` due deliveries (and ones whose lease ran out) for `lease`.
+    pub async fn claim_deliveries(&self, limit: usize, lease: std::time::Duration) -> Result<Vec<Claimed>> {
+        self.write(move |connection| {
+            let now = Timestamp::now();
+            let mut claimed: Vec<Claimed> = connection
+                .prepare_cached(
+                    "SELECT o.client_id, o.id, o.message_id, o.adapter, o.recipient, m.text, m.conversation_id, m.kind, o.attempts
+                     FROM outbox o JOIN messages m ON m.client_id = o.client_id AND m.id = o.message_id
+                     WHERE (o.state = 'pending' AND o.next_attempt_at <= ?1)
+                        OR (o.state = 'sending' AND o.lease_until <= ?1)
+                     ORDER BY o.next_attempt_at LIMIT ?2",
+                )?
+                .query_map(params![now.millis(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                    Ok(Claimed {
+                        client: row.get(0)?,
+                        outbox_id: row.get(1)?,
+                        message_id: row.get(2)?,
+                        adapter: row.get::<_, String>(3)?.parse().unwrap_or(ChannelKind::Webhook),
+                        recipient: row.get(4)?,
+                        text: row.get(5)?,
+                        conversation_id: row.get(6)?,
+                        kind: row.get::<_, String>(7)?.parse().unwrap_or(MessageKind::System),
+                        attempts: row.get(8)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let lease_until = now.plus(lease).millis();
+            for delivery in &mut claimed {
+                delivery.attempts += 1;
+                connection
+                    .prepare_cached(
+                        "UPDATE outbox SET state = 'sending', attempts = ?3, lease_until = ?4, updated_at = ?5
+                         WHERE client_id = ?1 AND id = ?2",
+                    )?
+                    .execute(params![delivery.client, delivery.outbox_id, delivery.attempts, lease_until, now.millis()])?;
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    /// Records the outcome of an attempt. A status webhook may have moved the row on already; then only the
+    /// provider id is filled in.
+    pub async fn record_delivery(&self, client: String, outbox_id: String, outcome: DeliveryOutcome) -> Result<()> {
+        self.write(move |connection| {
+            let now = Timestamp::now().millis();
+            match outcome {
+                DeliveryOutcome::Sent { provider_message_id } => {
+                    connection.execute(
+                        "UPDATE outbox SET state = CASE WHEN state = 'sending' THEN 'sent' ELSE state END,
+                                provider_message_id = COALESCE(provider_message_id, ?3), lease_until = NULL,
+                                last_error = NULL, updated_at = ?4
+                         WHERE client_id = ?1 AND id = ?2",
+                        params![client, outbox_id, provider_message_id, now],
+                    )?;
+                }
+                DeliveryOutcome::Retry { at, error } => {
+                    connection.execute(
+                        "UPDATE outbox SET state = 'pending', next_attempt_at = ?3, lease_until = NULL, last_error = ?4, updated_at = ?5
+                         WHERE client_id = ?1 AND id = ?2 AND state = 'sending'",
+                        params![client, outbox_id, at.millis(), error, now],
+                    )?;
+                }
+                DeliveryOutcome::Dead { error } => {
+                    connection.execute(
+                        "UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = ?3, updated_at = ?4
+                         WHERE client_id = ?1 AND id = ?2 AND state = 'sending'",
+                        params![client, outbox_id, error, now],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// When the next delivery falls due (a pending attempt or an expiring lease), if any.
+    pub async fn next_delivery_due(&self) -> Result<Option<Timestamp>> {
+        self.read(|connection| {
+            let due: Option<i64> = connection.query_row(
+                "SELECT MIN(due) FROM (
+                     SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'pending'
+                     UNION ALL SELECT MIN(lease_until) FROM outbox WHERE state = 'sending')",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(due.map(Timestamp))
+        })
+        .await
+    }
+
+    /// Counts of outbox rows that are waiting, in flight or dead.
+    pub async fn outbox_backlog(&self) -> Result<OutboxBacklog> {
+        self.read(|connection| {
+            let mut backlog = OutboxBacklog::default();
+            let mut statement = connection.prepare_cached(
+                "SELECT state, COUNT(*) FROM outbox WHERE state IN ('pending', 'sending', 'dead') GROUP BY state",
+            )?;
+            let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (state, count) = row?;
+                let count = u64::try_from(count).unwrap_or(0);
+                match state.as_str() {
+                    "pending" => backlog.pending = count,
+                    "sending" => backlog.sending = count,
+                    _ => backlog.dead = count,
+                }
+            }
+            Ok(backlog)
+        })
+        .await
+    }
+}
