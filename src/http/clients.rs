@@ -12,7 +12,7 @@ use super::extract::{AppJson, AppPath, Principal};
 use crate::channels::telegram::TelegramConfig;
 use crate::channels::webhook::WebhookConfig;
 use crate::channels::whatsapp::WhatsAppConfig;
-use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Invalid, Role};
+use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Invalid};
 use crate::store::{ClientRecord, Db};
 
 /// The client as JSON: slug, profile fields, public channel settings (never secrets), timestamps.
@@ -98,8 +98,9 @@ pub(super) async fn clients_update(
     AppPath(slug): AppPath<String>,
     AppJson(patch): AppJson<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require_admin()?;
+    // Visibility before role: another client's slug is a 404 for a client token, never a 403.
     let slug = principal.client_in_path(&slug)?;
+    principal.require_admin()?;
     if patch.get("slug").is_some_and(|value| value.as_str() != Some(slug.as_str())) {
         return Err(Invalid::new("slug", "cannot be changed").into());
     }
@@ -148,12 +149,9 @@ pub(super) async fn channels_put(
     AppPath((slug, kind)): AppPath<(String, String)>,
     AppJson(body): AppJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    if principal.role != Role::Admin {
-        // A client token learns nothing about other clients: 404 before 403.
-        principal.client_in_path(&slug)?;
-        return Err(ApiError::Forbidden("this needs an admin token".into()));
-    }
+    // Visibility before role: another client's slug is a 404 for a client token, never a 403.
     let slug = principal.client_in_path(&slug)?;
+    principal.require_admin()?;
     let kind: ChannelKind = kind.parse().map_err(|_| ApiError::NotFound("channel".into()))?;
     let allow_private = state.settings.outbox.allow_private_targets;
     fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {

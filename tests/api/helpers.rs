@@ -1,0 +1,302 @@
+//! Test harness: the app on 127.0.0.1:0 with its own temp dir, typed request helpers, and a fake external
+//! provider (standing in for WhatsApp's, Telegram's or a client's servers) whose answers tests script.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use recado::app::Application;
+use recado::config::Settings;
+use recado::domain::{ClientProfile, ClientSlug, Role};
+use recado::store::Db;
+
+/// A running server and tokens to call it with.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: Db,
+    pub admin: String,
+    pub assistant: String,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut app = spawn_in(dir.path(), configure).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Spawns the app on an existing data directory (to test restarts); the caller keeps the directory.
+pub async fn spawn_in(data_dir: &std::path::Path, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    recado::telemetry::init("warn");
+    let mut settings = Settings::for_tests(data_dir);
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("app builds");
+    let base = format!("http://{}", app.local_addr());
+    let db = app.db();
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    let admin = db.create_token(Role::Admin, None, "Test Admin".into()).await.expect("admin token").token;
+    let assistant = db.create_token(Role::Assistant, None, "Ana".into()).await.expect("assistant token").token;
+    TestApp { base, http: reqwest::Client::new(), db, admin, assistant, shutdown, server: Some(server), _dir: None }
+}
+
+/// A valid profile for tests.
+pub fn profile(name: &str) -> Value {
+    json!({
+        "name": name,
+        "timezone": "Europe/Madrid",
+        "languages": ["es", "ca"],
+        "sla": { "first_response_minutes": 15 },
+        "defaults": {
+            "auto_acknowledge": true,
+            "acknowledgement": { "es": "¡Gracias! Te respondemos enseguida.", "ca": "Gràcies! Et responem de seguida." }
+        }
+    })
+}
+
+impl TestApp {
+    /// Sends a request with an optional bearer token and JSON body; returns status, headers and JSON body
+    /// (`Value::Null` when the body is not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (status, _, body) = self.call_full(method, path, token, body).await;
+        (status, body)
+    }
+
+    pub async fn call_full(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = StatusCode::from_u16(response.status().as_u16()).expect("valid status");
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body read");
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// Creates a client through the API and returns a client token for it.
+    pub async fn create_client(&self, slug: &str) -> String {
+        let mut body = profile(&format!("Client {slug}"));
+        body["slug"] = json!(slug);
+        let (status, response) = self.post("/api/v1/clients", &self.admin, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{response}");
+        let slug = ClientSlug::parse(slug).expect("valid slug");
+        self.db.create_token(Role::Client, Some(slug), "owner".into()).await.expect("client token").token
+    }
+
+    /// Creates a client with a given profile directly in the store.
+    #[allow(dead_code)]
+    pub async fn create_client_with(&self, slug: &str, profile: ClientProfile) {
+        let slug = ClientSlug::parse(slug).expect("valid slug");
+        self.db.create_client(slug, profile, "test".into()).await.expect("client created");
+    }
+
+    /// Sends a customer message through the generic API.
+    pub async fn ingest(
+        &self,
+        slug: &str,
+        token: &str,
+        external_id: &str,
+        handle: &str,
+        text: &str,
+    ) -> (StatusCode, Value) {
+        let body = json!({ "external_id": external_id, "from": { "handle": handle, "name": "Núria" }, "text": text });
+        self.post(&format!("/api/v1/clients/{slug}/messages"), token, body).await
+    }
+
+    pub async fn put_channel(&self, slug: &str, kind: &str, body: Value) {
+        let (status, response) = self
+            .call(Method::PUT, &format!("/api/v1/clients/{slug}/channels/{kind}"), Some(&self.admin), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+    }
+
+    /// The conversation as the admin sees it.
+    pub async fn conversation(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/conversations/{id}"), &self.admin).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Waits until `check` holds on the conversation, or fails after 10 s.
+    pub async fn wait_for_conversation(&self, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let conversation = self.conversation(id).await;
+            if check(&conversation) {
+                return conversation;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {conversation:#}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops the server the way SIGTERM does and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// How the fake provider answers one request.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// 200 with a provider-shaped success body.
+    Ok,
+    /// This status with a small body.
+    Status(u16),
+    /// 429 with `Retry-After: seconds`.
+    TooMany(u64),
+    /// Never answers within the client's timeout.
+    Hang,
+}
+
+/// One request the fake provider received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("provider got JSON")
+    }
+}
+
+#[derive(Clone, Default)]
+struct ProviderState {
+    script: Arc<Mutex<VecDeque<Behaviour>>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+/// A local HTTP server standing in for an external provider.
+pub struct FakeProvider {
+    pub url: String,
+    state: ProviderState,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeProvider {
+    /// Starts the provider; it answers `Ok` once the script is used up.
+    pub async fn start(script: Vec<Behaviour>) -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("address"), script).await
+    }
+
+    /// Starts the provider on a given address.
+    pub async fn start_on(addr: SocketAddr, script: Vec<Behaviour>) -> Self {
+        let state = ProviderState { script: Arc::new(Mutex::new(script.into())), ..ProviderState::default() };
+        let router = axum::Router::new().fallback(provider_handler).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind provider");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("provider serves");
+        });
+        Self { url: format!("http://{addr}"), state, _server: server }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().expect("lock").clone()
+    }
+
+    /// Waits until at least `count` requests arrived, or fails after `within`.
+    pub async fn wait_for(&self, count: usize, within: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + within;
+        loop {
+            let received = self.received();
+            if received.len() >= count {
+                return received;
+            }
+            assert!(Instant::now() < deadline, "provider got {} of {count} requests", received.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn provider_handler(
+    State(state): State<ProviderState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    state.received.lock().expect("lock").push(Received {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    let behaviour = state.script.lock().expect("lock").pop_front().unwrap_or(Behaviour::Ok);
+    match behaviour {
+        Behaviour::Ok => {
+            let n = state.received.lock().expect("lock").len();
+            let body =
+                json!({ "messages": [{ "id": format!("wamid.{n}") }], "ok": true, "result": { "message_id": n } });
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Behaviour::Status(code) => {
+            (StatusCode::from_u16(code).expect("status"), axum::Json(json!({ "error": "scripted" }))).into_response()
+        }
+        Behaviour::TooMany(seconds) => {
+            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", seconds.to_string())], "slow down").into_response()
+        }
+        Behaviour::Hang => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+/// HMAC-SHA256 signature header value as WhatsApp sends it.
+pub fn whatsapp_signature(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", recado::channels::hmac_sha256_hex(secret, body))
+}
