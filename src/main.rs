@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use recado::app::Application;
 use recado::config::{Overrides, Settings};
@@ -118,13 +119,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             recado::telemetry::init("info");
             let app = Application::build(args.settings()?).await?;
+            let signals = Signals::install()?;
             println!("listening on http://{}", app.local_addr());
-            serve(app).await
+            serve(app, signals).await
         }
         Command::Demo { server, kb } => {
             recado::telemetry::init("info");
             let app = Application::build(server.settings()?).await?;
             let (clients, tokens) = recado::demo::seed(&app.db(), &kb).await?;
+            let signals = Signals::install()?;
             let url = format!("http://{}", app.local_addr());
             println!("listening on {url}");
             println!("demo clients: {}", clients.iter().map(ClientSlug::as_str).collect::<Vec<_>>().join(", "));
@@ -139,7 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 println!("  curl -s {url}/api/v1/conversations -H 'Authorization: Bearer {}'", tokens.assistant);
             }
-            serve(app).await
+            serve(app, signals).await
         }
         Command::Token { command } => token(command).await,
         Command::Loadgen(args) => {
@@ -151,39 +154,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// SIGINT and SIGTERM listeners, registered before the server announces itself so a signal sent right
+/// after the announcement is never missed.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
 /// Serves until SIGINT or SIGTERM.
-async fn serve(app: Application) -> anyhow::Result<()> {
+async fn serve(app: Application, signals: Signals) -> anyhow::Result<()> {
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         tracing::info!("shutdown requested");
         shutdown.cancel();
     });
     app.run_until_stopped().await
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }
 
 async fn token(command: TokenCommand) -> anyhow::Result<()> {

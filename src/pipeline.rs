@@ -6,6 +6,7 @@
 //! start-up, so messages left `received` by a crash are processed after restart. Applying is idempotent
 //! (only `received` messages are claimed), so a decision takes effect exactly once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PipelineSettings;
-use crate::domain::Decision;
+use crate::domain::{Decision, Timestamp};
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
 use crate::store::{Db, PendingMessage, ProcessedDecision};
@@ -85,6 +86,31 @@ pub async fn run(
     }
 }
 
+/// Decides a batch in arrival order. The context read from the store does not include the batch's own
+/// decisions, so each decision is carried forward to the later messages of its conversation: two messages
+/// of one conversation in one batch must not both be acknowledged.
+fn decide_in_order(pending: Vec<PendingMessage>) -> Vec<ProcessedDecision> {
+    let mut acknowledged: HashMap<String, Timestamp> = HashMap::new();
+    pending
+        .into_iter()
+        .map(|mut message| {
+            if let Some(at) = acknowledged.get(&message.conversation_id) {
+                message.last_acknowledged_at = Some(*at);
+            }
+            let decision = default_decision(&message);
+            if decision.acknowledge.is_some() {
+                acknowledged.insert(message.conversation_id.clone(), message.received_at);
+            }
+            ProcessedDecision {
+                client: message.client,
+                message_id: message.message_id,
+                source: DEFAULTS_SOURCE.to_owned(),
+                decision,
+            }
+        })
+        .collect()
+}
+
 /// Processes every message currently waiting, batch by batch. Returns how many were processed.
 pub async fn process_available(db: &Db, batch_size: usize, metrics: &Metrics) -> crate::store::Result<usize> {
     let mut total = 0;
@@ -95,20 +121,64 @@ pub async fn process_available(db: &Db, batch_size: usize, metrics: &Metrics) ->
         }
         let fetched = ids.len();
         let pending = db.pending_context(ids).await?;
-        let decisions = pending
-            .iter()
-            .map(|message| ProcessedDecision {
-                client: message.client.clone(),
-                message_id: message.message_id.clone(),
-                source: DEFAULTS_SOURCE.to_owned(),
-                decision: default_decision(message),
-            })
-            .collect();
+        let decisions = decide_in_order(pending);
         let applied = db.apply_decisions(decisions).await?;
         metrics.messages_processed(applied);
         total += applied;
         if fetched < batch_size {
             return Ok(total);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ClientDefaults, ClientProfile, ClientSlug};
+
+    fn pending(id: &str, conversation: &str, at: i64) -> PendingMessage {
+        let mut defaults = ClientDefaults { auto_acknowledge: true, ..ClientDefaults::default() };
+        defaults.acknowledgement.insert("es".into(), "Recibido".into());
+        PendingMessage {
+            client: ClientSlug::parse("client-a").expect("slug"),
+            profile: ClientProfile {
+                name: "A".into(),
+                timezone: "Europe/Madrid".into(),
+                languages: vec!["es".into()],
+                business_hours: Default::default(),
+                sla: Default::default(),
+                instructions: String::new(),
+                escalation_contact: None,
+                defaults,
+            },
+            message_id: id.into(),
+            conversation_id: conversation.into(),
+            channel: "api".into(),
+            text: "hola".into(),
+            received_at: Timestamp(at),
+            inbound_in_conversation: 1,
+            last_acknowledged_at: None,
+        }
+    }
+
+    #[test]
+    fn one_batch_acknowledges_each_conversation_once() {
+        let batch =
+            vec![pending("m1", "c1", 1), pending("m2", "c1", 2), pending("m3", "c2", 3), pending("m4", "c1", 4)];
+        let acknowledged: Vec<_> = decide_in_order(batch)
+            .into_iter()
+            .filter(|d| d.decision.acknowledge.is_some())
+            .map(|d| d.message_id)
+            .collect();
+        assert_eq!(acknowledged, ["m1", "m3"]);
+    }
+
+    #[test]
+    fn an_acknowledged_conversation_gets_no_second_acknowledgement() {
+        let mut message = pending("m5", "c1", 5);
+        message.last_acknowledged_at = Some(Timestamp(4));
+        let decision = default_decision(&message);
+        assert_eq!(decision.acknowledge, None);
+        assert!(decision.reason.contains("already acknowledged"), "{}", decision.reason);
     }
 }

@@ -78,13 +78,18 @@ impl Db {
                     })
                     .optional()?;
                 let Some((conversation_id, channel, text, received_at)) = row else { continue };
+                // Counts up to this message only: later ones may already be stored, but a rule deciding about
+                // this message must see the conversation as it was when it arrived.
                 let (inbound, last_ack): (i64, Option<i64>) = connection
                     .prepare_cached(
-                        "SELECT SUM(CASE WHEN direction = 'in' THEN 1 ELSE 0 END),
+                        "SELECT SUM(CASE WHEN direction = 'in' AND (created_at < ?3 OR (created_at = ?3 AND id <= ?4))
+                                         THEN 1 ELSE 0 END),
                                 MAX(CASE WHEN kind = 'auto_ack' THEN created_at END)
                          FROM messages WHERE client_id = ?1 AND conversation_id = ?2",
                     )?
-                    .query_row(params![client.as_str(), conversation_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                    .query_row(params![client.as_str(), conversation_id, received_at, message_id], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?;
                 let profile = match profiles.get(&client) {
                     Some(profile) => profile.clone(),
                     None => {
