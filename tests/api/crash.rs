@@ -115,10 +115,8 @@ async fn send_round(http: &reqwest::Client, base: &str, tokens: &[String], pendi
                     .bearer_auth(&token)
                     .json(&json!({ "external_id": format!("ext-{}", send.index), "from": { "handle": format!("+34{}", send.index % 40) }, "text": format!("api {}", send.index) }))
             };
-            if let Ok(response) = request.send().await {
-                if response.status().is_success() {
-                    acknowledged.lock().expect("lock").push(send.index);
-                }
+            if request.send().await.is_ok_and(|response| response.status().is_success()) {
+                acknowledged.lock().expect("lock").push(send.index);
             }
             drop(permit);
         }));
