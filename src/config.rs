@@ -314,6 +314,15 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_default_file_matches_the_built_in_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let from_file = Settings::load(Some(&path), &Overrides::default()).expect("the documented file loads");
+        let documented = serde_json::to_value(&from_file).expect("serialises");
+        let built_in = serde_json::to_value(Settings::default()).expect("serialises");
+        assert_eq!(documented, built_in, "config/default.toml and Settings::default() disagree");
+    }
+
+    #[test]
     fn missing_config_file_is_an_error_naming_it() {
         let error = Settings::load(Some(Path::new("/nonexistent/recado.toml")), &Overrides::default())
             .expect_err("missing file");

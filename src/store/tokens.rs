@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use super::clients::{audit, ensure_client};
 use super::{Db, Error, Result};
-use crate::domain::{ClientSlug, Role, Timestamp};
+use crate::domain::{ClientSlug, Invalid, Role, Timestamp};
 
 /// Prefix of every token, so leaked tokens are easy to recognise (and to scan for).
 const TOKEN_PREFIX: &str = "rcd_";
@@ -65,9 +65,9 @@ impl Db {
         let hash = hash_secret(&secret);
         self.write(move |connection| {
             match (role, &client) {
-                (Role::Client, None) => return Err(Error::Conflict("a client token needs --client".into())),
+                (Role::Client, None) => return Err(Invalid::new("client", "a client token must name its client").into()),
                 (Role::Client, Some(slug)) => ensure_client(connection, slug)?,
-                (_, Some(_)) => return Err(Error::Conflict("only client tokens are bound to a client".into())),
+                (_, Some(_)) => return Err(Invalid::new("client", "only client tokens are bound to a client").into()),
                 (_, None) => {}
             }
             let now = Timestamp::now();

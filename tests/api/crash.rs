@@ -4,20 +4,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 
 use recado::channels::telegram::TelegramConfig;
 use recado::config::Settings;
 use recado::domain::{ChannelKind, ClientProfile, ClientSlug, Role};
 use recado::store::Db;
+
+use crate::helpers::Binary;
 
 const MESSAGES: usize = 4_000;
 const IN_FLIGHT: usize = 64;
@@ -42,32 +41,6 @@ impl Send {
             (client, "api".into(), format!("ext-{}", self.index))
         }
     }
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-async fn start_server(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_recado"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the recado binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server printed its address in time")
-        .expect("stdout readable")
-        .expect("a first line");
-    let base = line.strip_prefix("listening on ").expect("the first line names the address").to_owned();
-    Server { child, base }
 }
 
 /// Creates the clients, their channels and tokens before the server first starts.
@@ -139,7 +112,7 @@ async fn acknowledged_messages_survive_kill_9_without_duplicates_and_are_all_pro
     let mut interrupted_rounds = 0;
 
     for round in 0..=KILLS {
-        let mut server = start_server(dir.path()).await;
+        let (mut server, base) = Binary::serve(dir.path()).await;
         let work: Vec<Send> = pending.values().cloned().collect();
         let killer = if round < KILLS {
             let pid = server.child.id().expect("running");
@@ -153,7 +126,7 @@ async fn acknowledged_messages_survive_kill_9_without_duplicates_and_are_all_pro
         } else {
             None
         };
-        let acknowledged = send_round(&http, &server.base, &tokens, &work).await;
+        let acknowledged = send_round(&http, &base, &tokens, &work).await;
         for index in acknowledged {
             pending.remove(&index);
             ever_acknowledged.insert(index);

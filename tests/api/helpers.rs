@@ -300,3 +300,49 @@ async fn provider_handler(
 pub fn whatsapp_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", recado::channels::hmac_sha256_hex(secret, body))
 }
+
+/// The real `recado` binary started with `args`, and its stdout lines.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Binary {
+    pub fn start(args: &[&str], data_dir: &std::path::Path) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_recado"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the recado binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        Self { child, stdout: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout)) }
+    }
+
+    /// The next line of output, within 30 s.
+    pub async fn line(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(30), self.stdout.next_line())
+            .await
+            .expect("output in time")
+            .expect("stdout readable")
+            .expect("another line")
+    }
+
+    /// Starts `recado serve` on loopback and returns it with its base URL.
+    pub async fn serve(data_dir: &std::path::Path) -> (Self, String) {
+        let mut binary = Self::start(&["serve", "--listen", "127.0.0.1:0"], data_dir);
+        let line = binary.line().await;
+        let base = line.strip_prefix("listening on ").expect("the first line names the address").to_owned();
+        (binary, base)
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.child.id().expect("running") as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal sent");
+    }
+}
