@@ -315,17 +315,24 @@ mod tests {
 
     #[test]
     fn the_documented_default_file_matches_the_built_in_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
-        let from_file = Settings::load(Some(&path), &Overrides::default()).expect("the documented file loads");
-        let documented = serde_json::to_value(&from_file).expect("serialises");
-        let built_in = serde_json::to_value(Settings::default()).expect("serialises");
-        assert_eq!(documented, built_in, "config/default.toml and Settings::default() disagree");
+        // Inside a Jail: other tests set RECADO__ variables, which Settings::load reads.
+        Jail::expect_with(|_| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+            let from_file = Settings::load(Some(&path), &Overrides::default()).expect("the documented file loads");
+            let documented = serde_json::to_value(&from_file).expect("serialises");
+            let built_in = serde_json::to_value(Settings::default()).expect("serialises");
+            assert_eq!(documented, built_in, "config/default.toml and Settings::default() disagree");
+            Ok(())
+        });
     }
 
     #[test]
     fn missing_config_file_is_an_error_naming_it() {
-        let error = Settings::load(Some(Path::new("/nonexistent/recado.toml")), &Overrides::default())
-            .expect_err("missing file");
-        assert!(error.to_string().contains("recado.toml"), "{error}");
+        Jail::expect_with(|_| {
+            let error = Settings::load(Some(Path::new("/nonexistent/recado.toml")), &Overrides::default())
+                .expect_err("missing file");
+            assert!(error.to_string().contains("recado.toml"), "{error}");
+            Ok(())
+        });
     }
 }
