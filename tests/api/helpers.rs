@@ -171,6 +171,17 @@ impl TestApp {
         }
     }
 
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits for the server task to finish, failing after `within`.
+    pub async fn wait_stopped(mut self, within: Duration) {
+        let server = self.server.take().expect("server running");
+        tokio::time::timeout(within, server).await.expect("stopped in time").expect("server task").expect("clean stop");
+    }
+
     /// Stops the server the way SIGTERM does and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

@@ -54,8 +54,27 @@ async fn a_client_token_gets_404_on_every_route_that_takes_another_clients_ids_a
         );
     }
 
+    // What a foreign token could have changed (delivery attempts of the acknowledgement move on by themselves).
+    let changeable = |c: &serde_json::Value| {
+        let messages: Vec<_> = c["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| (m["id"].clone(), m["kind"].clone(), m["text"].clone()))
+            .collect();
+        json!([
+            c["status"],
+            c["assignee"],
+            c["queue"],
+            c["priority"],
+            c["tags"],
+            c["closed_at"],
+            c["first_human_reply_at"],
+            messages
+        ])
+    };
     let after = app.conversation(&conversation).await;
-    assert_eq!(before, after, "nothing changed");
+    assert_eq!(changeable(&before), changeable(&after), "nothing changed");
     let (_, card) = app.get("/api/v1/clients/client-a", &app.admin).await;
     assert_eq!(card["name"], "Client client-a");
     assert_eq!(card["channels"], json!({}));

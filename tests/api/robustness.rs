@@ -217,3 +217,34 @@ async fn health_readiness_and_metrics_are_served_without_a_token() {
     assert!(text.contains("recado_http_request_duration_seconds_bucket{"), "{text}");
     assert!(text.contains("recado_outbox_backlog{state=\"pending\"}"), "{text}");
 }
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish_and_then_stops() {
+    let app = spawn_app().await;
+    let token = app.create_client("client-a").await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let body = json!({ "external_id": "in-flight", "from": { "handle": "+1" }, "text": "made it" }).to_string();
+    let (first, rest) = body.split_at(10);
+    let mut stream = TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/clients/client-a/messages HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{first}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    // Give the server a moment to read the headers, so the request is in flight when shutdown begins.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    app.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(TcpStream::connect(&addr).await.is_err(), "no new connections once shutdown began");
+    stream.write_all(rest.as_bytes()).await.expect("write the rest");
+    let mut response = vec![0u8; 2048];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
+        .await
+        .expect("answered")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response[..read]);
+    assert!(text.starts_with("HTTP/1.1 201"), "{text}");
+
+    app.wait_stopped(Duration::from_secs(10)).await;
+}
