@@ -66,3 +66,43 @@ pub async fn seed(db: &Db, kb_dir: &Path) -> anyhow::Result<(Vec<ClientSlug>, De
     };
     Ok((slugs, DemoTokens { admin, assistant, client }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_demo_clients_all_load() {
+        let clients = load_clients(&Path::new(env!("CARGO_MANIFEST_DIR")).join("kb")).expect("demo clients load");
+        let slugs: Vec<_> = clients.iter().map(|(slug, _)| slug.as_str()).collect();
+        assert_eq!(
+            slugs,
+            ["dental-gracia", "lavka-moskva", "northbridge-consulting", "panaderia-palermo", "studio-legale-brera"]
+        );
+        let languages: std::collections::BTreeSet<_> =
+            clients.iter().flat_map(|(_, profile)| profile.languages.iter().cloned()).collect();
+        assert_eq!(languages.into_iter().collect::<Vec<_>>(), ["ca", "en", "es", "it", "ru"]);
+    }
+
+    #[test]
+    fn a_broken_client_file_is_reported_with_its_path_and_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("bakery")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("bakery/client.toml"),
+            "name = \"Bakery\"\ntimezone = \"Europe/Rome\"\nlanguages = [\"it\"\n",
+        )
+        .expect("write");
+        let error = format!("{:#}", load_clients(dir.path()).expect_err("broken file"));
+        assert!(error.contains("bakery/client.toml"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
+
+        std::fs::write(
+            dir.path().join("bakery/client.toml"),
+            "name = \"Bakery\"\ntimezone = \"Mars/Base\"\nlanguages = [\"it\"]\n",
+        )
+        .expect("write");
+        let error = format!("{:#}", load_clients(dir.path()).expect_err("invalid profile"));
+        assert!(error.contains("bakery/client.toml") && error.contains("timezone"), "{error}");
+    }
+}
