@@ -3,9 +3,11 @@
 //! Nothing here does I/O or knows about HTTP, SQLite or tokio. Values coming from outside are parsed into
 //! these types at the edge (`parse` constructors), so the rest of the code can rely on their invariants.
 
+mod article;
 mod client;
 mod message;
 
+pub use article::{ArticleContent, ArticleId};
 pub use client::{BusinessHours, ClientDefaults, ClientProfile, ClientSlug, EscalationContact, Interval, Sla, Weekday};
 pub use message::{
     ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, InboundMessage, MessageKind, Priority, Role,

@@ -5,6 +5,7 @@
 //! a request gets a fast 503 with `Retry-After` instead of waiting. Each budget also bounds how long a
 //! request may run (504). Health and metrics sit outside both budgets.
 
+mod articles;
 mod clients;
 mod conversations;
 mod error;
@@ -68,6 +69,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients", get(clients::clients_list).post(clients::clients_create))
         .route("/api/v1/clients/{slug}", get(clients::clients_show).patch(clients::clients_update))
         .route("/api/v1/clients/{slug}/channels/{kind}", put(clients::channels_put))
+        .route("/api/v1/clients/{slug}/kb/articles", get(articles::articles_list).post(articles::articles_create))
+        .route(
+            "/api/v1/clients/{slug}/kb/articles/{id}",
+            get(articles::articles_show).put(articles::articles_update).delete(articles::articles_delete),
+        )
         .route("/api/v1/conversations", get(conversations::conversations_list))
         .route("/api/v1/conversations/{id}", get(conversations::conversations_show))
         .route("/api/v1/conversations/{id}/replies", post(conversations::conversations_reply))

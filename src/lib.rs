@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod kb;
 pub mod loadgen;
 pub mod metrics;
 pub mod outbox;

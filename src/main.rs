@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Import or export knowledge bases as files (works whether or not the server runs).
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
     /// Measure sustained ingest throughput and latency against a fresh server on loopback.
     Loadgen(recado::loadgen::LoadgenArgs),
 }
@@ -69,6 +74,25 @@ struct StoreArgs {
     /// Directory of the database (overrides storage.data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// Create or update clients and articles from DIR/<client>/client.toml and DIR/<client>/articles/*.md.
+    /// Every file is checked first; if any is broken, nothing is written.
+    Import {
+        /// The directory holding one directory per client.
+        dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write every client's profile and articles under DIR, in the form `kb import` reads.
+    Export {
+        /// The directory to write into (created if needed).
+        dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(app, signals).await
         }
         Command::Token { command } => token(command).await,
+        Command::Kb { command } => kb(command).await,
         Command::Loadgen(args) => {
             recado::telemetry::init("warn");
             let report = recado::loadgen::run(args).await?;
@@ -188,13 +213,71 @@ async fn serve(app: Application, signals: Signals) -> anyhow::Result<()> {
     app.run_until_stopped().await
 }
 
+/// Opens the store named by the flags, from a command-line process (SQLite's WAL lets it share the file with
+/// a running server).
+fn open_store(store: &StoreArgs) -> anyhow::Result<Db> {
+    let overrides = Overrides { listen: None, data_dir: store.data_dir.clone() };
+    let settings = Settings::load(store.config.as_deref(), &overrides)?;
+    tokio::task::block_in_place(|| Db::open(&settings.storage))
+        .with_context(|| format!("opening the store in {}", settings.storage.data_dir.display()))
+}
+
+async fn kb(command: KbCommand) -> anyhow::Result<()> {
+    match command {
+        KbCommand::Import { dir, store } => {
+            let db = open_store(&store)?;
+            // Drawn only when stderr is a terminal; indicatif hides itself otherwise.
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg}")
+                    .context("progress style")?,
+            );
+            let result = recado::kb::import_dir(&db, &dir, "cli", |slug, files| {
+                bar.inc_length(files as u64);
+                bar.inc(files as u64);
+                bar.set_message(slug.to_string());
+            })
+            .await;
+            bar.finish_and_clear();
+            let summaries = result?;
+            let mut totals = recado::store::ImportSummary::default();
+            for (slug, summary) in &summaries {
+                let client = if summary.client_created {
+                    " (new client)"
+                } else if summary.client_updated {
+                    " (profile updated)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{slug}: {} created, {} updated, {} unchanged{client}",
+                    summary.created, summary.updated, summary.unchanged
+                );
+                totals.created += summary.created;
+                totals.updated += summary.updated;
+                totals.unchanged += summary.unchanged;
+            }
+            println!(
+                "total: {} clients, {} created, {} updated, {} unchanged",
+                summaries.len(),
+                totals.created,
+                totals.updated,
+                totals.unchanged
+            );
+            db.close().await;
+            Ok(())
+        }
+        KbCommand::Export { dir, store } => {
+            let db = open_store(&store)?;
+            let written = recado::kb::export_dir(&db, &dir).await?;
+            eprintln!("wrote {written} files under {}", dir.display());
+            db.close().await;
+            Ok(())
+        }
+    }
+}
+
 async fn token(command: TokenCommand) -> anyhow::Result<()> {
-    let open = |store: &StoreArgs| -> anyhow::Result<Db> {
-        let overrides = Overrides { listen: None, data_dir: store.data_dir.clone() };
-        let settings = Settings::load(store.config.as_deref(), &overrides)?;
-        Db::open(&settings.storage)
-            .with_context(|| format!("opening the store in {}", settings.storage.data_dir.display()))
-    };
+    let open = open_store;
     match command {
         TokenCommand::Create { role, client, name, store } => {
             let role: Role =
@@ -203,7 +286,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 .map(|slug| ClientSlug::parse(&slug))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--client: {}", e.message))?;
-            let db = tokio::task::block_in_place(|| open(&store))?;
+            let db = open(&store)?;
             let name = if name.is_empty() { format!("{role} token") } else { name };
             let created = db.create_token(role, client, name).await.context("creating the token")?;
             println!("{}", created.token);
@@ -211,7 +294,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Revoke { token, store } => {
-            let db = tokio::task::block_in_place(|| open(&store))?;
+            let db = open(&store)?;
             let record = db.revoke_token(token).await.context("revoking the token")?;
             eprintln!("revoked token {} ({}, {})", record.id, record.role, record.name);
             db.close().await;

@@ -10,6 +10,7 @@
 //! Every table holding client data has the client id leading its primary key, and every query that takes
 //! an id also takes the client scope, so a PostgreSQL store can later follow the same keys.
 
+mod articles;
 mod clients;
 mod conversations;
 mod ingest;
@@ -18,6 +19,7 @@ mod outbox;
 mod pipeline;
 mod tokens;
 
+pub use articles::{Article, ArticlePage, Edit, ImportSummary};
 pub use clients::ClientRecord;
 pub use conversations::{
     ContactView, ConversationDetail, ConversationFilter, ConversationPage, ConversationSummary, Delivery, MessageView,

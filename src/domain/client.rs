@@ -117,7 +117,7 @@ impl ClientProfile {
 }
 
 /// Checks a language code: `xx` or `xxx`, optionally followed by `-` and a region or script (`pt-BR`).
-fn validate_language(code: &str) -> Result<(), Invalid> {
+pub(super) fn validate_language(code: &str) -> Result<(), Invalid> {
     let mut parts = code.splitn(2, '-');
     let base = parts.next().unwrap_or_default();
     let base_ok = (2..=3).contains(&base.len()) && base.bytes().all(|b| b.is_ascii_lowercase());

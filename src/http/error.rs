@@ -41,6 +41,12 @@ pub enum ApiError {
     /// 409: the change conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 409 for an edit of a version that is no longer current; carries the current object.
+    #[error("the version you edited is no longer current")]
+    StaleVersion(Box<serde_json::Value>),
+    /// 428: an edit must name the version it changes.
+    #[error("{0}")]
+    PreconditionRequired(String),
     /// 413: the body is larger than this route accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -91,6 +97,8 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::StaleVersion(_) => (StatusCode::CONFLICT, "version_conflict"),
+            Self::PreconditionRequired(_) => (StatusCode::PRECONDITION_REQUIRED, "version_required"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
@@ -120,6 +128,13 @@ impl IntoResponse for ApiError {
                 let mut response = error_response(status, code, message);
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 response
+            }
+            Self::StaleVersion(ref current) => {
+                let body = serde_json::json!({
+                    "error": { "code": code, "message": self.to_string() },
+                    "current": current,
+                });
+                (status, Json(body)).into_response()
             }
             other => error_response(status, code, &other.to_string()),
         }

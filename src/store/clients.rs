@@ -44,33 +44,6 @@ impl Db {
         .await
     }
 
-    /// Creates the client or replaces its profile; returns the record and whether it was created.
-    pub async fn upsert_client(
-        &self,
-        slug: ClientSlug,
-        profile: ClientProfile,
-        actor: String,
-    ) -> Result<(ClientRecord, bool)> {
-        self.write(move |connection| {
-            let now = Timestamp::now().millis();
-            let created = connection.execute(
-                "INSERT INTO clients (id, name, profile, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
-                 ON CONFLICT (id) DO NOTHING",
-                params![slug.as_str(), profile.name, serde_json::to_string(&profile)?, now],
-            )? == 1;
-            if !created {
-                connection.execute(
-                    "UPDATE clients SET name = ?2, profile = ?3, updated_at = ?4 WHERE id = ?1 AND profile <> ?3",
-                    params![slug.as_str(), profile.name, serde_json::to_string(&profile)?, now],
-                )?;
-            }
-            let action = if created { "client.create" } else { "client.upsert" };
-            audit(connection, Some(&slug), &actor, action, &serde_json::json!({ "name": profile.name }))?;
-            Ok((load_client(connection, &slug)?, created))
-        })
-        .await
-    }
-
     /// Replaces a client's profile with the result of `change` applied to the current one.
     ///
     /// `change` runs inside the write transaction, so concurrent patches never lose each other's fields.
@@ -110,6 +83,26 @@ impl Db {
                     load_client(connection, &slug)
                 })
                 .collect()
+        })
+        .await
+    }
+
+    /// The latest `limit` audit entries of a client, newest first: `(actor, action, detail)`.
+    pub async fn audit_log(
+        &self,
+        client: ClientSlug,
+        limit: usize,
+    ) -> Result<Vec<(String, String, serde_json::Value)>> {
+        self.read(move |connection| {
+            let rows: Vec<(String, String, String)> = connection
+                .prepare_cached(
+                    "SELECT actor, action, detail FROM audit_log WHERE client_id = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
+                )?
+                .query_map(params![client.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.into_iter().map(|(actor, action, detail)| Ok((actor, action, serde_json::from_str(&detail)?))).collect()
         })
         .await
     }

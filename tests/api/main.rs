@@ -1,6 +1,7 @@
 //! Black-box tests: the server on 127.0.0.1:0 with its own temporary data directory, called over HTTP.
 #![allow(unreachable_pub)] // One test binary: `pub` in its modules only means "shared with the other test modules".
 
+mod articles;
 mod cli;
 mod clients;
 mod conversations;

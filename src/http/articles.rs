@@ -1,0 +1,203 @@
+//! `/api/v1/clients/{slug}/kb/articles`: the knowledge-base editor's API. Admins write; assistants read;
+//! a client reads its own. Edits name the version they change, so two admins never overwrite each other.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{AppJson, AppPath, AppQuery, Principal};
+use crate::domain::{ArticleContent, ArticleId, Invalid};
+use crate::kb::template;
+use crate::store::{Article, Edit};
+
+/// Largest page of the article list.
+const MAX_PAGE: usize = 200;
+
+fn article_json(article: &Article) -> Value {
+    json!({
+        "id": article.id,
+        "client": article.client,
+        "language": article.content.language,
+        "title": article.content.title,
+        "questions": article.content.questions,
+        "body": article.content.body,
+        "tags": article.content.tags,
+        "shortcut": article.content.shortcut,
+        "version": article.version,
+        "created_at": article.created_at.to_rfc3339(),
+        "updated_at": article.updated_at.to_rfc3339(),
+        "updated_by": article.updated_by,
+    })
+}
+
+/// The article with its version as the `ETag`.
+fn article_response(status: StatusCode, article: &Article) -> Response {
+    let mut response = (status, Json(article_json(article))).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", article.version)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// Body of a create or a replace.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ArticleBody {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    version: Option<i64>,
+    language: String,
+    title: String,
+    #[serde(default)]
+    questions: Vec<String>,
+    body: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    shortcut: Option<String>,
+}
+
+impl ArticleBody {
+    /// The normalised, validated content (template included).
+    fn content(&self) -> Result<ArticleContent, ApiError> {
+        let content = ArticleContent {
+            language: self.language.clone(),
+            title: self.title.clone(),
+            questions: self.questions.clone(),
+            body: self.body.clone(),
+            tags: self.tags.clone(),
+            shortcut: self.shortcut.clone(),
+        }
+        .normalized();
+        content.validate()?;
+        template::validate(&content.body).map_err(|error| Invalid::new("body", error.to_string()))?;
+        Ok(content)
+    }
+}
+
+fn article_id(id: &str) -> Result<ArticleId, ApiError> {
+    ArticleId::parse(id).map_err(|_| ApiError::NotFound("article".into()))
+}
+
+/// The version an edit names: `If-Match: "3"` (or `W/"3"`, or `3`), else a `version` field.
+fn expected_version(headers: &HeaderMap, field: Option<i64>) -> Result<i64, ApiError> {
+    match headers.get(header::IF_MATCH) {
+        Some(value) => {
+            let text = value.to_str().unwrap_or_default().trim();
+            let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+            text.parse().map_err(|_| {
+                ApiError::bad_request("invalid_if_match", "If-Match must be the article's version, e.g. \"3\"")
+            })
+        }
+        None => field.ok_or_else(|| {
+            ApiError::PreconditionRequired("name the version you edit: an If-Match header or a version field".into())
+        }),
+    }
+}
+
+/// Query of the article list.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    q: Option<String>,
+    language: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET .../kb/articles`: by id, filtered by text (`q`) and `language`, paged by `cursor`.
+pub(super) async fn articles_list(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let client = principal.client_in_path(&slug)?;
+    let text = query.q.filter(|q| !q.trim().is_empty()).map(|q| q.chars().take(200).collect::<String>());
+    let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let page = state.db.articles(client, text, query.language, query.cursor, limit).await?;
+    Ok(Json(json!({
+        "articles": page.articles.iter().map(article_json).collect::<Vec<_>>(),
+        "next_cursor": page.next,
+    })))
+}
+
+/// `POST .../kb/articles` (admin): the id is given or derived from the title.
+pub(super) async fn articles_create(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+    AppJson(body): AppJson<ArticleBody>,
+) -> Result<Response, ApiError> {
+    let client = principal.client_in_path(&slug)?;
+    principal.require_admin()?;
+    let id = body.id.as_deref().map(ArticleId::parse).transpose()?;
+    let content = body.content()?;
+    let article = state.db.create_article(client, id, content, principal.actor()).await?;
+    Ok(article_response(StatusCode::CREATED, &article))
+}
+
+/// `GET .../kb/articles/{id}`.
+pub(super) async fn articles_show(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath((slug, id)): AppPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let client = principal.client_in_path(&slug)?;
+    let article = state.db.article(client, article_id(&id)?).await?;
+    Ok(article_response(StatusCode::OK, &article))
+}
+
+/// `PUT .../kb/articles/{id}` (admin): replaces the content of the version named; 409 with the current
+/// article if that version is stale.
+pub(super) async fn articles_update(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath((slug, id)): AppPath<(String, String)>,
+    headers: HeaderMap,
+    AppJson(body): AppJson<ArticleBody>,
+) -> Result<Response, ApiError> {
+    let client = principal.client_in_path(&slug)?;
+    principal.require_admin()?;
+    let id = article_id(&id)?;
+    if body.id.as_deref().is_some_and(|given| given != id.as_str()) {
+        return Err(Invalid::new("id", "cannot be changed").into());
+    }
+    let version = expected_version(&headers, body.version)?;
+    let content = body.content()?;
+    match state.db.update_article(client, id, version, content, principal.actor()).await? {
+        Edit::Applied(article) => Ok(article_response(StatusCode::OK, &article)),
+        Edit::Stale(current) => Err(ApiError::StaleVersion(Box::new(article_json(&current)))),
+    }
+}
+
+/// Query of a delete.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeleteQuery {
+    version: Option<i64>,
+}
+
+/// `DELETE .../kb/articles/{id}` (admin): with `If-Match` or `?version=`.
+pub(super) async fn articles_delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath((slug, id)): AppPath<(String, String)>,
+    headers: HeaderMap,
+    AppQuery(query): AppQuery<DeleteQuery>,
+) -> Result<Response, ApiError> {
+    let client = principal.client_in_path(&slug)?;
+    principal.require_admin()?;
+    let id = article_id(&id)?;
+    let version = expected_version(&headers, query.version)?;
+    match state.db.delete_article(client, id, version, principal.actor()).await? {
+        Edit::Applied(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Edit::Stale(current) => Err(ApiError::StaleVersion(Box::new(article_json(&current)))),
+    }
+}

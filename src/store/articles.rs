@@ -1,0 +1,398 @@
+//! Knowledge-base articles: versioned edits (a stale version is refused), import, and the change log.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::clients::{audit, ensure_client};
+use super::{Db, Error, Result};
+use crate::domain::{ArticleContent, ArticleId, ClientProfile, ClientSlug, Timestamp};
+
+/// A stored article.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Article {
+    /// Its client.
+    pub client: ClientSlug,
+    /// Its id.
+    pub id: ArticleId,
+    /// What it says.
+    pub content: ArticleContent,
+    /// Increases by one with every change; edits name the version they change.
+    pub version: i64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+    /// Who changed it last.
+    pub updated_by: String,
+}
+
+/// The outcome of a versioned change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit<T> {
+    /// The change was made.
+    Applied(T),
+    /// The caller's version is not the current one; nothing changed. Carries the current article.
+    Stale(Box<Article>),
+}
+
+/// Counts of one client's import.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Whether the client itself was created.
+    pub client_created: bool,
+    /// Whether the client's profile changed.
+    pub client_updated: bool,
+    /// New articles.
+    pub created: usize,
+    /// Changed articles.
+    pub updated: usize,
+    /// Articles already as in the files.
+    pub unchanged: usize,
+}
+
+/// A page of articles.
+#[derive(Debug, Clone)]
+pub struct ArticlePage {
+    /// Articles by id.
+    pub articles: Vec<Article>,
+    /// The id to continue after, if there may be more.
+    pub next: Option<String>,
+}
+
+const COLUMNS: &str =
+    "client_id, id, language, title, questions, body, tags, shortcut, version, created_at, updated_at, updated_by";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, ArticleContentRow, i64, i64, i64, String)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        ArticleContentRow {
+            language: row.get(2)?,
+            title: row.get(3)?,
+            questions: row.get(4)?,
+            body: row.get(5)?,
+            tags: row.get(6)?,
+            shortcut: row.get(7)?,
+        },
+        row.get(8)?,
+        row.get(9)?,
+        row.get(10)?,
+        row.get(11)?,
+    ))
+}
+
+struct ArticleContentRow {
+    language: String,
+    title: String,
+    questions: String,
+    body: String,
+    tags: String,
+    shortcut: Option<String>,
+}
+
+type RawArticle = (String, String, ArticleContentRow, i64, i64, i64, String);
+
+fn to_article(raw: RawArticle) -> Result<Article> {
+    let (client, id, content, version, created_at, updated_at, updated_by) = raw;
+    Ok(Article {
+        client: ClientSlug::parse(&client)?,
+        id: ArticleId::parse(&id)?,
+        content: ArticleContent {
+            language: content.language,
+            title: content.title,
+            questions: serde_json::from_str(&content.questions)?,
+            body: content.body,
+            tags: serde_json::from_str(&content.tags)?,
+            shortcut: content.shortcut,
+        },
+        version,
+        created_at: Timestamp(created_at),
+        updated_at: Timestamp(updated_at),
+        updated_by,
+    })
+}
+
+pub(super) fn load_article(connection: &Connection, client: &ClientSlug, id: &ArticleId) -> Result<Option<Article>> {
+    let raw = connection
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM articles WHERE client_id = ?1 AND id = ?2"))?
+        .query_row(params![client.as_str(), id.as_str()], from_row)
+        .optional()?;
+    raw.map(to_article).transpose()
+}
+
+fn record_change(connection: &Connection, client: &ClientSlug, id: &ArticleId, now: i64) -> Result<()> {
+    connection
+        .prepare_cached("INSERT INTO kb_changes (client_id, article_id, at) VALUES (?1, ?2, ?3)")?
+        .execute(params![client.as_str(), id.as_str(), now])?;
+    Ok(())
+}
+
+fn shortcut_taken(connection: &Connection, client: &ClientSlug, id: &ArticleId, shortcut: Option<&str>) -> Result<()> {
+    let Some(shortcut) = shortcut else { return Ok(()) };
+    let holder: Option<String> = connection
+        .prepare_cached("SELECT id FROM articles WHERE client_id = ?1 AND shortcut = ?2 AND id <> ?3")?
+        .query_row(params![client.as_str(), shortcut, id.as_str()], |row| row.get(0))
+        .optional()?;
+    match holder {
+        Some(holder) => {
+            Err(Error::Conflict(format!("the shortcut {shortcut:?} is already used by article {holder:?}")))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Inserts or replaces an article's content, bumping its version; returns the stored article.
+fn write_article(
+    connection: &Connection,
+    client: &ClientSlug,
+    id: &ArticleId,
+    content: &ArticleContent,
+    actor: &str,
+) -> Result<Article> {
+    shortcut_taken(connection, client, id, content.shortcut.as_deref())?;
+    let now = Timestamp::now().millis();
+    connection
+        .prepare_cached(
+            "INSERT INTO articles (client_id, id, language, title, questions, body, tags, shortcut, version, created_at, updated_at, updated_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?9, ?10)
+             ON CONFLICT (client_id, id) DO UPDATE SET
+                 language = excluded.language, title = excluded.title, questions = excluded.questions,
+                 body = excluded.body, tags = excluded.tags, shortcut = excluded.shortcut,
+                 version = articles.version + 1, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )?
+        .execute(params![
+            client.as_str(),
+            id.as_str(),
+            content.language,
+            content.title,
+            serde_json::to_string(&content.questions)?,
+            content.body,
+            serde_json::to_string(&content.tags)?,
+            content.shortcut,
+            now,
+            actor
+        ])?;
+    record_change(connection, client, id, now)?;
+    load_article(connection, client, id)?.ok_or(Error::NotFound("article"))
+}
+
+impl Db {
+    /// Creates an article. Without an id, one is derived from the title (with a numeric suffix if taken);
+    /// a given id that is taken is a conflict.
+    pub async fn create_article(
+        &self,
+        client: ClientSlug,
+        id: Option<ArticleId>,
+        content: ArticleContent,
+        actor: String,
+    ) -> Result<Article> {
+        self.write(move |connection| {
+            ensure_client(connection, &client)?;
+            let id = match id {
+                Some(id) => {
+                    if load_article(connection, &client, &id)?.is_some() {
+                        return Err(Error::Conflict(format!("an article with id {id:?} already exists")));
+                    }
+                    id
+                }
+                None => {
+                    let base = ArticleId::from_title(&content.title);
+                    let mut candidate = base.clone();
+                    let mut n = 2;
+                    while load_article(connection, &client, &candidate)?.is_some() {
+                        candidate = base.with_suffix(n);
+                        n += 1;
+                    }
+                    candidate
+                }
+            };
+            let article = write_article(connection, &client, &id, &content, &actor)?;
+            audit(
+                connection,
+                Some(&client),
+                &actor,
+                "article.create",
+                &serde_json::json!({ "article_id": id, "version": 1 }),
+            )?;
+            Ok(article)
+        })
+        .await
+    }
+
+    /// One article.
+    pub async fn article(&self, client: ClientSlug, id: ArticleId) -> Result<Article> {
+        self.read(move |connection| load_article(connection, &client, &id)?.ok_or(Error::NotFound("article"))).await
+    }
+
+    /// Replaces an article's content if `version` is its current version.
+    pub async fn update_article(
+        &self,
+        client: ClientSlug,
+        id: ArticleId,
+        version: i64,
+        content: ArticleContent,
+        actor: String,
+    ) -> Result<Edit<Article>> {
+        self.write(move |connection| {
+            let current = load_article(connection, &client, &id)?.ok_or(Error::NotFound("article"))?;
+            if current.version != version {
+                return Ok(Edit::Stale(Box::new(current)));
+            }
+            if current.content == content {
+                return Ok(Edit::Applied(current));
+            }
+            let article = write_article(connection, &client, &id, &content, &actor)?;
+            audit(
+                connection,
+                Some(&client),
+                &actor,
+                "article.update",
+                &serde_json::json!({ "article_id": id, "version": article.version }),
+            )?;
+            Ok(Edit::Applied(article))
+        })
+        .await
+    }
+
+    /// Deletes an article if `version` is its current version.
+    pub async fn delete_article(
+        &self,
+        client: ClientSlug,
+        id: ArticleId,
+        version: i64,
+        actor: String,
+    ) -> Result<Edit<()>> {
+        self.write(move |connection| {
+            let current = load_article(connection, &client, &id)?.ok_or(Error::NotFound("article"))?;
+            if current.version != version {
+                return Ok(Edit::Stale(Box::new(current)));
+            }
+            connection.execute(
+                "DELETE FROM articles WHERE client_id = ?1 AND id = ?2",
+                params![client.as_str(), id.as_str()],
+            )?;
+            record_change(connection, &client, &id, Timestamp::now().millis())?;
+            audit(
+                connection,
+                Some(&client),
+                &actor,
+                "article.delete",
+                &serde_json::json!({ "article_id": id, "version": version }),
+            )?;
+            Ok(Edit::Applied(()))
+        })
+        .await
+    }
+
+    /// A page of a client's articles by id, optionally only those whose title, questions or body contain
+    /// `contains` (case-insensitive) or in `language`.
+    pub async fn articles(
+        &self,
+        client: ClientSlug,
+        contains: Option<String>,
+        language: Option<String>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<ArticlePage> {
+        self.read(move |connection| {
+            ensure_client(connection, &client)?;
+            let pattern = contains.map(|text| {
+                format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+            });
+            let raw: Vec<RawArticle> = connection
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM articles
+                     WHERE client_id = ?1 AND id > ?2 AND (?3 IS NULL OR language = ?3)
+                       AND (?4 IS NULL OR LOWER(title) LIKE ?4 ESCAPE '\\' OR LOWER(questions) LIKE ?4 ESCAPE '\\'
+                            OR LOWER(body) LIKE ?4 ESCAPE '\\')
+                     ORDER BY id LIMIT ?5"
+                ))?
+                .query_map(
+                    params![
+                        client.as_str(),
+                        after.unwrap_or_default(),
+                        language,
+                        pattern,
+                        i64::try_from(limit + 1).unwrap_or(i64::MAX)
+                    ],
+                    from_row,
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut articles = raw.into_iter().map(to_article).collect::<Result<Vec<_>>>()?;
+            let next = if articles.len() > limit {
+                articles.truncate(limit);
+                articles.last().map(|article| article.id.to_string())
+            } else {
+                None
+            };
+            Ok(ArticlePage { articles, next })
+        })
+        .await
+    }
+
+    /// Every article of a client, by id (for export).
+    pub async fn all_articles(&self, client: ClientSlug) -> Result<Vec<Article>> {
+        self.read(move |connection| {
+            let raw: Vec<RawArticle> = connection
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM articles WHERE client_id = ?1 ORDER BY id"))?
+                .query_map([client.as_str()], from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            raw.into_iter().map(to_article).collect()
+        })
+        .await
+    }
+
+    /// Imports one client's files in one transaction: the profile (creating the client if needed) and each
+    /// article, created or updated when its content differs. Articles not in the files are left alone.
+    pub async fn import_client(
+        &self,
+        client: ClientSlug,
+        profile: Option<ClientProfile>,
+        articles: Vec<(ArticleId, ArticleContent)>,
+        actor: String,
+    ) -> Result<ImportSummary> {
+        self.write(move |connection| {
+            let mut summary = ImportSummary::default();
+            let exists = ensure_client(connection, &client).is_ok();
+            match (&profile, exists) {
+                (Some(profile), false) => {
+                    let now = Timestamp::now().millis();
+                    connection.execute(
+                        "INSERT INTO clients (id, name, profile, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                        params![client.as_str(), profile.name, serde_json::to_string(profile)?, now],
+                    )?;
+                    summary.client_created = true;
+                }
+                (Some(profile), true) => {
+                    summary.client_updated = connection.execute(
+                        "UPDATE clients SET name = ?2, profile = ?3, updated_at = ?4 WHERE id = ?1 AND profile <> ?3",
+                        params![client.as_str(), profile.name, serde_json::to_string(profile)?, Timestamp::now().millis()],
+                    )? == 1;
+                }
+                (None, false) => return Err(Error::NotFound("client")),
+                (None, true) => {}
+            }
+            for (id, content) in &articles {
+                match load_article(connection, &client, id)? {
+                    Some(current) if current.content == *content => summary.unchanged += 1,
+                    Some(_) => {
+                        write_article(connection, &client, id, content, &actor)?;
+                        summary.updated += 1;
+                    }
+                    None => {
+                        write_article(connection, &client, id, content, &actor)?;
+                        summary.created += 1;
+                    }
+                }
+            }
+            audit(
+                connection,
+                Some(&client),
+                &actor,
+                "kb.import",
+                &serde_json::json!({ "created": summary.created, "updated": summary.updated, "unchanged": summary.unchanged }),
+            )?;
+            Ok(summary)
+        })
+        .await
+    }
+}

@@ -1,0 +1,187 @@
+//! The knowledge-base API: articles with versions, template checks, search and paging, roles.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+fn article(title: &str, body: &str) -> Value {
+    json!({ "language": "ca", "title": title, "questions": ["A quina hora obriu?", "Quin horari feu?"], "body": body, "tags": ["horaris"] })
+}
+
+async fn create(app: &TestApp, slug: &str, body: Value) -> Value {
+    let (status, created) = app.post(&format!("/api/v1/clients/{slug}/kb/articles"), &app.admin, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created
+}
+
+#[tokio::test]
+async fn an_article_is_created_with_a_derived_id_and_read_back() {
+    let app = spawn_app().await;
+    app.create_client("dental").await;
+    let created = create(
+        &app,
+        "dental",
+        article("Horari de la clínica", "Obrim de 9 a 14, {{ contact.first_name | default(\"\") }}."),
+    )
+    .await;
+    assert_eq!(created["id"], "horari-de-la-clinica");
+    assert_eq!(created["version"], 1);
+    assert_eq!(created["updated_by"].as_str().map(|s| s.starts_with("admin:")), Some(true));
+    let again = create(&app, "dental", article("Horari de la clínica", "Una altra versió.")).await;
+    assert_eq!(again["id"], "horari-de-la-clinica-2", "a taken derived id gets a suffix");
+
+    let (status, headers, shown) = app
+        .call_full(Method::GET, "/api/v1/clients/dental/kb/articles/horari-de-la-clinica", Some(&app.assistant), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get("etag").expect("etag").to_str().expect("ascii"), "\"1\"");
+    assert_eq!(shown, created);
+
+    let mut given = article("Preus", "Una neteja costa 60 €.");
+    given["id"] = json!("preus");
+    given["shortcut"] = json!("/preus");
+    let created = create(&app, "dental", given.clone()).await;
+    assert_eq!((created["id"].as_str(), created["shortcut"].as_str()), (Some("preus"), Some("preus")));
+    let (status, error) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, given).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    let mut other = article("Altres preus", "...");
+    other["shortcut"] = json!("preus");
+    let (status, error) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, other).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a shortcut is unique per client: {error}");
+}
+
+#[tokio::test]
+async fn template_errors_are_refused_with_the_line() {
+    let app = spawn_app().await;
+    app.create_client("dental").await;
+    let (status, error) = app
+        .post(
+            "/api/v1/clients/dental/kb/articles",
+            &app.admin,
+            article("Telèfon", "Hola,\n\nel teu telèfon és {{ contact.phone }}."),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let message = error["error"]["message"].as_str().expect("message");
+    assert!(message.contains("body") && message.contains("line 3") && message.contains("contact.phone"), "{message}");
+    let (status, error) =
+        app.post("/api/v1/clients/dental/kb/articles", &app.admin, article("Trencat", "Hola {{ contact.name")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error["error"]["message"].as_str().expect("message").contains("line 1"), "{error}");
+    let (_, list) = app.get("/api/v1/clients/dental/kb/articles", &app.admin).await;
+    assert_eq!(list["articles"], json!([]), "nothing stored");
+}
+
+#[tokio::test]
+async fn edits_must_name_the_current_version_and_stale_ones_get_the_current_article() {
+    let app = spawn_app().await;
+    app.create_client("dental").await;
+    let created = create(&app, "dental", article("Horari", "Obrim a les 9.")).await;
+    let path = "/api/v1/clients/dental/kb/articles/horari";
+
+    let (status, error) =
+        app.call(Method::PUT, path, Some(&app.admin), Some(article("Horari", "Obrim a les 10."))).await;
+    assert_eq!(status, StatusCode::PRECONDITION_REQUIRED, "{error}");
+
+    // Admin A edits version 1 through If-Match.
+    let response = app
+        .http
+        .put(format!("{}{path}", app.base))
+        .bearer_auth(&app.admin)
+        .header("if-match", "\"1\"")
+        .json(&article("Horari", "Obrim a les 10."))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let updated: Value = response.json().await.expect("json");
+    assert_eq!(updated["version"], 2);
+
+    // Admin B still holds version 1, in the body this time.
+    let mut stale = article("Horari", "Obrim a les 8.");
+    stale["version"] = json!(1);
+    let (status, conflict) = app.call(Method::PUT, path, Some(&app.admin), Some(stale)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
+    assert_eq!(conflict["error"]["code"], "version_conflict");
+    assert_eq!(conflict["current"]["version"], 2);
+    assert_eq!(conflict["current"]["body"], "Obrim a les 10.");
+
+    let (status, _) = app.call(Method::DELETE, &format!("{path}?version=1"), Some(&app.admin), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = app.call(Method::DELETE, &format!("{path}?version=2"), Some(&app.admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.get(path, &app.admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let slug = recado::domain::ClientSlug::parse("dental").expect("slug");
+    let actions: Vec<String> =
+        app.db.audit_log(slug, 10).await.expect("audit").into_iter().map(|(_, action, _)| action).collect();
+    assert_eq!(&actions[..3], ["article.delete", "article.update", "article.create"], "every change is audited");
+    assert_eq!(created["version"], 1);
+}
+
+#[tokio::test]
+async fn the_list_searches_filters_by_language_and_pages() {
+    let app = spawn_app().await;
+    app.create_client("dental").await;
+    for n in 0..5 {
+        create(&app, "dental", json!({ "language": "ca", "title": format!("Article {n}"), "body": "Cos" })).await;
+    }
+    create(&app, "dental", json!({ "language": "es", "title": "Cancelar una cita", "questions": ["¿Puedo anular mi cita?"], "body": "Sí, hasta 24 h antes." })).await;
+
+    let (_, found) = app.get("/api/v1/clients/dental/kb/articles?q=ANULAR", &app.assistant).await;
+    let ids: Vec<_> = found["articles"].as_array().expect("list").iter().map(|a| a["id"].clone()).collect();
+    assert_eq!(ids, [json!("cancelar-una-cita")], "matches questions, case-insensitively");
+    let (_, spanish) = app.get("/api/v1/clients/dental/kb/articles?language=es", &app.assistant).await;
+    assert_eq!(spanish["articles"].as_array().expect("list").len(), 1);
+    let (_, wild) = app.get("/api/v1/clients/dental/kb/articles?q=%25", &app.assistant).await;
+    assert_eq!(wild["articles"], json!([]), "LIKE wildcards in q are literal");
+
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/clients/dental/kb/articles?limit=4".to_owned();
+    loop {
+        let (_, page) = app.get(&path, &app.assistant).await;
+        seen.extend(
+            page["articles"].as_array().expect("list").iter().map(|a| a["id"].as_str().expect("id").to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/clients/dental/kb/articles?limit=4&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 6);
+}
+
+#[tokio::test]
+async fn assistants_and_clients_read_but_only_admins_write() {
+    let app = spawn_app().await;
+    let dental = app.create_client("dental").await;
+    let other = app.create_client("other").await;
+    create(&app, "dental", article("Horari", "Obrim a les 9.")).await;
+    let path = "/api/v1/clients/dental/kb/articles";
+
+    let (status, _) = app.get(path, &dental).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get(&format!("{path}/horari"), &app.assistant).await;
+    assert_eq!(status, StatusCode::OK);
+    for token in [&app.assistant, &dental] {
+        let (status, _) = app.post(path, token, article("Nou", "x")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = app.call(Method::DELETE, &format!("{path}/horari?version=1"), Some(token), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    for (method, route) in [
+        (Method::GET, path.to_owned()),
+        (Method::GET, format!("{path}/horari")),
+        (Method::DELETE, format!("{path}/horari?version=1")),
+    ] {
+        let (status, body) = app.call(method.clone(), &route, Some(&other), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {route} with another client's token: {body}");
+    }
+    let (status, _) =
+        app.call(Method::PUT, &format!("{path}/horari"), Some(&other), Some(article("Horari", "hijack"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, still) = app.get(&format!("{path}/horari"), &app.admin).await;
+    assert_eq!((still["version"].as_i64(), still["body"].as_str()), (Some(1), Some("Obrim a les 9.")));
+}
