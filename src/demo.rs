@@ -57,6 +57,19 @@ mod tests {
     }
 
     #[test]
+    fn every_demo_article_is_in_canonical_form_and_each_client_has_twenty() {
+        let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+        for client in read_tree(&kb).expect("demo files are valid") {
+            assert!(client.articles.len() >= 20, "{} has {} articles", client.slug, client.articles.len());
+            for (id, content) in &client.articles {
+                let path = kb.join(client.slug.as_str()).join("articles").join(format!("{id}.md"));
+                let text = std::fs::read_to_string(&path).expect("readable");
+                assert_eq!(crate::kb::files::write_article(content), text, "{} is not canonical", path.display());
+            }
+        }
+    }
+
+    #[test]
     fn a_broken_client_file_is_reported_with_its_path_and_line() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("bakery")).expect("mkdir");

@@ -129,3 +129,102 @@ async fn the_demo_creates_the_demo_clients_and_prints_working_tokens() {
     );
     demo.signal(nix::sys::signal::Signal::SIGTERM);
 }
+
+#[test]
+fn kb_import_is_idempotent_and_export_round_trips_the_files() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let kb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+    let output = Command::new(env!("CARGO_BIN_EXE_recado"))
+        .args(["kb", "import"])
+        .arg(&kb)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("dental-gracia: 24 created, 0 updated, 0 unchanged (new client)"), "{summary}");
+    assert!(summary.contains("total: 5 clients, 106 created"), "{summary}");
+
+    let again = Command::new(env!("CARGO_BIN_EXE_recado"))
+        .args(["kb", "import"])
+        .arg(&kb)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .expect("runs");
+    assert!(again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("total: 5 clients, 0 created, 0 updated, 106 unchanged"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    let out = tempfile::tempdir().expect("temp dir");
+    let export = recado(&["kb", "export", out.path().to_str().expect("utf-8 path")], data.path());
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let mut compared = 0;
+    for client in std::fs::read_dir(&kb).expect("kb").map(|entry| entry.expect("entry").path()) {
+        let slug = client.file_name().expect("name").to_owned();
+        for article in
+            std::fs::read_dir(client.join("articles")).expect("articles").map(|entry| entry.expect("entry").path())
+        {
+            let exported = out.path().join(&slug).join("articles").join(article.file_name().expect("name"));
+            assert_eq!(
+                std::fs::read(&article).expect("source"),
+                std::fs::read(&exported).expect("exported"),
+                "{}",
+                article.display()
+            );
+            compared += 1;
+        }
+        let read = |path: std::path::PathBuf| -> recado::domain::ClientProfile {
+            toml::from_str(&std::fs::read_to_string(path).expect("readable")).expect("a profile")
+        };
+        let (source, exported) = (read(client.join("client.toml")), read(out.path().join(&slug).join("client.toml")));
+        assert_eq!(
+            source, exported,
+            "client.toml of {slug:?} round-trips by value (comments and defaults' spelling are not kept)"
+        );
+    }
+    assert_eq!(compared, 106);
+}
+
+#[test]
+fn a_broken_file_stops_the_import_with_its_location_and_writes_nothing() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let tree = tempfile::tempdir().expect("temp dir");
+    let articles = tree.path().join("bakery/articles");
+    std::fs::create_dir_all(&articles).expect("mkdir");
+    std::fs::write(
+        tree.path().join("bakery/client.toml"),
+        "name = \"Bakery\"\ntimezone = \"Europe/Rome\"\nlanguages = [\"it\"]\n",
+    )
+    .expect("write");
+    std::fs::write(articles.join("good.md"), "+++\nlanguage = \"it\"\ntitle = \"Orari\"\n+++\nApriamo alle 7.\n")
+        .expect("write");
+    std::fs::write(
+        articles.join("broken.md"),
+        "+++\nlanguage = \"it\"\ntitle = \"Prezzi\"\n+++\nCosta {{ prezzo }}.\n",
+    )
+    .expect("write");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_recado"))
+        .args(["kb", "import"])
+        .arg(tree.path())
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("broken.md:5:") && stderr.contains("prezzo") && stderr.contains("nothing was imported"),
+        "{stderr}"
+    );
+
+    let export = tempfile::tempdir().expect("temp dir");
+    let output = recado(&["kb", "export", export.path().to_str().expect("utf-8")], data.path());
+    assert!(output.status.success());
+    assert_eq!(std::fs::read_dir(export.path()).expect("dir").count(), 0, "no client and no article was written");
+}
