@@ -3,6 +3,7 @@
 //! SQLite holds the articles (see [`crate::store`]); this module owns what is specific to them: templates
 //! ([`template`]) and the `kb/<client>/articles/<id>.md` files ([`files`]).
 
+pub mod analysis;
 pub mod files;
 pub mod template;
 
