@@ -44,6 +44,32 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     /// Processing of stored inbound messages.
     pub pipeline: PipelineSettings,
+    /// The knowledge-base search index.
+    pub search: SearchSettings,
+}
+
+/// Knowledge-base index settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSettings {
+    /// How often the indexer looks for article changes made by other processes (edits through the API are
+    /// indexed at once). Edits are searchable within about this long.
+    pub poll_interval_ms: u64,
+    /// Memory of the index writer before it flushes a segment.
+    pub writer_memory_bytes: usize,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        Self { poll_interval_ms: 200, writer_memory_bytes: 50 * 1024 * 1024 }
+    }
+}
+
+impl StorageSettings {
+    /// Directory of the search index.
+    pub fn index_path(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
 }
 
 /// HTTP server settings.
@@ -262,6 +288,19 @@ impl Settings {
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(Error::Invalid { key: "storage.data_dir", message: "must not be empty".into() });
+        }
+        if self.search.writer_memory_bytes < 15 * 1024 * 1024 {
+            // tantivy's floor: below it the writer flushes after every document.
+            return Err(Error::Invalid {
+                key: "search.writer_memory_bytes",
+                message: "must be at least 15728640".into(),
+            });
+        }
+        if !(10..=10_000).contains(&self.search.poll_interval_ms) {
+            return Err(Error::Invalid {
+                key: "search.poll_interval_ms",
+                message: "must be between 10 and 10000".into(),
+            });
         }
         if !(1..=100_000).contains(&self.pipeline.batch_size) {
             return Err(Error::Invalid { key: "pipeline.batch_size", message: "must be between 1 and 100000".into() });

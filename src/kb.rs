@@ -5,6 +5,9 @@
 
 pub mod analysis;
 pub mod files;
+pub mod index;
+pub mod language;
+pub mod suggest;
 pub mod template;
 
 use std::path::Path;

@@ -341,6 +341,53 @@ impl Db {
         .await
     }
 
+    /// The articles changed after change `after` (deleted ones as `None`), each once, and the last change's
+    /// sequence number; read in one snapshot so the pair is consistent.
+    pub async fn kb_changes_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<(ClientSlug, ArticleId, Option<Article>)>, i64)> {
+        self.read(move |connection| {
+            let rows: Vec<(i64, String, String)> = connection
+                .prepare_cached(
+                    "SELECT seq, client_id, article_id FROM kb_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?
+                .query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let last = rows.last().map(|(seq, _, _)| *seq).unwrap_or(after);
+            let mut seen = std::collections::HashSet::new();
+            let mut changes = Vec::new();
+            for (_, client, id) in rows {
+                if !seen.insert((client.clone(), id.clone())) {
+                    continue;
+                }
+                let (client, id) = (ClientSlug::parse(&client)?, ArticleId::parse(&id)?);
+                let article = load_article(connection, &client, &id)?;
+                changes.push((client, id, article));
+            }
+            Ok((changes, last))
+        })
+        .await
+    }
+
+    /// Every article of every client and the sequence number of the last change they include, in one
+    /// snapshot (for rebuilding the index).
+    pub async fn all_articles_for_index(&self) -> Result<(Vec<Article>, i64)> {
+        self.read(|connection| {
+            let last: i64 =
+                connection.query_row("SELECT COALESCE(MAX(seq), 0) FROM kb_changes", [], |row| row.get(0))?;
+            let raw: Vec<RawArticle> = connection
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM articles ORDER BY client_id, id"))?
+                .query_map([], from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok((raw.into_iter().map(to_article).collect::<Result<_>>()?, last))
+        })
+        .await
+    }
+
     /// Imports one client's files in one transaction: the profile (creating the client if needed) and each
     /// article, created or updated when its content differs. Articles not in the files are left alone.
     pub async fn import_client(
