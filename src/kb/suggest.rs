@@ -482,10 +482,11 @@ mod tests {
     fn snippets_mark_matches_and_escape_html() {
         let text = "Obrim <de> 9 a 14 & dilluns";
         let at = text.find("dilluns").expect("word");
-        assert_eq!(snippet(text, &[at..at + "dilluns".len()]), "Obrim &lt;de&gt; 9 a 14 &amp; <mark>dilluns</mark>");
+        let one = |range: std::ops::Range<usize>| std::iter::once(range).collect::<Vec<_>>();
+        assert_eq!(snippet(text, &one(at..at + "dilluns".len())), "Obrim &lt;de&gt; 9 a 14 &amp; <mark>dilluns</mark>");
         let long = format!("{} clau {}", "x ".repeat(200), "y ".repeat(200));
         let at = long.find("clau").expect("word");
-        let cut = snippet(&long, &[at..at + 4]);
+        let cut = snippet(&long, &one(at..at + 4));
         assert!(cut.starts_with('…') && cut.ends_with('…') && cut.contains("<mark>clau</mark>"), "{cut}");
         assert!(cut.chars().count() < SNIPPET_CHARS + 30);
     }
