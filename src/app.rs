@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
+use crate::kb::language::Detectors;
+use crate::kb::{Knowledge, SearchIndex};
 use crate::metrics::Metrics;
 use crate::outbox::{Deliverer, OutboxHandle};
 use crate::pipeline::{self, PipelineHandle};
@@ -37,6 +39,10 @@ impl Application {
             .await
             .context("opening the store panicked")?
             .with_context(|| format!("opening the store in {}", settings.storage.data_dir.display()))?;
+        let index = SearchIndex::open(&settings.storage.index_path(), &settings.search, &db)
+            .await
+            .with_context(|| format!("opening the search index in {}", settings.storage.index_path().display()))?;
+        let knowledge = Knowledge::new(index, Arc::new(Detectors::default()));
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("binding {}", settings.http.listen))?;
@@ -45,6 +51,7 @@ impl Application {
             pipeline: PipelineHandle::default(),
             outbox: OutboxHandle::default(),
             metrics: Metrics::new(),
+            knowledge,
             settings: Arc::new(settings),
         };
         let router = http::router(state.clone());
@@ -83,6 +90,12 @@ impl Application {
             state.outbox.clone(),
             settings.pipeline.clone(),
             state.metrics.clone(),
+            state.knowledge.detectors(),
+            workers.clone(),
+        ));
+        let indexing = tokio::spawn(state.knowledge.index().clone().run(
+            state.db.clone(),
+            Duration::from_millis(settings.search.poll_interval_ms),
             workers.clone(),
         ));
 
@@ -91,7 +104,7 @@ impl Application {
         workers.cancel();
         // Outbound calls are bounded by the provider timeout; give them that long to record their outcome.
         let worker_grace = settings.outbox.request_timeout() + Duration::from_secs(2);
-        for (name, handle) in [("delivery", delivery), ("processing", processing)] {
+        for (name, handle) in [("delivery", delivery), ("processing", processing), ("indexing", indexing)] {
             match tokio::time::timeout(worker_grace, handle).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::error!(worker = name, %error, "worker failed"),

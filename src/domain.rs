@@ -8,7 +8,10 @@ mod client;
 mod message;
 
 pub use article::{ArticleContent, ArticleId};
-pub use client::{BusinessHours, ClientDefaults, ClientProfile, ClientSlug, EscalationContact, Interval, Sla, Weekday};
+pub use client::{
+    BusinessHours, ClientDefaults, ClientProfile, ClientSlug, EscalationContact, Interval, Sla, SuggestionSettings,
+    Weekday,
+};
 pub use message::{
     ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, InboundMessage, MessageKind, Priority, Role,
 };

@@ -13,6 +13,7 @@ mod extract;
 mod ingest;
 mod ops;
 mod server;
+mod suggestions;
 
 pub use error::ApiError;
 pub use server::serve;
@@ -35,6 +36,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
+use crate::kb::Knowledge;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
 use crate::pipeline::PipelineHandle;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub outbox: OutboxHandle,
     /// Metrics.
     pub metrics: Metrics,
+    /// The knowledge base: search, language detection, learned boosts.
+    pub knowledge: Knowledge,
     /// Settings.
     pub settings: Arc<Settings>,
 }
@@ -81,6 +85,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conversations/{id}/reopen", post(conversations::conversations_reopen))
         .route("/api/v1/conversations/{id}/assign", post(conversations::conversations_assign))
         .route("/api/v1/messages/{id}/decisions", get(conversations::messages_decisions))
+        .route("/api/v1/messages/{id}/suggestions", get(suggestions::suggestions_for_message))
+        .route("/api/v1/clients/{slug}/suggestions", get(suggestions::suggestions_for_query))
+        .route("/api/v1/suggestions/feedback", post(suggestions::suggestions_feedback))
         .layer(DefaultBodyLimit::max(http.api_body_limit_bytes))
         .layer(budget(http.max_concurrent_api, &state.settings));
     let ops = Router::new()

@@ -120,6 +120,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
             instructions: String::new(),
             escalation_contact: None,
             defaults: ClientDefaults::default(),
+            suggestions: Default::default(),
         };
         db.create_client(slug.clone(), profile, "loadgen".into()).await?;
         let token = db.create_token(Role::Client, Some(slug.clone()), "loadgen".into()).await?.token;

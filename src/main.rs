@@ -86,6 +86,12 @@ enum KbCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Rebuild the search index from the articles in the database (the server must be stopped; it also
+    /// rebuilds by itself when the index is missing, damaged or from another version).
+    Reindex {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Write every client's profile and articles under DIR, in the form `kb import` reads.
     Export {
         /// The directory to write into (created if needed).
@@ -263,6 +269,17 @@ async fn kb(command: KbCommand) -> anyhow::Result<()> {
                 totals.updated,
                 totals.unchanged
             );
+            db.close().await;
+            Ok(())
+        }
+        KbCommand::Reindex { store } => {
+            let overrides = Overrides { listen: None, data_dir: store.data_dir.clone() };
+            let settings = Settings::load(store.config.as_deref(), &overrides)?;
+            let db = open_store(&store)?;
+            let index = recado::kb::SearchIndex::open(&settings.storage.index_path(), &settings.search, &db).await?;
+            let count = index.rebuild(&db).await?;
+            println!("indexed {count} articles");
+            drop(index);
             db.close().await;
             Ok(())
         }

@@ -17,6 +17,7 @@ mod ingest;
 mod migrations;
 mod outbox;
 mod pipeline;
+mod suggestions;
 mod tokens;
 
 pub use articles::{Article, ArticlePage, Edit, ImportSummary};
@@ -28,6 +29,7 @@ pub use conversations::{
 pub use ingest::{IngestOutcome, StatusUpdate};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
 pub use pipeline::{PendingMessage, ProcessedDecision};
+pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};
 pub use tokens::{NewToken, TokenRecord};
 
 use std::sync::Arc;

@@ -83,6 +83,31 @@ pub struct ClientProfile {
     /// What happens when no rule plugin decides otherwise.
     #[serde(default)]
     pub defaults: ClientDefaults,
+    /// How reply suggestions behave for this client.
+    #[serde(default)]
+    pub suggestions: SuggestionSettings,
+}
+
+/// How reply suggestions behave for a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuggestionSettings {
+    /// Confidence threshold: articles scoring below it are not suggested (see `BENCHMARKS.md` for the
+    /// scores the demo data gets).
+    #[serde(default = "SuggestionSettings::default_min_score")]
+    pub min_score: f32,
+}
+
+impl SuggestionSettings {
+    fn default_min_score() -> f32 {
+        1.0
+    }
+}
+
+impl Default for SuggestionSettings {
+    fn default() -> Self {
+        Self { min_score: Self::default_min_score() }
+    }
 }
 
 impl ClientProfile {
@@ -107,6 +132,9 @@ impl ClientProfile {
             contact.validate().map_err(|e| e.within("escalation_contact"))?;
         }
         self.defaults.validate().map_err(|e| e.within("defaults"))?;
+        if !(0.0..=1_000.0).contains(&self.suggestions.min_score) {
+            return Err(Invalid::new("suggestions.min_score", "must be between 0 and 1000"));
+        }
         Ok(())
     }
 
@@ -420,6 +448,7 @@ mod tests {
             instructions: String::new(),
             escalation_contact: None,
             defaults: ClientDefaults::default(),
+            suggestions: SuggestionSettings::default(),
         }
     }
 

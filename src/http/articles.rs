@@ -140,6 +140,7 @@ pub(super) async fn articles_create(
     let id = body.id.as_deref().map(ArticleId::parse).transpose()?;
     let content = body.content()?;
     let article = state.db.create_article(client, id, content, principal.actor()).await?;
+    state.knowledge.index().wake();
     Ok(article_response(StatusCode::CREATED, &article))
 }
 
@@ -172,7 +173,10 @@ pub(super) async fn articles_update(
     let version = expected_version(&headers, body.version)?;
     let content = body.content()?;
     match state.db.update_article(client, id, version, content, principal.actor()).await? {
-        Edit::Applied(article) => Ok(article_response(StatusCode::OK, &article)),
+        Edit::Applied(article) => {
+            state.knowledge.index().wake();
+            Ok(article_response(StatusCode::OK, &article))
+        }
         Edit::Stale(current) => Err(ApiError::StaleVersion(Box::new(article_json(&current)))),
     }
 }
@@ -197,7 +201,10 @@ pub(super) async fn articles_delete(
     let id = article_id(&id)?;
     let version = expected_version(&headers, query.version)?;
     match state.db.delete_article(client, id, version, principal.actor()).await? {
-        Edit::Applied(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Edit::Applied(()) => {
+            state.knowledge.index().wake();
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
         Edit::Stale(current) => Err(ApiError::StaleVersion(Box::new(article_json(&current)))),
     }
 }

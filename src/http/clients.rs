@@ -138,8 +138,17 @@ pub(super) async fn clients_update(
 }
 
 /// Top-level fields of a profile that a PATCH may name.
-const PROFILE_FIELDS: &[&str] =
-    &["name", "timezone", "languages", "business_hours", "sla", "instructions", "escalation_contact", "defaults"];
+const PROFILE_FIELDS: &[&str] = &[
+    "name",
+    "timezone",
+    "languages",
+    "business_hours",
+    "sla",
+    "instructions",
+    "escalation_contact",
+    "defaults",
+    "suggestions",
+];
 
 /// `PUT /api/v1/clients/{slug}/channels/{kind}` (admin): stores a channel's settings, secrets included; the
 /// answer shows only the public part.

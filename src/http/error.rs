@@ -169,6 +169,15 @@ impl From<store::Error> for ApiError {
     }
 }
 
+impl From<crate::kb::Error> for ApiError {
+    fn from(error: crate::kb::Error) -> Self {
+        match error {
+            crate::kb::Error::Store(error) => error.into(),
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {

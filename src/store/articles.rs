@@ -141,7 +141,7 @@ fn shortcut_taken(connection: &Connection, client: &ClientSlug, id: &ArticleId, 
 }
 
 /// Inserts or replaces an article's content, bumping its version; returns the stored article.
-fn write_article(
+pub(super) fn write_article_content(
     connection: &Connection,
     client: &ClientSlug,
     id: &ArticleId,
@@ -205,7 +205,7 @@ impl Db {
                     candidate
                 }
             };
-            let article = write_article(connection, &client, &id, &content, &actor)?;
+            let article = write_article_content(connection, &client, &id, &content, &actor)?;
             audit(
                 connection,
                 Some(&client),
@@ -240,7 +240,7 @@ impl Db {
             if current.content == content {
                 return Ok(Edit::Applied(current));
             }
-            let article = write_article(connection, &client, &id, &content, &actor)?;
+            let article = write_article_content(connection, &client, &id, &content, &actor)?;
             audit(
                 connection,
                 Some(&client),
@@ -422,11 +422,11 @@ impl Db {
                 match load_article(connection, &client, id)? {
                     Some(current) if current.content == *content => summary.unchanged += 1,
                     Some(_) => {
-                        write_article(connection, &client, id, content, &actor)?;
+                        write_article_content(connection, &client, id, content, &actor)?;
                         summary.updated += 1;
                     }
                     None => {
-                        write_article(connection, &client, id, content, &actor)?;
+                        write_article_content(connection, &client, id, content, &actor)?;
                         summary.created += 1;
                     }
                 }

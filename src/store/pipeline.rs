@@ -30,6 +30,8 @@ pub struct PendingMessage {
     pub inbound_in_conversation: u32,
     /// When the conversation last got an automatic acknowledgement.
     pub last_acknowledged_at: Option<Timestamp>,
+    /// The language detected on the conversation's latest earlier message, if any.
+    pub conversation_language: Option<String>,
 }
 
 /// A decision ready to be applied to a message.
@@ -43,6 +45,8 @@ pub struct ProcessedDecision {
     pub source: String,
     /// What was decided.
     pub decision: Decision,
+    /// The language detected in the message (`None` when it could not be told).
+    pub language: Option<String>,
 }
 
 impl Db {
@@ -90,6 +94,15 @@ impl Db {
                     .query_row(params![client.as_str(), conversation_id, received_at, message_id], |row| {
                         Ok((row.get(0)?, row.get(1)?))
                     })?;
+                let conversation_language: Option<String> = connection
+                    .prepare_cached(
+                        "SELECT language FROM messages
+                         WHERE client_id = ?1 AND conversation_id = ?2 AND direction = 'in' AND language IS NOT NULL
+                           AND (created_at < ?3 OR (created_at = ?3 AND id < ?4))
+                         ORDER BY created_at DESC, id DESC LIMIT 1",
+                    )?
+                    .query_row(params![client.as_str(), conversation_id, received_at, message_id], |row| row.get(0))
+                    .optional()?;
                 let profile = match profiles.get(&client) {
                     Some(profile) => profile.clone(),
                     None => {
@@ -108,6 +121,7 @@ impl Db {
                     received_at: Timestamp(received_at),
                     inbound_in_conversation: u32::try_from(inbound).unwrap_or(u32::MAX),
                     last_acknowledged_at: last_ack.map(Timestamp),
+                    conversation_language,
                 });
             }
             Ok(pending)
@@ -125,9 +139,10 @@ impl Db {
                 let slug = item.client.as_str();
                 let claimed = connection
                     .prepare_cached(
-                        "UPDATE messages SET state = 'processed' WHERE client_id = ?1 AND id = ?2 AND state = 'received'",
+                        "UPDATE messages SET state = 'processed', language = ?3
+                         WHERE client_id = ?1 AND id = ?2 AND state = 'received'",
                     )?
-                    .execute(params![slug, item.message_id])?;
+                    .execute(params![slug, item.message_id, item.language])?;
                 if claimed == 0 {
                     continue;
                 }
@@ -153,7 +168,11 @@ impl Db {
                     enqueue(connection, &summary, MessageKind::AutoAck, None, text)?;
                 }
                 let decision = &item.decision;
-                if decision.queue.is_some() || decision.assignee.is_some() || decision.priority.is_some() || !decision.tags.is_empty() {
+                if decision.queue.is_some()
+                    || decision.assignee.is_some()
+                    || decision.priority.is_some()
+                    || !decision.tags.is_empty()
+                {
                     let mut tags = summary.tags.clone();
                     for tag in &decision.tags {
                         if !tags.contains(tag) {

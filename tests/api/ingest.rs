@@ -126,8 +126,8 @@ async fn the_first_message_gets_one_automatic_acknowledgement_that_is_not_a_huma
     let acks: Vec<_> =
         conversation["messages"].as_array().expect("messages").iter().filter(|m| m["kind"] == "auto_ack").collect();
     assert_eq!(acks.len(), 1, "{conversation:#}");
-    // Primary language is "es" in the test profile.
-    assert_eq!(acks[0]["text"], "¡Gracias! Te respondemos enseguida.");
+    // The customer wrote in Catalan: the acknowledgement follows, although the client's first language is "es".
+    assert_eq!(acks[0]["text"], "Gràcies! Et responem de seguida.");
     assert_eq!(acks[0]["direction"], "out");
     assert!(conversation["first_inbound_at"].is_string());
     assert!(conversation["first_human_reply_at"].is_null(), "an acknowledgement is not a human reply");

@@ -11,4 +11,5 @@ mod ingest;
 mod isolation;
 mod outbox;
 mod robustness;
+mod suggestions;
 mod webhooks;

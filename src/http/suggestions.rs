@@ -1,0 +1,123 @@
+//! Reply suggestions: for an ad hoc query of an assistant, for a stored message, and feedback on them.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{AppJson, AppPath, AppQuery, Principal};
+use crate::domain::{ArticleId, Invalid, id_prefix, is_id_with_prefix};
+use crate::kb::{MAX_SUGGESTIONS, Pick, Suggestions};
+
+/// Longest query text, in characters. Longer texts are refused; only the first words of a long text are
+/// searched anyway.
+const MAX_QUERY_CHARS: usize = 10_240;
+
+fn suggestions_json(result: Suggestions) -> Json<Value> {
+    Json(json!({
+        "language": result.language,
+        "language_detected": result.language_detected,
+        "suggestions": result.suggestions,
+    }))
+}
+
+/// Query of `GET .../suggestions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QueryParams {
+    q: String,
+    k: Option<usize>,
+    lang: Option<String>,
+}
+
+/// `GET /api/v1/clients/{slug}/suggestions?q=...&k=...&lang=...`.
+pub(super) async fn suggestions_for_query(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+    AppQuery(params): AppQuery<QueryParams>,
+) -> Result<Json<Value>, ApiError> {
+    let client = principal.client_in_path(&slug)?;
+    if params.q.chars().count() > MAX_QUERY_CHARS {
+        return Err(Invalid::new("q", format!("must be at most {MAX_QUERY_CHARS} characters")).into());
+    }
+    if let Some(language) = &params.lang {
+        crate::domain::parse_label("lang", &language.to_ascii_lowercase(), 16)?;
+    }
+    let k = params.k.unwrap_or(5).clamp(1, MAX_SUGGESTIONS);
+    let result = state
+        .knowledge
+        .suggest_query(&state.db, client, params.q, params.lang, k, Some(principal.name.clone()))
+        .await?;
+    Ok(suggestions_json(result))
+}
+
+/// Query of `GET /api/v1/messages/{id}/suggestions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MessageParams {
+    k: Option<usize>,
+}
+
+/// `GET /api/v1/messages/{id}/suggestions`: filled in for the message's contact.
+pub(super) async fn suggestions_for_message(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(id): AppPath<String>,
+    AppQuery(params): AppQuery<MessageParams>,
+) -> Result<Json<Value>, ApiError> {
+    if !is_id_with_prefix(&id, id_prefix::MESSAGE) {
+        return Err(ApiError::NotFound("message".into()));
+    }
+    let k = params.k.unwrap_or(5).clamp(1, MAX_SUGGESTIONS);
+    let result =
+        state.knowledge.suggest_message(&state.db, principal.scope(), id, k, Some(principal.name.clone())).await?;
+    Ok(suggestions_json(result))
+}
+
+/// Body of `POST /api/v1/suggestions/feedback`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FeedbackBody {
+    message_id: String,
+    shown: Vec<String>,
+    picked: Option<String>,
+    #[serde(default)]
+    edited: bool,
+}
+
+/// `POST /api/v1/suggestions/feedback`: which suggestions were shown for a message and which was used.
+pub(super) async fn suggestions_feedback(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppJson(body): AppJson<FeedbackBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !is_id_with_prefix(&body.message_id, id_prefix::MESSAGE) {
+        return Err(ApiError::NotFound("message".into()));
+    }
+    if body.shown.len() > MAX_SUGGESTIONS {
+        return Err(Invalid::new("shown", format!("at most {MAX_SUGGESTIONS} articles")).into());
+    }
+    let shown = body
+        .shown
+        .iter()
+        .map(|id| ArticleId::parse(id).map_err(|e| e.within("shown")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let picked = body.picked.as_deref().map(ArticleId::parse).transpose().map_err(|e| e.within("picked"))?;
+    if picked.as_ref().is_some_and(|picked| !shown.contains(picked)) {
+        return Err(Invalid::new("picked", "must be one of the articles shown").into());
+    }
+    let learned = state
+        .knowledge
+        .feedback(
+            &state.db,
+            principal.scope(),
+            Pick { message_id: body.message_id, shown, picked, edited: body.edited },
+            principal.actor(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "recorded": true, "learned_phrasing": learned }))))
+}
