@@ -4,6 +4,7 @@
 //! ([`template`]) and the `kb/<client>/articles/<id>.md` files ([`files`]).
 
 pub mod analysis;
+pub mod eval;
 pub mod files;
 pub mod index;
 pub mod language;

@@ -42,6 +42,19 @@ enum Command {
         #[command(subcommand)]
         command: KbCommand,
     },
+    /// Measure suggestion relevance on a labelled set against two baselines (tantivy's default tokenizer with
+    /// plain BM25, and SQLite FTS5).
+    Eval {
+        /// The knowledge bases.
+        #[arg(long, default_value = "kb")]
+        kb: PathBuf,
+        /// The labelled messages (client<TAB>article<TAB>message).
+        #[arg(long, default_value = "eval/queries.tsv")]
+        queries: PathBuf,
+        /// Also list recado's misses.
+        #[arg(long)]
+        misses: bool,
+    },
     /// Measure sustained ingest throughput and latency against a fresh server on loopback.
     Loadgen(recado::loadgen::LoadgenArgs),
 }
@@ -176,6 +189,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token { command } => token(command).await,
         Command::Kb { command } => kb(command).await,
+        Command::Eval { kb, queries, misses } => {
+            recado::telemetry::init("warn");
+            let labelled = recado::kb::eval::read_labelled(&queries)?;
+            let report = recado::kb::eval::run(&kb, &labelled).await?;
+            println!("{report}");
+            if misses {
+                for (item, first) in report.misses.get("recado").into_iter().flatten() {
+                    println!(
+                        "miss: {} {:?}: expected {}, got {}",
+                        item.client,
+                        item.text,
+                        item.expected,
+                        first.as_deref().unwrap_or("nothing")
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Loadgen(args) => {
             recado::telemetry::init("warn");
             let report = recado::loadgen::run(args).await?;
