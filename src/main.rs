@@ -55,6 +55,8 @@ enum Command {
         #[arg(long)]
         misses: bool,
     },
+    /// Measure knowledge-base import, indexing, size, memory and suggestion latency at scale.
+    BenchKb(recado::kb::bench::BenchArgs),
     /// Measure sustained ingest throughput and latency against a fresh server on loopback.
     Loadgen(recado::loadgen::LoadgenArgs),
 }
@@ -205,6 +207,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::BenchKb(args) => {
+            recado::telemetry::init("warn");
+            let report = recado::kb::bench::run(args).await?;
+            println!("{report}");
             Ok(())
         }
         Command::Loadgen(args) => {
