@@ -63,19 +63,56 @@ struct Latencies {
 
 fn latencies(mut samples: Vec<Duration>) -> Latencies {
     samples.sort();
-    let at = |p: f64| samples.get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
-    Latencies { count: samples.len(), total: samples.iter().sum(), p50: at(0.5), p99: at(0.99), max: samples.last().copied().unwrap_or_default() }
+    let at = |p: f64| {
+        samples
+            .get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Latencies {
+        count: samples.len(),
+        total: samples.iter().sum(),
+        p50: at(0.5),
+        p99: at(0.99),
+        max: samples.last().copied().unwrap_or_default(),
+    }
 }
 
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-        writeln!(f, "corpus:       {} clients x {} articles = {} articles", self.clients, self.articles / self.clients.max(1), self.articles)?;
-        writeln!(f, "import:       {:.2} s ({:.0} articles/s, SQLite, durable)", self.import.as_secs_f64(), self.articles as f64 / self.import.as_secs_f64())?;
-        writeln!(f, "index build:  {:.2} s ({:.0} articles/s)", self.index_build.as_secs_f64(), self.articles as f64 / self.index_build.as_secs_f64())?;
-        writeln!(f, "sizes:        index {:.1} MiB, database {:.1} MiB", mib(self.index_bytes), mib(self.database_bytes))?;
-        writeln!(f, "memory (RSS): {:.0} MiB after building, {:.0} MiB after the queries", mib(self.rss_after_build), mib(self.rss_after_queries))?;
+        writeln!(
+            f,
+            "corpus:       {} clients x {} articles = {} articles",
+            self.clients,
+            self.articles / self.clients.max(1),
+            self.articles
+        )?;
+        writeln!(
+            f,
+            "import:       {:.2} s ({:.0} articles/s, SQLite, durable)",
+            self.import.as_secs_f64(),
+            self.articles as f64 / self.import.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "index build:  {:.2} s ({:.0} articles/s)",
+            self.index_build.as_secs_f64(),
+            self.articles as f64 / self.index_build.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "sizes:        index {:.1} MiB, database {:.1} MiB",
+            mib(self.index_bytes),
+            mib(self.database_bytes)
+        )?;
+        writeln!(
+            f,
+            "memory (RSS): {:.0} MiB after building, {:.0} MiB after the queries",
+            mib(self.rss_after_build),
+            mib(self.rss_after_queries)
+        )?;
         for (name, figures) in [("search+render", &self.search), ("service call ", &self.service)] {
             writeln!(
                 f,
@@ -110,14 +147,27 @@ fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
-            status.lines().find_map(|line| line.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
         })
         .map_or(0, |kib| kib * 1024)
 }
 
 /// Words mixed into generated articles so that every client has vocabulary of its own.
 const FILLER: &[&str] = &[
-    "model", "series", "edition", "pack", "plan", "service", "option", "variant", "line", "collection", "range", "set",
+    "model",
+    "series",
+    "edition",
+    "pack",
+    "plan",
+    "service",
+    "option",
+    "variant",
+    "line",
+    "collection",
+    "range",
+    "set",
 ];
 
 /// Runs the benchmark.
@@ -125,9 +175,12 @@ const FILLER: &[&str] = &[
 /// # Errors
 /// The demo files or labelled set cannot be read, or the store or index cannot be built.
 pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
-    let demo = read_tree(&args.kb).map_err(|problems| anyhow::anyhow!("{} problem(s) in {}", problems.len(), args.kb.display()))?;
-    let templates: Vec<_> = demo.iter().flat_map(|client| client.articles.iter().cloned().map(move |a| (client.slug.clone(), a))).collect();
-    let profiles: Vec<_> = demo.iter().filter_map(|client| client.profile.clone().map(|p| (client.slug.clone(), p))).collect();
+    let demo = read_tree(&args.kb)
+        .map_err(|problems| anyhow::anyhow!("{} problem(s) in {}", problems.len(), args.kb.display()))?;
+    let templates: Vec<_> =
+        demo.iter().flat_map(|client| client.articles.iter().cloned().map(move |a| (client.slug.clone(), a))).collect();
+    let profiles: Vec<_> =
+        demo.iter().filter_map(|client| client.profile.clone().map(|p| (client.slug.clone(), p))).collect();
     anyhow::ensure!(!templates.is_empty() && !profiles.is_empty(), "no demo articles in {}", args.kb.display());
     let labelled = read_labelled(&args.messages)?;
 
@@ -161,7 +214,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let import = started.elapsed();
 
     let started = Instant::now();
-    let index = SearchIndex::open(&storage.index_path(), &SearchSettings::default(), &db).await.context("building the index")?;
+    let index = SearchIndex::open(&storage.index_path(), &SearchSettings::default(), &db)
+        .await
+        .context("building the index")?;
     let index_build = started.elapsed();
     let index_bytes = directory_bytes(&storage.index_path());
     let database_bytes = directory_bytes(dir.path()) - index_bytes;

@@ -188,6 +188,8 @@ pub(crate) struct Inner {
     indexed_seq: AtomicI64,
     wake: Notify,
     pub(crate) statistics: super::suggest::StatisticsCache,
+    /// Held for as long as the index is open: only one process may open (and so rebuild) it.
+    _lock: std::fs::File,
 }
 
 /// Opens an existing index if it is readable and of this layout; otherwise empties the directory and
@@ -224,14 +226,25 @@ impl SearchIndex {
     pub async fn open(path: &Path, settings: &SearchSettings, db: &Db) -> Result<Self> {
         let path = path.to_owned();
         let memory = settings.writer_memory_bytes;
-        let (index, seq, writer) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (index, seq, writer, lock) = tokio::task::spawn_blocking(move || -> Result<_> {
+            // Our own lock before anything else: opening may delete and rebuild the directory, which must never
+            // happen under another process's feet (tantivy's writer lock lives inside that directory).
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path.with_extension("lock"))?;
+            lock.try_lock().map_err(|_| Error::Locked(path.clone()))?;
             let (index, seq) = open_or_create(&path)?;
             analysis::register(&index);
             let writer: IndexWriter = index.writer_with_num_threads(1, memory).map_err(|error| match error {
                 tantivy::TantivyError::LockFailure(..) => Error::Locked(path.clone()),
                 other => Error::Tantivy(other),
             })?;
-            Ok((index, seq, writer))
+            Ok((index, seq, writer, lock))
         })
         .await??;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
@@ -244,6 +257,7 @@ impl SearchIndex {
                 indexed_seq: AtomicI64::new(0),
                 wake: Notify::new(),
                 statistics: Default::default(),
+                _lock: lock,
             }),
         };
         match seq {
@@ -355,6 +369,64 @@ mod tests {
             "Hola  !  sí   fi"
         );
         assert_eq!(strip_template("preu {50 €} i {{ sense tancar"), "preu {50 €} i  ");
+    }
+
+    async fn store_with_one_article(dir: &Path) -> Db {
+        let storage = crate::config::StorageSettings { data_dir: dir.to_owned(), readers: 1, max_batch: 16 };
+        let db = Db::open(&storage).expect("store");
+        let profile: crate::domain::ClientProfile =
+            serde_json::from_value(serde_json::json!({ "name": "A", "timezone": "Europe/Rome", "languages": ["it"] }))
+                .expect("profile");
+        let slug = ClientSlug::parse("client-a").expect("slug");
+        db.create_client(slug.clone(), profile, "test".into()).await.expect("client");
+        let content = crate::domain::ArticleContent {
+            language: "it".into(),
+            title: "Orari".into(),
+            questions: vec![],
+            body: "Apriamo alle nove.".into(),
+            tags: vec![],
+            shortcut: None,
+        };
+        db.create_article(slug, None, content, "test".into()).await.expect("article");
+        db
+    }
+
+    fn documents(index: &SearchIndex) -> u64 {
+        index.inner.reader.searcher().num_docs()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_corrupt_or_outdated_index_is_rebuilt_from_the_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = store_with_one_article(dir.path()).await;
+        let path = dir.path().join("index");
+        let settings = SearchSettings::default();
+
+        let index = SearchIndex::open(&path, &settings, &db).await.expect("built from scratch");
+        assert_eq!(documents(&index), 1);
+        drop(index);
+
+        std::fs::write(path.join("meta.json"), b"{ not json").expect("corrupt it");
+        let index = SearchIndex::open(&path, &settings, &db).await.expect("rebuilt after corruption");
+        assert_eq!(documents(&index), 1);
+        assert_eq!(index.indexed_seq(), 1);
+
+        // An index written by another layout version.
+        {
+            let mut writer = index.inner.writer.lock().expect("writer");
+            let mut prepared = writer.prepare_commit().expect("prepare");
+            prepared.set_payload(&serde_json::json!({ "schema": SCHEMA_VERSION + 1, "seq": 1 }).to_string());
+            prepared.commit().expect("commit");
+        }
+        drop(index);
+        let index = SearchIndex::open(&path, &settings, &db).await.expect("rebuilt after a layout change");
+        assert_eq!(documents(&index), 1);
+
+        // A second writer on the same directory is refused with a clear error, not corrupted data.
+        let error = SearchIndex::open(&path, &settings, &db).await.err().expect("locked");
+        assert!(matches!(error, Error::Locked(_)), "{error}");
+        drop(index);
+        db.close().await;
     }
 
     #[test]

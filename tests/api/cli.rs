@@ -228,3 +228,24 @@ fn a_broken_file_stops_the_import_with_its_location_and_writes_nothing() {
     assert!(output.status.success());
     assert_eq!(std::fs::read_dir(export.path()).expect("dir").count(), 0, "no client and no article was written");
 }
+
+#[tokio::test]
+async fn reindex_rebuilds_offline_and_refuses_while_the_server_holds_the_index() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let kb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+    let import = recado(&["kb", "import", kb.to_str().expect("utf-8")], data.path());
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let reindex = recado(&["kb", "reindex"], data.path());
+    assert!(reindex.status.success(), "{}", String::from_utf8_lossy(&reindex.stderr));
+    assert_eq!(String::from_utf8_lossy(&reindex.stdout).trim(), "indexed 106 articles");
+
+    let (server, _base) = Binary::serve(data.path()).await;
+    let refused = recado(&["kb", "reindex"], data.path());
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("in use by another recado process"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+}

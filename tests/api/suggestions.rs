@@ -235,3 +235,23 @@ async fn a_picked_suggestion_learns_the_phrasing_and_gets_a_bounded_boost() {
     let (status, _) = app.post("/api/v1/suggestions/feedback", &dental, foreign).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another client's message is not found");
 }
+
+#[tokio::test]
+async fn a_clients_confidence_threshold_hides_weak_suggestions() {
+    let app = spawn_app().await;
+    with_demo_kb(&app).await;
+    let path = format!("/api/v1/clients/dental-gracia/suggestions?q={}", encode("a quina hora obriu?"));
+    let (_, before) = app.get(&path, &app.assistant).await;
+    let top = before["suggestions"][0]["score"].as_f64().expect("a score");
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/api/v1/clients/dental-gracia",
+            Some(&app.admin),
+            Some(json!({ "suggestions": { "min_score": top + 1.0 } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, after) = app.get(&path, &app.assistant).await;
+    assert_eq!(after["suggestions"], json!([]), "nothing is as confident as the threshold asks: {after}");
+}
