@@ -11,8 +11,15 @@ use crate::helpers::spawn_app;
 async fn the_inbox_pages_by_cursor_newest_first_without_gaps_or_repeats() {
     let app = spawn_app().await;
     let token = app.create_client("shop").await;
+    let mut ids = Vec::new();
     for n in 0..7 {
-        app.ingest("shop", &token, &format!("m{n}"), &format!("+7900{n}"), "Здравствуйте").await;
+        let (_, body) = app.ingest("shop", &token, &format!("m{n}"), &format!("+7900{n}"), "Здравствуйте").await;
+        ids.push(body["conversation_id"].as_str().expect("id").to_owned());
+    }
+    // Activity moves a conversation to the front (that is the point of the order), so page over a settled
+    // inbox: wait for each conversation's automatic acknowledgement.
+    for id in &ids {
+        app.wait_for_conversation(id, "the acknowledgement", |c| c["message_count"] == 2).await;
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
