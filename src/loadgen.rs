@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use crate::app::Application;
 use crate::channels::telegram::TelegramConfig;
 use crate::config::Settings;
-use crate::domain::{ChannelKind, ClientDefaults, ClientProfile, ClientSlug, Role};
+use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Role};
 
 /// Which ingest route to drive.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -111,17 +111,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let mut targets = Vec::new();
     for index in 0..args.clients.max(1) {
         let slug = ClientSlug::parse(&format!("load-{index}"))?;
-        let profile = ClientProfile {
-            name: format!("Load client {index}"),
-            timezone: "Europe/Madrid".into(),
-            languages: vec!["es".into()],
-            business_hours: Default::default(),
-            sla: Default::default(),
-            instructions: String::new(),
-            escalation_contact: None,
-            defaults: ClientDefaults::default(),
-            suggestions: Default::default(),
-        };
+        let profile = ClientProfile::new(&format!("Load client {index}"), "Europe/Madrid", &["es"]);
         db.create_client(slug.clone(), profile, "loadgen".into()).await?;
         let token = db.create_token(Role::Client, Some(slug.clone()), "loadgen".into()).await?.token;
         let telegram = TelegramConfig {

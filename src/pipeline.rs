@@ -161,17 +161,7 @@ mod tests {
         defaults.acknowledgement.insert("es".into(), "Recibido".into());
         PendingMessage {
             client: ClientSlug::parse("client-a").expect("slug"),
-            profile: ClientProfile {
-                name: "A".into(),
-                timezone: "Europe/Madrid".into(),
-                languages: vec!["es".into()],
-                business_hours: Default::default(),
-                sla: Default::default(),
-                instructions: String::new(),
-                escalation_contact: None,
-                defaults,
-                suggestions: Default::default(),
-            },
+            profile: ClientProfile { defaults, ..ClientProfile::new("A", "Europe/Madrid", &["es"]) },
             message_id: id.into(),
             conversation_id: conversation.into(),
             channel: "api".into(),

@@ -111,6 +111,21 @@ impl Default for SuggestionSettings {
 }
 
 impl ClientProfile {
+    /// A profile with everything but the name, time zone and languages at its default.
+    pub fn new(name: &str, timezone: &str, languages: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            timezone: timezone.to_owned(),
+            languages: languages.iter().map(|language| (*language).to_owned()).collect(),
+            business_hours: BusinessHours::default(),
+            sla: Sla::default(),
+            instructions: String::new(),
+            escalation_contact: None,
+            defaults: ClientDefaults::default(),
+            suggestions: SuggestionSettings::default(),
+        }
+    }
+
     /// Checks every field, returning the first problem with its path.
     pub fn validate(&self) -> Result<(), Invalid> {
         super::parse_text("name", &self.name, 200)?;

@@ -275,20 +275,15 @@ impl SearchIndex {
     /// Reading the store or writing the index failed.
     pub async fn rebuild(&self, db: &Db) -> Result<usize> {
         let (articles, seq) = db.all_articles_for_index().await?;
-        let inner = Arc::clone(&self.inner);
         let count = articles.len();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut writer = inner.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.apply(seq, move |writer, fields| {
             writer.delete_all_documents()?;
             for article in &articles {
-                writer.add_document(document(&inner.fields, article))?;
+                writer.add_document(document(fields, article))?;
             }
-            commit(&mut writer, seq)?;
-            inner.reader.reload()?;
-            inner.indexed_seq.store(seq, Ordering::SeqCst);
             Ok(())
         })
-        .await??;
+        .await?;
         tracing::info!(articles = count, "search index rebuilt");
         Ok(count)
     }
@@ -307,22 +302,35 @@ impl SearchIndex {
                 return Ok(total);
             }
             total += changes.len();
-            let inner = Arc::clone(&self.inner);
-            tokio::task::spawn_blocking(move || -> Result<()> {
-                let mut writer = inner.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.apply(seq, move |writer, fields| {
                 for (client, id, article) in &changes {
-                    writer.delete_term(key_term(&inner.fields, client, id));
+                    writer.delete_term(key_term(fields, client, id));
                     if let Some(article) = article {
-                        writer.add_document(document(&inner.fields, article))?;
+                        writer.add_document(document(fields, article))?;
                     }
                 }
-                commit(&mut writer, seq)?;
-                inner.reader.reload()?;
-                inner.indexed_seq.store(seq, Ordering::SeqCst);
                 Ok(())
             })
-            .await??;
+            .await?;
         }
+    }
+
+    /// Runs `change` with the writer off the async threads, commits it as containing changes up to `seq`
+    /// and makes it searchable.
+    async fn apply<F>(&self, seq: i64, change: F) -> Result<()>
+    where
+        F: FnOnce(&mut IndexWriter, &Fields) -> Result<()> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut writer = inner.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            change(&mut writer, &inner.fields)?;
+            commit(&mut writer, seq)?;
+            inner.reader.reload()?;
+            inner.indexed_seq.store(seq, Ordering::SeqCst);
+            Ok(())
+        })
+        .await?
     }
 
     /// The last article change the searchable index contains.

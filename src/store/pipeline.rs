@@ -49,6 +49,25 @@ pub struct ProcessedDecision {
     pub language: Option<String>,
 }
 
+/// The language detected on the latest inbound message of a conversation before message `(at, id)`.
+pub(super) fn conversation_language(
+    connection: &rusqlite::Connection,
+    client: &ClientSlug,
+    conversation_id: &str,
+    at: i64,
+    id: &str,
+) -> Result<Option<String>> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT language FROM messages
+             WHERE client_id = ?1 AND conversation_id = ?2 AND direction = 'in' AND language IS NOT NULL
+               AND (created_at < ?3 OR (created_at = ?3 AND id < ?4))
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )?
+        .query_row(params![client.as_str(), conversation_id, at, id], |row| row.get(0))
+        .optional()?)
+}
+
 impl Db {
     /// Ids of up to `limit` messages still waiting to be processed, oldest first.
     pub async fn unprocessed_messages(&self, limit: usize) -> Result<Vec<(ClientSlug, String)>> {
@@ -94,15 +113,8 @@ impl Db {
                     .query_row(params![client.as_str(), conversation_id, received_at, message_id], |row| {
                         Ok((row.get(0)?, row.get(1)?))
                     })?;
-                let conversation_language: Option<String> = connection
-                    .prepare_cached(
-                        "SELECT language FROM messages
-                         WHERE client_id = ?1 AND conversation_id = ?2 AND direction = 'in' AND language IS NOT NULL
-                           AND (created_at < ?3 OR (created_at = ?3 AND id < ?4))
-                         ORDER BY created_at DESC, id DESC LIMIT 1",
-                    )?
-                    .query_row(params![client.as_str(), conversation_id, received_at, message_id], |row| row.get(0))
-                    .optional()?;
+                let conversation_language =
+                    conversation_language(connection, &client, &conversation_id, received_at, &message_id)?;
                 let profile = match profiles.get(&client) {
                     Some(profile) => profile.clone(),
                     None => {

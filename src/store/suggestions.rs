@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use super::articles::{load_article, write_article_content};
 use super::clients::{audit, load_client};
 use super::conversations::Scope;
+use super::pipeline::conversation_language;
 use super::{Db, Error, Result};
 use crate::domain::{ArticleContent, ArticleId, ClientProfile, ClientSlug, Timestamp, new_id};
 
@@ -69,15 +70,7 @@ impl Db {
             let (client, conversation_id, text, language, created_at, contact_name) =
                 row.ok_or(Error::NotFound("message"))?;
             let client = ClientSlug::parse(&client)?;
-            let conversation_language: Option<String> = connection
-                .prepare_cached(
-                    "SELECT language FROM messages
-                     WHERE client_id = ?1 AND conversation_id = ?2 AND direction = 'in' AND language IS NOT NULL
-                       AND (created_at < ?3 OR (created_at = ?3 AND id < ?4))
-                     ORDER BY created_at DESC, id DESC LIMIT 1",
-                )?
-                .query_row(params![client.as_str(), conversation_id, created_at, id], |row| row.get(0))
-                .optional()?;
+            let conversation_language = conversation_language(connection, &client, &conversation_id, created_at, &id)?;
             let profile = load_client(connection, &client)?.profile;
             Ok(SuggestionContext {
                 client,

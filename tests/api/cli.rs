@@ -134,25 +134,13 @@ async fn the_demo_creates_the_demo_clients_and_prints_working_tokens() {
 fn kb_import_is_idempotent_and_export_round_trips_the_files() {
     let data = tempfile::tempdir().expect("temp dir");
     let kb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
-    let output = Command::new(env!("CARGO_BIN_EXE_recado"))
-        .args(["kb", "import"])
-        .arg(&kb)
-        .arg("--data-dir")
-        .arg(data.path())
-        .output()
-        .expect("runs");
+    let output = recado(&["kb", "import", kb.to_str().expect("utf-8")], data.path());
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary = String::from_utf8_lossy(&output.stdout);
     assert!(summary.contains("dental-gracia: 24 created, 0 updated, 0 unchanged (new client)"), "{summary}");
     assert!(summary.contains("total: 5 clients, 106 created"), "{summary}");
 
-    let again = Command::new(env!("CARGO_BIN_EXE_recado"))
-        .args(["kb", "import"])
-        .arg(&kb)
-        .arg("--data-dir")
-        .arg(data.path())
-        .output()
-        .expect("runs");
+    let again = recado(&["kb", "import", kb.to_str().expect("utf-8")], data.path());
     assert!(again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("total: 5 clients, 0 created, 0 updated, 106 unchanged"),
@@ -209,13 +197,7 @@ fn a_broken_file_stops_the_import_with_its_location_and_writes_nothing() {
     )
     .expect("write");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_recado"))
-        .args(["kb", "import"])
-        .arg(tree.path())
-        .arg("--data-dir")
-        .arg(data.path())
-        .output()
-        .expect("runs");
+    let output = recado(&["kb", "import", tree.path().to_str().expect("utf-8")], data.path());
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

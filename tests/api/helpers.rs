@@ -124,6 +124,12 @@ impl TestApp {
         self.db.create_token(Role::Client, Some(slug), "owner".into()).await.expect("client token").token
     }
 
+    /// A new token of an existing client.
+    pub async fn client_token(&self, slug: &str) -> String {
+        let slug = ClientSlug::parse(slug).expect("valid slug");
+        self.db.create_token(Role::Client, Some(slug), "owner".into()).await.expect("client token").token
+    }
+
     /// Creates a client with a given profile directly in the store.
     #[allow(dead_code)]
     pub async fn create_client_with(&self, slug: &str, profile: ClientProfile) {

@@ -79,16 +79,7 @@ async fn a_query_gets_the_right_answers_in_its_language_with_the_reason() {
 async fn message_suggestions_are_filled_in_for_the_contact_and_fall_back_to_the_conversations_language() {
     let app = spawn_app().await;
     with_demo_kb(&app).await;
-    let token = app
-        .db
-        .create_token(
-            recado::domain::Role::Client,
-            Some(recado::domain::ClientSlug::parse("dental-gracia").expect("slug")),
-            "owner".into(),
-        )
-        .await
-        .expect("token")
-        .token;
+    let token = app.client_token("dental-gracia").await;
     let body = json!({ "external_id": "m1", "from": { "handle": "+34600111222", "name": "Núria Vila" }, "text": "Hola, a quina hora obriu els divendres?" });
     let (_, first) = app.post("/api/v1/clients/dental-gracia/messages", &token, body).await;
     let message = first["message_id"].as_str().expect("id").to_owned();
@@ -149,16 +140,7 @@ async fn an_edit_is_suggested_within_a_second() {
 async fn another_clients_token_sees_nothing_and_hostile_queries_are_handled() {
     let app = spawn_app().await;
     with_demo_kb(&app).await;
-    let shop = app
-        .db
-        .create_token(
-            recado::domain::Role::Client,
-            Some(recado::domain::ClientSlug::parse("lavka-moskva").expect("slug")),
-            "owner".into(),
-        )
-        .await
-        .expect("token")
-        .token;
+    let shop = app.client_token("lavka-moskva").await;
     let (status, _) = app.get("/api/v1/clients/dental-gracia/suggestions?q=hora", &shop).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, own) =
@@ -185,12 +167,7 @@ async fn a_picked_suggestion_learns_the_phrasing_and_gets_a_bounded_boost() {
     let app = spawn_app().await;
     with_demo_kb(&app).await;
     let slug = recado::domain::ClientSlug::parse("panaderia-palermo").expect("slug");
-    let token = app
-        .db
-        .create_token(recado::domain::Role::Client, Some(slug.clone()), "owner".into())
-        .await
-        .expect("token")
-        .token;
+    let token = app.client_token("panaderia-palermo").await;
     let phrasing = "che, me hacés una chocotorta para el sábado?";
     let (_, inbound) = app
         .post(
@@ -221,16 +198,7 @@ async fn a_picked_suggestion_learns_the_phrasing_and_gets_a_bounded_boost() {
     let wrong = json!({ "message_id": message, "shown": ["horario"], "picked": "sin-tacc" });
     let (status, _) = app.post("/api/v1/suggestions/feedback", &app.assistant, wrong).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "the pick must be among the shown");
-    let dental = app
-        .db
-        .create_token(
-            recado::domain::Role::Client,
-            Some(recado::domain::ClientSlug::parse("dental-gracia").expect("slug")),
-            "owner".into(),
-        )
-        .await
-        .expect("token")
-        .token;
+    let dental = app.client_token("dental-gracia").await;
     let foreign = json!({ "message_id": message, "shown": ["tortas-por-encargo"], "picked": "tortas-por-encargo" });
     let (status, _) = app.post("/api/v1/suggestions/feedback", &dental, foreign).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another client's message is not found");
