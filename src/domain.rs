@@ -34,8 +34,22 @@ pub struct Decision {
     pub tags: Vec<String>,
     /// New priority.
     pub priority: Option<Priority>,
+    /// Escalation, if any.
+    #[serde(default)]
+    pub escalate: Option<Escalation>,
     /// Why, in words shown to people.
     pub reason: String,
+}
+
+/// A request to raise a conversation to people beyond the assistants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// Severity from 1 (notice) to 3 (critical).
+    pub level: u8,
+    /// Why.
+    pub reason: String,
+    /// Whether the client's escalation contact is notified.
+    pub notify_owner: bool,
 }
 
 /// A problem with a value received from outside, naming the field it concerns.

@@ -16,5 +16,6 @@ pub mod loadgen;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod plugins;
 pub mod store;
 pub mod telemetry;

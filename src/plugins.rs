@@ -1,0 +1,754 @@
+//! The rule-plugin host: runs clients' WebAssembly components (the `recado:plugin` world) under limits.
+//!
+//! One [`PluginHost`] per process owns the wasmtime engine (fuel as the deterministic instruction budget,
+//! an epoch deadline as the wall-clock backstop, a capped wasm stack) and a 1 ms epoch ticker. Each call
+//! gets a fresh store with a memory cap and an empty WASI context (no files, environment, arguments or
+//! network; clocks fixed at the decision's time; randomness seeded), so calls cannot see each other and a
+//! decision depends only on its inputs. Host imports are budgeted per call; key-value writes are buffered
+//! and handed back only when the call succeeds. Whatever goes wrong (trap, budget, memory, deadline, an
+//! error result, an output out of bounds) comes back as a [`Failure`], never as a panic of the host: the
+//! caller then applies the client's defaults.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::domain::{Decision, Escalation, Priority, parse_label};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "plugins-sdk/wit/since_v0.1.0",
+        world: "rules",
+        imports: { default: trappable },
+    });
+}
+
+use bindings::recado::plugin::types as wit;
+
+/// Limits of one call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear memory a plugin may grow to.
+    pub memory_bytes: usize,
+    /// Instructions (fuel units) per call.
+    pub fuel: u64,
+    /// Wall-clock deadline per call.
+    pub deadline: Duration,
+    /// Host calls per call.
+    pub host_calls: u32,
+    /// Log lines kept per call (more are counted and dropped).
+    pub log_lines: usize,
+    /// Longest log line kept, in bytes.
+    pub log_line_bytes: usize,
+    /// Key-value pairs written per call, and the longest value.
+    pub kv_writes: usize,
+    /// Longest key-value value, in bytes.
+    pub kv_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 16 << 20,
+            fuel: 50_000_000,
+            deadline: Duration::from_millis(50),
+            host_calls: 200,
+            log_lines: 50,
+            log_line_bytes: 1_024,
+            kv_writes: 20,
+            kv_value_bytes: 4_096,
+        }
+    }
+}
+
+/// What went wrong in a call. The message of each is shown with the recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The instruction budget ran out.
+    #[error("ran out of its instruction budget")]
+    OutOfFuel,
+    /// The wall-clock deadline passed.
+    #[error("took longer than its deadline")]
+    Timeout,
+    /// It tried to grow its memory past the cap.
+    #[error("tried to use more memory than allowed")]
+    OutOfMemory,
+    /// It made more host calls than allowed.
+    #[error("made too many host calls")]
+    HostCallBudget,
+    /// It trapped (panic, stack overflow, out-of-bounds access...).
+    #[error("crashed: {0}")]
+    Trap(String),
+    /// It returned an error.
+    #[error("returned an error: {0}")]
+    Error(String),
+    /// Its decision breaks a rule (too long, malformed label...).
+    #[error("returned an invalid decision: {0}")]
+    InvalidOutput(String),
+    /// The component could not be instantiated (missing imports, limits at instantiation).
+    #[error("could not start: {0}")]
+    Instantiate(String),
+}
+
+/// The outcome of one call, with what it logged and what it cost.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The validated decision, or why there is none.
+    pub result: Result<Decision, Failure>,
+    /// Log lines kept, with their level.
+    pub logs: Vec<(String, String)>,
+    /// Key-value writes to commit (empty unless the call succeeded).
+    pub kv_writes: Vec<(String, String)>,
+    /// Instructions used.
+    pub fuel_used: u64,
+    /// Wall time of the call, instantiation included.
+    pub duration: Duration,
+}
+
+/// A knowledge-base hit offered to plugins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KbHit {
+    /// Article id.
+    pub article_id: String,
+    /// Its title.
+    pub title: String,
+    /// Its score.
+    pub score: f32,
+}
+
+/// Searches one client's knowledge base for a plugin.
+pub type KbSearch = std::sync::Arc<dyn Fn(&str, u32) -> Vec<KbHit> + Send + Sync>;
+
+/// What a call can reach on the host: the installation's stored values and the client's knowledge base.
+#[derive(Clone)]
+pub struct HostAccess {
+    /// Values stored by earlier calls of this installation.
+    pub kv: HashMap<String, String>,
+    /// Searches the client's own knowledge base.
+    pub kb_search: KbSearch,
+}
+
+/// The inputs of `on-message`, in the contract's terms.
+#[derive(Debug, Clone)]
+pub struct MessageCall {
+    /// The message.
+    pub message: PluginMessage,
+    /// Its sender.
+    pub contact: PluginContact,
+    /// Where and when.
+    pub context: PluginContext,
+}
+
+/// The message given to a plugin.
+#[derive(Debug, Clone)]
+pub struct PluginMessage {
+    /// Message id.
+    pub id: String,
+    /// Channel.
+    pub channel: String,
+    /// Text.
+    pub text: String,
+    /// Detected language.
+    pub language: Option<String>,
+    /// Received at (ms since the epoch).
+    pub received_at: i64,
+}
+
+/// The contact given to a plugin.
+#[derive(Debug, Clone)]
+pub struct PluginContact {
+    /// Contact id.
+    pub id: String,
+    /// Handle.
+    pub handle: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// First message to this client.
+    pub is_new: bool,
+}
+
+/// The context given to a plugin.
+#[derive(Debug, Clone)]
+pub struct PluginContext {
+    /// Client slug.
+    pub client: String,
+    /// The decision's time (ms since the epoch).
+    pub now: i64,
+    /// Client's time zone.
+    pub timezone: String,
+    /// Open now.
+    pub within_business_hours: bool,
+    /// Client's languages.
+    pub languages: Vec<String>,
+    /// Conversation id.
+    pub conversation_id: String,
+    /// Messages so far.
+    pub messages_in_conversation: u32,
+    /// Customer messages since the last human reply.
+    pub unanswered_inbound: u32,
+    /// Last automatic acknowledgement.
+    pub last_acknowledged_at: Option<i64>,
+    /// Last human reply.
+    pub last_human_reply_at: Option<i64>,
+    /// Installation configuration (JSON).
+    pub config: String,
+}
+
+/// Per-call state inside the store.
+struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    call_limits: Limits,
+    host_calls: u32,
+    host_budget_hit: bool,
+    logs: Vec<(String, String)>,
+    kv: HashMap<String, String>,
+    kv_writes: Vec<(String, String)>,
+    kb_search: KbSearch,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The error a budgeted host call traps with.
+#[derive(Debug)]
+struct HostBudgetExceeded;
+
+impl std::fmt::Display for HostBudgetExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("host call budget exceeded")
+    }
+}
+
+impl std::error::Error for HostBudgetExceeded {}
+
+impl CallState {
+    /// Counts a host call; traps once the budget is spent.
+    fn charge(&mut self) -> wasmtime::Result<()> {
+        self.host_calls += 1;
+        if self.host_calls > self.call_limits.host_calls {
+            self.host_budget_hit = true;
+            return Err(wasmtime::Error::new(HostBudgetExceeded));
+        }
+        Ok(())
+    }
+}
+
+impl wit::Host for CallState {}
+
+impl bindings::recado::plugin::host::Host for CallState {
+    fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
+        self.charge()?;
+        if self.logs.len() < self.call_limits.log_lines {
+            let level = match level {
+                wit::LogLevel::Trace => "trace",
+                wit::LogLevel::Debug => "debug",
+                wit::LogLevel::Info => "info",
+                wit::LogLevel::Warn => "warn",
+                wit::LogLevel::Error => "error",
+            };
+            let mut line = message;
+            if line.len() > self.call_limits.log_line_bytes {
+                let mut cut = self.call_limits.log_line_bytes;
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                line.truncate(cut);
+            }
+            self.logs.push((level.to_owned(), line));
+        }
+        Ok(())
+    }
+
+    fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        self.charge()?;
+        Ok(self.kv.get(&key).cloned())
+    }
+
+    fn kv_set(&mut self, key: String, value: String) -> wasmtime::Result<Result<(), String>> {
+        self.charge()?;
+        if key.is_empty() || key.len() > 128 {
+            return Ok(Err("keys must be 1 to 128 bytes".into()));
+        }
+        if value.len() > self.call_limits.kv_value_bytes {
+            return Ok(Err(format!("values must be at most {} bytes", self.call_limits.kv_value_bytes)));
+        }
+        if self.kv_writes.len() >= self.call_limits.kv_writes {
+            return Ok(Err(format!("at most {} writes per call", self.call_limits.kv_writes)));
+        }
+        self.kv.insert(key.clone(), value.clone());
+        self.kv_writes.push((key, value));
+        Ok(Ok(()))
+    }
+
+    fn kb_search(&mut self, query: String, limit: u32) -> wasmtime::Result<Vec<wit::KbHit>> {
+        self.charge()?;
+        let query: String = query.chars().take(500).collect();
+        let hits = (self.kb_search)(&query, limit.min(10));
+        Ok(hits
+            .into_iter()
+            .map(|hit| wit::KbHit { article_id: hit.article_id, title: hit.title, score: hit.score })
+            .collect())
+    }
+}
+
+/// A wall clock stopped at the decision's time: plugins get time as an input, never from a clock.
+struct FixedWallClock(Duration);
+
+impl wasmtime_wasi::HostWallClock for FixedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// A monotonic clock that does not move.
+struct FixedMonotonicClock;
+
+impl wasmtime_wasi::HostMonotonicClock for FixedMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// A compiled plugin, ready to be instantiated for each call.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    pre: bindings::RulesPre<CallState>,
+}
+
+/// The plugin host. One per process; clone freely.
+#[derive(Clone)]
+pub struct PluginHost {
+    engine: Engine,
+    linker: std::sync::Arc<Linker<CallState>>,
+    limits: Limits,
+}
+
+/// Why a component was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a component of the `recado:plugin` world at a version this host serves.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl PluginHost {
+    /// Builds the engine, the linker and the epoch ticker.
+    ///
+    /// # Errors
+    /// The engine cannot be configured on this machine.
+    pub fn new(limits: Limits) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(512 * 1024)
+            .wasm_threads(false);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::Rules::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        let weak = engine.weak();
+        std::thread::Builder::new().name("recado-wasm-epoch".into()).spawn(move || {
+            // Ends with the engine: the ticker must not keep it alive.
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })?;
+        Ok(Self { engine, linker: std::sync::Arc::new(linker), limits })
+    }
+
+    /// Compiles a component and checks that it implements the `rules` world with imports this host offers.
+    ///
+    /// Compiling untrusted bytes can take long; the upload path runs it in a separate process (see the
+    /// plugin lifecycle), never on the async threads.
+    ///
+    /// # Errors
+    /// The bytes are not a valid component, or the component needs imports or exports this host lacks.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|error| LoadError::Invalid(format!("not a valid component: {error:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|error| LoadError::Invalid(format!("does not fit the recado:plugin contract: {error:#}")))?;
+        let pre = bindings::RulesPre::new(pre)
+            .map_err(|error| LoadError::Invalid(format!("does not export the rules world: {error:#}")))?;
+        Ok(LoadedPlugin { pre })
+    }
+
+    fn store(&self, access: HostAccess, now: i64, seed: u64) -> (Store<CallState>, MemoryOutputPipe) {
+        let stderr = MemoryOutputPipe::new(4096);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stderr(stderr.clone())
+            .wall_clock(FixedWallClock(Duration::from_millis(u64::try_from(now).unwrap_or(0))))
+            .monotonic_clock(FixedMonotonicClock)
+            .insecure_random_seed(u128::from(seed))
+            .secure_random(SeededRandom(seed));
+        let state = CallState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .table_elements(20_000)
+                .instances(50)
+                .tables(10)
+                .memories(10)
+                .trap_on_grow_failure(true)
+                .build(),
+            call_limits: self.limits.clone(),
+            host_calls: 0,
+            host_budget_hit: false,
+            logs: Vec::new(),
+            kv: access.kv,
+            kv_writes: Vec::new(),
+            kb_search: access.kb_search,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        // Both set before instantiation: a component's start code is bounded too.
+        let ticks = u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX).max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        // Fuel is enabled in the engine config, so this cannot fail.
+        let _ = store.set_fuel(self.limits.fuel);
+        (store, stderr)
+    }
+
+    /// Runs `on-message`. Blocking (guest code runs on this thread); call it off the async threads.
+    pub fn on_message(&self, plugin: &LoadedPlugin, call: &MessageCall, access: HostAccess) -> Outcome {
+        let seed = seed_of(&call.message.id);
+        let (mut store, _stderr) = self.store(access, call.context.now, seed);
+        let started = Instant::now();
+        let message = wit::Message {
+            id: call.message.id.clone(),
+            channel: call.message.channel.clone(),
+            text: call.message.text.clone(),
+            language: call.message.language.clone(),
+            received_at: call.message.received_at,
+        };
+        let contact = wit::Contact {
+            id: call.contact.id.clone(),
+            handle: call.contact.handle.clone(),
+            name: call.contact.name.clone(),
+            tags: call.contact.tags.clone(),
+            is_new: call.contact.is_new,
+        };
+        let context = wit_context(&call.context);
+        let result = match plugin.pre.instantiate(&mut store) {
+            Ok(instance) => match instance.call_on_message(&mut store, &message, &contact, &context) {
+                Ok(Ok(decision)) => validate(decision),
+                Ok(Err(error)) => Err(Failure::Error(truncate(&error, 500))),
+                Err(error) => Err(classify(&error, &store)),
+            },
+            Err(error) => Err(match classify(&error, &store) {
+                Failure::Trap(text) => Failure::Instantiate(text),
+                other => other,
+            }),
+        };
+        finish(store, result, started, self.limits.fuel)
+    }
+
+    /// Runs `on-overdue`. Blocking; call it off the async threads.
+    pub fn on_overdue(
+        &self,
+        plugin: &LoadedPlugin,
+        context: &PluginContext,
+        waited_seconds: u64,
+        access: HostAccess,
+    ) -> Outcome {
+        let (mut store, _stderr) = self.store(access, context.now, seed_of(&context.conversation_id));
+        let started = Instant::now();
+        let result = match plugin.pre.instantiate(&mut store) {
+            Ok(instance) => match instance.call_on_overdue(&mut store, &wit_context(context), waited_seconds) {
+                Ok(Ok(decision)) => validate(decision),
+                Ok(Err(error)) => Err(Failure::Error(truncate(&error, 500))),
+                Err(error) => Err(classify(&error, &store)),
+            },
+            Err(error) => Err(Failure::Instantiate(format!("{error:#}"))),
+        };
+        finish(store, result, started, self.limits.fuel)
+    }
+}
+
+fn finish(store: Store<CallState>, result: Result<Decision, Failure>, started: Instant, fuel: u64) -> Outcome {
+    let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let state = store.into_data();
+    let kv_writes = if result.is_ok() { state.kv_writes } else { Vec::new() };
+    Outcome { result, logs: state.logs, kv_writes, fuel_used, duration: started.elapsed() }
+}
+
+/// A seeded random source for WASI's "secure" random: a plugin's randomness is part of its inputs.
+struct SeededRandom(u64);
+
+impl rand_core::TryRng for SeededRandom {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.try_next_u64()? as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        // splitmix64: small, fast, and good enough for a guest's non-cryptographic needs.
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Ok(z ^ (z >> 31))
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+fn seed_of(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn wit_context(context: &PluginContext) -> wit::Context {
+    wit::Context {
+        client: context.client.clone(),
+        now: context.now,
+        timezone: context.timezone.clone(),
+        within_business_hours: context.within_business_hours,
+        languages: context.languages.clone(),
+        conversation_id: context.conversation_id.clone(),
+        messages_in_conversation: context.messages_in_conversation,
+        unanswered_inbound: context.unanswered_inbound,
+        last_acknowledged_at: context.last_acknowledged_at,
+        last_human_reply_at: context.last_human_reply_at,
+        config: context.config.clone(),
+    }
+}
+
+fn classify(error: &wasmtime::Error, store: &Store<CallState>) -> Failure {
+    if store.data().host_budget_hit || error.downcast_ref::<HostBudgetExceeded>().is_some() {
+        return Failure::HostCallBudget;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Failure::OutOfFuel,
+        Some(Trap::Interrupt) => Failure::Timeout,
+        Some(trap) => Failure::Trap(trap.to_string()),
+        None => {
+            // `StoreLimits` with `trap_on_grow_failure` reports a refused growth as an error, not a `Trap`.
+            let text = format!("{error:#}");
+            if text.contains("forcing trap when growing memory") {
+                Failure::OutOfMemory
+            } else {
+                Failure::Trap(truncate(&text, 500))
+            }
+        }
+    }
+}
+
+fn truncate(text: &str, chars: usize) -> String {
+    text.chars().take(chars).collect()
+}
+
+/// Checks a plugin's decision against the contract's bounds and turns it into the domain's.
+fn validate(decision: wit::Decision) -> Result<Decision, Failure> {
+    let invalid = |message: String| Err(Failure::InvalidOutput(message));
+    if decision.acknowledge.as_ref().is_some_and(|text| text.trim().is_empty() || text.chars().count() > 1_000) {
+        return invalid("acknowledge must be 1 to 1000 characters".into());
+    }
+    if decision.tags.len() > 16 {
+        return invalid(format!("at most 16 tags, got {}", decision.tags.len()));
+    }
+    for tag in &decision.tags {
+        if let Err(error) = parse_label("tags", tag, 64) {
+            return invalid(error.to_string());
+        }
+    }
+    if let Some(Err(error)) = decision.queue.as_ref().map(|queue| parse_label("queue", queue, 64)) {
+        return invalid(error.to_string());
+    }
+    if decision.assignee.as_ref().is_some_and(|a| a.trim().is_empty() || a.chars().count() > 200) {
+        return invalid("assignee must be 1 to 200 characters".into());
+    }
+    if decision.reason.chars().count() > 500 {
+        return invalid("reason must be at most 500 characters".into());
+    }
+    let escalate = match decision.escalate {
+        Some(escalation) if !(1..=3).contains(&escalation.level) => {
+            return invalid("escalation level must be 1 to 3".into());
+        }
+        Some(escalation) if escalation.reason.chars().count() > 500 => {
+            return invalid("escalation reason must be at most 500 characters".into());
+        }
+        Some(escalation) => Some(Escalation {
+            level: escalation.level,
+            reason: escalation.reason,
+            notify_owner: escalation.notify_owner,
+        }),
+        None => None,
+    };
+    Ok(Decision {
+        acknowledge: decision.acknowledge,
+        queue: decision.queue,
+        assignee: decision.assignee,
+        tags: decision.tags,
+        priority: decision.priority.map(|priority| match priority {
+            wit::Priority::Low => Priority::Low,
+            wit::Priority::Normal => Priority::Normal,
+            wit::Priority::High => Priority::High,
+            wit::Priority::Urgent => Priority::Urgent,
+        }),
+        escalate,
+        reason: decision.reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::sync::{Arc, OnceLock};
+
+    /// The example components, built once per test run if `scripts/test` has not built them already.
+    fn component(name: &str) -> Vec<u8> {
+        static BUILT: OnceLock<()> = OnceLock::new();
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("example-plugins");
+        let path = root.join(format!("target/wasm32-wasip2/release/{name}.wasm"));
+        BUILT.get_or_init(|| {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--release", "--manifest-path"])
+                .arg(root.join("Cargo.toml"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the example plugins failed (is the wasm32-wasip2 target installed?)");
+        });
+        std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+    }
+
+    /// One host for the tests, and each component compiled once (compiling is the slow part).
+    fn host() -> &'static PluginHost {
+        static HOST: OnceLock<PluginHost> = OnceLock::new();
+        HOST.get_or_init(|| PluginHost::new(Limits::default()).expect("engine"))
+    }
+
+    fn loaded(name: &str) -> LoadedPlugin {
+        static LOADED: OnceLock<std::sync::Mutex<HashMap<String, LoadedPlugin>>> = OnceLock::new();
+        let cache = LOADED.get_or_init(Default::default);
+        let mut cache = cache.lock().expect("lock");
+        cache.entry(name.to_owned()).or_insert_with(|| host().load(&component(name)).expect("loads")).clone()
+    }
+
+    fn access() -> HostAccess {
+        HostAccess { kv: HashMap::new(), kb_search: Arc::new(|_, _| Vec::new()) }
+    }
+
+    fn call(text: &str, config: &str) -> MessageCall {
+        MessageCall {
+            message: PluginMessage {
+                id: "msg_1".into(),
+                channel: "whatsapp".into(),
+                text: text.into(),
+                language: Some("ca".into()),
+                received_at: 1_700_000_000_000,
+            },
+            contact: PluginContact {
+                id: "ctc_1".into(),
+                handle: "+34600".into(),
+                name: None,
+                tags: vec![],
+                is_new: true,
+            },
+            context: PluginContext {
+                client: "dental-gracia".into(),
+                now: 1_700_000_000_000,
+                timezone: "Europe/Madrid".into(),
+                within_business_hours: true,
+                languages: vec!["ca".into(), "es".into()],
+                conversation_id: "cnv_1".into(),
+                messages_in_conversation: 1,
+                unanswered_inbound: 1,
+                last_acknowledged_at: None,
+                last_human_reply_at: None,
+                config: config.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_example_plugin_acknowledges_in_the_customers_language() {
+        let host = host();
+        let plugin = loaded("business_hours_ack");
+        let config = r#"{"open": {"ca": "Hola! Et responem aviat.", "es": "¡Hola!"}, "repeat_after_minutes": 60}"#;
+        let outcome = host.on_message(&plugin, &call("Bon dia", config), access());
+        let decision = outcome.result.expect("decides");
+        assert_eq!(decision.acknowledge.as_deref(), Some("Hola! Et responem aviat."));
+        assert!(outcome.fuel_used > 0);
+
+        let mut again = call("Hi ha algú?", config);
+        again.context.last_acknowledged_at = Some(again.context.now - 10 * 60_000);
+        let decision = host.on_message(&plugin, &again, access()).result.expect("decides");
+        assert_eq!(decision.acknowledge, None, "{}", decision.reason);
+    }
+
+    fn hostile(behaviour: &str) -> Outcome {
+        host().on_message(&loaded("hostile"), &call("hola", &format!(r#"{{"behaviour": "{behaviour}"}}"#)), access())
+    }
+
+    #[test]
+    fn hostile_plugins_fail_alone_and_are_classified() {
+        let loop_outcome = hostile("loop");
+        assert!(matches!(loop_outcome.result, Err(Failure::OutOfFuel | Failure::Timeout)), "{:?}", loop_outcome.result);
+        assert!(matches!(hostile("memory").result, Err(Failure::OutOfMemory)), "memory bomb");
+        assert!(
+            matches!(hostile("huge-output").result, Err(Failure::InvalidOutput(_) | Failure::OutOfMemory)),
+            "huge output"
+        );
+        assert!(matches!(hostile("many-tags").result, Err(Failure::InvalidOutput(_))), "too many tags");
+        assert!(matches!(hostile("bad-label").result, Err(Failure::InvalidOutput(_))), "bad queue");
+        assert!(matches!(hostile("trap").result, Err(Failure::Trap(_))), "panic");
+        assert!(matches!(hostile("recursion").result, Err(Failure::Trap(_))), "deep recursion");
+        let flood = hostile("host-flood");
+        assert!(matches!(flood.result, Err(Failure::HostCallBudget)), "{:?}", flood.result);
+        assert_eq!(flood.logs.len(), Limits::default().log_lines, "logs are capped");
+        let files = hostile("filesystem");
+        assert!(
+            matches!(&files.result, Err(Failure::Error(text)) if text.contains("no filesystem")),
+            "{:?}",
+            files.result
+        );
+    }
+
+    #[test]
+    fn writes_of_a_failed_call_are_discarded_and_time_is_an_input() {
+        let outcome = hostile("kv-then-trap");
+        assert!(outcome.result.is_err());
+        assert!(outcome.kv_writes.is_empty(), "nothing from a trapped call is kept");
+        let clock = hostile("clock").result.expect("decides");
+        assert_eq!(clock.reason, "clock 1700000000000", "the guest's clock is the decision's time");
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_rules_component_are_refused() {
+        let host = host();
+        assert!(matches!(host.load(b"not wasm"), Err(LoadError::Invalid(_))));
+        // A core module (the Extism style) is not a component.
+        let core_module = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+        assert!(matches!(host.load(&core_module), Err(LoadError::Invalid(_))));
+    }
+}
