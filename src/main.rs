@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Work with rule plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Import or export knowledge bases as files (works whether or not the server runs).
     Kb {
         #[command(subcommand)]
@@ -92,6 +97,22 @@ struct StoreArgs {
 }
 
 #[derive(Subcommand)]
+enum PluginCommand {
+    /// Run fixture messages through a plugin with the server's engine and limits, and compare its decisions
+    /// with the expected ones. Exits 1 if any case does not match.
+    Test {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// The installation's configuration (a JSON file).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The fixture file (TOML).
+        #[arg(long)]
+        fixtures: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum KbCommand {
     /// Create or update clients and articles from DIR/<client>/client.toml and DIR/<client>/articles/*.md.
     /// Every file is checked first; if any is broken, nothing is written.
@@ -143,6 +164,17 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Plugin { command: PluginCommand::Test { plugin, config, fixtures } } = &cli.command {
+        // Synchronous: no server, no runtime needed.
+        return match plugin_test(plugin, config.as_deref(), fixtures) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(error) => {
+                eprintln!("recado: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -191,6 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token { command } => token(command).await,
         Command::Kb { command } => kb(command).await,
+        Command::Plugin { .. } => unreachable!("handled before the runtime starts"),
         Command::Eval { kb, queries, misses } => {
             recado::telemetry::init("warn");
             let labelled = recado::kb::eval::read_labelled(&queries)?;
@@ -222,6 +255,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `recado plugin test`: returns whether every case passed.
+fn plugin_test(
+    plugin: &std::path::Path,
+    config: Option<&std::path::Path>,
+    fixtures: &std::path::Path,
+) -> anyhow::Result<bool> {
+    use recado::plugins::{Limits, PluginHost, fixtures::Fixtures};
+    let bytes = std::fs::read(plugin).with_context(|| format!("reading {}", plugin.display()))?;
+    let config = match config {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => "{}".to_owned(),
+    };
+    serde_json::from_str::<serde_json::Value>(&config).context("the configuration is not JSON")?;
+    let text = std::fs::read_to_string(fixtures).with_context(|| format!("reading {}", fixtures.display()))?;
+    let fixtures: Fixtures = toml::from_str(&text).with_context(|| format!("{}", fixtures.display()))?;
+    let host = PluginHost::new(Limits::default())?;
+    let loaded = host.load(&bytes).with_context(|| format!("{}", plugin.display()))?;
+    let results = recado::plugins::fixtures::run(&host, &loaded, &config, &fixtures)?;
+    let failed = results.iter().filter(|result| !result.mismatches.is_empty()).count();
+    for result in &results {
+        if result.mismatches.is_empty() {
+            println!("ok    {} ({})", result.name, result.summary);
+        } else {
+            println!("FAIL  {} ({})", result.name, result.summary);
+            for mismatch in &result.mismatches {
+                println!("      {mismatch}");
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", results.len() - failed);
+    Ok(failed == 0)
 }
 
 /// SIGINT and SIGTERM listeners, registered before the server announces itself so a signal sent right

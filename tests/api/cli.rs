@@ -231,3 +231,66 @@ async fn reindex_rebuilds_offline_and_refuses_while_the_server_holds_the_index()
     );
     server.signal(nix::sys::signal::Signal::SIGTERM);
 }
+
+/// The example plugins' directory, with the components built (by `scripts/test`, or here if missing).
+fn example_plugins() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example-plugins");
+    if !root.join("target/wasm32-wasip2/release/business_hours_ack.wasm").exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--manifest-path"])
+            .arg(root.join("Cargo.toml"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the example plugins failed");
+    }
+    root
+}
+
+#[test]
+fn plugin_test_runs_fixtures_and_fails_on_a_mismatch() {
+    let root = example_plugins();
+    let plugin = root.join("target/wasm32-wasip2/release/business_hours_ack.wasm");
+    let run = |fixtures: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_recado"))
+            .args(["plugin", "test"])
+            .arg(&plugin)
+            .arg("--config")
+            .arg(root.join("business-hours-ack/config.json"))
+            .arg("--fixtures")
+            .arg(fixtures)
+            .output()
+            .expect("recado runs")
+    };
+    let output = run(&root.join("business-hours-ack/fixtures.toml"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        "[defaults]\nlanguages = [\"ca\"]\n\n[[case]]\nname = \"expects the wrong text\"\ntext = \"Bon dia\"\nlanguage = \"ca\"\nexpect = { acknowledge = \"Adéu\" }\n",
+    )
+    .expect("write");
+    let output = run(&wrong);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  expects the wrong text") && stdout.contains("expected Some(\"Adéu\")"), "{stdout}");
+
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"definitely not wasm").expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_recado"))
+        .args(["plugin", "test"])
+        .arg(&garbage)
+        .arg("--fixtures")
+        .arg(&wrong)
+        .output()
+        .expect("recado runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("not a valid component"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,249 @@
+//! `recado plugin test`: fixture messages run through the same host and limits as the server, and their
+//! decisions compared with the expected ones.
+//!
+//! A fixture file (TOML) has defaults for the context and a list of cases:
+//!
+//! ```toml
+//! [defaults]
+//! client = "dental-gracia"
+//! timezone = "Europe/Madrid"
+//! languages = ["ca", "es"]
+//! now = "2026-11-23T10:00:00Z"
+//! within_business_hours = true
+//!
+//! [[case]]
+//! name = "first message, open"
+//! text = "Bon dia, teniu hora?"
+//! language = "ca"
+//! expect = { acknowledge = "Hola! Et responem en uns minuts." }
+//!
+//! [[case]]
+//! name = "acknowledged ten minutes ago"
+//! text = "Hi ha algú?"
+//! last_acknowledged_minutes_ago = 10
+//! expect = { no_acknowledge = true }
+//! ```
+//!
+//! Only the expectations written are checked: `acknowledge`, `no_acknowledge`, `queue`, `assignee`,
+//! `tags` (exact), `priority`, `escalate_level`, `no_escalation`, `error` (the call must fail).
+
+use serde::Deserialize;
+
+use super::{HostAccess, LoadedPlugin, MessageCall, PluginContact, PluginContext, PluginHost, PluginMessage};
+use crate::domain::Decision;
+
+/// A fixture file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fixtures {
+    /// Context shared by every case.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// The cases.
+    #[serde(rename = "case", default)]
+    pub cases: Vec<Case>,
+}
+
+/// Context shared by every case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    /// Client slug.
+    pub client: String,
+    /// Time zone.
+    pub timezone: String,
+    /// Client languages.
+    pub languages: Vec<String>,
+    /// The decision's time, RFC 3339.
+    pub now: String,
+    /// Whether the client is open.
+    pub within_business_hours: bool,
+    /// Channel of the messages.
+    pub channel: String,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            client: "test-client".into(),
+            timezone: "Europe/Madrid".into(),
+            languages: vec!["en".into()],
+            now: "2026-01-05T10:00:00Z".into(),
+            within_business_hours: true,
+            channel: "whatsapp".into(),
+        }
+    }
+}
+
+/// One fixture message and what the plugin should decide.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// What the case is about.
+    pub name: String,
+    /// The customer's message.
+    pub text: String,
+    /// Its detected language.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// The contact's name.
+    #[serde(default)]
+    pub contact_name: Option<String>,
+    /// The contact's tags.
+    #[serde(default)]
+    pub contact_tags: Vec<String>,
+    /// Overrides the default.
+    #[serde(default)]
+    pub within_business_hours: Option<bool>,
+    /// Messages in the conversation so far.
+    #[serde(default = "one")]
+    pub messages_in_conversation: u32,
+    /// Customer messages since the last human reply.
+    #[serde(default = "one")]
+    pub unanswered_inbound: u32,
+    /// Minutes since the last automatic acknowledgement.
+    #[serde(default)]
+    pub last_acknowledged_minutes_ago: Option<i64>,
+    /// Minutes since the last human reply.
+    #[serde(default)]
+    pub last_human_reply_minutes_ago: Option<i64>,
+    /// What the decision must contain.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Expectations of one case; absent ones are not checked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The acknowledgement text.
+    pub acknowledge: Option<String>,
+    /// No acknowledgement.
+    #[serde(default)]
+    pub no_acknowledge: bool,
+    /// The queue.
+    pub queue: Option<String>,
+    /// The assignee.
+    pub assignee: Option<String>,
+    /// Exactly these tags.
+    pub tags: Option<Vec<String>>,
+    /// The priority (`low`, `normal`, `high`, `urgent`).
+    pub priority: Option<String>,
+    /// The escalation level.
+    pub escalate_level: Option<u8>,
+    /// No escalation.
+    #[serde(default)]
+    pub no_escalation: bool,
+    /// The call must fail (trap, budget, error result, invalid output).
+    #[serde(default)]
+    pub error: bool,
+}
+
+/// The result of one case.
+#[derive(Debug)]
+pub struct CaseResult {
+    /// The case's name.
+    pub name: String,
+    /// What did not match (empty when it passed).
+    pub mismatches: Vec<String>,
+    /// The plugin's reason or failure, for the report.
+    pub summary: String,
+}
+
+impl Expect {
+    fn check(&self, result: &Result<Decision, super::Failure>) -> Vec<String> {
+        let decision = match (result, self.error) {
+            (Err(_), true) => return Vec::new(),
+            (Ok(decision), true) => return vec![format!("expected the call to fail, it decided: {}", decision.reason)],
+            (Err(failure), false) => return vec![format!("the plugin {failure}")],
+            (Ok(decision), false) => decision,
+        };
+        let mut mismatches = Vec::new();
+        let mut compare = |what: &str, expected: Option<String>, actual: Option<String>| {
+            if expected.is_some() && expected != actual {
+                mismatches.push(format!("{what}: expected {expected:?}, got {actual:?}"));
+            }
+        };
+        compare("acknowledge", self.acknowledge.clone(), decision.acknowledge.clone());
+        compare("queue", self.queue.clone(), decision.queue.clone());
+        compare("assignee", self.assignee.clone(), decision.assignee.clone());
+        compare("priority", self.priority.clone(), decision.priority.map(|p| p.as_str().to_owned()));
+        compare("tags", self.tags.as_ref().map(|t| t.join(",")), Some(decision.tags.join(",")));
+        compare(
+            "escalate_level",
+            self.escalate_level.map(|l| l.to_string()),
+            decision.escalate.as_ref().map(|e| e.level.to_string()),
+        );
+        if self.no_acknowledge && decision.acknowledge.is_some() {
+            mismatches.push(format!("expected no acknowledgement, got {:?}", decision.acknowledge));
+        }
+        if self.no_escalation && decision.escalate.is_some() {
+            mismatches.push(format!("expected no escalation, got {:?}", decision.escalate));
+        }
+        mismatches
+    }
+}
+
+/// Runs every case. Errors only for a fixture file that cannot be used (e.g. an unreadable `now`).
+///
+/// # Errors
+/// The defaults' `now` is not an RFC 3339 time.
+pub fn run(
+    host: &PluginHost,
+    plugin: &LoadedPlugin,
+    config: &str,
+    fixtures: &Fixtures,
+) -> anyhow::Result<Vec<CaseResult>> {
+    let now = fixtures
+        .defaults
+        .now
+        .parse::<jiff::Timestamp>()
+        .map_err(|error| anyhow::anyhow!("defaults.now: {error}"))?
+        .as_millisecond();
+    let mut results = Vec::with_capacity(fixtures.cases.len());
+    for (index, case) in fixtures.cases.iter().enumerate() {
+        let minutes = |m: i64| now - m * 60_000;
+        let call = MessageCall {
+            message: PluginMessage {
+                id: format!("msg_fixture_{index}"),
+                channel: fixtures.defaults.channel.clone(),
+                text: case.text.clone(),
+                language: case.language.clone(),
+                received_at: now,
+            },
+            contact: PluginContact {
+                id: format!("ctc_fixture_{index}"),
+                handle: "+00000000000".into(),
+                name: case.contact_name.clone(),
+                tags: case.contact_tags.clone(),
+                is_new: case.messages_in_conversation <= 1,
+            },
+            context: PluginContext {
+                client: fixtures.defaults.client.clone(),
+                now,
+                timezone: fixtures.defaults.timezone.clone(),
+                within_business_hours: case.within_business_hours.unwrap_or(fixtures.defaults.within_business_hours),
+                languages: fixtures.defaults.languages.clone(),
+                conversation_id: format!("cnv_fixture_{index}"),
+                messages_in_conversation: case.messages_in_conversation,
+                unanswered_inbound: case.unanswered_inbound,
+                last_acknowledged_at: case.last_acknowledged_minutes_ago.map(minutes),
+                last_human_reply_at: case.last_human_reply_minutes_ago.map(minutes),
+                config: config.to_owned(),
+            },
+        };
+        let access = HostAccess { kv: Default::default(), kb_search: std::sync::Arc::new(|_, _| Vec::new()) };
+        let outcome = host.on_message(plugin, &call, access);
+        let mismatches = case.expect.check(&outcome.result);
+        let summary = match &outcome.result {
+            Ok(decision) => decision.reason.clone(),
+            Err(failure) => failure.to_string(),
+        };
+        results.push(CaseResult { name: case.name.clone(), mismatches, summary });
+    }
+    Ok(results)
+}
