@@ -134,3 +134,15 @@ impl Metrics {
         text
     }
 }
+
+/// Resident memory of this process in bytes, from `/proc/self/status` (0 where that file does not exist).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kib| kib * 1024)
+}

@@ -745,17 +745,6 @@ mod tests {
         assert_eq!(clock.reason, "clock 1700000000000", "the guest's clock is the decision's time");
     }
 
-    fn resident_bytes() -> u64 {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|status| {
-                status.lines().find_map(|l| {
-                    l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                })
-            })
-            .map_or(0, |kib| kib * 1024)
-    }
-
     #[test]
     fn memory_returns_to_its_baseline_after_thousands_of_hostile_calls() {
         let behaviours = ["memory", "trap", "huge-output", "recursion"];
@@ -763,11 +752,11 @@ mod tests {
         for behaviour in behaviours.iter().cycle().take(100) {
             assert!(hostile(behaviour).result.is_err());
         }
-        let baseline = resident_bytes();
+        let baseline = crate::metrics::resident_bytes();
         for behaviour in behaviours.iter().cycle().take(2_000) {
             assert!(hostile(behaviour).result.is_err());
         }
-        let after = resident_bytes();
+        let after = crate::metrics::resident_bytes();
         // Each memory bomb reaches the 16 MiB cap: keeping even one store per call would add tens of GiB.
         let grown = after.saturating_sub(baseline);
         assert!(grown < 64 << 20, "resident memory grew by {} MiB over 2,000 hostile calls", grown >> 20);

@@ -142,18 +142,6 @@ fn directory_bytes(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Resident memory of this process, from `/proc/self/status`.
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                line.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
 /// Words mixed into generated articles so that every client has vocabulary of its own.
 const FILLER: &[&str] = &[
     "model",
@@ -220,7 +208,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let index_build = started.elapsed();
     let index_bytes = directory_bytes(&storage.index_path());
     let database_bytes = directory_bytes(dir.path()) - index_bytes;
-    let rss_after_build = resident_bytes();
+    let rss_after_build = crate::metrics::resident_bytes();
 
     let knowledge = Knowledge::new(index, std::sync::Arc::new(Detectors::default()));
     let mut search = Vec::with_capacity(args.queries);
@@ -254,7 +242,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         service.push(began.elapsed());
         std::hint::black_box(found);
     }
-    let rss_after_queries = resident_bytes();
+    let rss_after_queries = crate::metrics::resident_bytes();
     db.close().await;
     Ok(BenchReport {
         clients: args.clients,
