@@ -439,7 +439,7 @@ impl PluginHost {
     /// Runs `on-message`. Blocking (guest code runs on this thread); call it off the async threads.
     pub fn on_message(&self, plugin: &LoadedPlugin, call: &MessageCall, access: HostAccess) -> Outcome {
         let seed = seed_of(&call.message.id);
-        let (mut store, _stderr) = self.store(access, call.context.now, seed);
+        let (mut store, stderr) = self.store(access, call.context.now, seed);
         let started = Instant::now();
         let message = wit::Message {
             id: call.message.id.clone(),
@@ -462,12 +462,9 @@ impl PluginHost {
                 Ok(Err(error)) => Err(Failure::Error(truncate(&error, 500))),
                 Err(error) => Err(classify(&error, &store)),
             },
-            Err(error) => Err(match classify(&error, &store) {
-                Failure::Trap(text) => Failure::Instantiate(text),
-                other => other,
-            }),
+            Err(error) => Err(instantiate_failure(&error, &store)),
         };
-        finish(store, result, started, self.limits.fuel)
+        finish(store, result, started, self.limits.fuel, &stderr)
     }
 
     /// Runs `on-overdue`. Blocking; call it off the async threads.
@@ -478,7 +475,7 @@ impl PluginHost {
         waited_seconds: u64,
         access: HostAccess,
     ) -> Outcome {
-        let (mut store, _stderr) = self.store(access, context.now, seed_of(&context.conversation_id));
+        let (mut store, stderr) = self.store(access, context.now, seed_of(&context.conversation_id));
         let started = Instant::now();
         let result = match plugin.pre.instantiate(&mut store) {
             Ok(instance) => match instance.call_on_overdue(&mut store, &wit_context(context), waited_seconds) {
@@ -486,13 +483,35 @@ impl PluginHost {
                 Ok(Err(error)) => Err(Failure::Error(truncate(&error, 500))),
                 Err(error) => Err(classify(&error, &store)),
             },
-            Err(error) => Err(Failure::Instantiate(format!("{error:#}"))),
+            Err(error) => Err(instantiate_failure(&error, &store)),
         };
-        finish(store, result, started, self.limits.fuel)
+        finish(store, result, started, self.limits.fuel, &stderr)
     }
 }
 
-fn finish(store: Store<CallState>, result: Result<Decision, Failure>, started: Instant, fuel: u64) -> Outcome {
+/// A failure to instantiate: budgets are reported as such, anything else as a start failure.
+fn instantiate_failure(error: &wasmtime::Error, store: &Store<CallState>) -> Failure {
+    match classify(error, store) {
+        Failure::Trap(text) => Failure::Instantiate(text),
+        other => other,
+    }
+}
+
+fn finish(
+    store: Store<CallState>,
+    result: Result<Decision, Failure>,
+    started: Instant,
+    fuel: u64,
+    stderr: &MemoryOutputPipe,
+) -> Outcome {
+    // A crashing guest usually says why on stderr (a Rust panic message): keep it with the failure.
+    let result = match result {
+        Err(Failure::Trap(text)) => {
+            let said = String::from_utf8_lossy(&stderr.contents()).trim().chars().take(300).collect::<String>();
+            Err(Failure::Trap(if said.is_empty() { text } else { format!("{text}; stderr: {said}") }))
+        }
+        other => other,
+    };
     let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let state = store.into_data();
     let kv_writes = if result.is_ok() { state.kv_writes } else { Vec::new() };
@@ -723,7 +742,11 @@ mod tests {
         );
         assert!(matches!(hostile("many-tags").result, Err(Failure::InvalidOutput(_))), "too many tags");
         assert!(matches!(hostile("bad-label").result, Err(Failure::InvalidOutput(_))), "bad queue");
-        assert!(matches!(hostile("trap").result, Err(Failure::Trap(_))), "panic");
+        let trap = hostile("trap").result;
+        assert!(
+            matches!(&trap, Err(Failure::Trap(text)) if text.contains("panics on purpose")),
+            "the panic message is kept: {trap:?}"
+        );
         assert!(matches!(hostile("recursion").result, Err(Failure::Trap(_))), "deep recursion");
         let flood = hostile("host-flood");
         assert!(matches!(flood.result, Err(Failure::HostCallBudget)), "{:?}", flood.result);
