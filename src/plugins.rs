@@ -653,7 +653,7 @@ mod tests {
         let path = root.join(format!("target/wasm32-wasip2/release/{name}.wasm"));
         BUILT.get_or_init(|| {
             let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--release", "--manifest-path"])
+                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
                 .arg(root.join("Cargo.toml"))
                 .status()
                 .expect("cargo runs");
@@ -671,7 +671,8 @@ mod tests {
     fn loaded(name: &str) -> LoadedPlugin {
         static LOADED: OnceLock<std::sync::Mutex<HashMap<String, LoadedPlugin>>> = OnceLock::new();
         let cache = LOADED.get_or_init(Default::default);
-        let mut cache = cache.lock().expect("lock");
+        // One failing test must not poison the cache for the others.
+        let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         cache.entry(name.to_owned()).or_insert_with(|| host().load(&component(name)).expect("loads")).clone()
     }
 

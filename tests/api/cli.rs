@@ -237,7 +237,7 @@ fn example_plugins() -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example-plugins");
     if !root.join("target/wasm32-wasip2/release/business_hours_ack.wasm").exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--manifest-path"])
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
             .arg(root.join("Cargo.toml"))
             .status()
             .expect("cargo runs");
