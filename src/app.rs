@@ -16,7 +16,8 @@ use crate::kb::language::Detectors;
 use crate::kb::{Knowledge, SearchIndex};
 use crate::metrics::Metrics;
 use crate::outbox::{Deliverer, OutboxHandle};
-use crate::pipeline::{self, PipelineHandle};
+use crate::pipeline::{self, Pipeline, PipelineHandle};
+use crate::plugins::runtime::Rules;
 use crate::store::Db;
 
 /// A built, bound, not yet running server.
@@ -43,6 +44,8 @@ impl Application {
             .await
             .with_context(|| format!("opening the search index in {}", settings.storage.index_path().display()))?;
         let knowledge = Knowledge::new(index, Arc::new(Detectors::default()));
+        let rules = Rules::new(&settings.plugins, settings.storage.plugin_cache_path())
+            .context("starting the plugin engine")?;
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("binding {}", settings.http.listen))?;
@@ -52,6 +55,7 @@ impl Application {
             outbox: OutboxHandle::default(),
             metrics: Metrics::new(),
             knowledge,
+            rules,
             settings: Arc::new(settings),
         };
         let router = http::router(state.clone());
@@ -85,12 +89,16 @@ impl Application {
         let deliverer = Deliverer::new(state.db.clone(), settings.outbox.clone(), state.metrics.clone())?;
         let delivery = tokio::spawn(deliverer.run(state.outbox.clone(), workers.clone()));
         let processing = tokio::spawn(pipeline::run(
-            state.db.clone(),
+            Pipeline {
+                db: state.db.clone(),
+                outbox: state.outbox.clone(),
+                settings: settings.pipeline.clone(),
+                metrics: state.metrics.clone(),
+                detectors: state.knowledge.detectors(),
+                rules: state.rules.clone(),
+                index: state.knowledge.index().clone(),
+            },
             state.pipeline.clone(),
-            state.outbox.clone(),
-            settings.pipeline.clone(),
-            state.metrics.clone(),
-            state.knowledge.detectors(),
             workers.clone(),
         ));
         let indexing = tokio::spawn(state.knowledge.index().clone().run(

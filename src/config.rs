@@ -46,6 +46,62 @@ pub struct Settings {
     pub pipeline: PipelineSettings,
     /// The knowledge-base search index.
     pub search: SearchSettings,
+    /// Rule plugins: upload checks, compilation and per-call limits.
+    pub plugins: PluginSettings,
+}
+
+/// Rule-plugin settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// Largest component accepted at upload.
+    pub max_component_bytes: usize,
+    /// Largest single function body: compile time grows with it (a 1.5 MiB function took Cranelift 20 s).
+    pub max_function_bytes: usize,
+    /// Wall-clock limit of compiling one upload; the compiler process is killed past it.
+    pub compile_timeout_ms: u64,
+    /// Address-space limit of the compiler process.
+    pub compile_memory_bytes: u64,
+    /// Program run to compile uploads (`<program> plugin compile-worker`); empty means this executable.
+    pub compiler: Option<PathBuf>,
+    /// Linear memory one call may use.
+    pub memory_bytes: usize,
+    /// Instruction budget (fuel) of one call.
+    pub fuel: u64,
+    /// Wall-clock deadline of one call.
+    pub deadline_ms: u64,
+    /// Consecutive failures after which a plugin is disabled (the circuit breaker).
+    pub breaker_failures: u32,
+    /// Most plugin wall time one client may use in one pipeline batch; past it, the client's remaining
+    /// messages of the batch get its defaults, so one client's slow rules cannot hold up the others.
+    pub client_batch_budget_ms: u64,
+    /// Most stored messages a replay runs over.
+    pub replay_max_messages: usize,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        Self {
+            max_component_bytes: 20 * 1024 * 1024,
+            max_function_bytes: 512 * 1024,
+            compile_timeout_ms: 60_000,
+            compile_memory_bytes: 2 * 1024 * 1024 * 1024,
+            compiler: None,
+            memory_bytes: 16 * 1024 * 1024,
+            fuel: 50_000_000,
+            deadline_ms: 50,
+            breaker_failures: 5,
+            client_batch_budget_ms: 250,
+            replay_max_messages: 500,
+        }
+    }
+}
+
+impl StorageSettings {
+    /// Directory of compiled plugins (a cache: deleting it only costs recompiles).
+    pub fn plugin_cache_path(&self) -> PathBuf {
+        self.data_dir.join("plugin-cache")
+    }
 }
 
 /// Knowledge-base index settings.
@@ -301,6 +357,20 @@ impl Settings {
                 key: "search.poll_interval_ms",
                 message: "must be between 10 and 10000".into(),
             });
+        }
+        let plugins = &self.plugins;
+        let plugin_checks: [(&'static str, bool, &str); 6] = [
+            ("plugins.max_component_bytes", plugins.max_component_bytes >= 1024, "must be at least 1024"),
+            ("plugins.max_function_bytes", plugins.max_function_bytes >= 1024, "must be at least 1024"),
+            ("plugins.compile_timeout_ms", plugins.compile_timeout_ms >= 100, "must be at least 100"),
+            ("plugins.memory_bytes", plugins.memory_bytes >= 1 << 20, "must be at least 1048576"),
+            ("plugins.deadline_ms", (1..=10_000).contains(&plugins.deadline_ms), "must be between 1 and 10000"),
+            ("plugins.breaker_failures", plugins.breaker_failures > 0, "must be greater than 0"),
+        ];
+        for (key, ok, message) in plugin_checks {
+            if !ok {
+                return Err(Error::Invalid { key, message: message.to_owned() });
+            }
         }
         if !(1..=100_000).contains(&self.pipeline.batch_size) {
             return Err(Error::Invalid { key: "pipeline.batch_size", message: "must be between 1 and 100000".into() });

@@ -4,24 +4,27 @@
 //! these types at the edge (`parse` constructors), so the rest of the code can rely on their invariants.
 
 mod article;
+mod chain;
 mod client;
 mod message;
 
 pub use article::{ArticleContent, ArticleId};
+pub use chain::merge_chain;
 pub use client::{
     BusinessHours, ClientDefaults, ClientProfile, ClientSlug, EscalationContact, Interval, Sla, SuggestionSettings,
     Weekday,
 };
 pub use message::{
-    ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, InboundMessage, MessageKind, Priority, Role,
+    ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, InboundMessage, MessageKind, PluginState,
+    Priority, Role,
 };
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// What the rules decided for one inbound message. The client's defaults produce one when no rule plugin
-/// decides; the plugin chain will merge several.
+/// What the rules decided for one inbound message (or one overdue conversation). Each plugin of a client's
+/// chain gives one, [`merge_chain`] combines them, and the client's defaults fill in what the chain leaves.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// Text sent to the customer at once as an automatic acknowledgement.
@@ -129,6 +132,10 @@ pub mod id_prefix {
     pub const CONTACT: &str = "ctc";
     /// Outbox rows (one per delivery of an outbound message).
     pub const OUTBOX: &str = "obx";
+    /// Uploaded plugin versions.
+    pub const PLUGIN: &str = "plg";
+    /// Escalations.
+    pub const ESCALATION: &str = "esc";
 }
 
 /// Returns true if and only if `id` looks like an id we generated with `prefix`.

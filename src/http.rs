@@ -12,6 +12,7 @@ mod error;
 mod extract;
 mod ingest;
 mod ops;
+mod plugins;
 mod server;
 mod suggestions;
 
@@ -40,6 +41,7 @@ use crate::kb::Knowledge;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
 use crate::pipeline::PipelineHandle;
+use crate::plugins::runtime::Rules;
 use crate::store::Db;
 use error::InternalCause;
 
@@ -56,6 +58,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The knowledge base: search, language detection, learned boosts.
     pub knowledge: Knowledge,
+    /// Rule plugins: uploads, chains, replays.
+    pub rules: Rules,
     /// Settings.
     pub settings: Arc<Settings>,
 }
@@ -78,6 +82,17 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/clients/{slug}/kb/articles/{id}",
             get(articles::articles_show).put(articles::articles_update).delete(articles::articles_delete),
         )
+        .route(
+            "/api/v1/clients/{slug}/plugins",
+            get(plugins::plugins_list).post(plugins::plugins_upload).layer(DefaultBodyLimit::max(
+                // The component plus the other fields and the multipart framing.
+                state.settings.plugins.max_component_bytes.saturating_add(128 * 1024),
+            )),
+        )
+        .route("/api/v1/clients/{slug}/plugins/{id}", get(plugins::plugins_show))
+        .route("/api/v1/clients/{slug}/plugins/{id}/replay", post(plugins::plugins_replay))
+        .route("/api/v1/clients/{slug}/plugins/{id}/{action}", post(plugins::plugins_action))
+        .route("/api/v1/clients/{slug}/decisions", get(plugins::decisions_list))
         .route("/api/v1/conversations", get(conversations::conversations_list))
         .route("/api/v1/conversations/{id}", get(conversations::conversations_show))
         .route("/api/v1/conversations/{id}/replies", post(conversations::conversations_reply))

@@ -110,6 +110,17 @@ enum PluginCommand {
         #[arg(long)]
         fixtures: PathBuf,
     },
+    /// Internal: compile a component read from stdin into stdout, under the given limits. The server runs
+    /// this in a separate process for every upload.
+    #[command(hide = true)]
+    CompileWorker {
+        /// Address-space limit.
+        #[arg(long)]
+        memory_bytes: u64,
+        /// CPU-time limit.
+        #[arg(long)]
+        cpu_seconds: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -164,6 +175,15 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Plugin { command: PluginCommand::CompileWorker { memory_bytes, cpu_seconds } } = &cli.command {
+        return match recado::plugins::compile::run_worker(*memory_bytes, *cpu_seconds) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("recado compile-worker: {error:#}");
+                ExitCode::from(3)
+            }
+        };
+    }
     if let Command::Plugin { command: PluginCommand::Test { plugin, config, fixtures } } = &cli.command {
         // Synchronous: no server, no runtime needed.
         return match plugin_test(plugin, config.as_deref(), fixtures) {

@@ -14,11 +14,16 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PipelineSettings;
-use crate::domain::{Decision, Timestamp};
+use crate::domain::{ClientSlug, Decision, PluginState, Timestamp};
+use crate::kb::SearchIndex;
 use crate::kb::language::Detectors;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
-use crate::store::{Db, PendingMessage, ProcessedDecision};
+use crate::plugins::runtime::{ChainLink, Hook, Rules, kb_search_for};
+use crate::plugins::{MessageCall, PluginContact, PluginContext, PluginMessage};
+use crate::store::{
+    Db, LogLine, PendingBatch, PendingMessage, PluginRecord, PluginRun, ProcessedDecision, RunningPlugin,
+};
 
 /// Source name of decisions made from the client's defaults.
 pub const DEFAULTS_SOURCE: &str = "defaults";
@@ -58,22 +63,33 @@ pub fn default_decision(message: &PendingMessage, language: &str) -> Decision {
     Decision { acknowledge, reason, ..Decision::default() }
 }
 
+/// What the pipeline needs. Every field is a cheap handle.
+#[derive(Clone)]
+pub struct Pipeline {
+    /// The store.
+    pub db: Db,
+    /// Wakes delivery when acknowledgements or notices are queued.
+    pub outbox: OutboxHandle,
+    /// Batch size and sweep interval.
+    pub settings: PipelineSettings,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Language detection.
+    pub detectors: Arc<Detectors>,
+    /// The rule plugins.
+    pub rules: Rules,
+    /// The knowledge-base index, searched by plugins.
+    pub index: SearchIndex,
+}
+
 /// Processes messages until `shutdown` is cancelled.
-pub async fn run(
-    db: Db,
-    handle: PipelineHandle,
-    outbox: OutboxHandle,
-    settings: PipelineSettings,
-    metrics: Metrics,
-    detectors: Arc<Detectors>,
-    shutdown: CancellationToken,
-) {
-    let sweep = Duration::from_millis(settings.sweep_interval_ms);
+pub async fn run(pipeline: Pipeline, handle: PipelineHandle, shutdown: CancellationToken) {
+    let sweep = Duration::from_millis(pipeline.settings.sweep_interval_ms);
     loop {
-        match process_available(&db, settings.batch_size, &metrics, &detectors).await {
+        match process_available(&pipeline).await {
             Ok(0) => {}
             // Acknowledgements may have been queued.
-            Ok(_) => outbox.wake(),
+            Ok(_) => pipeline.outbox.wake(),
             Err(error) => {
                 tracing::error!(%error, "processing messages failed; retrying after the sweep interval");
             }
@@ -86,14 +102,155 @@ pub async fn run(
     }
 }
 
+/// A client's chain, loaded: the plugins ready to run, and those that could not be loaded (each counts as
+/// a failed run, so the circuit breaker sees a plugin that no longer loads).
+#[derive(Clone, Default)]
+pub struct LoadedChain {
+    /// Ready plugins, in chain order.
+    pub links: Vec<ChainLink>,
+    /// Plugins that failed to load, with why.
+    pub broken: Vec<(RunningPlugin, String)>,
+}
+
+impl LoadedChain {
+    /// Loads the running plugins of `client`.
+    pub async fn load(rules: &Rules, db: &Db, client: &ClientSlug, plugins: &[RunningPlugin]) -> Self {
+        let mut chain = Self::default();
+        for plugin in plugins {
+            match rules.loaded(db, client, plugin).await {
+                Ok(loaded) => chain.links.push(ChainLink { plugin: plugin.clone(), loaded }),
+                Err(error) => {
+                    tracing::warn!(client = client.as_str(), plugin = plugin.id, error = %format!("{error:#}"), "plugin does not load");
+                    chain.broken.push((plugin.clone(), format!("could not start: {error:#}")));
+                }
+            }
+        }
+        chain
+    }
+
+    fn has_active(&self) -> bool {
+        self.links
+            .iter()
+            .map(|link| &link.plugin)
+            .chain(self.broken.iter().map(|(plugin, _)| plugin))
+            .any(|plugin| plugin.state == PluginState::Active)
+    }
+}
+
+/// The `on-message` inputs for a stored message written in `language`.
+pub fn message_call(message: &PendingMessage, language: &str) -> MessageCall {
+    let profile = &message.profile;
+    let at = message.received_at;
+    MessageCall {
+        message: PluginMessage {
+            id: message.message_id.clone(),
+            channel: message.channel.clone(),
+            text: message.text.clone(),
+            language: Some(language.to_owned()),
+            received_at: at.millis(),
+        },
+        contact: PluginContact {
+            id: message.contact.id.clone(),
+            handle: message.contact.handle.clone(),
+            name: message.contact.name.clone(),
+            tags: Vec::new(),
+            is_new: message.contact.is_new,
+        },
+        context: PluginContext {
+            client: message.client.as_str().to_owned(),
+            // The message's own time: a decision depends on its inputs only, so a replay decides the same.
+            now: at.millis(),
+            timezone: profile.timezone.clone(),
+            within_business_hours: profile.business_hours.is_open(at, &profile.timezone),
+            languages: profile.languages.clone(),
+            conversation_id: message.conversation_id.clone(),
+            messages_in_conversation: message.messages_in_conversation,
+            unanswered_inbound: message.unanswered_inbound,
+            last_acknowledged_at: message.last_acknowledged_at.map(Timestamp::millis),
+            last_human_reply_at: message.last_human_reply_at.map(Timestamp::millis),
+            config: String::new(),
+        },
+    }
+}
+
+/// The decision applied for a message: the active chain's merge, with the client's defaults filling in an
+/// acknowledgement the chain did not give; the defaults alone when the client has no active plugin or every
+/// active plugin failed. Returns the source (`chain` or `defaults`) and the decision.
+pub fn with_defaults(merged: Option<Decision>, defaults: Decision, has_active: bool) -> (&'static str, Decision) {
+    match merged {
+        _ if !has_active => (DEFAULTS_SOURCE, defaults),
+        None => {
+            let reason = format!("every active plugin failed; {}", defaults.reason);
+            (DEFAULTS_SOURCE, Decision { reason, ..defaults })
+        }
+        Some(mut decision) => {
+            if decision.acknowledge.is_none() && defaults.acknowledge.is_some() {
+                decision.acknowledge = defaults.acknowledge;
+                decision.reason = if decision.reason.is_empty() {
+                    defaults.reason
+                } else {
+                    format!("{}; {}", decision.reason, defaults.reason)
+                };
+            }
+            (CHAIN_SOURCE, decision)
+        }
+    }
+}
+
+/// Source name of decisions merged from a client's plugin chain.
+pub const CHAIN_SOURCE: &str = "chain";
+
+/// Runs `chain` for `message`: returns the runs to record and what is applied.
+fn decide_with_chain(
+    rules: &Rules,
+    index: &SearchIndex,
+    chain: &LoadedChain,
+    message: &PendingMessage,
+    language: &str,
+    kv: &mut HashMap<String, HashMap<String, String>>,
+) -> (Vec<PluginRun>, Option<Decision>, Duration) {
+    let call = message_call(message, language);
+    let kb_search = kb_search_for(index, &message.client, &message.profile, language);
+    let outcome = rules.run_chain(&chain.links, &Hook::Message(&call), kv, &kb_search);
+    let mut runs = outcome.runs;
+    runs.extend(chain.broken.iter().map(|(plugin, why)| broken_run(plugin, why)));
+    (runs, outcome.merged, outcome.spent)
+}
+
+fn broken_run(plugin: &RunningPlugin, why: &str) -> PluginRun {
+    PluginRun {
+        plugin_id: plugin.id.clone(),
+        plugin_name: plugin.name.clone(),
+        plugin_version: plugin.version.clone(),
+        applied: false,
+        decision: None,
+        failure: Some(why.to_owned()),
+        logs: Vec::new(),
+        fuel: 0,
+        duration_us: 0,
+        kv_writes: Vec::new(),
+    }
+}
+
 /// Decides a batch in arrival order. The context read from the store does not include the batch's own
 /// outcomes, so each is carried forward to the later messages of its conversation: two messages of one
 /// conversation in one batch must not both be acknowledged, and a language detected on the first is the
-/// fallback of the second.
-fn decide_in_order(pending: Vec<PendingMessage>, detectors: &Detectors) -> Vec<ProcessedDecision> {
+/// fallback of the second. Plugins' key-value writes are carried the same way.
+///
+/// Each client may spend `budget` of plugin time in the batch; past it, its remaining messages get its
+/// defaults, so one client's slow rules cannot hold up everyone else's messages.
+fn decide_in_order(
+    batch: PendingBatch,
+    chains: &HashMap<ClientSlug, LoadedChain>,
+    detectors: &Detectors,
+    rules: Option<(&Rules, &SearchIndex)>,
+    budget: Duration,
+) -> Vec<ProcessedDecision> {
+    let PendingBatch { messages, mut kv, .. } = batch;
     let mut acknowledged: HashMap<String, Timestamp> = HashMap::new();
     let mut languages: HashMap<String, String> = HashMap::new();
-    pending
+    let mut spent: HashMap<ClientSlug, Duration> = HashMap::new();
+    messages
         .into_iter()
         .map(|mut message| {
             if let Some(at) = acknowledged.get(&message.conversation_id) {
@@ -105,7 +262,28 @@ fn decide_in_order(pending: Vec<PendingMessage>, detectors: &Detectors) -> Vec<P
             let fallback =
                 message.conversation_language.clone().unwrap_or_else(|| message.profile.primary_language().to_owned());
             let guess = detectors.detect(&message.text, &message.profile.languages, &fallback);
-            let decision = default_decision(&message, &guess.language);
+            let defaults = default_decision(&message, &guess.language);
+            let chain = chains.get(&message.client);
+            let (source, decision, runs) = match (chain, rules) {
+                (Some(chain), Some((rules, index))) => {
+                    let used = spent.entry(message.client.clone()).or_default();
+                    if *used >= budget {
+                        let reason = format!(
+                            "plugins skipped: this client's plugin time for the batch is used up; {}",
+                            defaults.reason
+                        );
+                        (DEFAULTS_SOURCE, Decision { reason, ..defaults }, Vec::new())
+                    } else {
+                        let stores = kv.entry(message.client.clone()).or_default();
+                        let (runs, merged, took) =
+                            decide_with_chain(rules, index, chain, &message, &guess.language, stores);
+                        *used += took;
+                        let (source, decision) = with_defaults(merged, defaults, chain.has_active());
+                        (source, decision, runs)
+                    }
+                }
+                _ => (DEFAULTS_SOURCE, defaults, Vec::new()),
+            };
             if decision.acknowledge.is_some() {
                 acknowledged.insert(message.conversation_id.clone(), message.received_at);
             }
@@ -116,21 +294,19 @@ fn decide_in_order(pending: Vec<PendingMessage>, detectors: &Detectors) -> Vec<P
             ProcessedDecision {
                 client: message.client,
                 message_id: message.message_id,
-                source: DEFAULTS_SOURCE.to_owned(),
+                source: source.to_owned(),
                 decision,
                 language,
+                runs,
             }
         })
         .collect()
 }
 
 /// Processes every message currently waiting, batch by batch. Returns how many were processed.
-pub async fn process_available(
-    db: &Db,
-    batch_size: usize,
-    metrics: &Metrics,
-    detectors: &Arc<Detectors>,
-) -> crate::store::Result<usize> {
+pub async fn process_available(pipeline: &Pipeline) -> crate::store::Result<usize> {
+    let db = &pipeline.db;
+    let batch_size = pipeline.settings.batch_size;
     let mut total = 0;
     loop {
         let ids = db.unprocessed_messages(batch_size).await?;
@@ -138,17 +314,187 @@ pub async fn process_available(
             return Ok(total);
         }
         let fetched = ids.len();
-        let pending = db.pending_context(ids).await?;
-        let detectors = Arc::clone(detectors);
-        // Language detection is CPU work (about 0.2 ms a message): keep it off the async threads.
-        let decisions = tokio::task::spawn_blocking(move || decide_in_order(pending, &detectors)).await?;
-        let applied = db.apply_decisions(decisions).await?;
-        metrics.messages_processed(applied);
+        let batch = db.pending_context(ids).await?;
+        let mut chains = HashMap::new();
+        for (client, plugins) in &batch.chains {
+            chains.insert(client.clone(), LoadedChain::load(&pipeline.rules, db, client, plugins).await);
+        }
+        let detectors = Arc::clone(&pipeline.detectors);
+        let rules = pipeline.rules.clone();
+        let index = pipeline.index.clone();
+        let budget = Duration::from_millis(rules.settings().client_batch_budget_ms);
+        let breaker = rules.settings().breaker_failures;
+        // Language detection and plugins are CPU work: keep them off the async threads.
+        let decisions = tokio::task::spawn_blocking(move || {
+            decide_in_order(batch, &chains, &detectors, Some((&rules, &index)), budget)
+        })
+        .await?;
+        let applied = db.apply_decisions(decisions, breaker).await?;
+        pipeline.metrics.messages_processed(applied);
         total += applied;
         if fetched < batch_size {
             return Ok(total);
         }
     }
+}
+
+/// One message of a replay: what the candidate version decides, next to what the active chain decides now
+/// and what was applied when the message arrived.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplayItem {
+    /// The message.
+    pub message_id: String,
+    /// Its conversation.
+    pub conversation_id: String,
+    /// Its text.
+    pub text: String,
+    /// The language it was decided in.
+    pub language: String,
+    /// The candidate's own decision (`None` if it failed).
+    pub candidate: Option<Decision>,
+    /// Why the candidate failed.
+    pub candidate_failure: Option<String>,
+    /// The candidate's log lines.
+    pub candidate_logs: Vec<LogLine>,
+    /// Fuel the candidate used.
+    pub fuel: u64,
+    /// The candidate's wall time, microseconds.
+    pub duration_us: u64,
+    /// What the current active chain (with the client's defaults) decides for the same message.
+    pub active: Decision,
+    /// `chain` or `defaults`.
+    pub active_source: String,
+    /// What was applied when the message arrived, if recorded.
+    pub recorded: Option<Decision>,
+    /// Whether the candidate's actions (acknowledgement, routing, tags, priority, escalation) differ from the
+    /// active chain's.
+    pub differs: bool,
+}
+
+/// A replay of one plugin version over a client's latest messages.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplayReport {
+    /// Messages replayed.
+    pub messages: usize,
+    /// Messages where the candidate's actions differ from the active chain's.
+    pub differing: usize,
+    /// Messages where the candidate failed.
+    pub failures: usize,
+    /// Per message, oldest first.
+    pub items: Vec<ReplayItem>,
+}
+
+fn same_actions(a: &Decision, b: &Decision) -> bool {
+    a.acknowledge == b.acknowledge
+        && a.queue == b.queue
+        && a.assignee == b.assignee
+        && a.tags == b.tags
+        && a.priority == b.priority
+        && a.escalate == b.escalate
+}
+
+/// Runs plugin version `plugin` of `client` over the client's latest `limit` inbound messages, next to the
+/// active chain. Nothing is stored, sent or changed: key-value writes live only for the replay.
+///
+/// # Errors
+/// The plugin does not exist (a store `NotFound`), or cannot be loaded.
+pub async fn replay(
+    db: &Db,
+    rules: &Rules,
+    index: &SearchIndex,
+    detectors: &Arc<Detectors>,
+    client: &ClientSlug,
+    plugin: &PluginRecord,
+    limit: usize,
+) -> anyhow::Result<ReplayReport> {
+    let candidate = RunningPlugin {
+        id: plugin.id.clone(),
+        name: plugin.name.clone(),
+        version: plugin.version.clone(),
+        sha256: plugin.sha256.clone(),
+        config: plugin.config.clone(),
+        // Run as if active, so its key-value writes carry from one replayed message to the next.
+        state: PluginState::Active,
+    };
+    let candidate = ChainLink { loaded: rules.loaded(db, client, &candidate).await?, plugin: candidate };
+    let running = db.running_plugins(client.clone()).await?;
+    let active: Vec<RunningPlugin> = running.into_iter().filter(|p| p.state == PluginState::Active).collect();
+    let chain = LoadedChain::load(rules, db, client, &active).await;
+    let mut candidate_kv = HashMap::new();
+    candidate_kv.insert(plugin.name.clone(), db.plugin_kv(client.clone(), plugin.name.clone()).await?);
+    let mut active_kv = HashMap::new();
+    for running in &active {
+        active_kv.insert(running.name.clone(), db.plugin_kv(client.clone(), running.name.clone()).await?);
+    }
+    let messages = db.recent_inbound(client.clone(), limit).await?;
+    let mut recorded = Vec::with_capacity(messages.len());
+    for message in &messages {
+        let decisions =
+            db.decisions_for(crate::store::Scope::Client(client.clone()), message.message_id.clone()).await?;
+        recorded.push(
+            decisions
+                .into_iter()
+                .find(|record| record.plugin_id.is_none() && record.applied && record.hook == "on-message")
+                .and_then(|record| record.decision),
+        );
+    }
+    let (rules, index, detectors) = (rules.clone(), index.clone(), Arc::clone(detectors));
+    let items = tokio::task::spawn_blocking(move || {
+        messages
+            .into_iter()
+            .zip(recorded)
+            .map(|(message, recorded)| {
+                let fallback = message
+                    .conversation_language
+                    .clone()
+                    .unwrap_or_else(|| message.profile.primary_language().to_owned());
+                let language = detectors.detect(&message.text, &message.profile.languages, &fallback).language;
+                let kb_search = kb_search_for(&index, &message.client, &message.profile, &language);
+                let call = message_call(&message, &language);
+                let mut own = rules.run_chain(
+                    std::slice::from_ref(&candidate),
+                    &Hook::Message(&call),
+                    &mut candidate_kv,
+                    &kb_search,
+                );
+                let run = own.runs.pop();
+                let defaults = default_decision(&message, &language);
+                let (_, merged, _) = decide_with_chain(&rules, &index, &chain, &message, &language, &mut active_kv);
+                let (source, active) = with_defaults(merged, defaults, chain.has_active());
+                let candidate_decision = run.as_ref().and_then(|run| run.decision.clone());
+                ReplayItem {
+                    differs: candidate_decision.as_ref().is_none_or(|decision| !same_actions(decision, &active)),
+                    message_id: message.message_id,
+                    conversation_id: message.conversation_id,
+                    text: message.text,
+                    language,
+                    candidate: candidate_decision,
+                    candidate_failure: run.as_ref().and_then(|run| run.failure.clone()),
+                    candidate_logs: run
+                        .as_ref()
+                        .map(|run| {
+                            run.logs
+                                .iter()
+                                .map(|(level, message)| LogLine { level: level.clone(), message: message.clone() })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    fuel: run.as_ref().map_or(0, |run| run.fuel),
+                    duration_us: run.as_ref().map_or(0, |run| run.duration_us),
+                    active,
+                    active_source: source.to_owned(),
+                    recorded,
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    Ok(ReplayReport {
+        messages: items.len(),
+        differing: items.iter().filter(|item| item.differs).count(),
+        failures: items.iter().filter(|item| item.candidate_failure.is_some()).count(),
+        items,
+    })
 }
 
 #[cfg(test)]
@@ -168,8 +514,12 @@ mod tests {
             text: "hola".into(),
             received_at: Timestamp(at),
             inbound_in_conversation: 1,
+            messages_in_conversation: 1,
+            unanswered_inbound: 1,
             last_acknowledged_at: None,
+            last_human_reply_at: None,
             conversation_language: None,
+            contact: crate::store::ContactFacts::default(),
         }
     }
 
@@ -177,7 +527,8 @@ mod tests {
     fn one_batch_acknowledges_each_conversation_once() {
         let batch =
             vec![pending("m1", "c1", 1), pending("m2", "c1", 2), pending("m3", "c2", 3), pending("m4", "c1", 4)];
-        let acknowledged: Vec<_> = decide_in_order(batch, &Detectors::default())
+        let batch = PendingBatch { messages: batch, ..PendingBatch::default() };
+        let acknowledged: Vec<_> = decide_in_order(batch, &HashMap::new(), &Detectors::default(), None, Duration::ZERO)
             .into_iter()
             .filter(|d| d.decision.acknowledge.is_some())
             .map(|d| d.message_id)

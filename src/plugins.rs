@@ -13,13 +13,18 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::domain::{Decision, Escalation, Priority, parse_label};
 
+pub mod check;
+pub mod compile;
 pub mod fixtures;
+pub mod runtime;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -345,25 +350,90 @@ pub struct PluginHost {
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// Not a component of the `recado:plugin` world at a version this host serves.
+    /// Not a valid WebAssembly component (a core module, a precompiled artefact, garbage).
+    #[error("not a valid WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// Larger than uploads may be.
+    #[error("the component is {size} bytes; at most {max} are accepted")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A single function is larger than allowed (compile time grows with function size).
+    #[error("a function body of {size} bytes is larger than the {max} bytes allowed")]
+    FunctionTooLarge {
+        /// The largest function's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A component, but not of the `recado:plugin` world at a version this host serves.
     #[error("{0}")]
-    Invalid(String),
+    Contract(String),
+    /// The compiler refused it or ran out of its limits.
+    #[error("compiling failed: {0}")]
+    Compile(String),
+    /// Compiling took longer than allowed; the compiler was stopped.
+    #[error("compiling took longer than {0} ms and was stopped")]
+    CompileTimeout(u64),
+}
+
+impl LoadError {
+    /// Stable machine-readable code of the refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotAComponent(_) => "not_a_component",
+            Self::TooLarge { .. } => "too_large",
+            Self::FunctionTooLarge { .. } => "function_too_large",
+            Self::Contract(_) => "wrong_contract",
+            Self::Compile(_) => "compile_failed",
+            Self::CompileTimeout(_) => "compile_timeout",
+        }
+    }
+}
+
+/// The engine configuration shared by the server and the compiler process: compiled code is only valid for
+/// an engine configured the same way, so both build it here. The pooling allocator is the server's alone;
+/// it changes how memory is handed out, not the compiled code.
+fn engine_config(limits: &Limits, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(512 * 1024)
+        .wasm_threads(false);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        // Sized for the calls that run at once (the pipeline, smoke calls and replays), not for the number
+        // of plugins: an instance slot is taken only for the length of one call. Past it a call fails to
+        // start and the client's defaults apply.
+        pool.total_component_instances(64)
+            .total_core_instances(256)
+            .total_memories(64)
+            .total_tables(128)
+            .max_memories_per_component(10)
+            .max_tables_per_component(10)
+            .max_core_instances_per_component(50)
+            .table_elements(20_000)
+            .max_memory_size(limits.memory_bytes)
+            // Keeping a little of each memory mapped saves page faults on the next call.
+            .linear_memory_keep_resident(512 * 1024)
+            .table_keep_resident(64 * 1024);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
 }
 
 impl PluginHost {
-    /// Builds the engine, the linker and the epoch ticker.
+    /// Builds the engine (with the pooling allocator), the linker and the epoch ticker.
     ///
     /// # Errors
     /// The engine cannot be configured on this machine.
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(512 * 1024)
-            .wasm_threads(false);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config(&limits, true))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::Rules::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
@@ -379,22 +449,57 @@ impl PluginHost {
         Ok(Self { engine, linker: std::sync::Arc::new(linker), limits })
     }
 
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Identifies the compiled code this engine accepts: part of the compile cache's key, so an upgrade of
+    /// wasmtime or a change of settings recompiles from the kept original instead of loading stale code.
+    pub fn compatibility_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        // `DefaultHasher::new` uses fixed keys: the same engine gives the same key in every process.
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
     /// Compiles a component and checks that it implements the `rules` world with imports this host offers.
     ///
-    /// Compiling untrusted bytes can take long; the upload path runs it in a separate process (see the
-    /// plugin lifecycle), never on the async threads.
+    /// This compiles in the calling process: it is for trusted bytes (an author's own file in
+    /// `recado plugin test`, the tests). Uploads are compiled by [`compile::compile_isolated`] and loaded with
+    /// [`PluginHost::load_compiled`].
     ///
     /// # Errors
     /// The bytes are not a valid component, or the component needs imports or exports this host lacks.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|error| LoadError::Invalid(format!("not a valid component: {error:#}")))?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|error| LoadError::Invalid(format!("does not fit the recado:plugin contract: {error:#}")))?;
-        let pre = bindings::RulesPre::new(pre)
-            .map_err(|error| LoadError::Invalid(format!("does not export the rules world: {error:#}")))?;
+        let component =
+            Component::new(&self.engine, bytes).map_err(|error| LoadError::NotAComponent(format!("{error:#}")))?;
+        self.prepare(&component)
+    }
+
+    /// Loads code compiled by our own compiler process from the compile cache.
+    ///
+    /// # Errors
+    /// The file is missing, was compiled for another engine, or the component does not fit the contract.
+    pub fn load_compiled(&self, path: &std::path::Path) -> Result<LoadedPlugin, LoadError> {
+        // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. Only files in our compile
+        // cache get here: written by our compiler process from bytes checked at upload, under a name made of
+        // their hash and this engine's compatibility key, in a directory only the server writes. Clients'
+        // bytes never reach this call (a precompiled upload fails the component check long before).
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize_file(&self.engine, path) }
+            .map_err(|error| LoadError::Compile(format!("compiled code could not be loaded: {error:#}")))?;
+        self.prepare(&component)
+    }
+
+    fn prepare(&self, component: &Component) -> Result<LoadedPlugin, LoadError> {
+        let pre = self.linker.instantiate_pre(component).map_err(|error| {
+            LoadError::Contract(format!("does not fit the recado:plugin@0.1.0 contract: {error:#}"))
+        })?;
+        let pre = bindings::RulesPre::new(pre).map_err(|error| {
+            LoadError::Contract(format!("does not export the recado:plugin@0.1.0 rules world: {error:#}"))
+        })?;
         Ok(LoadedPlugin { pre })
     }
 
@@ -789,9 +894,9 @@ mod tests {
     #[test]
     fn bytes_that_are_not_a_rules_component_are_refused() {
         let host = host();
-        assert!(matches!(host.load(b"not wasm"), Err(LoadError::Invalid(_))));
+        assert!(matches!(host.load(b"not wasm"), Err(LoadError::NotAComponent(_))));
         // A core module (the Extism style) is not a component.
         let core_module = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-        assert!(matches!(host.load(&core_module), Err(LoadError::Invalid(_))));
+        assert!(matches!(host.load(&core_module), Err(LoadError::NotAComponent(_))));
     }
 }

@@ -17,6 +17,7 @@ mod ingest;
 mod migrations;
 mod outbox;
 mod pipeline;
+mod plugins;
 mod suggestions;
 mod tokens;
 
@@ -28,7 +29,10 @@ pub use conversations::{
 };
 pub use ingest::{IngestOutcome, StatusUpdate};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
-pub use pipeline::{PendingMessage, ProcessedDecision};
+pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision};
+pub use plugins::{
+    DecisionFilter, DecisionRecord, LogLine, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,
+};
 pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};
 pub use tokens::{NewToken, TokenRecord};
 

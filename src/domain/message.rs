@@ -141,6 +141,22 @@ text_enum!(
         Assistant => "assistant",
         /// A note produced by recado itself.
         System => "system",
+        /// A notice to the client's escalation contact about this conversation (not sent to the customer).
+        OwnerNotice => "owner_notice",
+    }
+);
+
+text_enum!(
+    /// Where an uploaded plugin version stands in its client's chain.
+    PluginState {
+        /// Uploaded, not running.
+        Inactive => "inactive",
+        /// Runs on live traffic; its decisions are stored, not applied.
+        Shadow => "shadow",
+        /// Runs on live traffic; its decisions are merged and applied.
+        Active => "active",
+        /// Stopped, by a person or by the circuit breaker.
+        Disabled => "disabled",
     }
 );
 

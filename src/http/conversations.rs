@@ -256,10 +256,7 @@ pub(super) async fn messages_decisions(
         return Err(ApiError::NotFound("message".into()));
     }
     let decisions = state.db.decisions_for(principal.scope(), id.clone()).await?;
-    let decisions: Vec<Value> = decisions
-        .into_iter()
-        .map(|(source, applied, decision)| json!({ "source": source, "applied": applied, "decision": decision }))
-        .collect();
+    let decisions: Vec<Value> = decisions.iter().map(super::plugins::decision_json).collect();
     Ok(Json(json!({ "message_id": id, "decisions": decisions })))
 }
 

@@ -56,6 +56,14 @@ pub enum ApiError {
     /// 422: well-formed but invalid (a field breaks a rule; an unknown field).
     #[error("{0}")]
     Invalid(String),
+    /// 422 with its own code: an upload that was understood but refused (not a component, fails to compile).
+    #[error("{message}")]
+    Rejected {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
     /// 503: overloaded or storage unavailable; retry later.
     #[error("{message}")]
     Unavailable {
@@ -102,6 +110,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            Self::Rejected { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

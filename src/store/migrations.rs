@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_articles.sql"),
     include_str!("migrations/0003_suggestions.sql"),
+    include_str!("migrations/0004_plugins.sql"),
 ];
 
 /// The schema version this build writes.

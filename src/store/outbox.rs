@@ -76,13 +76,29 @@ pub(crate) fn adapter_for(channel: &str) -> ChannelKind {
     }
 }
 
-/// Stores an outbound message in `conversation` and queues its delivery, in the caller's transaction.
+/// Stores an outbound message in `conversation` and queues its delivery to the conversation's contact, in
+/// the caller's transaction.
 pub(crate) fn enqueue(
     connection: &Connection,
     conversation: &ConversationSummary,
     kind: MessageKind,
     author: Option<&str>,
     text: &str,
+) -> Result<String> {
+    let adapter = adapter_for(&conversation.channel);
+    enqueue_to(connection, conversation, kind, author, text, adapter, &conversation.contact.handle)
+}
+
+/// Like [`enqueue`], to another recipient (an owner notice goes to the client's escalation contact). Such a
+/// message is part of the conversation's history but not its preview.
+pub(crate) fn enqueue_to(
+    connection: &Connection,
+    conversation: &ConversationSummary,
+    kind: MessageKind,
+    author: Option<&str>,
+    text: &str,
+    adapter: ChannelKind,
+    recipient: &str,
 ) -> Result<String> {
     let now = Timestamp::now().millis();
     let message_id = new_id(id_prefix::MESSAGE);
@@ -110,11 +126,12 @@ pub(crate) fn enqueue(
             conversation.client,
             new_id(id_prefix::OUTBOX),
             message_id,
-            adapter_for(&conversation.channel).as_str(),
-            conversation.contact.handle,
+            adapter.as_str(),
+            recipient,
             now
         ])?;
-    let preview: String = text.chars().take(160).collect();
+    let preview: String =
+        if kind == MessageKind::OwnerNotice { conversation.preview.clone() } else { text.chars().take(160).collect() };
     connection
         .prepare_cached(
             "UPDATE conversations SET message_count = message_count + 1, preview = ?3, last_activity_at = MAX(last_activity_at, ?4)

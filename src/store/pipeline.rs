@@ -1,13 +1,20 @@
 //! Processing state of inbound messages: which are still `received`, their context, and applying a
 //! decision exactly once.
 
-use rusqlite::{OptionalExtension, params};
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::clients::load_client;
-use super::conversations::{Scope, load_summary};
-use super::outbox::enqueue;
+use super::conversations::{ConversationSummary, Scope, load_summary};
+use super::outbox::{enqueue, enqueue_to};
+use super::plugins::{
+    DecisionFilter, DecisionRecord, PluginRun, RunningPlugin, load_kv, query_decisions, record_runs, running_plugins,
+};
 use super::{Db, Error, Result};
-use crate::domain::{ClientProfile, ClientSlug, Decision, MessageKind, Timestamp};
+use crate::domain::{
+    ChannelKind, ClientProfile, ClientSlug, Decision, Escalation, MessageKind, Timestamp, id_prefix, new_id,
+};
 
 /// An inbound message waiting to be processed, with what the rules need to decide.
 #[derive(Debug, Clone)]
@@ -28,10 +35,43 @@ pub struct PendingMessage {
     pub received_at: Timestamp,
     /// Inbound messages in the conversation so far, this one included.
     pub inbound_in_conversation: u32,
+    /// Messages in the conversation so far (both directions), this one included.
+    pub messages_in_conversation: u32,
+    /// Customer messages since the last human reply, this one included.
+    pub unanswered_inbound: u32,
     /// When the conversation last got an automatic acknowledgement.
     pub last_acknowledged_at: Option<Timestamp>,
+    /// When a person last replied in the conversation.
+    pub last_human_reply_at: Option<Timestamp>,
     /// The language detected on the conversation's latest earlier message, if any.
     pub conversation_language: Option<String>,
+    /// The sender.
+    pub contact: ContactFacts,
+}
+
+/// What rules know about a message's sender.
+#[derive(Debug, Clone, Default)]
+pub struct ContactFacts {
+    /// Contact id.
+    pub id: String,
+    /// Phone number or chat id.
+    pub handle: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Whether this is the contact's first message to the client.
+    pub is_new: bool,
+}
+
+/// A batch of messages to decide, with the plugin chains of their clients and the key-value stores of
+/// those chains' installations.
+#[derive(Debug, Clone, Default)]
+pub struct PendingBatch {
+    /// The messages, oldest first.
+    pub messages: Vec<PendingMessage>,
+    /// Running plugins per client, in chain order (clients without any are absent).
+    pub chains: HashMap<ClientSlug, Vec<RunningPlugin>>,
+    /// Key-value store per client and installation name.
+    pub kv: HashMap<ClientSlug, HashMap<String, HashMap<String, String>>>,
 }
 
 /// A decision ready to be applied to a message.
@@ -47,6 +87,8 @@ pub struct ProcessedDecision {
     pub decision: Decision,
     /// The language detected in the message (`None` when it could not be told).
     pub language: Option<String>,
+    /// The plugin runs behind the decision (shadow ones included), to record.
+    pub runs: Vec<PluginRun>,
 }
 
 /// The language detected on the latest inbound message of a conversation before message `(at, id)`.
@@ -68,6 +110,134 @@ pub(super) fn conversation_language(
         .optional()?)
 }
 
+/// The context of one inbound message as it was when it arrived (later messages, already stored, are not
+/// counted). With `only_received`, a message already processed gives `None`.
+fn message_context(
+    connection: &Connection,
+    client: ClientSlug,
+    profile: ClientProfile,
+    message_id: String,
+    only_received: bool,
+) -> Result<Option<PendingMessage>> {
+    let row: Option<(String, String, String, i64)> = connection
+        .prepare_cached(
+            "SELECT conversation_id, channel, text, created_at FROM messages
+             WHERE client_id = ?1 AND id = ?2 AND direction = 'in' AND (?3 = 0 OR state = 'received')",
+        )?
+        .query_row(params![client.as_str(), message_id, only_received], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()?;
+    let Some((conversation_id, channel, text, received_at)) = row else { return Ok(None) };
+    // "Up to this message" is (created_at, id) <= (?3, ?4).
+    let (inbound, all, last_ack, last_human): (i64, i64, Option<i64>, Option<i64>) = connection
+        .prepare_cached(
+            "SELECT SUM(CASE WHEN direction = 'in' THEN 1 ELSE 0 END), COUNT(*),
+                    MAX(CASE WHEN kind = 'auto_ack' THEN created_at END),
+                    MAX(CASE WHEN kind = 'assistant' THEN created_at END)
+             FROM messages WHERE client_id = ?1 AND conversation_id = ?2
+               AND (created_at < ?3 OR (created_at = ?3 AND id <= ?4))",
+        )?
+        .query_row(params![client.as_str(), conversation_id, received_at, message_id], |row| {
+            Ok((row.get::<_, Option<i64>>(0)?.unwrap_or(0), row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+    let unanswered: i64 = connection
+        .prepare_cached(
+            "SELECT COUNT(*) FROM messages WHERE client_id = ?1 AND conversation_id = ?2 AND direction = 'in'
+               AND created_at > ?5 AND (created_at < ?3 OR (created_at = ?3 AND id <= ?4))",
+        )?
+        .query_row(
+            params![client.as_str(), conversation_id, received_at, message_id, last_human.unwrap_or(-1)],
+            |row| row.get(0),
+        )?;
+    let (contact_id, handle, name): (String, String, Option<String>) = connection
+        .prepare_cached(
+            "SELECT k.id, k.handle, k.name FROM conversations c
+             JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id
+             WHERE c.client_id = ?1 AND c.id = ?2",
+        )?
+        .query_row(params![client.as_str(), conversation_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    let earlier_from_contact: bool = connection
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM messages m
+                            JOIN conversations c ON c.client_id = m.client_id AND c.id = m.conversation_id
+                            WHERE m.client_id = ?1 AND c.contact_id = ?2 AND m.direction = 'in'
+                              AND (m.created_at < ?3 OR (m.created_at = ?3 AND m.id < ?4)))",
+        )?
+        .query_row(params![client.as_str(), contact_id, received_at, message_id], |row| row.get(0))?;
+    let conversation_language = conversation_language(connection, &client, &conversation_id, received_at, &message_id)?;
+    Ok(Some(PendingMessage {
+        client,
+        profile,
+        message_id,
+        conversation_id,
+        channel,
+        text,
+        received_at: Timestamp(received_at),
+        inbound_in_conversation: u32::try_from(inbound).unwrap_or(u32::MAX),
+        messages_in_conversation: u32::try_from(all).unwrap_or(u32::MAX),
+        unanswered_inbound: u32::try_from(unanswered).unwrap_or(u32::MAX),
+        last_acknowledged_at: last_ack.map(Timestamp),
+        last_human_reply_at: last_human.map(Timestamp),
+        conversation_language,
+        contact: ContactFacts { id: contact_id, handle, name, is_new: !earlier_from_contact },
+    }))
+}
+
+/// Applies an escalation to a conversation in the caller's transaction: records it, raises the
+/// conversation's escalation level, and, if asked and the client has an escalation contact, queues a notice
+/// to that contact through the outbox. Returns the escalation id.
+pub(super) fn escalate(
+    connection: &Connection,
+    summary: &ConversationSummary,
+    message_id: Option<&str>,
+    trigger: &str,
+    source: &str,
+    escalation: &Escalation,
+) -> Result<String> {
+    let client = ClientSlug::parse(&summary.client)?;
+    let id = new_id(id_prefix::ESCALATION);
+    let now = Timestamp::now().millis();
+    let mut notification = None;
+    if escalation.notify_owner {
+        let profile = load_client(connection, &client)?.profile;
+        if let Some(contact) = &profile.escalation_contact {
+            let who = summary.contact.name.as_deref().unwrap_or(&summary.contact.handle);
+            let text = format!(
+                "[{}] Escalation level {} in the conversation with {who} ({}): {}. Latest message: \"{}\"",
+                profile.name, escalation.level, summary.id, escalation.reason, summary.preview
+            );
+            let adapter: ChannelKind = contact.channel.parse()?;
+            notification =
+                Some(enqueue_to(connection, summary, MessageKind::OwnerNotice, None, &text, adapter, &contact.handle)?);
+        }
+    }
+    connection
+        .prepare_cached(
+            "INSERT INTO escalations (client_id, id, conversation_id, message_id, trigger, level, reason, source,
+                                      notification_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            summary.client,
+            id,
+            summary.id,
+            message_id,
+            trigger,
+            escalation.level,
+            escalation.reason,
+            source,
+            notification,
+            now
+        ])?;
+    connection
+        .prepare_cached(
+            "UPDATE conversations SET escalation_level = MAX(escalation_level, ?3) WHERE client_id = ?1 AND id = ?2",
+        )?
+        .execute(params![summary.client, summary.id, escalation.level])?;
+    Ok(id)
+}
+
 impl Db {
     /// Ids of up to `limit` messages still waiting to be processed, oldest first.
     pub async fn unprocessed_messages(&self, limit: usize) -> Result<Vec<(ClientSlug, String)>> {
@@ -85,58 +255,60 @@ impl Db {
         .await
     }
 
-    /// The context of each given message that is still `received` (others are skipped).
-    pub async fn pending_context(&self, messages: Vec<(ClientSlug, String)>) -> Result<Vec<PendingMessage>> {
+    /// The context of each given message that is still `received` (others are skipped), with the plugin
+    /// chains of their clients.
+    pub async fn pending_context(&self, messages: Vec<(ClientSlug, String)>) -> Result<PendingBatch> {
         self.read(move |connection| {
-            let mut profiles: std::collections::HashMap<ClientSlug, ClientProfile> = Default::default();
-            let mut pending = Vec::with_capacity(messages.len());
+            let mut profiles: HashMap<ClientSlug, ClientProfile> = HashMap::new();
+            let mut batch = PendingBatch::default();
             for (client, message_id) in messages {
-                let row: Option<(String, String, String, i64)> = connection
-                    .prepare_cached(
-                        "SELECT conversation_id, channel, text, created_at FROM messages
-                         WHERE client_id = ?1 AND id = ?2 AND state = 'received'",
-                    )?
-                    .query_row(params![client.as_str(), message_id], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                    })
-                    .optional()?;
-                let Some((conversation_id, channel, text, received_at)) = row else { continue };
-                // Counts up to this message only: later ones may already be stored, but a rule deciding about
-                // this message must see the conversation as it was when it arrived.
-                let (inbound, last_ack): (i64, Option<i64>) = connection
-                    .prepare_cached(
-                        "SELECT SUM(CASE WHEN direction = 'in' AND (created_at < ?3 OR (created_at = ?3 AND id <= ?4))
-                                         THEN 1 ELSE 0 END),
-                                MAX(CASE WHEN kind = 'auto_ack' THEN created_at END)
-                         FROM messages WHERE client_id = ?1 AND conversation_id = ?2",
-                    )?
-                    .query_row(params![client.as_str(), conversation_id, received_at, message_id], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?;
-                let conversation_language =
-                    conversation_language(connection, &client, &conversation_id, received_at, &message_id)?;
                 let profile = match profiles.get(&client) {
                     Some(profile) => profile.clone(),
                     None => {
                         let profile = load_client(connection, &client)?.profile;
                         profiles.insert(client.clone(), profile.clone());
+                        let chain = running_plugins(connection, &client)?;
+                        if !chain.is_empty() {
+                            let mut stores = HashMap::new();
+                            for plugin in &chain {
+                                if !stores.contains_key(&plugin.name) {
+                                    stores.insert(plugin.name.clone(), load_kv(connection, &client, &plugin.name)?);
+                                }
+                            }
+                            batch.kv.insert(client.clone(), stores);
+                            batch.chains.insert(client.clone(), chain);
+                        }
                         profile
                     }
                 };
-                pending.push(PendingMessage {
-                    client,
-                    profile,
-                    message_id,
-                    conversation_id,
-                    channel,
-                    text,
-                    received_at: Timestamp(received_at),
-                    inbound_in_conversation: u32::try_from(inbound).unwrap_or(u32::MAX),
-                    last_acknowledged_at: last_ack.map(Timestamp),
-                    conversation_language,
-                });
+                if let Some(message) = message_context(connection, client, profile, message_id, true)? {
+                    batch.messages.push(message);
+                }
             }
-            Ok(pending)
+            Ok(batch)
+        })
+        .await
+    }
+
+    /// The context of the latest `limit` inbound messages of `client`, oldest first, whatever their state
+    /// (for replays). Each is seen as it was when it arrived.
+    pub async fn recent_inbound(&self, client: ClientSlug, limit: usize) -> Result<Vec<PendingMessage>> {
+        self.read(move |connection| {
+            let profile = load_client(connection, &client)?.profile;
+            let ids: Vec<String> = connection
+                .prepare_cached(
+                    "SELECT id FROM messages WHERE client_id = ?1 AND direction = 'in'
+                     ORDER BY created_at DESC, id DESC LIMIT ?2",
+                )?
+                .query_map(params![client.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut messages = Vec::with_capacity(ids.len());
+            for id in ids.into_iter().rev() {
+                if let Some(message) = message_context(connection, client.clone(), profile.clone(), id, false)? {
+                    messages.push(message);
+                }
+            }
+            Ok(messages)
         })
         .await
     }
@@ -144,7 +316,10 @@ impl Db {
     /// Applies each decision and marks its message `processed`, all in one transaction. A message that is no
     /// longer `received` (processed by an earlier run) is left alone, so applying twice changes nothing.
     /// Returns how many messages were processed now.
-    pub async fn apply_decisions(&self, decisions: Vec<ProcessedDecision>) -> Result<usize> {
+    ///
+    /// Plugin runs are recorded with their message, their key-value writes committed, and their failures
+    /// counted: `breaker_failures` in a row disable a plugin.
+    pub async fn apply_decisions(&self, decisions: Vec<ProcessedDecision>, breaker_failures: u32) -> Result<usize> {
         self.write(move |connection| {
             let mut applied = 0;
             for item in decisions {
@@ -171,6 +346,7 @@ impl Db {
                         serde_json::to_string(&item.decision)?,
                         Timestamp::now().millis()
                     ])?;
+                record_runs(connection, &item.client, &item.message_id, "on-message", &item.runs, breaker_failures)?;
                 let conversation_id: String = connection
                     .prepare_cached("SELECT conversation_id FROM messages WHERE client_id = ?1 AND id = ?2")?
                     .query_row(params![slug, item.message_id], |row| row.get(0))?;
@@ -204,32 +380,35 @@ impl Db {
                         ],
                     )?;
                 }
+                if let Some(escalation) = &decision.escalate {
+                    escalate(connection, &summary, Some(&item.message_id), "message", &item.source, escalation)?;
+                }
             }
             Ok(applied)
         })
         .await
     }
 
-    /// The decisions recorded for one message, if `scope` may see it: `(source, applied, decision)`.
-    pub async fn decisions_for(&self, scope: Scope, message_id: String) -> Result<Vec<(String, bool, Decision)>> {
+    /// The decisions recorded for one message (plugin runs included), if `scope` may see it.
+    pub async fn decisions_for(&self, scope: Scope, message_id: String) -> Result<Vec<DecisionRecord>> {
         self.read(move |connection| {
             let client: String = connection
                 .query_row(
                     "SELECT client_id FROM messages WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)",
-                    params![message_id, match &scope { Scope::All => None, Scope::Client(slug) => Some(slug.as_str()) }],
+                    params![
+                        message_id,
+                        match &scope {
+                            Scope::All => None,
+                            Scope::Client(slug) => Some(slug.as_str()),
+                        }
+                    ],
                     |row| row.get(0),
                 )
                 .optional()?
                 .ok_or(Error::NotFound("message"))?;
-            let rows: Vec<(String, bool, String)> = connection
-                .prepare_cached(
-                    "SELECT source, applied, decision FROM decisions WHERE client_id = ?1 AND message_id = ?2 ORDER BY source",
-                )?
-                .query_map(params![client, message_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            rows.into_iter()
-                .map(|(source, applied, decision)| Ok((source, applied, serde_json::from_str(&decision)?)))
-                .collect()
+            let client = ClientSlug::parse(&client)?;
+            let filter = DecisionFilter { message_id: Some(message_id), limit: 1_000, ..DecisionFilter::default() };
+            query_decisions(connection, &client, &filter)
         })
         .await
     }

@@ -26,6 +26,7 @@ pub struct TestApp {
     pub db: Db,
     pub admin: String,
     pub assistant: String,
+    pub data_dir: std::path::PathBuf,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -46,6 +47,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 pub async fn spawn_in(data_dir: &std::path::Path, configure: impl FnOnce(&mut Settings)) -> TestApp {
     recado::telemetry::init("warn");
     let mut settings = Settings::for_tests(data_dir);
+    // The test binary is not recado: uploads are compiled by the real one.
+    settings.plugins.compiler = Some(env!("CARGO_BIN_EXE_recado").into());
     configure(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
@@ -54,7 +57,17 @@ pub async fn spawn_in(data_dir: &std::path::Path, configure: impl FnOnce(&mut Se
     let server = tokio::spawn(app.run_until_stopped());
     let admin = db.create_token(Role::Admin, None, "Test Admin".into()).await.expect("admin token").token;
     let assistant = db.create_token(Role::Assistant, None, "Ana".into()).await.expect("assistant token").token;
-    TestApp { base, http: reqwest::Client::new(), db, admin, assistant, shutdown, server: Some(server), _dir: None }
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        db,
+        admin,
+        assistant,
+        data_dir: data_dir.to_owned(),
+        shutdown,
+        server: Some(server),
+        _dir: None,
+    }
 }
 
 /// A valid profile for tests.
@@ -175,6 +188,21 @@ impl TestApp {
             assert!(Instant::now() < deadline, "timed out waiting for {what}: {conversation:#}");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Row counts of `tables`, read from the database file by a separate read-only connection.
+    pub fn table_counts(&self, tables: &[&str]) -> Vec<i64> {
+        let connection = rusqlite::Connection::open_with_flags(
+            self.data_dir.join("recado.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open read-only");
+        tables
+            .iter()
+            .map(|table| {
+                connection.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0)).expect("count")
+            })
+            .collect()
     }
 
     /// Starts a graceful shutdown without waiting for it.

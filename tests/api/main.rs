@@ -10,6 +10,7 @@ mod helpers;
 mod ingest;
 mod isolation;
 mod outbox;
+mod plugins;
 mod robustness;
 mod suggestions;
 mod webhooks;

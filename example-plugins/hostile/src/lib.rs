@@ -7,6 +7,10 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 struct Config {
     behaviour: String,
+    /// Misbehave only on messages containing this text (so the plugin passes recado's upload check and
+    /// fails later, on live traffic); always when absent.
+    #[serde(default)]
+    trigger: Option<String>,
 }
 
 struct Hostile;
@@ -18,8 +22,11 @@ fn recurse(depth: u64, pad: [u8; 256]) -> u64 {
 }
 
 impl Plugin for Hostile {
-    fn on_message(message: Message, _contact: Contact, context: Context) -> Result<Decision, String> {
+    fn on_message(message: Message, contact: Contact, context: Context) -> Result<Decision, String> {
         let config: Config = context.config()?;
+        if config.trigger.as_ref().is_some_and(|trigger| !message.text.contains(trigger.as_str())) {
+            return Ok(Decision::because("behaving"));
+        }
         match config.behaviour.as_str() {
             "loop" => loop {
                 std::hint::black_box(&message);
@@ -55,6 +62,28 @@ impl Plugin for Hostile {
                     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
                 Ok(Decision::because(format!("clock {}", now.as_millis())))
             }
+            // Not hostile: probes of what a plugin can see, for recado's isolation and context tests.
+            "kv-counter" => {
+                let count = host::kv_get("count").and_then(|text| text.parse::<u64>().ok()).unwrap_or(0) + 1;
+                host::kv_set("count", &count.to_string()).map_err(|e| e.to_string())?;
+                Ok(Decision::because(format!("count {count}")))
+            }
+            "kb-probe" => {
+                let hits = host::kb_search(&message.text, 3);
+                let ids: Vec<String> = hits.into_iter().map(|hit| hit.article_id).collect();
+                Ok(Decision::because(format!("kb {}", ids.join(","))))
+            }
+            "context" => Ok(Decision::because(format!(
+                "client={} new={} unanswered={} messages={} acknowledged={} replied={} open={} language={}",
+                context.client,
+                contact.is_new,
+                context.unanswered_inbound,
+                context.messages_in_conversation,
+                context.last_acknowledged_at.is_some(),
+                context.last_human_reply_at.is_some(),
+                context.within_business_hours,
+                message.language.as_deref().unwrap_or("-"),
+            ))),
             other => Err(format!("unknown behaviour {other}")),
         }
     }

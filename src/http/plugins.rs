@@ -1,0 +1,352 @@
+//! Plugin lifecycle routes: upload, list, activate / shadow / disable / deactivate, rollback, replay, and
+//! the decisions log. A client token manages its own client's plugins; an admin token any client's.
+
+use axum::Json;
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{AppBytes, AppPath, AppQuery, Principal};
+use crate::domain::{ClientSlug, PluginState, Role, id_prefix, is_id_with_prefix, parse_label};
+use crate::plugins::LoadError;
+use crate::plugins::runtime::AdmitError;
+use crate::store::{DecisionFilter, DecisionRecord, PluginRecord};
+
+/// Longest configuration accepted, in bytes.
+const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// The JSON view of a plugin version.
+pub(super) fn plugin_json(plugin: &PluginRecord) -> Value {
+    json!({
+        "id": plugin.id,
+        "client": plugin.client.as_str(),
+        "name": plugin.name,
+        "version": plugin.version,
+        "sha256": plugin.sha256,
+        "size": plugin.size,
+        "config": serde_json::from_str::<Value>(&plugin.config).unwrap_or(Value::Null),
+        "state": plugin.state.as_str(),
+        "state_reason": plugin.state_reason,
+        "position": plugin.position,
+        "consecutive_failures": plugin.failures,
+        "created_at": plugin.created_at.to_rfc3339(),
+        "updated_at": plugin.updated_at.to_rfc3339(),
+    })
+}
+
+/// The JSON view of a recorded decision.
+pub(super) fn decision_json(record: &DecisionRecord) -> Value {
+    json!({
+        "message_id": record.message_id,
+        "source": record.source,
+        "hook": record.hook,
+        "applied": record.applied,
+        "plugin": record.plugin_id.as_ref().map(|id| json!({
+            "id": id, "name": record.plugin_name, "version": record.plugin_version,
+        })),
+        "decision": record.decision,
+        "failure": record.failure,
+        "logs": record.logs,
+        "fuel": record.fuel,
+        "duration_us": record.duration_us,
+        "created_at": record.created_at.to_rfc3339(),
+    })
+}
+
+/// The client in the path, for a caller that may manage its plugins (its own client token, or an admin).
+fn managed_client(principal: &Principal, slug: &str) -> Result<ClientSlug, ApiError> {
+    let slug = principal.client_in_path(slug)?;
+    match principal.role {
+        Role::Admin | Role::Client => Ok(slug),
+        Role::Assistant => {
+            Err(ApiError::Forbidden("managing plugins needs the client's token or an admin token".into()))
+        }
+    }
+}
+
+fn plugin_id(id: &str) -> Result<String, ApiError> {
+    if is_id_with_prefix(id, id_prefix::PLUGIN) { Ok(id.to_owned()) } else { Err(ApiError::NotFound("plugin".into())) }
+}
+
+impl From<MultipartRejection> for ApiError {
+    fn from(rejection: MultipartRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge("the upload is larger than this route accepts".into())
+        } else {
+            Self::UnsupportedMediaType(format!("expected a multipart/form-data body: {}", rejection.body_text()))
+        }
+    }
+}
+
+impl From<AdmitError> for ApiError {
+    fn from(error: AdmitError) -> Self {
+        match error {
+            AdmitError::Load(error @ LoadError::TooLarge { .. }) => Self::PayloadTooLarge(error.to_string()),
+            AdmitError::Load(error) => Self::Rejected { code: error.code(), message: error.to_string() },
+            error @ AdmitError::Smoke(_) => Self::Rejected { code: "smoke_call_failed", message: error.to_string() },
+            AdmitError::Internal(error) => Self::Internal(error),
+        }
+    }
+}
+
+/// The fields of an upload.
+struct Upload {
+    component: Vec<u8>,
+    name: String,
+    version: String,
+    config: String,
+}
+
+async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
+    let (mut component, mut name, mut version, mut config) = (None, None, None, None);
+    while let Some(field) = multipart.next_field().await.map_err(|error| {
+        if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge("the upload is larger than this route accepts".into())
+        } else {
+            ApiError::bad_request("invalid_multipart", error.body_text())
+        }
+    })? {
+        let field_name = field.name().unwrap_or_default().to_owned();
+        let bytes = field.bytes().await.map_err(|error| {
+            if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("the upload is larger than this route accepts".into())
+            } else {
+                ApiError::bad_request("invalid_multipart", error.body_text())
+            }
+        })?;
+        let text = || {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::Invalid(format!("{field_name}: must be UTF-8 text")))
+        };
+        match field_name.as_str() {
+            "component" => component = Some(bytes.to_vec()),
+            "name" => name = Some(text()?),
+            "version" => version = Some(text()?),
+            "config" => config = Some(text()?),
+            other => {
+                return Err(ApiError::Invalid(format!(
+                    "unknown field {other:?}; expected component, name, version, config"
+                )));
+            }
+        }
+    }
+    let component = component.ok_or_else(|| ApiError::Invalid("component: the .wasm file is required".into()))?;
+    let name = parse_label("name", name.as_deref().unwrap_or_default().trim(), 64)?;
+    let version = version.unwrap_or_default().trim().to_owned();
+    if version.is_empty()
+        || version.len() > 32
+        || !version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'))
+    {
+        return Err(ApiError::Invalid("version: 1 to 32 characters of letters, digits and . - _ +".into()));
+    }
+    let config = config.unwrap_or_else(|| "{}".to_owned());
+    if config.len() > MAX_CONFIG_BYTES {
+        return Err(ApiError::Invalid(format!("config: at most {MAX_CONFIG_BYTES} bytes")));
+    }
+    let parsed: Value =
+        serde_json::from_str(&config).map_err(|error| ApiError::Invalid(format!("config: not valid JSON: {error}")))?;
+    // Stored compact: the plugin gets exactly this text.
+    Ok(Upload { component, name, version, config: parsed.to_string() })
+}
+
+/// `POST /api/v1/clients/{slug}/plugins`: checks, compiles (in a separate process), smoke-calls and stores a
+/// version as `inactive`.
+pub(super) async fn plugins_upload(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+    request: Request,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let client = managed_client(&principal, &slug)?;
+    let multipart = Multipart::from_request(request, &state).await?;
+    let upload = read_upload(multipart).await?;
+    let profile = state.db.client(client.clone()).await?.profile;
+    let admitted = state.rules.admit(&upload.component).await?;
+    let rules = state.rules.clone();
+    let (plugin, config, smoke_client) = (admitted.plugin.clone(), upload.config.clone(), client.clone());
+    tokio::task::spawn_blocking(move || rules.smoke_call(&plugin, &profile, &smoke_client, &config))
+        .await
+        .map_err(|error| ApiError::Internal(error.into()))?
+        .map_err(AdmitError::Smoke)?;
+    let record = state
+        .db
+        .insert_plugin(
+            client,
+            crate::store::NewPlugin {
+                name: upload.name,
+                version: upload.version,
+                sha256: admitted.sha256,
+                component: upload.component,
+                config: upload.config,
+            },
+            principal.actor(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(plugin_json(&record))))
+}
+
+/// `GET /api/v1/clients/{slug}/plugins`: every version, in chain order.
+pub(super) async fn plugins_list(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let client = managed_client(&principal, &slug)?;
+    let plugins = state.db.plugins(client).await?;
+    Ok(Json(json!({ "plugins": plugins.iter().map(plugin_json).collect::<Vec<_>>() })))
+}
+
+/// `GET /api/v1/clients/{slug}/plugins/{id}`.
+pub(super) async fn plugins_show(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath((slug, id)): AppPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let client = managed_client(&principal, &slug)?;
+    let plugin = state.db.plugin(client, plugin_id(&id)?).await?;
+    Ok(Json(plugin_json(&plugin)))
+}
+
+/// `POST /api/v1/clients/{slug}/plugins/{id}/{action}` with action `activate`, `shadow`, `disable`,
+/// `deactivate` or `rollback`.
+pub(super) async fn plugins_action(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath((slug, id, action)): AppPath<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let client = managed_client(&principal, &slug)?;
+    let id = plugin_id(&id)?;
+    let actor = principal.actor();
+    let plugin = match action.as_str() {
+        "activate" => state.db.set_plugin_state(client, id, PluginState::Active, actor).await?,
+        "shadow" => state.db.set_plugin_state(client, id, PluginState::Shadow, actor).await?,
+        "disable" => state.db.set_plugin_state(client, id, PluginState::Disabled, actor).await?,
+        "deactivate" => state.db.set_plugin_state(client, id, PluginState::Inactive, actor).await?,
+        "rollback" => state.db.rollback_plugin(client, id, actor).await?,
+        _ => return Err(ApiError::NotFound("route".into())),
+    };
+    // Messages already waiting are decided by the new chain.
+    state.pipeline.wake();
+    Ok(Json(plugin_json(&plugin)))
+}
+
+/// Body of a replay request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReplayRequest {
+    /// How many of the latest inbound messages (default 50).
+    messages: Option<usize>,
+}
+
+/// `POST /api/v1/clients/{slug}/plugins/{id}/replay`: that version's decision for each of the client's latest
+/// messages, next to the active chain's and the one recorded at the time. Nothing is stored or sent.
+pub(super) async fn plugins_replay(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath((slug, id)): AppPath<(String, String)>,
+    AppBytes(body): AppBytes,
+) -> Result<Json<Value>, ApiError> {
+    let client = managed_client(&principal, &slug)?;
+    let id = plugin_id(&id)?;
+    // The body is optional: an empty one replays the default number of messages.
+    let body: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|error| match error.classify() {
+            serde_json::error::Category::Data => ApiError::Invalid(error.to_string()),
+            _ => ApiError::bad_request("invalid_json", error.to_string()),
+        })?
+    };
+    let requested = body.messages.unwrap_or(50);
+    let max = state.rules.settings().replay_max_messages;
+    if requested == 0 || requested > max {
+        return Err(ApiError::Invalid(format!("messages: must be between 1 and {max}")));
+    }
+    let plugin = state.db.plugin(client.clone(), id).await?;
+    let report = crate::pipeline::replay(
+        &state.db,
+        &state.rules,
+        state.knowledge.index(),
+        &state.knowledge.detectors(),
+        &client,
+        &plugin,
+        requested,
+    )
+    .await
+    .map_err(ApiError::Internal)?;
+    Ok(Json(json!({ "plugin": plugin_json(&plugin), "replay": report })))
+}
+
+/// Query of the decisions list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DecisionsQuery {
+    plugin_id: Option<String>,
+    message_id: Option<String>,
+    /// Where the page starts: the `next_cursor` of the previous page.
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/clients/{slug}/decisions`: what was decided, by which plugin and version, why, with its logs,
+/// fuel and duration; newest first.
+pub(super) async fn decisions_list(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+    AppQuery(query): AppQuery<DecisionsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let client = principal.client_in_path(&slug)?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::Invalid("limit: must be between 1 and 500".into()));
+    }
+    let after = match &query.cursor {
+        Some(cursor) => Some(
+            decode_cursor(cursor)
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor: not one this server gave"))?,
+        ),
+        None => None,
+    };
+    let filter = DecisionFilter { plugin_id: query.plugin_id, message_id: query.message_id, after, limit };
+    let records = state.db.decision_log(principal.scope(), client, filter).await?;
+    let next_cursor = (records.len() == limit)
+        .then(|| {
+            records.last().map(|record| encode_cursor(record.created_at.millis(), &record.message_id, &record.source))
+        })
+        .flatten();
+    Ok(Json(json!({
+        "decisions": records.iter().map(decision_json).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+    })))
+}
+
+fn encode_cursor(created_at: i64, message_id: &str, source: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}\n{message_id}\n{source}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(i64, String, String)> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let mut parts = text.splitn(3, '\n');
+    let created_at = parts.next()?.parse().ok()?;
+    Some((created_at, parts.next()?.to_owned(), parts.next()?.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_cursors_round_trip_and_reject_garbage() {
+        let cursor = encode_cursor(1_700_000_000_000, "msg_1", "plugin:plg_1");
+        assert_eq!(decode_cursor(&cursor), Some((1_700_000_000_000, "msg_1".into(), "plugin:plg_1".into())));
+        assert_eq!(decode_cursor("%%%"), None);
+    }
+}

@@ -1,0 +1,362 @@
+//! [`Rules`]: the handle the rest of the server uses for plugins. It admits uploads (checks, compiles in a
+//! separate process, caches the compiled code, smoke-calls), keeps compiled plugins loaded, and runs a
+//! client's chain for a message or an overdue conversation.
+//!
+//! Calls are blocking (guest code runs on the calling thread): callers run them on blocking threads.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::check::{UploadLimits, check_component};
+use super::compile::{CompileCache, CompilerSettings, compile_isolated, sha256_hex};
+use super::{
+    Failure, HostAccess, KbHit, KbSearch, Limits, LoadError, LoadedPlugin, MessageCall, Outcome, PluginContact,
+    PluginContext, PluginHost, PluginMessage,
+};
+use crate::config::PluginSettings;
+use crate::domain::{ClientProfile, ClientSlug, Decision, PluginState, Timestamp, merge_chain};
+use crate::kb::SearchIndex;
+use crate::kb::suggest::Request;
+use crate::kb::template::Fill;
+use crate::store::{Db, PluginRun, RunningPlugin};
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// The bytes were refused before or while compiling.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// It compiled but failed when called with a sample message.
+    #[error("the plugin failed a trial call with a sample message: {0}")]
+    Smoke(Failure),
+    /// Our side failed (disk, a task).
+    #[error("admitting the plugin failed: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// A component that passed the upload checks, compiled and loaded.
+#[derive(Clone)]
+pub struct Admitted {
+    /// SHA-256 of the component.
+    pub sha256: String,
+    /// The loaded plugin.
+    pub plugin: LoadedPlugin,
+}
+
+/// The plugin service. One per process; clone freely.
+#[derive(Clone)]
+pub struct Rules {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    host: PluginHost,
+    cache: CompileCache,
+    compiler: CompilerSettings,
+    upload: UploadLimits,
+    settings: PluginSettings,
+    /// Loaded plugins by component hash (the configuration is an input of each call, not of the code).
+    loaded: Mutex<HashMap<String, LoadedPlugin>>,
+    /// One compile at a time: compiling takes a core, and uploads are rare.
+    compiling: tokio::sync::Mutex<()>,
+}
+
+impl Limits {
+    /// The per-call limits configured in `settings`.
+    pub fn from_settings(settings: &PluginSettings) -> Self {
+        Self {
+            memory_bytes: settings.memory_bytes,
+            fuel: settings.fuel,
+            deadline: Duration::from_millis(settings.deadline_ms),
+            ..Self::default()
+        }
+    }
+}
+
+impl Rules {
+    /// Builds the engine and the service. Compiled plugins are cached in `cache_dir`.
+    ///
+    /// # Errors
+    /// The engine cannot be built, or the compiler program cannot be found.
+    pub fn new(settings: &PluginSettings, cache_dir: PathBuf) -> anyhow::Result<Self> {
+        let program = match &settings.compiler {
+            Some(program) => program.clone(),
+            None => std::env::current_exe()?,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                host: PluginHost::new(Limits::from_settings(settings))?,
+                cache: CompileCache::new(cache_dir),
+                compiler: CompilerSettings {
+                    program,
+                    timeout: Duration::from_millis(settings.compile_timeout_ms),
+                    memory_bytes: settings.compile_memory_bytes,
+                },
+                upload: UploadLimits::from(settings),
+                settings: settings.clone(),
+                loaded: Mutex::new(HashMap::new()),
+                compiling: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The host (engine and limits).
+    pub fn host(&self) -> &PluginHost {
+        &self.inner.host
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &PluginSettings {
+        &self.inner.settings
+    }
+
+    /// Checks, compiles (in the compiler process, or from the cache) and loads a component.
+    ///
+    /// # Errors
+    /// The component is refused, or the cache cannot be written.
+    pub async fn admit(&self, wasm: &[u8]) -> Result<Admitted, AdmitError> {
+        check_component(wasm, self.inner.upload)?;
+        let sha256 = sha256_hex(wasm);
+        if let Some(plugin) = self.cached(&sha256) {
+            return Ok(Admitted { sha256, plugin });
+        }
+        let _one_at_a_time = self.inner.compiling.lock().await;
+        let key = self.inner.host.compatibility_key();
+        if !self.inner.cache.contains(&sha256, &key) {
+            let compiled = compile_isolated(wasm, &self.inner.compiler).await?;
+            let cache = self.inner.cache.clone();
+            let (hash, engine_key) = (sha256.clone(), key.clone());
+            tokio::task::spawn_blocking(move || cache.store(&hash, &engine_key, &compiled))
+                .await
+                .map_err(|error| AdmitError::Internal(error.into()))?
+                .map_err(|error| {
+                    AdmitError::Internal(anyhow::Error::new(error).context("writing the compile cache"))
+                })?;
+        }
+        let plugin = self.load_cached(&sha256).await?;
+        Ok(Admitted { sha256, plugin })
+    }
+
+    fn cached(&self, sha256: &str) -> Option<LoadedPlugin> {
+        self.inner.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(sha256).cloned()
+    }
+
+    async fn load_cached(&self, sha256: &str) -> Result<LoadedPlugin, LoadError> {
+        let path = self.inner.cache.path(sha256, &self.inner.host.compatibility_key());
+        let host = self.inner.host.clone();
+        let plugin = tokio::task::spawn_blocking(move || host.load_compiled(&path))
+            .await
+            .map_err(|error| LoadError::Compile(format!("loading task failed: {error}")))??;
+        self.inner
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sha256.to_owned(), plugin.clone());
+        Ok(plugin)
+    }
+
+    /// The loaded form of a running plugin: from memory, else from the compile cache, else compiled again
+    /// from the bytes kept in the store (after a wasmtime upgrade or a deleted cache).
+    ///
+    /// # Errors
+    /// The stored bytes no longer compile or load, or the store fails.
+    pub async fn loaded(&self, db: &Db, client: &ClientSlug, plugin: &RunningPlugin) -> anyhow::Result<LoadedPlugin> {
+        if let Some(loaded) = self.cached(&plugin.sha256) {
+            return Ok(loaded);
+        }
+        if self.inner.cache.contains(&plugin.sha256, &self.inner.host.compatibility_key()) {
+            return Ok(self.load_cached(&plugin.sha256).await?);
+        }
+        tracing::info!(client = client.as_str(), plugin = plugin.id, "compiling a stored plugin again");
+        let wasm = db.plugin_component(client.clone(), plugin.id.clone()).await?;
+        Ok(self.admit(&wasm).await?.plugin)
+    }
+
+    /// Calls a freshly admitted plugin with a sample message of `client` and an overdue check. Blocking.
+    ///
+    /// # Errors
+    /// Either call failed (trap, budget, error result, invalid decision).
+    pub fn smoke_call(
+        &self,
+        plugin: &LoadedPlugin,
+        profile: &ClientProfile,
+        client: &ClientSlug,
+        config: &str,
+    ) -> Result<(), Failure> {
+        let now = Timestamp::now().millis();
+        let call = sample_call(profile, client, config, now);
+        let access = HostAccess { kv: HashMap::new(), kb_search: Arc::new(|_, _| Vec::new()) };
+        self.inner.host.on_message(plugin, &call, access.clone()).result?;
+        self.inner.host.on_overdue(plugin, &call.context, 3_600, access).result?;
+        Ok(())
+    }
+}
+
+/// A message that exercises a plugin at upload: a new contact's first message, in the client's language.
+fn sample_call(profile: &ClientProfile, client: &ClientSlug, config: &str, now: i64) -> MessageCall {
+    MessageCall {
+        message: PluginMessage {
+            id: "msg_sample".into(),
+            channel: "api".into(),
+            text: "Hello! Is anyone there? I have a question.".into(),
+            language: Some(profile.primary_language().to_owned()),
+            received_at: now,
+        },
+        contact: PluginContact {
+            id: "ctc_sample".into(),
+            handle: "+10000000000".into(),
+            name: Some("Sample Customer".into()),
+            tags: Vec::new(),
+            is_new: true,
+        },
+        context: PluginContext {
+            client: client.as_str().to_owned(),
+            now,
+            timezone: profile.timezone.clone(),
+            within_business_hours: profile.business_hours.is_open(Timestamp(now), &profile.timezone),
+            languages: profile.languages.clone(),
+            conversation_id: "cnv_sample".into(),
+            messages_in_conversation: 1,
+            unanswered_inbound: 1,
+            last_acknowledged_at: None,
+            last_human_reply_at: None,
+            config: config.to_owned(),
+        },
+    }
+}
+
+/// Searches `client`'s own knowledge base for its plugins: the client is fixed here, not chosen by the
+/// plugin, so a plugin never sees another client's articles.
+pub fn kb_search_for(index: &SearchIndex, client: &ClientSlug, profile: &ClientProfile, language: &str) -> KbSearch {
+    let index = index.clone();
+    let client = client.as_str().to_owned();
+    let language = language.to_owned();
+    let others: Vec<String> = profile.languages.iter().filter(|other| **other != language).cloned().collect();
+    let min_score = profile.suggestions.min_score;
+    Arc::new(move |query: &str, limit: u32| {
+        let boosts = HashMap::new();
+        let fill = Fill::default();
+        let request = Request {
+            client: &client,
+            text: query,
+            language: &language,
+            other_languages: &others,
+            k: usize::try_from(limit).unwrap_or(1).clamp(1, 10),
+            min_score,
+            boosts: &boosts,
+            fill: &fill,
+        };
+        match index.suggest(&request) {
+            Ok(hits) => hits
+                .into_iter()
+                .map(|hit| KbHit { article_id: hit.article_id, title: hit.title, score: hit.score })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, client, "knowledge-base search for a plugin failed");
+                Vec::new()
+            }
+        }
+    })
+}
+
+/// One plugin of a chain, ready to run.
+#[derive(Clone)]
+pub struct ChainLink {
+    /// What the store knows about it.
+    pub plugin: RunningPlugin,
+    /// Its loaded code.
+    pub loaded: LoadedPlugin,
+}
+
+/// What running a chain gave: each plugin's run (to record) and the merge of the active ones' decisions.
+#[derive(Debug, Clone)]
+pub struct ChainOutcome {
+    /// Every run, shadow ones included, in chain order.
+    pub runs: Vec<PluginRun>,
+    /// The merged decision of the active plugins that succeeded (`None` when none did).
+    pub merged: Option<Decision>,
+    /// Whether the chain has any active plugin.
+    pub has_active: bool,
+    /// Wall time spent in plugins.
+    pub spent: Duration,
+}
+
+/// Which hook a chain runs.
+#[derive(Debug, Clone)]
+pub enum Hook<'a> {
+    /// `on-message` for this message and contact.
+    Message(&'a MessageCall),
+    /// `on-overdue` after waiting this many seconds.
+    Overdue {
+        /// The conversation's context.
+        context: &'a PluginContext,
+        /// Seconds waited.
+        waited_seconds: u64,
+    },
+}
+
+impl Rules {
+    /// Runs `chain` (in order) for `hook`. Each installation sees its own key-value store from `kv`, which
+    /// is updated in place with the writes of successful runs (so later messages of a batch see them).
+    /// Blocking.
+    pub fn run_chain(
+        &self,
+        chain: &[ChainLink],
+        hook: &Hook<'_>,
+        kv: &mut HashMap<String, HashMap<String, String>>,
+        kb_search: &KbSearch,
+    ) -> ChainOutcome {
+        let mut runs = Vec::with_capacity(chain.len());
+        let mut spent = Duration::ZERO;
+        for link in chain {
+            let store = kv.entry(link.plugin.name.clone()).or_default();
+            let access = HostAccess { kv: store.clone(), kb_search: Arc::clone(kb_search) };
+            let outcome: Outcome = match hook {
+                Hook::Message(call) => {
+                    let mut call = (*call).clone();
+                    call.context.config.clone_from(&link.plugin.config);
+                    self.inner.host.on_message(&link.loaded, &call, access)
+                }
+                Hook::Overdue { context, waited_seconds } => {
+                    let mut context = (*context).clone();
+                    context.config.clone_from(&link.plugin.config);
+                    self.inner.host.on_overdue(&link.loaded, &context, *waited_seconds, access)
+                }
+            };
+            spent += outcome.duration;
+            // A shadow run reads the installation's store but its writes are dropped: trying out a version
+            // must not change what the active one sees.
+            let active = link.plugin.state == PluginState::Active;
+            let kv_writes = if active { outcome.kv_writes } else { Vec::new() };
+            for (key, value) in &kv_writes {
+                store.insert(key.clone(), value.clone());
+            }
+            let (decision, failure) = match outcome.result {
+                Ok(decision) => (Some(decision), None),
+                Err(failure) => (None, Some(failure.to_string())),
+            };
+            runs.push(PluginRun {
+                plugin_id: link.plugin.id.clone(),
+                plugin_name: link.plugin.name.clone(),
+                plugin_version: link.plugin.version.clone(),
+                applied: active && decision.is_some(),
+                decision,
+                failure,
+                logs: outcome.logs,
+                fuel: outcome.fuel_used,
+                duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
+                kv_writes,
+            });
+        }
+        let has_active = chain.iter().any(|link| link.plugin.state == PluginState::Active);
+        let applied: Vec<(&str, &Decision)> = runs
+            .iter()
+            .filter(|run| run.applied)
+            .filter_map(|run| run.decision.as_ref().map(|decision| (run.plugin_name.as_str(), decision)))
+            .collect();
+        let merged = (!applied.is_empty()).then(|| merge_chain(applied));
+        ChainOutcome { runs, merged, has_active, spent }
+    }
+}

@@ -1,0 +1,605 @@
+//! Uploaded plugin versions and their place in each client's chain, the installations' key-value stores,
+//! and the log of what every plugin run decided.
+//!
+//! Per name, one version is active and one may run in shadow next to it: activating a version stops the
+//! other running versions of the name, so replacing a plugin is one step and rolling back is activating the
+//! previous one again.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::clients::{audit, ensure_client};
+use super::conversations::Scope;
+use super::{Db, Error, Result};
+use crate::domain::{ClientSlug, Decision, PluginState, Timestamp, id_prefix, new_id};
+
+/// Most keys one installation may keep; writes of new keys past it are dropped (and logged in the run).
+pub const MAX_KV_KEYS: usize = 1_000;
+
+/// One uploaded plugin version.
+#[derive(Debug, Clone)]
+pub struct PluginRecord {
+    /// Its client.
+    pub client: ClientSlug,
+    /// Version id (`plg_...`).
+    pub id: String,
+    /// Installation name.
+    pub name: String,
+    /// Version label given at upload.
+    pub version: String,
+    /// SHA-256 of the component.
+    pub sha256: String,
+    /// Component size in bytes.
+    pub size: u64,
+    /// The configuration (JSON text).
+    pub config: String,
+    /// Where it stands.
+    pub state: PluginState,
+    /// Why it was disabled, when it was.
+    pub state_reason: Option<String>,
+    /// Order of its name in the chain (lower runs first).
+    pub position: i64,
+    /// Consecutive failed runs.
+    pub failures: u32,
+    /// When it was uploaded.
+    pub created_at: Timestamp,
+    /// When its state last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A plugin version to store.
+#[derive(Debug, Clone)]
+pub struct NewPlugin {
+    /// Installation name.
+    pub name: String,
+    /// Version label.
+    pub version: String,
+    /// SHA-256 of the component.
+    pub sha256: String,
+    /// The component.
+    pub component: Vec<u8>,
+    /// The configuration (JSON text).
+    pub config: String,
+}
+
+/// A plugin version that runs on live traffic (active or shadow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningPlugin {
+    /// Version id.
+    pub id: String,
+    /// Installation name.
+    pub name: String,
+    /// Version label.
+    pub version: String,
+    /// SHA-256 of the component (the compile cache key).
+    pub sha256: String,
+    /// The configuration (JSON text).
+    pub config: String,
+    /// `Active` or `Shadow`.
+    pub state: PluginState,
+}
+
+/// One plugin run recorded with the message (or overdue conversation) it decided about.
+#[derive(Debug, Clone)]
+pub struct PluginRun {
+    /// The plugin version.
+    pub plugin_id: String,
+    /// Its name.
+    pub plugin_name: String,
+    /// Its version label.
+    pub plugin_version: String,
+    /// Whether its decision was part of the applied chain (false for shadow runs).
+    pub applied: bool,
+    /// The decision, if the run succeeded.
+    pub decision: Option<Decision>,
+    /// Why it failed, if it did.
+    pub failure: Option<String>,
+    /// Its log lines: `(level, text)`.
+    pub logs: Vec<(String, String)>,
+    /// Fuel used.
+    pub fuel: u64,
+    /// Wall time in microseconds.
+    pub duration_us: u64,
+    /// Key-value writes to commit for its installation.
+    pub kv_writes: Vec<(String, String)>,
+}
+
+/// A recorded decision, as listed by the decisions API.
+#[derive(Debug, Clone)]
+pub struct DecisionRecord {
+    /// The message it is about (for overdue runs, the conversation's latest inbound message).
+    pub message_id: String,
+    /// `defaults`, `chain` or `plugin:<id>`.
+    pub source: String,
+    /// Which hook: `on-message` or `on-overdue`.
+    pub hook: String,
+    /// Whether it was applied.
+    pub applied: bool,
+    /// The plugin version, for plugin runs.
+    pub plugin_id: Option<String>,
+    /// Its name.
+    pub plugin_name: Option<String>,
+    /// Its version label.
+    pub plugin_version: Option<String>,
+    /// The decision (absent when the run failed).
+    pub decision: Option<Decision>,
+    /// Why the run failed.
+    pub failure: Option<String>,
+    /// Log lines.
+    pub logs: Vec<LogLine>,
+    /// Fuel used.
+    pub fuel: Option<u64>,
+    /// Wall time in microseconds.
+    pub duration_us: Option<u64>,
+    /// When it was recorded.
+    pub created_at: Timestamp,
+}
+
+/// A log line of a plugin run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    /// `trace` to `error`.
+    pub level: String,
+    /// The text.
+    pub message: String,
+}
+
+/// Filters of the decisions list.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionFilter {
+    /// Only runs of this plugin version.
+    pub plugin_id: Option<String>,
+    /// Only decisions about this message.
+    pub message_id: Option<String>,
+    /// Only decisions after this one in the list's order (paging): `(created_at, message_id, source)`.
+    pub after: Option<(i64, String, String)>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+const PLUGIN_COLUMNS: &str = "client_id, id, name, version, sha256, size, config, state, state_reason, position, \
+                              failures, created_at, updated_at";
+
+fn plugin_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRecord> {
+    let slug: String = row.get(0)?;
+    let state: String = row.get(7)?;
+    Ok(PluginRecord {
+        client: ClientSlug::parse(&slug).map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
+        })?,
+        id: row.get(1)?,
+        name: row.get(2)?,
+        version: row.get(3)?,
+        sha256: row.get(4)?,
+        size: u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
+        config: row.get(6)?,
+        state: state.parse().map_err(|error: crate::domain::Invalid| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(error))
+        })?,
+        state_reason: row.get(8)?,
+        position: row.get(9)?,
+        failures: row.get(10)?,
+        created_at: Timestamp(row.get(11)?),
+        updated_at: Timestamp(row.get(12)?),
+    })
+}
+
+fn load_plugin(connection: &Connection, client: &ClientSlug, id: &str) -> Result<PluginRecord> {
+    connection
+        .prepare_cached(&format!("SELECT {PLUGIN_COLUMNS} FROM plugins WHERE client_id = ?1 AND id = ?2"))?
+        .query_row(params![client.as_str(), id], plugin_from_row)
+        .optional()?
+        .ok_or(Error::NotFound("plugin"))
+}
+
+/// The plugins of `client` that run on live traffic, in chain order.
+pub(super) fn running_plugins(connection: &Connection, client: &ClientSlug) -> Result<Vec<RunningPlugin>> {
+    let rows: Vec<(String, String, String, String, String, String)> = connection
+        .prepare_cached(
+            "SELECT id, name, version, sha256, config, state FROM plugins
+             WHERE client_id = ?1 AND state IN ('active', 'shadow') ORDER BY position, name",
+        )?
+        .query_map([client.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.into_iter()
+        .map(|(id, name, version, sha256, config, state)| {
+            Ok(RunningPlugin { id, name, version, sha256, config, state: state.parse()? })
+        })
+        .collect()
+}
+
+/// The key-value store of one installation.
+pub(super) fn load_kv(connection: &Connection, client: &ClientSlug, name: &str) -> Result<HashMap<String, String>> {
+    Ok(connection
+        .prepare_cached("SELECT key, value FROM plugin_kv WHERE client_id = ?1 AND plugin_name = ?2")?
+        .query_map(params![client.as_str(), name], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Records plugin runs about `message_id`, commits their key-value writes, and counts failures for the
+/// circuit breaker: `breaker_failures` consecutive failures disable a plugin, with an audit entry.
+pub(super) fn record_runs(
+    connection: &Connection,
+    client: &ClientSlug,
+    message_id: &str,
+    hook: &str,
+    runs: &[PluginRun],
+    breaker_failures: u32,
+) -> Result<()> {
+    let now = Timestamp::now().millis();
+    for run in runs {
+        let logs: Vec<LogLine> = run
+            .logs
+            .iter()
+            .map(|(level, message)| LogLine { level: level.clone(), message: message.clone() })
+            .collect();
+        let source = match hook {
+            "on-message" => format!("plugin:{}", run.plugin_id),
+            other => format!("plugin:{}:{other}", run.plugin_id),
+        };
+        connection
+            .prepare_cached(
+                "INSERT INTO decisions (client_id, message_id, source, applied, decision, created_at, plugin_id,
+                                        plugin_name, plugin_version, hook, failure, logs, fuel, duration_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (client_id, message_id, source) DO NOTHING",
+            )?
+            .execute(params![
+                client.as_str(),
+                message_id,
+                source,
+                run.applied,
+                serde_json::to_string(&run.decision)?,
+                now,
+                run.plugin_id,
+                run.plugin_name,
+                run.plugin_version,
+                hook,
+                run.failure,
+                serde_json::to_string(&logs)?,
+                i64::try_from(run.fuel).unwrap_or(i64::MAX),
+                i64::try_from(run.duration_us).unwrap_or(i64::MAX),
+            ])?;
+        for (key, value) in &run.kv_writes {
+            let keys: i64 = connection
+                .prepare_cached("SELECT COUNT(*) FROM plugin_kv WHERE client_id = ?1 AND plugin_name = ?2")?
+                .query_row(params![client.as_str(), run.plugin_name], |row| row.get(0))?;
+            let sql = if usize::try_from(keys).unwrap_or(usize::MAX) < MAX_KV_KEYS {
+                "INSERT INTO plugin_kv (client_id, plugin_name, key, value, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (client_id, plugin_name, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+            } else {
+                // Full: only existing keys may change.
+                "UPDATE plugin_kv SET value = ?4, updated_at = ?5 WHERE client_id = ?1 AND plugin_name = ?2 AND key = ?3"
+            };
+            connection.prepare_cached(sql)?.execute(params![client.as_str(), run.plugin_name, key, value, now])?;
+        }
+        if run.failure.is_none() {
+            connection
+                .prepare_cached("UPDATE plugins SET failures = 0 WHERE client_id = ?1 AND id = ?2 AND failures > 0")?
+                .execute(params![client.as_str(), run.plugin_id])?;
+            continue;
+        }
+        let failures: Option<u32> = connection
+            .prepare_cached(
+                "UPDATE plugins SET failures = failures + 1 WHERE client_id = ?1 AND id = ?2 RETURNING failures",
+            )?
+            .query_row(params![client.as_str(), run.plugin_id], |row| row.get(0))
+            .optional()?;
+        if failures.is_some_and(|failures| failures >= breaker_failures) {
+            let reason = format!(
+                "circuit breaker: {breaker_failures} consecutive failures, the last: {}",
+                run.failure.as_deref().unwrap_or_default()
+            );
+            let tripped = connection
+                .prepare_cached(
+                    "UPDATE plugins SET state = 'disabled', state_reason = ?3, updated_at = ?4
+                     WHERE client_id = ?1 AND id = ?2 AND state IN ('active', 'shadow')",
+                )?
+                .execute(params![client.as_str(), run.plugin_id, reason, now])?;
+            if tripped > 0 {
+                tracing::warn!(client = client.as_str(), plugin = run.plugin_id, %reason, "plugin disabled");
+                audit(
+                    connection,
+                    Some(client),
+                    "system:circuit-breaker",
+                    "plugin.disable",
+                    &serde_json::json!({ "plugin_id": run.plugin_id, "name": run.plugin_name,
+                                          "version": run.plugin_version, "reason": reason }),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Recorded decisions of `client` matching `filter`, newest first.
+pub(super) fn query_decisions(
+    connection: &Connection,
+    client: &ClientSlug,
+    filter: &DecisionFilter,
+) -> Result<Vec<DecisionRecord>> {
+    let rows = connection
+        .prepare_cached(
+            "SELECT message_id, source, hook, applied, decision, plugin_id, plugin_name, plugin_version,
+                    failure, logs, fuel, duration_us, created_at
+             FROM decisions
+             WHERE client_id = ?1 AND (?2 IS NULL OR plugin_id = ?2) AND (?3 IS NULL OR message_id = ?3)
+               AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND (message_id < ?6
+                    OR (message_id = ?6 AND source > ?7))))
+             ORDER BY created_at DESC, message_id DESC, source LIMIT ?5",
+        )?
+        .query_map(
+            params![
+                client.as_str(),
+                filter.plugin_id,
+                filter.message_id,
+                filter.after.as_ref().map(|after| after.0),
+                i64::try_from(filter.limit).unwrap_or(i64::MAX),
+                filter.after.as_ref().map(|after| after.1.as_str()),
+                filter.after.as_ref().map(|after| after.2.as_str()),
+            ],
+            |row| {
+                Ok((
+                    (row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?),
+                    (row.get::<_, bool>(3)?, row.get::<_, String>(4)?),
+                    (
+                        row.get::<_, Option<String>>(5)?,
+                        row.get::<_, Option<String>>(6)?,
+                        row.get::<_, Option<String>>(7)?,
+                    ),
+                    (row.get::<_, Option<String>>(8)?, row.get::<_, String>(9)?),
+                    (row.get::<_, Option<i64>>(10)?, row.get::<_, Option<i64>>(11)?, row.get::<_, i64>(12)?),
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(
+            |(
+                (message_id, source, hook),
+                (applied, decision),
+                (plugin_id, plugin_name, plugin_version),
+                (failure, logs),
+                (fuel, duration_us, created_at),
+            )| {
+                Ok(DecisionRecord {
+                    message_id,
+                    source,
+                    hook,
+                    applied,
+                    plugin_id,
+                    plugin_name,
+                    plugin_version,
+                    decision: serde_json::from_str(&decision)?,
+                    failure,
+                    logs: serde_json::from_str(&logs)?,
+                    fuel: fuel.and_then(|fuel| u64::try_from(fuel).ok()),
+                    duration_us: duration_us.and_then(|us| u64::try_from(us).ok()),
+                    created_at: Timestamp(created_at),
+                })
+            },
+        )
+        .collect()
+}
+
+impl Db {
+    /// Stores an uploaded version as `inactive`. Its name keeps its place in the chain; a new name goes last.
+    /// The same name and version twice is a [`Error::Conflict`].
+    pub async fn insert_plugin(&self, client: ClientSlug, plugin: NewPlugin, actor: String) -> Result<PluginRecord> {
+        self.write(move |connection| {
+            ensure_client(connection, &client)?;
+            let taken: bool = connection
+                .prepare_cached("SELECT 1 FROM plugins WHERE client_id = ?1 AND name = ?2 AND version = ?3")?
+                .query_row(params![client.as_str(), plugin.name, plugin.version], |_| Ok(true))
+                .optional()?
+                .unwrap_or(false);
+            if taken {
+                return Err(Error::Conflict(format!(
+                    "plugin {:?} already has a version {:?}; upload under a new version",
+                    plugin.name, plugin.version
+                )));
+            }
+            let position: i64 = connection
+                .prepare_cached(
+                    "SELECT COALESCE((SELECT MIN(position) FROM plugins WHERE client_id = ?1 AND name = ?2),
+                                     (SELECT MAX(position) + 1 FROM plugins WHERE client_id = ?1), 0)",
+                )?
+                .query_row(params![client.as_str(), plugin.name], |row| row.get(0))?;
+            let id = new_id(id_prefix::PLUGIN);
+            let now = Timestamp::now().millis();
+            connection
+                .prepare_cached(
+                    "INSERT INTO plugins (client_id, id, name, version, sha256, size, component, config, state,
+                                          position, failures, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'inactive', ?9, 0, ?10, ?10)",
+                )?
+                .execute(params![
+                    client.as_str(),
+                    id,
+                    plugin.name,
+                    plugin.version,
+                    plugin.sha256,
+                    i64::try_from(plugin.component.len()).unwrap_or(i64::MAX),
+                    plugin.component,
+                    plugin.config,
+                    position,
+                    now
+                ])?;
+            audit(
+                connection,
+                Some(&client),
+                &actor,
+                "plugin.upload",
+                &serde_json::json!({ "plugin_id": id, "name": plugin.name, "version": plugin.version,
+                                      "sha256": plugin.sha256 }),
+            )?;
+            load_plugin(connection, &client, &id)
+        })
+        .await
+    }
+
+    /// Every version of every plugin of `client`, in chain order, newest version first within a name.
+    pub async fn plugins(&self, client: ClientSlug) -> Result<Vec<PluginRecord>> {
+        self.read(move |connection| {
+            ensure_client(connection, &client)?;
+            Ok(connection
+                .prepare_cached(&format!(
+                    "SELECT {PLUGIN_COLUMNS} FROM plugins WHERE client_id = ?1 ORDER BY position, name, created_at DESC, id DESC"
+                ))?
+                .query_map([client.as_str()], plugin_from_row)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// One plugin version of `client`.
+    pub async fn plugin(&self, client: ClientSlug, id: String) -> Result<PluginRecord> {
+        self.read(move |connection| load_plugin(connection, &client, &id)).await
+    }
+
+    /// The uploaded bytes of one plugin version.
+    pub async fn plugin_component(&self, client: ClientSlug, id: String) -> Result<Vec<u8>> {
+        self.read(move |connection| {
+            connection
+                .prepare_cached("SELECT component FROM plugins WHERE client_id = ?1 AND id = ?2")?
+                .query_row(params![client.as_str(), id], |row| row.get(0))
+                .optional()?
+                .ok_or(Error::NotFound("plugin"))
+        })
+        .await
+    }
+
+    /// The plugins of `client` that run on live traffic, in chain order.
+    pub async fn running_plugins(&self, client: ClientSlug) -> Result<Vec<RunningPlugin>> {
+        self.read(move |connection| running_plugins(connection, &client)).await
+    }
+
+    /// The key-value store of one installation of `client`.
+    pub async fn plugin_kv(&self, client: ClientSlug, name: String) -> Result<HashMap<String, String>> {
+        self.read(move |connection| load_kv(connection, &client, &name)).await
+    }
+
+    /// Moves a plugin version to `state`. Activating or shadowing a version stops the other running version
+    /// of the same name; every change resets the failure count and is audited.
+    pub async fn set_plugin_state(
+        &self,
+        client: ClientSlug,
+        id: String,
+        state: PluginState,
+        actor: String,
+    ) -> Result<PluginRecord> {
+        self.write(move |connection| {
+            let plugin = load_plugin(connection, &client, &id)?;
+            change_state(connection, &plugin, state, None, &actor)?;
+            load_plugin(connection, &client, &id)
+        })
+        .await
+    }
+
+    /// Rolls the plugin name of version `id` back: activates the version of that name that was active
+    /// before the current one. Fails with a conflict when there is none.
+    pub async fn rollback_plugin(&self, client: ClientSlug, id: String, actor: String) -> Result<PluginRecord> {
+        self.write(move |connection| {
+            let plugin = load_plugin(connection, &client, &id)?;
+            // The version that became active most recently before the currently active one.
+            let current: Option<(String, i64)> = connection
+                .prepare_cached(
+                    "SELECT id, activated_at FROM plugins
+                     WHERE client_id = ?1 AND name = ?2 AND state = 'active'",
+                )?
+                .query_row(params![client.as_str(), plugin.name], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            let (current_id, since) = match current {
+                Some((current_id, since)) => (Some(current_id), since),
+                None => (None, i64::MAX),
+            };
+            let previous: Option<String> = connection
+                .prepare_cached(
+                    "SELECT id FROM plugins
+                     WHERE client_id = ?1 AND name = ?2 AND activated_at IS NOT NULL AND activated_at < ?3
+                       AND id IS NOT ?4
+                     ORDER BY activated_at DESC LIMIT 1",
+                )?
+                .query_row(params![client.as_str(), plugin.name, since, current_id], |row| row.get(0))
+                .optional()?;
+            let Some(previous) = previous else {
+                return Err(Error::Conflict(format!(
+                    "plugin {:?} has no earlier active version to roll back to",
+                    plugin.name
+                )));
+            };
+            let target = load_plugin(connection, &client, &previous)?;
+            change_state(connection, &target, PluginState::Active, Some("rollback"), &actor)?;
+            load_plugin(connection, &client, &previous)
+        })
+        .await
+    }
+
+    /// Recorded decisions of `client`, newest first.
+    pub async fn decision_log(
+        &self,
+        scope: Scope,
+        client: ClientSlug,
+        filter: DecisionFilter,
+    ) -> Result<Vec<DecisionRecord>> {
+        self.read(move |connection| {
+            if !scope.allows(&client) {
+                return Err(Error::NotFound("client"));
+            }
+            ensure_client(connection, &client)?;
+            query_decisions(connection, &client, &filter)
+        })
+        .await
+    }
+}
+
+/// Moves `plugin` to `state` in the caller's transaction (see [`Db::set_plugin_state`]).
+fn change_state(
+    connection: &Connection,
+    plugin: &PluginRecord,
+    state: PluginState,
+    why: Option<&str>,
+    actor: &str,
+) -> Result<()> {
+    let now = Timestamp::now().millis();
+    let slug = plugin.client.as_str();
+    // One active and one shadow version per name: a new version can be tried in shadow next to the
+    // active one, and activating a version replaces whatever version of the name ran before.
+    let replaced = match state {
+        PluginState::Active => Some("('active', 'shadow')"),
+        PluginState::Shadow => Some("('shadow')"),
+        PluginState::Inactive | PluginState::Disabled => None,
+    };
+    if let Some(states) = replaced {
+        connection
+            .prepare_cached(&format!(
+                "UPDATE plugins SET state = 'inactive', updated_at = ?4
+                 WHERE client_id = ?1 AND name = ?2 AND id <> ?3 AND state IN {states}"
+            ))?
+            .execute(params![slug, plugin.name, plugin.id, now])?;
+    }
+    connection
+        .prepare_cached(
+            "UPDATE plugins SET state = ?3, state_reason = ?4, failures = 0, updated_at = ?5,
+                    activated_at = CASE WHEN ?3 = 'active' THEN ?5 ELSE activated_at END
+             WHERE client_id = ?1 AND id = ?2",
+        )?
+        .execute(params![slug, plugin.id, state.as_str(), why, now])?;
+    let action = match state {
+        PluginState::Active => "plugin.activate",
+        PluginState::Shadow => "plugin.shadow",
+        PluginState::Disabled => "plugin.disable",
+        PluginState::Inactive => "plugin.deactivate",
+    };
+    audit(
+        connection,
+        Some(&plugin.client),
+        actor,
+        action,
+        &serde_json::json!({ "plugin_id": plugin.id, "name": plugin.name, "version": plugin.version,
+                              "from": plugin.state.as_str(), "why": why }),
+    )
+}

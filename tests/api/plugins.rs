@@ -1,0 +1,466 @@
+//! Rule plugins through the API: upload checks, the lifecycle, chains applied in the pipeline, shadow and
+//! replay without side effects, the circuit breaker, and one client's plugins never touching another's data.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+/// An example component, built once per test run if `scripts/test` has not built it already.
+pub fn component(name: &str) -> Vec<u8> {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("example-plugins");
+    let path = root.join(format!("target/wasm32-wasip2/release/{name}.wasm"));
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(root.join("Cargo.toml"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the example plugins failed (is the wasm32-wasip2 target installed?)");
+    });
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// The acknowledgement plugin, configured to answer `text` in Spanish whether open or closed.
+pub fn ack_config(text: &str) -> String {
+    json!({ "open": { "es": text, "ca": text }, "closed": { "es": text, "ca": text } }).to_string()
+}
+
+impl TestApp {
+    /// Uploads a component with multipart fields.
+    pub async fn upload_plugin(
+        &self,
+        slug: &str,
+        token: &str,
+        wasm: Vec<u8>,
+        name: &str,
+        version: &str,
+        config: &str,
+    ) -> (StatusCode, Value) {
+        let form = reqwest::multipart::Form::new()
+            .part("component", reqwest::multipart::Part::bytes(wasm).file_name("plugin.wasm"))
+            .text("name", name.to_owned())
+            .text("version", version.to_owned())
+            .text("config", config.to_owned());
+        let response = self
+            .http
+            .post(format!("{}/api/v1/clients/{slug}/plugins", self.base))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("request sent");
+        let status = StatusCode::from_u16(response.status().as_u16()).expect("status");
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Uploads and moves a plugin to `state` (`activate`, `shadow`); returns its id.
+    pub async fn install_plugin(
+        &self,
+        slug: &str,
+        token: &str,
+        (wasm, name, version): (&str, &str, &str),
+        config: &str,
+        action: &str,
+    ) -> String {
+        let (status, plugin) = self.upload_plugin(slug, token, component(wasm), name, version, config).await;
+        assert_eq!(status, StatusCode::CREATED, "{plugin}");
+        let id = plugin["id"].as_str().expect("id").to_owned();
+        let (status, body) =
+            self.post(&format!("/api/v1/clients/{slug}/plugins/{id}/{action}"), token, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        id
+    }
+
+    /// Sends a message and waits until it is processed; returns the conversation.
+    pub async fn ingest_processed(
+        &self,
+        slug: &str,
+        token: &str,
+        external_id: &str,
+        handle: &str,
+        text: &str,
+    ) -> (String, Value) {
+        let (status, sent) = self.ingest(slug, token, external_id, handle, text).await;
+        assert!(status.is_success(), "{sent}");
+        let message_id = sent["message_id"].as_str().expect("message id").to_owned();
+        let conversation_id = sent["conversation_id"].as_str().expect("conversation id");
+        let conversation = self
+            .wait_for_conversation(conversation_id, "the message processed", |c| {
+                c["messages"].as_array().is_some_and(|messages| {
+                    messages.iter().any(|m| m["id"] == message_id.as_str() && m["state"] == "processed")
+                })
+            })
+            .await;
+        (message_id, conversation)
+    }
+
+    pub async fn decisions_of(&self, message_id: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/api/v1/messages/{message_id}/decisions"), &self.admin).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["decisions"].as_array().expect("decisions").clone()
+    }
+}
+
+fn acks(conversation: &Value) -> Vec<String> {
+    conversation["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["kind"] == "auto_ack")
+        .map(|m| m["text"].as_str().expect("text").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_active_plugin_decides_and_its_run_is_recorded_with_logs_fuel_and_duration() {
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    let id = app
+        .install_plugin(
+            "dental",
+            &token,
+            ("business_hours_ack", "ack", "1.0.0"),
+            &ack_config("Hola des del plugin"),
+            "activate",
+        )
+        .await;
+
+    let (message_id, conversation) =
+        app.ingest_processed("dental", &token, "1", "+34600", "Hola, tinc una pregunta").await;
+    assert_eq!(acks(&conversation), ["Hola des del plugin"], "the plugin's text, not the defaults'");
+
+    let decisions = app.decisions_of(&message_id).await;
+    let chain = decisions.iter().find(|d| d["source"] == "chain").expect("the applied chain decision");
+    assert_eq!(chain["applied"], true);
+    let run = decisions.iter().find(|d| d["plugin"]["id"] == id.as_str()).expect("the plugin's run");
+    assert_eq!(run["plugin"]["version"], "1.0.0");
+    assert_eq!(run["applied"], true);
+    assert!(run["fuel"].as_u64().expect("fuel") > 0, "{run}");
+    assert!(run["duration_us"].as_u64().is_some(), "{run}");
+    assert!(run["failure"].is_null());
+
+    let (status, log) = app.get(&format!("/api/v1/clients/dental/decisions?plugin_id={id}"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    assert_eq!(log["decisions"].as_array().expect("list").len(), 1, "{log}");
+    assert_eq!(log["decisions"][0]["message_id"], message_id.as_str());
+}
+
+#[tokio::test]
+async fn uploads_that_are_not_rules_components_are_refused_with_a_reason() {
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    let cases: [(Vec<u8>, &str); 4] = [
+        (b"definitely not wasm".to_vec(), "not_a_component"),
+        (vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], "not_a_component"),
+        // Precompiled code is never accepted, whoever made it.
+        (b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec(), "not_a_component"),
+        // A valid, empty component: compiles, but is not the rules world.
+        (vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00], "wrong_contract"),
+    ];
+    for (bytes, code) in cases {
+        let (status, body) = app.upload_plugin("dental", &token, bytes, "bad", "1", "{}").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    let wasm = component("business_hours_ack");
+    let (status, body) = app.upload_plugin("dental", &token, wasm.clone(), "ack", "1", "{not json").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request")),
+        "{body}"
+    );
+    // The config does not parse in the plugin: the trial call returns an error, so the upload is refused.
+    let (status, body) = app.upload_plugin("dental", &token, wasm.clone(), "ack", "1", r#"{"unknown": 1}"#).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("smoke_call_failed")),
+        "{body}"
+    );
+    // A plugin that traps on every message never gets in.
+    let (status, body) =
+        app.upload_plugin("dental", &token, component("hostile"), "h", "1", r#"{"behaviour": "trap"}"#).await;
+    assert_eq!(body["error"]["code"], "smoke_call_failed", "{status} {body}");
+    assert!(body["error"]["message"].as_str().expect("message").contains("panics on purpose"), "{body}");
+
+    let (status, list) = app.get("/api/v1/clients/dental/plugins", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["plugins"].as_array().expect("list").len(), 0, "nothing refused was stored: {list}");
+    // The same name and version twice is a conflict.
+    let (status, _) = app.upload_plugin("dental", &token, wasm.clone(), "ack", "1", &ack_config("x")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = app.upload_plugin("dental", &token, wasm, "ack", "1", &ack_config("x")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test]
+async fn size_function_size_and_compile_time_are_bounded() {
+    let app = spawn_app_with(|settings| settings.plugins.max_component_bytes = 4096).await;
+    let token = app.create_client("dental").await;
+    let (status, body) = app.upload_plugin("dental", &token, component("business_hours_ack"), "ack", "1", "{}").await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+
+    let app = spawn_app_with(|settings| settings.plugins.max_function_bytes = 1024).await;
+    let token = app.create_client("dental").await;
+    let (status, body) = app.upload_plugin("dental", &token, component("business_hours_ack"), "ack", "1", "{}").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("function_too_large")),
+        "{body}"
+    );
+
+    // Compiling the example takes well over 100 ms in a debug build: the compiler is stopped.
+    let app = spawn_app_with(|settings| settings.plugins.compile_timeout_ms = 100).await;
+    let token = app.create_client("dental").await;
+    let started = Instant::now();
+    let (status, body) = app.upload_plugin("dental", &token, component("business_hours_ack"), "ack", "1", "{}").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("compile_timeout")),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "the compiler was killed, not waited for");
+}
+
+#[tokio::test]
+async fn a_failing_plugin_leaves_the_message_to_the_defaults_and_the_breaker_disables_it() {
+    let app = spawn_app_with(|settings| settings.plugins.breaker_failures = 3).await;
+    let token = app.create_client("dental").await;
+    let config = json!({ "behaviour": "memory", "trigger": "boom" }).to_string();
+    let id = app.install_plugin("dental", &token, ("hostile", "bomb", "1"), &config, "activate").await;
+
+    // Three customers, three failures in a row: each still gets the defaults' acknowledgement.
+    for n in 0..3 {
+        let (message_id, conversation) =
+            app.ingest_processed("dental", &token, &format!("m{n}"), &format!("+3460{n}"), "boom").await;
+        assert_eq!(acks(&conversation), ["¡Gracias! Te respondemos enseguida."], "{conversation:#}");
+        let decisions = app.decisions_of(&message_id).await;
+        let run = decisions.iter().find(|d| d["plugin"]["id"] == id.as_str()).expect("run recorded");
+        assert!(run["failure"].as_str().expect("failure").contains("memory"), "{run}");
+        assert_eq!(decisions.iter().find(|d| d["source"] == "defaults").expect("defaults applied")["applied"], true);
+    }
+    let (_, plugin) = app.get(&format!("/api/v1/clients/dental/plugins/{id}"), &token).await;
+    assert_eq!(plugin["state"], "disabled", "{plugin}");
+    assert!(plugin["state_reason"].as_str().expect("reason").contains("circuit breaker"), "{plugin}");
+    let slug = recado::domain::ClientSlug::parse("dental").expect("slug");
+    let audit = app.db.audit_log(slug, 5).await.expect("audit");
+    assert!(
+        audit.iter().any(|(actor, action, _)| action == "plugin.disable" && actor == "system:circuit-breaker"),
+        "{audit:?}"
+    );
+
+    // Disabled: it no longer runs.
+    let (message_id, _) = app.ingest_processed("dental", &token, "m9", "+34609", "boom").await;
+    assert!(app.decisions_of(&message_id).await.iter().all(|d| d["plugin"].is_null()));
+}
+
+#[tokio::test]
+async fn a_success_resets_the_breakers_count() {
+    let app = spawn_app_with(|settings| settings.plugins.breaker_failures = 2).await;
+    let token = app.create_client("dental").await;
+    let config = json!({ "behaviour": "trap", "trigger": "boom" }).to_string();
+    let id = app.install_plugin("dental", &token, ("hostile", "trap", "1"), &config, "activate").await;
+    for (n, text) in ["boom", "fine", "boom", "fine", "boom"].iter().enumerate() {
+        app.ingest_processed("dental", &token, &format!("m{n}"), "+34600", text).await;
+    }
+    let (_, plugin) = app.get(&format!("/api/v1/clients/dental/plugins/{id}"), &token).await;
+    assert_eq!(plugin["state"], "active", "failures were never consecutive: {plugin}");
+    assert_eq!(plugin["consecutive_failures"], 1);
+}
+
+#[tokio::test]
+async fn shadow_runs_are_recorded_not_applied_and_replay_changes_nothing() {
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    let v1 = app
+        .install_plugin("dental", &token, ("business_hours_ack", "ack", "1"), &ack_config("Versió u"), "activate")
+        .await;
+    let v2 = app
+        .install_plugin("dental", &token, ("business_hours_ack", "ack", "2"), &ack_config("Versió dos"), "shadow")
+        .await;
+
+    let mut messages = Vec::new();
+    for n in 0..3 {
+        let (message_id, conversation) =
+            app.ingest_processed("dental", &token, &format!("m{n}"), &format!("+3460{n}"), "Hola").await;
+        assert_eq!(acks(&conversation), ["Versió u"], "only the active version is applied");
+        let decisions = app.decisions_of(&message_id).await;
+        let shadow = decisions.iter().find(|d| d["plugin"]["id"] == v2.as_str()).expect("shadow run recorded");
+        assert_eq!(shadow["applied"], false);
+        assert_eq!(shadow["decision"]["acknowledge"], "Versió dos");
+        messages.push(message_id);
+    }
+
+    let tables = ["messages", "outbox", "decisions", "plugin_kv", "escalations", "audit_log", "plugins"];
+    let before = app.table_counts(&tables);
+    let (status, report) =
+        app.post(&format!("/api/v1/clients/dental/plugins/{v2}/replay"), &token, json!({ "messages": 10 })).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let replay = &report["replay"];
+    assert_eq!(replay["messages"], 3, "{report}");
+    assert_eq!(replay["differing"], 3);
+    for item in replay["items"].as_array().expect("items") {
+        assert_eq!(item["candidate"]["acknowledge"], "Versió dos");
+        assert_eq!(item["active"]["acknowledge"], "Versió u");
+        assert_eq!(item["recorded"]["acknowledge"], "Versió u");
+    }
+    assert_eq!(app.table_counts(&tables), before, "a replay stores, sends and changes nothing");
+
+    // Rollback: activate v2, then roll back to v1.
+    let (status, _) = app.post(&format!("/api/v1/clients/dental/plugins/{v2}/activate"), &token, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, conversation) = app.ingest_processed("dental", &token, "m10", "+34610", "Hola").await;
+    assert_eq!(acks(&conversation), ["Versió dos"]);
+    let (status, rolled) = app.post(&format!("/api/v1/clients/dental/plugins/{v2}/rollback"), &token, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{rolled}");
+    assert_eq!(rolled["id"], v1.as_str());
+    assert_eq!(rolled["state"], "active");
+    let (_, list) = app.get("/api/v1/clients/dental/plugins", &token).await;
+    let states: Vec<(&str, &str)> = list["plugins"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|p| (p["version"].as_str().expect("v"), p["state"].as_str().expect("s")))
+        .collect();
+    assert_eq!(states, [("2", "inactive"), ("1", "active")]);
+    let (_, conversation) = app.ingest_processed("dental", &token, "m11", "+34611", "Hola").await;
+    assert_eq!(acks(&conversation), ["Versió u"]);
+}
+
+#[tokio::test]
+async fn the_chain_merges_in_order_and_plugins_keep_state_in_their_own_store() {
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    app.install_plugin("dental", &token, ("business_hours_ack", "ack", "1"), &ack_config("Primer"), "activate").await;
+    app.install_plugin("dental", &token, ("hostile", "counter", "1"), r#"{"behaviour": "kv-counter"}"#, "activate")
+        .await;
+    app.install_plugin("dental", &token, ("business_hours_ack", "ack-late", "1"), &ack_config("Segon"), "activate")
+        .await;
+
+    for n in 1..=3 {
+        let (message_id, conversation) =
+            app.ingest_processed("dental", &token, &format!("m{n}"), &format!("+3460{n}"), "Hola").await;
+        assert_eq!(acks(&conversation), ["Primer"], "the first acknowledgement in chain order wins");
+        let decisions = app.decisions_of(&message_id).await;
+        let chain = decisions.iter().find(|d| d["source"] == "chain").expect("chain");
+        assert!(
+            chain["decision"]["reason"].as_str().expect("reason").contains(&format!("counter: count {n}")),
+            "{chain}"
+        );
+    }
+    let slug = recado::domain::ClientSlug::parse("dental").expect("slug");
+    let kv = app.db.plugin_kv(slug, "counter".into()).await.expect("kv");
+    assert_eq!(kv.get("count").map(String::as_str), Some("3"));
+}
+
+#[tokio::test]
+async fn one_clients_plugins_never_see_or_change_another_clients_data() {
+    let app = spawn_app().await;
+    let alpha = app.create_client("alpha").await;
+    let beta = app.create_client("beta").await;
+    for (slug, title) in [("alpha", "Preus de neteja"), ("beta", "Preus de neteja beta")] {
+        let article = json!({ "id": format!("{slug}-preus"), "language": "ca", "title": title, "body": "La neteja costa 60 euros." });
+        let (status, body) = app.post(&format!("/api/v1/clients/{slug}/kb/articles"), &app.admin, article).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let alpha_plugin = app
+        .install_plugin("alpha", &alpha, ("hostile", "probe", "1"), r#"{"behaviour": "kb-probe"}"#, "activate")
+        .await;
+    let counter = app
+        .install_plugin("alpha", &alpha, ("hostile", "counter", "1"), r#"{"behaviour": "kv-counter"}"#, "activate")
+        .await;
+    app.install_plugin("beta", &beta, ("hostile", "counter", "1"), r#"{"behaviour": "kv-counter"}"#, "activate").await;
+
+    // Give the index a moment to pick up both articles.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (message_id, _) = app
+            .ingest_processed(
+                "alpha",
+                &alpha,
+                &format!("q{}", deadline.elapsed().as_nanos()),
+                "+34600",
+                "Quant costa la neteja?",
+            )
+            .await;
+        let decisions = app.decisions_of(&message_id).await;
+        let probe = decisions.iter().find(|d| d["plugin"]["id"] == alpha_plugin.as_str()).expect("probe run");
+        let reason = probe["decision"]["reason"].as_str().expect("reason").to_owned();
+        assert!(!reason.contains("beta-preus"), "alpha's plugin saw beta's article: {reason}");
+        if reason.contains("alpha-preus") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alpha's article never found: {reason}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each installation counts its own client's messages only.
+    app.ingest_processed("beta", &beta, "b1", "+34600", "Hola").await;
+    let beta_kv =
+        app.db.plugin_kv(recado::domain::ClientSlug::parse("beta").expect("slug"), "counter".into()).await.expect("kv");
+    assert_eq!(beta_kv.get("count").map(String::as_str), Some("1"), "beta's counter saw only beta's message");
+
+    // Beta's token cannot see, change, replay or read the decisions of alpha's plugins.
+    let paths = [
+        ("GET", "/api/v1/clients/alpha/plugins".to_owned()),
+        ("GET", format!("/api/v1/clients/alpha/plugins/{counter}")),
+        ("POST", format!("/api/v1/clients/alpha/plugins/{counter}/disable")),
+        ("POST", format!("/api/v1/clients/alpha/plugins/{counter}/replay")),
+        ("GET", "/api/v1/clients/alpha/decisions".to_owned()),
+        // Alpha's plugin id under beta's own slug is not found either.
+        ("GET", format!("/api/v1/clients/beta/plugins/{counter}")),
+        ("POST", format!("/api/v1/clients/beta/plugins/{counter}/activate")),
+    ];
+    for (method, path) in paths {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let body = (method == reqwest::Method::POST).then(|| json!({}));
+        let (status, response) = app.call(method, &path, Some(&beta), body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {response}");
+    }
+    let (status, _) =
+        app.upload_plugin("alpha", &beta, component("hostile"), "x", "1", r#"{"behaviour": "kv-counter"}"#).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Assistants work the inbox; they do not manage plugins.
+    let (status, _) = app.get("/api/v1/clients/alpha/plugins", &app.assistant).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, plugin) = app.get(&format!("/api/v1/clients/alpha/plugins/{counter}"), &alpha).await;
+    assert_eq!(plugin["state"], "active", "nothing beta did changed it");
+}
+
+#[tokio::test]
+async fn plugins_see_the_conversation_as_it_was_when_each_message_arrived() {
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    let probe = app
+        .install_plugin("dental", &token, ("hostile", "context", "1"), r#"{"behaviour": "context"}"#, "activate")
+        .await;
+    let reason = |decisions: Vec<Value>| {
+        decisions
+            .iter()
+            .find(|d| d["plugin"]["id"] == probe.as_str())
+            .and_then(|d| d["decision"]["reason"].as_str().map(str::to_owned))
+            .expect("probe decided")
+    };
+    let (first, _) = app.ingest_processed("dental", &token, "1", "+34600", "Hola, bon dia, tinc mal de queixal").await;
+    assert_eq!(
+        reason(app.decisions_of(&first).await),
+        "client=dental new=true unanswered=1 messages=1 acknowledged=false replied=false open=true language=ca"
+    );
+    let (second, conversation) =
+        app.ingest_processed("dental", &token, "2", "+34600", "Hola? Encara hi sou? Necessito ajuda").await;
+    assert_eq!(
+        reason(app.decisions_of(&second).await),
+        "client=dental new=false unanswered=2 messages=3 acknowledged=true replied=false open=true language=ca",
+        "the first message and its acknowledgement came before"
+    );
+    let id = conversation["id"].as_str().expect("id");
+    let (status, _) =
+        app.post(&format!("/api/v1/conversations/{id}/replies"), &app.assistant, json!({ "text": "Digui'm" })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (third, _) = app.ingest_processed("dental", &token, "3", "+34600", "Gràcies, ja em va bé demà").await;
+    assert!(reason(app.decisions_of(&third).await).contains("unanswered=1 messages=5 acknowledged=true replied=true"));
+}
