@@ -81,14 +81,21 @@ impl Default for Defaults {
 pub struct Case {
     /// What the case is about.
     pub name: String,
-    /// The customer's message.
+    /// The customer's message (unused by overdue cases).
+    #[serde(default)]
     pub text: String,
+    /// Makes this an `on-overdue` case: the conversation has waited this many business minutes.
+    #[serde(default)]
+    pub overdue_minutes: Option<u64>,
     /// Its detected language.
     #[serde(default)]
     pub language: Option<String>,
     /// The contact's name.
     #[serde(default)]
     pub contact_name: Option<String>,
+    /// The contact's handle (phone number, chat id).
+    #[serde(default)]
+    pub contact_handle: Option<String>,
     /// The contact's tags.
     #[serde(default)]
     pub contact_tags: Vec<String>,
@@ -217,7 +224,7 @@ pub fn run(
             },
             contact: PluginContact {
                 id: format!("ctc_fixture_{index}"),
-                handle: "+00000000000".into(),
+                handle: case.contact_handle.clone().unwrap_or_else(|| "+00000000000".into()),
                 name: case.contact_name.clone(),
                 tags: case.contact_tags.clone(),
                 is_new: case.messages_in_conversation <= 1,
@@ -237,7 +244,10 @@ pub fn run(
             },
         };
         let access = HostAccess { kv: Default::default(), kb_search: std::sync::Arc::new(|_, _| Vec::new()) };
-        let outcome = host.on_message(plugin, &call, access);
+        let outcome = match case.overdue_minutes {
+            Some(minutes) => host.on_overdue(plugin, &call.context, minutes.saturating_mul(60), access),
+            None => host.on_message(plugin, &call, access),
+        };
         let mismatches = case.expect.check(&outcome.result);
         let summary = match &outcome.result {
             Ok(decision) => decision.reason.clone(),

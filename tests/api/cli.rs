@@ -235,7 +235,10 @@ async fn reindex_rebuilds_offline_and_refuses_while_the_server_holds_the_index()
 /// The example plugins' directory, with the components built (by `scripts/test`, or here if missing).
 fn example_plugins() -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example-plugins");
-    if !root.join("target/wasm32-wasip2/release/business_hours_ack.wasm").exists() {
+    let built = ["business_hours_ack", "keyword_router", "escalation", "hostile"]
+        .iter()
+        .all(|name| root.join(format!("target/wasm32-wasip2/release/{name}.wasm")).exists());
+    if !built {
         let status = Command::new(env!("CARGO"))
             .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
             .arg(root.join("Cargo.toml"))
@@ -289,8 +292,31 @@ fn plugin_test_runs_fixtures_and_fails_on_a_mismatch() {
         .expect("recado runs");
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("not a valid component"),
+        String::from_utf8_lossy(&output.stderr).contains("not a valid WebAssembly component"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn every_example_plugin_passes_its_own_fixtures() {
+    let root = example_plugins();
+    for (dir, file, cases) in [
+        ("business-hours-ack", "business_hours_ack", 5),
+        ("keyword-router", "keyword_router", 7),
+        ("escalation", "escalation", 8),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_recado"))
+            .args(["plugin", "test"])
+            .arg(root.join(format!("target/wasm32-wasip2/release/{file}.wasm")))
+            .arg("--config")
+            .arg(root.join(dir).join("config.json"))
+            .arg("--fixtures")
+            .arg(root.join(dir).join("fixtures.toml"))
+            .output()
+            .expect("recado runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{dir}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains(&format!("{cases} passed, 0 failed")), "{dir}: {stdout}");
+    }
 }
