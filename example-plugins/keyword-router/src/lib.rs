@@ -101,16 +101,16 @@ impl Plugin for KeywordRouter {
                     },
                 },
             };
-        if let Some(vip) = &config.vip {
-            if vip.handles.contains(&contact.handle) || contact.tags.iter().any(|tag| tag == "vip") {
-                decision = decision.tag("vip");
-                decision.reason.push_str("; VIP contact");
-                if let Some(assignee) = &vip.assignee {
-                    decision = decision.assign(assignee.clone());
-                }
-                if let Some(name) = &vip.priority {
-                    decision = decision.priority(priority(name)?);
-                }
+        if let Some(vip) = &config.vip
+            && (vip.handles.contains(&contact.handle) || contact.tags.iter().any(|tag| tag == "vip"))
+        {
+            decision = decision.tag("vip");
+            decision.reason.push_str("; VIP contact");
+            if let Some(assignee) = &vip.assignee {
+                decision = decision.assign(assignee.clone());
+            }
+            if let Some(name) = &vip.priority {
+                decision = decision.priority(priority(name)?);
             }
         }
         Ok(decision)
