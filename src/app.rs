@@ -88,19 +88,21 @@ impl Application {
         let workers = CancellationToken::new();
         let deliverer = Deliverer::new(state.db.clone(), settings.outbox.clone(), state.metrics.clone())?;
         let delivery = tokio::spawn(deliverer.run(state.outbox.clone(), workers.clone()));
-        let processing = tokio::spawn(pipeline::run(
-            Pipeline {
-                db: state.db.clone(),
-                outbox: state.outbox.clone(),
-                settings: settings.pipeline.clone(),
-                metrics: state.metrics.clone(),
-                detectors: state.knowledge.detectors(),
-                rules: state.rules.clone(),
-                index: state.knowledge.index().clone(),
-            },
-            state.pipeline.clone(),
+        let pipeline = Pipeline {
+            db: state.db.clone(),
+            outbox: state.outbox.clone(),
+            settings: settings.pipeline.clone(),
+            metrics: state.metrics.clone(),
+            detectors: state.knowledge.detectors(),
+            rules: state.rules.clone(),
+            index: state.knowledge.index().clone(),
+        };
+        let clocks = tokio::spawn(crate::sla::run(
+            pipeline.clone(),
+            Duration::from_millis(settings.pipeline.sla_poll_interval_ms),
             workers.clone(),
         ));
+        let processing = tokio::spawn(pipeline::run(pipeline, state.pipeline.clone(), workers.clone()));
         let indexing = tokio::spawn(state.knowledge.index().clone().run(
             state.db.clone(),
             Duration::from_millis(settings.search.poll_interval_ms),
@@ -112,7 +114,8 @@ impl Application {
         workers.cancel();
         // Outbound calls are bounded by the provider timeout; give them that long to record their outcome.
         let worker_grace = settings.outbox.request_timeout() + Duration::from_secs(2);
-        for (name, handle) in [("delivery", delivery), ("processing", processing), ("indexing", indexing)] {
+        let workers = [("delivery", delivery), ("processing", processing), ("indexing", indexing), ("clocks", clocks)];
+        for (name, handle) in workers {
             match tokio::time::timeout(worker_grace, handle).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::error!(worker = name, %error, "worker failed"),

@@ -265,11 +265,13 @@ pub struct PipelineSettings {
     pub batch_size: usize,
     /// How often unprocessed messages are looked for (they are also processed as soon as they arrive).
     pub sweep_interval_ms: u64,
+    /// Longest wait between looks at first-response clocks (the worker also wakes when the next one is due).
+    pub sla_poll_interval_ms: u64,
 }
 
 impl Default for PipelineSettings {
     fn default() -> Self {
-        Self { batch_size: 256, sweep_interval_ms: 5_000 }
+        Self { batch_size: 256, sweep_interval_ms: 5_000, sla_poll_interval_ms: 1_000 }
     }
 }
 
@@ -316,6 +318,7 @@ impl Settings {
         settings.outbox.request_timeout_ms = 2_000;
         settings.outbox.poll_interval_ms = 100;
         settings.pipeline.sweep_interval_ms = 200;
+        settings.pipeline.sla_poll_interval_ms = 100;
         settings
     }
 

@@ -5,6 +5,9 @@
 //! - [`config`]: typed settings, loaded in layers.
 //! - [`domain`]: pure types and rules (ids, clients, messages, roles); no I/O.
 //! - [`store`]: the SQLite store (one writer thread with group commit, a reader pool, migrations).
+//! - [`pipeline`]: stored messages to applied decisions (defaults and rule-plugin chains).
+//! - [`plugins`]: the WebAssembly rule-plugin host, upload checks and compilation, chains.
+//! - [`sla`]: first-response clocks, warnings and `on-overdue` escalations.
 pub mod app;
 pub mod channels;
 pub mod config;
@@ -17,5 +20,6 @@ pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod plugins;
+pub mod sla;
 pub mod store;
 pub mod telemetry;

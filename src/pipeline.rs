@@ -128,7 +128,8 @@ impl LoadedChain {
         chain
     }
 
-    fn has_active(&self) -> bool {
+    /// Whether the chain has an active plugin (loaded or not).
+    pub fn has_active(&self) -> bool {
         self.links
             .iter()
             .map(|link| &link.plugin)
@@ -217,7 +218,8 @@ fn decide_with_chain(
     (runs, outcome.merged, outcome.spent)
 }
 
-fn broken_run(plugin: &RunningPlugin, why: &str) -> PluginRun {
+/// The recorded run of a plugin that could not be loaded.
+pub(crate) fn broken_run(plugin: &RunningPlugin, why: &str) -> PluginRun {
     PluginRun {
         plugin_id: plugin.id.clone(),
         plugin_name: plugin.name.clone(),
@@ -291,7 +293,10 @@ fn decide_in_order(
             if let Some(language) = &language {
                 languages.insert(message.conversation_id.clone(), language.clone());
             }
+            let profile = &message.profile;
+            let (warn, due) = profile.sla.deadlines(&profile.business_hours, message.received_at, &profile.timezone);
             ProcessedDecision {
+                sla: Some((message.received_at, warn, due)),
                 client: message.client,
                 message_id: message.message_id,
                 source: source.to_owned(),

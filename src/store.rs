@@ -18,6 +18,7 @@ mod migrations;
 mod outbox;
 mod pipeline;
 mod plugins;
+mod sla;
 mod suggestions;
 mod tokens;
 
@@ -25,7 +26,7 @@ pub use articles::{Article, ArticlePage, Edit, ImportSummary};
 pub use clients::ClientRecord;
 pub use conversations::{
     ContactView, ConversationDetail, ConversationFilter, ConversationPage, ConversationSummary, Delivery, MessageView,
-    RoutingChange, Scope,
+    RoutingChange, Scope, SlaClock,
 };
 pub use ingest::{IngestOutcome, StatusUpdate};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
@@ -33,6 +34,7 @@ pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision
 pub use plugins::{
     DecisionFilter, DecisionRecord, LogLine, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,
 };
+pub use sla::{DueClock, OverdueContext, OverdueDecision};
 pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};
 pub use tokens::{NewToken, TokenRecord};
 

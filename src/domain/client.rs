@@ -265,6 +265,94 @@ impl BusinessHours {
         Ok(())
     }
 
+    /// Whether no interval is set at all (then the business counts as always open).
+    fn always_open(&self) -> bool {
+        [&self.mon, &self.tue, &self.wed, &self.thu, &self.fri, &self.sat, &self.sun].iter().all(|day| day.is_empty())
+    }
+
+    /// The open spans of local date `date`, as `[start, end)` in milliseconds since the epoch.
+    fn open_spans(&self, date: jiff::civil::Date, tz: &jiff::tz::TimeZone) -> Vec<(i64, i64)> {
+        if self.holidays.contains(&date.to_string()) {
+            return Vec::new();
+        }
+        let day = match date.weekday() {
+            jiff::civil::Weekday::Monday => Weekday::Mon,
+            jiff::civil::Weekday::Tuesday => Weekday::Tue,
+            jiff::civil::Weekday::Wednesday => Weekday::Wed,
+            jiff::civil::Weekday::Thursday => Weekday::Thu,
+            jiff::civil::Weekday::Friday => Weekday::Fri,
+            jiff::civil::Weekday::Saturday => Weekday::Sat,
+            jiff::civil::Weekday::Sunday => Weekday::Sun,
+        };
+        let at = |minute: u16| -> Option<i64> {
+            // 24:00 is the next day's midnight.
+            let (date, minute) = if minute >= 24 * 60 { (date.tomorrow().ok()?, 0) } else { (date, minute) };
+            let hour = i8::try_from(minute / 60).ok()?;
+            let minute = i8::try_from(minute % 60).ok()?;
+            Some(date.at(hour, minute, 0, 0).to_zoned(tz.clone()).ok()?.timestamp().as_millisecond())
+        };
+        self.day(day).iter().filter_map(|interval| Some((at(interval.open)?, at(interval.close)?))).collect()
+    }
+
+    /// The instant `open_ms` milliseconds of opening time after `start` (in time zone `timezone`): what a
+    /// target counted in business time, such as a first-response target, comes to.
+    pub fn add_open_time(&self, start: Timestamp, open_ms: i64, timezone: &str) -> Timestamp {
+        let plain = Timestamp(start.millis().saturating_add(open_ms));
+        let Some((tz, mut date)) = self.local_date(start, timezone) else { return plain };
+        let mut remaining = open_ms;
+        // Bounded: ten years of closed days means the hours are unusable; fall back to plain time.
+        for _ in 0..3_660 {
+            for (open, close) in self.open_spans(date, &tz) {
+                let from = open.max(start.millis());
+                if from >= close {
+                    continue;
+                }
+                if remaining <= close - from {
+                    return Timestamp(from + remaining);
+                }
+                remaining -= close - from;
+            }
+            let Ok(next) = date.tomorrow() else { return plain };
+            date = next;
+        }
+        plain
+    }
+
+    /// Opening time between `from` and `to`, in milliseconds (zero when `to` is not after `from`).
+    pub fn open_time_between(&self, from: Timestamp, to: Timestamp, timezone: &str) -> i64 {
+        if to.millis() <= from.millis() {
+            return 0;
+        }
+        let Some((tz, mut date)) = self.local_date(from, timezone) else { return to.millis() - from.millis() };
+        let mut total = 0;
+        for _ in 0..3_660 {
+            let spans = self.open_spans(date, &tz);
+            for (open, close) in spans {
+                let (start, end) = (open.max(from.millis()), close.min(to.millis()));
+                if end > start {
+                    total += end - start;
+                }
+            }
+            let Ok(next) = date.tomorrow() else { break };
+            let next_start = next.at(0, 0, 0, 0).to_zoned(tz.clone()).map(|z| z.timestamp().as_millisecond());
+            if next_start.map_or(true, |next_start| next_start >= to.millis()) {
+                break;
+            }
+            date = next;
+        }
+        total
+    }
+
+    /// The time zone and the local date of `at`, unless the business is always open or the zone unknown.
+    fn local_date(&self, at: Timestamp, timezone: &str) -> Option<(jiff::tz::TimeZone, jiff::civil::Date)> {
+        if self.always_open() {
+            return None;
+        }
+        let tz = jiff::tz::TimeZone::get(timezone).ok()?;
+        let date = jiff::Timestamp::from_millisecond(at.millis()).ok()?.to_zoned(tz.clone()).date();
+        Some((tz, date))
+    }
+
     /// Returns true if and only if the business is open at `at`, in time zone `timezone`.
     pub fn is_open(&self, at: Timestamp, timezone: &str) -> bool {
         let all = [&self.mon, &self.tue, &self.wed, &self.thu, &self.fri, &self.sat, &self.sun];
@@ -356,6 +444,15 @@ pub struct Sla {
 impl Sla {
     fn default_warning_fraction() -> f64 {
         0.8
+    }
+
+    /// When the warning and the target of a first-response clock started at `start` fall, counted in
+    /// `hours`' opening time.
+    pub fn deadlines(&self, hours: &BusinessHours, start: Timestamp, timezone: &str) -> (Timestamp, Timestamp) {
+        let target_ms = i64::from(self.first_response_minutes) * 60_000;
+        // Rounded to the millisecond: the fraction is validated to (0, 1), so the warning precedes the target.
+        let warn_ms = (target_ms as f64 * self.warning_fraction).round() as i64;
+        (hours.add_open_time(start, warn_ms, timezone), hours.add_open_time(start, target_ms, timezone))
     }
 
     fn validate(&self) -> Result<(), Invalid> {
@@ -514,6 +611,45 @@ mod tests {
         let next_monday = "2027-01-04T10:00:00Z".parse::<jiff::Timestamp>().expect("ts").as_millisecond();
         assert!(hours.is_open(Timestamp(next_monday), "Europe/Madrid"));
         assert!(BusinessHours::default().is_open(Timestamp(lunch), "Europe/Madrid"));
+    }
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp(text.parse::<jiff::Timestamp>().expect("ts").as_millisecond())
+    }
+
+    #[test]
+    fn business_time_skips_closed_hours_days_and_holidays() {
+        // Open only on Mondays 09:00-14:00 and 16:00-20:00 (Madrid, UTC+1 in winter).
+        let hours = profile().business_hours;
+        let minutes = |m: i64| m * 60_000;
+        // Monday 13:30 local + 60 open minutes: 30 before lunch, 30 after it reopens at 16:00.
+        let due = hours.add_open_time(at("2026-11-23T12:30:00Z"), minutes(60), "Europe/Madrid");
+        assert_eq!(due, at("2026-11-23T15:30:00Z"));
+        // Monday 19:30 + 60: 30 today, then the next open Monday (2026-11-30) 09:00 + 30.
+        let due = hours.add_open_time(at("2026-11-23T18:30:00Z"), minutes(60), "Europe/Madrid");
+        assert_eq!(due, at("2026-11-30T08:30:00Z"));
+        // Written on Sunday: the clock starts on Monday's opening.
+        let due = hours.add_open_time(at("2026-11-22T12:00:00Z"), minutes(15), "Europe/Madrid");
+        assert_eq!(due, at("2026-11-23T08:15:00Z"));
+        // The holiday Monday 2026-12-28 does not count.
+        let due = hours.add_open_time(at("2026-12-27T12:00:00Z"), minutes(15), "Europe/Madrid");
+        assert_eq!(due, at("2027-01-04T08:15:00Z"));
+        // And back: the open time between the two ends of each case is what was added.
+        assert_eq!(
+            hours.open_time_between(at("2026-11-23T18:30:00Z"), at("2026-11-30T08:30:00Z"), "Europe/Madrid"),
+            minutes(60)
+        );
+        assert_eq!(hours.open_time_between(at("2026-11-24T08:00:00Z"), at("2026-11-29T08:00:00Z"), "Europe/Madrid"), 0);
+        // No hours at all: plain time.
+        let always = BusinessHours::default();
+        assert_eq!(
+            always.add_open_time(at("2026-11-22T12:00:00Z"), minutes(15), "Europe/Madrid"),
+            at("2026-11-22T12:15:00Z")
+        );
+        assert_eq!(
+            always.open_time_between(at("2026-11-22T12:00:00Z"), at("2026-11-22T12:15:00Z"), "Europe/Madrid"),
+            minutes(15)
+        );
     }
 
     #[test]

@@ -38,6 +38,13 @@ fn summary_json(summary: &ConversationSummary) -> Value {
         "last_activity_at": summary.last_activity_at.to_rfc3339(),
         "first_inbound_at": summary.first_inbound_at.map(|t| t.to_rfc3339()),
         "first_human_reply_at": summary.first_human_reply_at.map(|t| t.to_rfc3339()),
+        "escalation_level": summary.escalation_level,
+        "sla": summary.sla.as_ref().map(|sla| json!({
+            "state": sla.state,
+            "started_at": sla.started_at.to_rfc3339(),
+            "warn_at": sla.warn_at.to_rfc3339(),
+            "due_at": sla.due_at.to_rfc3339(),
+        })),
         "closed_at": summary.closed_at.map(|t| t.to_rfc3339()),
     })
 }

@@ -97,6 +97,23 @@ pub struct ConversationSummary {
     pub first_human_reply_at: Option<Timestamp>,
     /// When it was closed, if it is.
     pub closed_at: Option<Timestamp>,
+    /// Highest escalation level so far (0: never escalated).
+    pub escalation_level: u8,
+    /// The first-response clock, once it has started.
+    pub sla: Option<SlaClock>,
+}
+
+/// The first-response clock of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaClock {
+    /// `running`, `warned`, `overdue`, `met`, `met_late` or `stopped`.
+    pub state: String,
+    /// The customer message that started it.
+    pub started_at: Timestamp,
+    /// When the warning is (or was) raised.
+    pub warn_at: Timestamp,
+    /// The target.
+    pub due_at: Timestamp,
 }
 
 /// The delivery state of an outbound message.
@@ -158,7 +175,8 @@ pub struct ConversationPage {
 const SUMMARY_COLUMNS: &str =
     "c.id, c.client_id, c.contact_id, k.handle, k.name, c.channel, c.status, c.queue, c.assignee,
      c.priority, c.tags, c.message_count, c.preview, c.opened_at, c.last_activity_at, c.first_inbound_at,
-     c.first_human_reply_at, c.closed_at";
+     c.first_human_reply_at, c.closed_at, c.escalation_level, c.sla_state, c.sla_started_at, c.sla_warn_at,
+     c.sla_due_at";
 
 fn summary_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSummary> {
     let tags: String = row.get(10)?;
@@ -179,6 +197,16 @@ fn summary_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSum
         first_inbound_at: row.get::<_, Option<i64>>(15)?.map(Timestamp),
         first_human_reply_at: row.get::<_, Option<i64>>(16)?.map(Timestamp),
         closed_at: row.get::<_, Option<i64>>(17)?.map(Timestamp),
+        escalation_level: row.get(18)?,
+        sla: match row.get::<_, Option<String>>(19)? {
+            Some(state) => Some(SlaClock {
+                state,
+                started_at: Timestamp(row.get(20)?),
+                warn_at: Timestamp(row.get(21)?),
+                due_at: Timestamp(row.get(22)?),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -311,8 +339,12 @@ impl Db {
         self.write(move |connection| {
             let summary = load_summary(connection, &scope, &conversation_id)?;
             let message_id = enqueue(connection, &summary, MessageKind::Assistant, Some(&author), &text)?;
+            // The first human reply stops the first-response clock (an automatic acknowledgement does not).
             connection.execute(
-                "UPDATE conversations SET first_human_reply_at = COALESCE(first_human_reply_at, ?3)
+                "UPDATE conversations SET first_human_reply_at = COALESCE(first_human_reply_at, ?3),
+                        sla_state = CASE sla_state WHEN 'running' THEN 'met' WHEN 'warned' THEN 'met'
+                                                   WHEN 'overdue' THEN 'met_late' ELSE sla_state END,
+                        sla_next_at = NULL
                  WHERE client_id = ?1 AND id = ?2",
                 params![summary.client, summary.id, Timestamp::now().millis()],
             )?;
@@ -350,8 +382,13 @@ impl Db {
                 }
             }
             let closed_at = (status == ConversationStatus::Closed).then_some(now);
+            // Closing without a reply stops the clock: nobody is waiting any more.
             connection.execute(
-                "UPDATE conversations SET status = ?3, closed_at = ?4 WHERE client_id = ?1 AND id = ?2",
+                "UPDATE conversations SET status = ?3, closed_at = ?4,
+                        sla_state = CASE WHEN ?3 = 'closed' AND sla_state IN ('running', 'warned') THEN 'stopped'
+                                         ELSE sla_state END,
+                        sla_next_at = CASE WHEN ?3 = 'closed' THEN NULL ELSE sla_next_at END
+                 WHERE client_id = ?1 AND id = ?2",
                 params![summary.client, summary.id, status.as_str(), closed_at],
             )?;
             let slug = ClientSlug::parse(&summary.client).map_err(|e| Error::Conflict(e.to_string()))?;

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_articles.sql"),
     include_str!("migrations/0003_suggestions.sql"),
     include_str!("migrations/0004_plugins.sql"),
+    include_str!("migrations/0005_sla.sql"),
 ];
 
 /// The schema version this build writes.

@@ -89,6 +89,8 @@ pub struct ProcessedDecision {
     pub language: Option<String>,
     /// The plugin runs behind the decision (shadow ones included), to record.
     pub runs: Vec<PluginRun>,
+    /// The first-response clock `(started, warning, target)` to start if the conversation has none yet.
+    pub sla: Option<(Timestamp, Timestamp, Timestamp)>,
 }
 
 /// The language detected on the latest inbound message of a conversation before message `(at, id)`.
@@ -129,17 +131,21 @@ fn message_context(
         })
         .optional()?;
     let Some((conversation_id, channel, text, received_at)) = row else { return Ok(None) };
-    // "Up to this message" is (created_at, id) <= (?3, ?4).
+    // Counts go up to this message, (created_at, id) <= (?3, ?4): later ones may already be stored. The
+    // latest acknowledgement and human reply are taken as of now when deciding live (an acknowledgement of
+    // an earlier message is stored after it, possibly after this message arrived), and as of the message's
+    // arrival when replaying history.
     let (inbound, all, last_ack, last_human): (i64, i64, Option<i64>, Option<i64>) = connection
         .prepare_cached(
-            "SELECT SUM(CASE WHEN direction = 'in' THEN 1 ELSE 0 END), COUNT(*),
-                    MAX(CASE WHEN kind = 'auto_ack' THEN created_at END),
-                    MAX(CASE WHEN kind = 'assistant' THEN created_at END)
-             FROM messages WHERE client_id = ?1 AND conversation_id = ?2
-               AND (created_at < ?3 OR (created_at = ?3 AND id <= ?4))",
+            "SELECT COALESCE(SUM(CASE WHEN upto AND direction = 'in' THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN upto THEN 1 ELSE 0 END), 0),
+                    MAX(CASE WHEN kind = 'auto_ack' AND (?5 OR upto) THEN created_at END),
+                    MAX(CASE WHEN kind = 'assistant' AND (?5 OR upto) THEN created_at END)
+             FROM (SELECT direction, kind, created_at, (created_at < ?3 OR (created_at = ?3 AND id <= ?4)) AS upto
+                   FROM messages WHERE client_id = ?1 AND conversation_id = ?2)",
         )?
-        .query_row(params![client.as_str(), conversation_id, received_at, message_id], |row| {
-            Ok((row.get::<_, Option<i64>>(0)?.unwrap_or(0), row.get(1)?, row.get(2)?, row.get(3)?))
+        .query_row(params![client.as_str(), conversation_id, received_at, message_id, only_received], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })?;
     let unanswered: i64 = connection
         .prepare_cached(
@@ -182,6 +188,38 @@ fn message_context(
         conversation_language,
         contact: ContactFacts { id: contact_id, handle, name, is_new: !earlier_from_contact },
     }))
+}
+
+/// Applies a decision's routing (queue, assignee, priority, tags added) to a conversation, in the caller's
+/// transaction. Fields the decision leaves empty keep their value.
+pub(super) fn apply_routing(connection: &Connection, summary: &ConversationSummary, decision: &Decision) -> Result<()> {
+    if decision.queue.is_none()
+        && decision.assignee.is_none()
+        && decision.priority.is_none()
+        && decision.tags.is_empty()
+    {
+        return Ok(());
+    }
+    let mut tags = summary.tags.clone();
+    for tag in &decision.tags {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
+    connection
+        .prepare_cached(
+            "UPDATE conversations SET queue = ?3, assignee = ?4, priority = ?5, tags = ?6
+             WHERE client_id = ?1 AND id = ?2",
+        )?
+        .execute(params![
+            summary.client,
+            summary.id,
+            decision.queue.clone().or(summary.queue.clone()),
+            decision.assignee.clone().or(summary.assignee.clone()),
+            decision.priority.unwrap_or(summary.priority).as_str(),
+            serde_json::to_string(&tags)?
+        ])?;
+    Ok(())
 }
 
 /// Applies an escalation to a conversation in the caller's transaction: records it, raises the
@@ -350,36 +388,24 @@ impl Db {
                 let conversation_id: String = connection
                     .prepare_cached("SELECT conversation_id FROM messages WHERE client_id = ?1 AND id = ?2")?
                     .query_row(params![slug, item.message_id], |row| row.get(0))?;
+                if let Some((started, warn, due)) = item.sla {
+                    // Only the first customer message starts the clock; a replied conversation has none.
+                    connection
+                        .prepare_cached(
+                            "UPDATE conversations SET sla_state = 'running', sla_started_at = ?3, sla_warn_at = ?4,
+                                    sla_due_at = ?5, sla_next_at = ?4
+                             WHERE client_id = ?1 AND id = ?2 AND sla_state IS NULL
+                               AND first_human_reply_at IS NULL AND status = 'open'",
+                        )?
+                        .execute(params![slug, conversation_id, started.millis(), warn.millis(), due.millis()])?;
+                }
                 let scope = Scope::Client(item.client.clone());
                 let summary = load_summary(connection, &scope, &conversation_id)?;
                 if let Some(text) = &item.decision.acknowledge {
                     enqueue(connection, &summary, MessageKind::AutoAck, None, text)?;
                 }
                 let decision = &item.decision;
-                if decision.queue.is_some()
-                    || decision.assignee.is_some()
-                    || decision.priority.is_some()
-                    || !decision.tags.is_empty()
-                {
-                    let mut tags = summary.tags.clone();
-                    for tag in &decision.tags {
-                        if !tags.contains(tag) {
-                            tags.push(tag.clone());
-                        }
-                    }
-                    connection.execute(
-                        "UPDATE conversations SET queue = ?3, assignee = ?4, priority = ?5, tags = ?6
-                         WHERE client_id = ?1 AND id = ?2",
-                        params![
-                            slug,
-                            summary.id,
-                            decision.queue.clone().or(summary.queue.clone()),
-                            decision.assignee.clone().or(summary.assignee.clone()),
-                            decision.priority.unwrap_or(summary.priority).as_str(),
-                            serde_json::to_string(&tags)?
-                        ],
-                    )?;
-                }
+                apply_routing(connection, &summary, decision)?;
                 if let Some(escalation) = &decision.escalate {
                     escalate(connection, &summary, Some(&item.message_id), "message", &item.source, escalation)?;
                 }

@@ -12,5 +12,6 @@ mod isolation;
 mod outbox;
 mod plugins;
 mod robustness;
+mod sla;
 mod suggestions;
 mod webhooks;

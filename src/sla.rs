@@ -1,0 +1,126 @@
+//! First-response clocks: a warning at the configured fraction of a client's target, and at the target the
+//! `on-overdue` hook of the client's chain, whose escalation is applied (the client's defaults escalate when
+//! no active plugin decides).
+//!
+//! Clocks live in the store (`sla_next_at` on each conversation), so the worker keeps no state: it looks for
+//! what is due, at start-up too, which is how a target passed while the server was down fires after the
+//! restart.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{Decision, Escalation, Priority, Timestamp};
+use crate::pipeline::{DEFAULTS_SOURCE, LoadedChain, Pipeline, with_defaults};
+use crate::plugins::PluginContext;
+use crate::plugins::runtime::{Hook, kb_search_for};
+use crate::store::{DueClock, OverdueContext, OverdueDecision};
+
+/// Clocks handled per round.
+const BATCH: usize = 100;
+
+/// What the client's defaults decide about an overdue conversation: tag it, raise its priority and escalate
+/// at level 1, telling the escalation contact if the client has one.
+pub fn default_overdue_decision(context: &OverdueContext) -> Decision {
+    let minutes = context.profile.sla.first_response_minutes;
+    Decision {
+        tags: vec!["overdue".into()],
+        priority: Some(Priority::High),
+        escalate: Some(Escalation {
+            level: 1,
+            reason: format!("no first reply within the {minutes}-minute target"),
+            notify_owner: context.profile.escalation_contact.is_some(),
+        }),
+        reason: "client defaults: first response overdue".into(),
+        ..Decision::default()
+    }
+}
+
+/// Runs until `shutdown` is cancelled, looking at least every `poll`.
+pub async fn run(pipeline: Pipeline, poll: Duration, shutdown: CancellationToken) {
+    loop {
+        if let Err(error) = process_due(&pipeline, Timestamp::now()).await {
+            tracing::error!(%error, "handling first-response clocks failed; retrying");
+        }
+        let wait = match pipeline.db.next_clock_at().await {
+            Ok(Some(next)) => {
+                Duration::from_millis(u64::try_from(next.millis() - Timestamp::now().millis()).unwrap_or(0)).min(poll)
+            }
+            _ => poll,
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {}
+        }
+    }
+}
+
+/// Handles every clock due at `now`. Returns how many steps were applied.
+///
+/// # Errors
+/// The store fails.
+pub async fn process_due(pipeline: &Pipeline, now: Timestamp) -> crate::store::Result<usize> {
+    let mut applied = 0;
+    loop {
+        let due = pipeline.db.due_clocks(now, BATCH).await?;
+        let count = due.len();
+        for clock in due {
+            let done = if clock.state == "running" && clock.due_at.millis() > now.millis() {
+                pipeline.db.warn_clock(clock).await?
+            } else {
+                overdue(pipeline, clock, now).await?
+            };
+            applied += usize::from(done);
+        }
+        if count < BATCH {
+            return Ok(applied);
+        }
+    }
+}
+
+async fn overdue(pipeline: &Pipeline, clock: DueClock, now: Timestamp) -> crate::store::Result<bool> {
+    let context = pipeline.db.overdue_context(clock.client.clone(), clock.conversation_id.clone()).await?;
+    let chain = LoadedChain::load(&pipeline.rules, &pipeline.db, &clock.client, &context.chain).await;
+    let profile = &context.profile;
+    let waited_ms = profile.business_hours.open_time_between(clock.started_at, now, &profile.timezone);
+    let plugin_context = PluginContext {
+        client: clock.client.as_str().to_owned(),
+        now: now.millis(),
+        timezone: profile.timezone.clone(),
+        within_business_hours: profile.business_hours.is_open(now, &profile.timezone),
+        languages: profile.languages.clone(),
+        conversation_id: clock.conversation_id.clone(),
+        messages_in_conversation: context.messages,
+        unanswered_inbound: context.unanswered_inbound,
+        last_acknowledged_at: context.last_acknowledged_at.map(Timestamp::millis),
+        last_human_reply_at: context.last_human_reply_at.map(Timestamp::millis),
+        config: String::new(),
+    };
+    let rules = pipeline.rules.clone();
+    let index = pipeline.index.clone();
+    let client = clock.client.clone();
+    let last_inbound_id = context.last_inbound_id.clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        let defaults = default_overdue_decision(&context);
+        if chain.links.is_empty() && chain.broken.is_empty() {
+            return OverdueDecision { source: DEFAULTS_SOURCE.into(), decision: defaults, runs: Vec::new() };
+        }
+        let mut kv: HashMap<_, _> = context.kv;
+        let kb_search = kb_search_for(&index, &client, &context.profile, context.profile.primary_language());
+        let hook =
+            Hook::Overdue { context: &plugin_context, waited_seconds: u64::try_from(waited_ms / 1000).unwrap_or(0) };
+        let outcome = rules.run_chain(&chain.links, &hook, &mut kv, &kb_search);
+        let mut runs = outcome.runs;
+        runs.extend(chain.broken.iter().map(|(plugin, why)| crate::pipeline::broken_run(plugin, why)));
+        let (source, decision) = with_defaults(outcome.merged, defaults, chain.has_active());
+        OverdueDecision { source: source.into(), decision, runs }
+    })
+    .await?;
+    let breaker = pipeline.rules.settings().breaker_failures;
+    let applied = pipeline.db.apply_overdue(clock, last_inbound_id, decided, breaker).await?;
+    if applied {
+        pipeline.outbox.wake();
+    }
+    Ok(applied)
+}

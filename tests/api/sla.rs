@@ -1,0 +1,167 @@
+//! Escalations and first-response clocks: urgent messages and overdue conversations escalate, the client's
+//! escalation contact is told through the outbox, a human reply stops the clock, and clocks that fell due
+//! while the server was down fire after the restart.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{FakeProvider, TestApp, profile, spawn_app, spawn_in};
+use recado::domain::{ClientSlug, Role};
+
+const SECRET: &str = "a-webhook-secret-for-tests";
+
+/// A client whose escalation contact is reached through its webhook (the fake provider); returns its token.
+async fn client_with_owner(app: &TestApp, slug: &str, provider: &FakeProvider) -> String {
+    let mut body = profile("Clínica");
+    body["slug"] = json!(slug);
+    body["escalation_contact"] = json!({ "name": "Marta (owner)", "channel": "webhook", "handle": "owner-marta" });
+    let (status, created) = app.post("/api/v1/clients", &app.admin, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    app.put_channel(slug, "webhook", json!({ "url": format!("{}/hook", provider.url), "secret": SECRET })).await;
+    app.db
+        .create_token(Role::Client, Some(ClientSlug::parse(slug).expect("slug")), "owner".into())
+        .await
+        .expect("token")
+        .token
+}
+
+/// Owner notices the fake provider received, as JSON.
+async fn notices(provider: &FakeProvider, at_least: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<Value> =
+            provider.received().iter().map(|r| r.json()).filter(|body| body["kind"] == "owner_notice").collect();
+        if found.len() >= at_least || std::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_urgent_message_escalates_and_the_owner_is_told_through_the_outbox() {
+    let app = spawn_app().await;
+    let provider = FakeProvider::start(vec![]).await;
+    let token = client_with_owner(&app, "dental", &provider).await;
+    app.install_plugin("dental", &token, ("escalation", "escalation", "1"), "{}", "activate").await;
+
+    let (_, conversation) = app.ingest_processed("dental", &token, "1", "+34600", "És urgent, em fa molt de mal").await;
+    assert_eq!(conversation["escalation_level"], 2, "{conversation:#}");
+    assert_eq!(conversation["priority"], "urgent");
+    assert!(conversation["tags"].as_array().expect("tags").contains(&json!("urgent")));
+
+    let notices = notices(&provider, 1).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["to"], "owner-marta");
+    let text = notices[0]["text"].as_str().expect("text");
+    assert!(text.contains("Escalation level 2") && text.contains("urgent"), "{text}");
+    // The notice is part of the conversation's history, not sent to the customer, and not its preview.
+    let id = conversation["id"].as_str().expect("id");
+    let conversation = app.conversation(id).await;
+    assert_eq!(conversation["preview"], "És urgent, em fa molt de mal");
+
+    // A calm message escalates nothing more.
+    let (_, calm) = app.ingest_processed("dental", &token, "2", "+34611", "Quin horari feu?").await;
+    assert_eq!(calm["escalation_level"], 0);
+}
+
+#[tokio::test]
+async fn a_human_reply_stops_the_first_response_clock_and_an_acknowledgement_does_not() {
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    let (_, conversation) = app.ingest_processed("dental", &token, "1", "+34600", "Hola").await;
+    assert!(conversation["messages"].as_array().expect("m").iter().any(|m| m["kind"] == "auto_ack"));
+    assert_eq!(conversation["sla"]["state"], "running", "{conversation:#}");
+    let started = conversation["sla"]["started_at"].as_str().expect("started").parse::<jiff::Timestamp>().expect("ts");
+    let due = conversation["sla"]["due_at"].as_str().expect("due").parse::<jiff::Timestamp>().expect("ts");
+    // The test profile has no business hours (always open) and a 15-minute target.
+    assert_eq!(due.duration_since(started).as_secs(), 15 * 60);
+
+    let id = conversation["id"].as_str().expect("id");
+    let (status, _) =
+        app.post(&format!("/api/v1/conversations/{id}/replies"), &app.assistant, json!({ "text": "Hola!" })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(app.conversation(id).await["sla"]["state"], "met");
+}
+
+/// Moves a conversation's clock so that `what` ("warning" or "target") is in the past, as if time passed
+/// while the server was stopped.
+fn pass_time(data_dir: &std::path::Path, conversation_id: &str, what: &str) {
+    let connection = rusqlite::Connection::open(data_dir.join("recado.db")).expect("open");
+    let past = jiff::Timestamp::now().as_millisecond() - 1_000;
+    let sql = match what {
+        "warning" => "UPDATE conversations SET sla_warn_at = ?1, sla_next_at = ?1 WHERE id = ?2",
+        _ => {
+            "UPDATE conversations SET sla_warn_at = ?1 - 1, sla_due_at = ?1,
+                     sla_next_at = CASE sla_state WHEN 'running' THEN ?1 - 1 ELSE ?1 END WHERE id = ?2"
+        }
+    };
+    assert_eq!(connection.execute(sql, rusqlite::params![past, conversation_id]).expect("update"), 1);
+}
+
+#[tokio::test]
+async fn clocks_that_fell_due_while_the_server_was_down_fire_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let provider = FakeProvider::start(vec![]).await;
+    let app = spawn_in(dir.path(), |_| {}).await;
+    let token = client_with_owner(&app, "dental", &provider).await;
+    app.install_plugin("dental", &token, ("escalation", "escalation", "1"), r#"{"overdue_level": 2}"#, "activate")
+        .await;
+    let (message_id, conversation) =
+        app.ingest_processed("dental", &token, "1", "+34600", "Bon dia, una consulta").await;
+    let id = conversation["id"].as_str().expect("id").to_owned();
+    assert_eq!(conversation["sla"]["state"], "running");
+    app.stop().await;
+
+    // The warning fell due while stopped.
+    pass_time(dir.path(), &id, "warning");
+    let app = spawn_in(dir.path(), |_| {}).await;
+    app.wait_for_conversation(&id, "the warning", |c| c["sla"]["state"] == "warned").await;
+    let events =
+        app.db.conversation_events(ClientSlug::parse("dental").expect("slug"), id.clone()).await.expect("events");
+    assert_eq!(events.iter().map(|(kind, _, _)| kind.as_str()).collect::<Vec<_>>(), ["sla.warning"]);
+    app.stop().await;
+
+    // Then the target.
+    pass_time(dir.path(), &id, "target");
+    let app = spawn_in(dir.path(), |_| {}).await;
+    let conversation = app.wait_for_conversation(&id, "overdue", |c| c["sla"]["state"] == "overdue").await;
+    assert_eq!(conversation["escalation_level"], 2, "the plugin's on-overdue escalation: {conversation:#}");
+    assert!(conversation["tags"].as_array().expect("tags").contains(&json!("overdue")));
+    let escalations = app.db.escalations(ClientSlug::parse("dental").expect("slug"), id.clone()).await.expect("esc");
+    assert_eq!(escalations.len(), 1, "{escalations:?}");
+    assert_eq!((escalations[0].0.as_str(), escalations[0].1, escalations[0].3), ("overdue", 2, true));
+    let notices = notices(&provider, 1).await;
+    assert!(notices.iter().any(|n| n["text"].as_str().is_some_and(|t| t.contains("no first reply"))), "{notices:?}");
+
+    let decisions = app.decisions_of(&message_id).await;
+    assert!(decisions.iter().any(|d| d["source"] == "chain:on-overdue" && d["applied"] == true), "{decisions:?}");
+    assert!(
+        decisions.iter().any(|d| d["hook"] == "on-overdue" && d["plugin"]["name"] == "escalation"),
+        "{decisions:?}"
+    );
+
+    // Once overdue, the clock is done: another restart escalates nothing more.
+    app.stop().await;
+    let app = spawn_in(dir.path(), |_| {}).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let escalations = app.db.escalations(ClientSlug::parse("dental").expect("slug"), id.clone()).await.expect("esc");
+    assert_eq!(escalations.len(), 1);
+}
+
+#[tokio::test]
+async fn without_plugins_the_defaults_escalate_an_overdue_conversation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_in(dir.path(), |_| {}).await;
+    let token = app.create_client("dental").await;
+    let (_, conversation) = app.ingest_processed("dental", &token, "1", "+34600", "Hola").await;
+    let id = conversation["id"].as_str().expect("id").to_owned();
+    app.stop().await;
+    pass_time(dir.path(), &id, "target");
+    let app = spawn_in(dir.path(), |_| {}).await;
+    let conversation = app.wait_for_conversation(&id, "overdue", |c| c["sla"]["state"] == "overdue").await;
+    assert_eq!(conversation["escalation_level"], 1);
+    assert_eq!(conversation["priority"], "high");
+}
