@@ -464,3 +464,50 @@ async fn plugins_see_the_conversation_as_it_was_when_each_message_arrived() {
     let (third, _) = app.ingest_processed("dental", &token, "3", "+34600", "Gràcies, ja em va bé demà").await;
     assert!(reason(app.decisions_of(&third).await).contains("unanswered=1 messages=5 acknowledged=true replied=true"));
 }
+
+#[tokio::test]
+async fn compiled_plugins_are_cached_by_hash_and_recompiled_from_the_kept_original_when_the_cache_is_gone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
+    let token = app.create_client("dental").await;
+    app.install_plugin("dental", &token, ("business_hours_ack", "ack", "1"), &ack_config("Des de la memòria cau"), "activate")
+        .await;
+    app.stop().await;
+    let cache = dir.path().join("plugin-cache");
+    let cached: Vec<_> = std::fs::read_dir(&cache).expect("cache dir").map(|entry| entry.expect("entry").path()).collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let sha = sha256_hex(&component("business_hours_ack"));
+    assert!(cached[0].file_name().expect("name").to_string_lossy().starts_with(&sha), "named by the component's hash");
+
+    // No compiler at all after the restart: the plugin still runs, from the cache.
+    let no_compiler = |settings: &mut recado::config::Settings| {
+        settings.plugins.compiler = Some("/nonexistent/recado-compiler".into());
+    };
+    let app = crate::helpers::spawn_in(dir.path(), no_compiler).await;
+    let (_, conversation) = app.ingest_processed("dental", &token, "1", "+34600", "Hola").await;
+    assert_eq!(acks(&conversation), ["Des de la memòria cau"]);
+    app.stop().await;
+
+    // Cache deleted (or written by another wasmtime): compiled again from the bytes kept in the store.
+    std::fs::remove_dir_all(&cache).expect("remove cache");
+    let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
+    let (_, conversation) = app.ingest_processed("dental", &token, "2", "+34611", "Hola").await;
+    assert_eq!(acks(&conversation), ["Des de la memòria cau"]);
+    assert_eq!(std::fs::read_dir(&cache).expect("cache dir").count(), 1, "the cache is filled again");
+    app.stop().await;
+
+    // Neither cache nor compiler: the plugin cannot start, counts as failed, and the defaults apply.
+    std::fs::remove_dir_all(&cache).expect("remove cache");
+    let app = crate::helpers::spawn_in(dir.path(), no_compiler).await;
+    let (message_id, conversation) = app.ingest_processed("dental", &token, "3", "+34622", "Hola").await;
+    assert_eq!(acks(&conversation), ["¡Gracias! Te respondemos enseguida."]);
+    let decisions = app.decisions_of(&message_id).await;
+    assert!(
+        decisions.iter().any(|d| d["failure"].as_str().is_some_and(|f| f.contains("could not start"))),
+        "{decisions:?}"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    recado::plugins::compile::sha256_hex(bytes)
+}
