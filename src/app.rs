@@ -77,6 +77,11 @@ impl Application {
         self.state.db.clone()
     }
 
+    /// The plugin service (for tools that install plugins before serving).
+    pub fn rules(&self) -> Rules {
+        self.state.rules.clone()
+    }
+
     /// Runs until the shutdown token is cancelled: stops accepting, lets requests in flight finish, stops the
     /// workers after their current batch, and closes the store once everything queued is committed.
     ///

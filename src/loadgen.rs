@@ -45,6 +45,10 @@ pub struct LoadgenArgs {
     /// Ingest route to drive.
     #[arg(long, value_enum, default_value_t = Route::Api)]
     pub route: Route,
+    /// Activate the example plugin chain (acknowledgement, router, escalation) for every client, from this
+    /// `example-plugins` directory (components built for wasm32-wasip2).
+    #[arg(long)]
+    pub plugins: Option<std::path::PathBuf>,
 }
 
 /// What a run measured.
@@ -62,6 +66,10 @@ pub struct Report {
     pub latency: [Duration; 4],
     /// Requests in flight.
     pub concurrency: usize,
+    /// From the start of the measured run until every message was processed (decided and applied).
+    pub processed_in: Duration,
+    /// Plugins active per client.
+    pub chain: Vec<String>,
 }
 
 impl fmt::Display for Report {
@@ -77,6 +85,14 @@ impl fmt::Display for Report {
             self.failed
         )?;
         writeln!(f, "throughput:   {rate:.0} messages/s")?;
+        let chain = if self.chain.is_empty() { "client defaults only".to_owned() } else { self.chain.join(", ") };
+        writeln!(
+            f,
+            "processed:    all {} in {:.2} s ({:.0} messages/s; rules: {chain})",
+            self.acknowledged,
+            self.processed_in.as_secs_f64(),
+            self.acknowledged as f64 / self.processed_in.as_secs_f64()
+        )?;
         write!(
             f,
             "latency:      p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -105,6 +121,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let app = Application::build(settings).await?;
     let addr = app.local_addr();
     let db = app.db();
+    let rules = app.rules();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
 
@@ -120,8 +137,13 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
             api_base_url: "http://127.0.0.1:9".into(),
         };
         db.put_channel(slug.clone(), ChannelKind::Telegram, telegram, "loadgen".into()).await?;
+        if let Some(dir) = &args.plugins {
+            install_examples(&rules, &db, &slug, dir).await?;
+        }
         targets.push(Target { slug, token });
     }
+    let chain =
+        if args.plugins.is_some() { EXAMPLES.iter().map(|(name, _)| (*name).to_owned()).collect() } else { Vec::new() };
     let targets = Arc::new(targets);
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     let base = format!("http://{addr}");
@@ -130,6 +152,10 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let started = Instant::now();
     let latencies = drive(&http, &base, &targets, args.route, args.messages, args.concurrency, "run").await;
     let elapsed = started.elapsed();
+    while !db.unprocessed_messages(1).await?.is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let processed_in = started.elapsed();
 
     shutdown.cancel();
     server.await.context("server task")??;
@@ -145,7 +171,38 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         elapsed,
         latency: [percentile(0.50), percentile(0.90), percentile(0.99), ok.last().copied().unwrap_or_default()],
         concurrency: args.concurrency,
+        processed_in,
+        chain,
     })
+}
+
+/// The example chain, in order: `(name, component file stem)`; each configured with its `config.json`.
+const EXAMPLES: [(&str, &str); 3] =
+    [("business-hours-ack", "business_hours_ack"), ("keyword-router", "keyword_router"), ("escalation", "escalation")];
+
+/// Admits and activates the example chain for `client`, as an upload would.
+async fn install_examples(
+    rules: &crate::plugins::runtime::Rules,
+    db: &crate::store::Db,
+    client: &ClientSlug,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    for (name, stem) in EXAMPLES {
+        let path = dir.join(format!("target/wasm32-wasip2/release/{stem}.wasm"));
+        let component = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let config = std::fs::read_to_string(dir.join(name).join("config.json"))?;
+        let admitted = rules.admit(&component).await?;
+        let plugin = crate::store::NewPlugin {
+            name: name.to_owned(),
+            version: "1".into(),
+            sha256: admitted.sha256,
+            component,
+            config: serde_json::from_str::<serde_json::Value>(&config)?.to_string(),
+        };
+        let record = db.insert_plugin(client.clone(), plugin, "loadgen".into()).await?;
+        db.set_plugin_state(client.clone(), record.id, crate::domain::PluginState::Active, "loadgen".into()).await?;
+    }
+    Ok(())
 }
 
 /// Sends `count` messages with `concurrency` in flight; returns each request's latency and success.

@@ -20,7 +20,7 @@ use crate::kb::language::Detectors;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
 use crate::plugins::runtime::{ChainLink, Hook, Rules, kb_search_for};
-use crate::plugins::{MessageCall, PluginContact, PluginContext, PluginMessage};
+use crate::plugins::{KbSearch, MessageCall, PluginContact, PluginContext, PluginMessage};
 use crate::store::{
     Db, LogLine, PendingBatch, PendingMessage, PluginRecord, PluginRun, ProcessedDecision, RunningPlugin,
 };
@@ -201,17 +201,25 @@ pub fn with_defaults(merged: Option<Decision>, defaults: Decision, has_active: b
 /// Source name of decisions merged from a client's plugin chain.
 pub const CHAIN_SOURCE: &str = "chain";
 
+/// Gives the knowledge-base search a plugin gets for a message written in a language.
+pub type KbFor<'a> = dyn Fn(&PendingMessage, &str) -> KbSearch + 'a;
+
+/// The knowledge-base search of the message's own client, in `index`.
+fn kb_of(index: &SearchIndex) -> impl Fn(&PendingMessage, &str) -> KbSearch + '_ {
+    move |message, language| kb_search_for(index, &message.client, &message.profile, language)
+}
+
 /// Runs `chain` for `message`: returns the runs to record and what is applied.
 fn decide_with_chain(
     rules: &Rules,
-    index: &SearchIndex,
+    kb: &KbFor<'_>,
     chain: &LoadedChain,
     message: &PendingMessage,
     language: &str,
     kv: &mut HashMap<String, HashMap<String, String>>,
 ) -> (Vec<PluginRun>, Option<Decision>, Duration) {
     let call = message_call(message, language);
-    let kb_search = kb_search_for(index, &message.client, &message.profile, language);
+    let kb_search = kb(message, language);
     let outcome = rules.run_chain(&chain.links, &Hook::Message(&call), kv, &kb_search);
     let mut runs = outcome.runs;
     runs.extend(chain.broken.iter().map(|(plugin, why)| broken_run(plugin, why)));
@@ -245,7 +253,7 @@ fn decide_in_order(
     batch: PendingBatch,
     chains: &HashMap<ClientSlug, LoadedChain>,
     detectors: &Detectors,
-    rules: Option<(&Rules, &SearchIndex)>,
+    rules: Option<(&Rules, &KbFor<'_>)>,
     budget: Duration,
 ) -> Vec<ProcessedDecision> {
     let PendingBatch { messages, mut kv, .. } = batch;
@@ -267,7 +275,7 @@ fn decide_in_order(
             let defaults = default_decision(&message, &guess.language);
             let chain = chains.get(&message.client);
             let (source, decision, runs) = match (chain, rules) {
-                (Some(chain), Some((rules, index))) => {
+                (Some(chain), Some((rules, kb))) => {
                     let used = spent.entry(message.client.clone()).or_default();
                     if *used >= budget {
                         let reason = format!(
@@ -278,7 +286,7 @@ fn decide_in_order(
                     } else {
                         let stores = kv.entry(message.client.clone()).or_default();
                         let (runs, merged, took) =
-                            decide_with_chain(rules, index, chain, &message, &guess.language, stores);
+                            decide_with_chain(rules, kb, chain, &message, &guess.language, stores);
                         *used += took;
                         let (source, decision) = with_defaults(merged, defaults, chain.has_active());
                         (source, decision, runs)
@@ -331,7 +339,7 @@ pub async fn process_available(pipeline: &Pipeline) -> crate::store::Result<usiz
         let breaker = rules.settings().breaker_failures;
         // Language detection and plugins are CPU work: keep them off the async threads.
         let decisions = tokio::task::spawn_blocking(move || {
-            decide_in_order(batch, &chains, &detectors, Some((&rules, &index)), budget)
+            decide_in_order(batch, &chains, &detectors, Some((&rules, &kb_of(&index))), budget)
         })
         .await?;
         let applied = db.apply_decisions(decisions, breaker).await?;
@@ -464,7 +472,8 @@ pub async fn replay(
                 );
                 let run = own.runs.pop();
                 let defaults = default_decision(&message, &language);
-                let (_, merged, _) = decide_with_chain(&rules, &index, &chain, &message, &language, &mut active_kv);
+                let (_, merged, _) =
+                    decide_with_chain(&rules, &kb_of(&index), &chain, &message, &language, &mut active_kv);
                 let (source, active) = with_defaults(merged, defaults, chain.has_active());
                 let candidate_decision = run.as_ref().and_then(|run| run.decision.clone());
                 ReplayItem {
@@ -539,6 +548,55 @@ mod tests {
             .map(|d| d.message_id)
             .collect();
         assert_eq!(acknowledged, ["m1", "m3"]);
+    }
+
+    /// A loaded chain of one example component of `client`, with `config`.
+    fn chain_of(rules: &Rules, component: &str, config: &str) -> LoadedChain {
+        let loaded = rules.host().load(&crate::plugins::test_support::example_component(component)).expect("loads");
+        let plugin = RunningPlugin {
+            id: format!("plg_{component}"),
+            name: component.into(),
+            version: "1".into(),
+            sha256: String::new(),
+            config: config.into(),
+            state: PluginState::Active,
+        };
+        LoadedChain { links: vec![ChainLink { plugin, loaded }], broken: Vec::new() }
+    }
+
+    #[test]
+    fn a_client_whose_plugins_use_up_their_time_gets_defaults_and_others_keep_their_rules() {
+        let dir = tempfile::tempdir().expect("dir");
+        let rules = Rules::new(&crate::config::PluginSettings::default(), dir.path().into()).expect("engine");
+        let slow = ClientSlug::parse("slow").expect("slug");
+        let fast = ClientSlug::parse("client-a").expect("slug");
+        let mut chains = HashMap::new();
+        // Every call spins until its fuel or its deadline runs out: far longer than the 5 ms budget below.
+        chains.insert(slow.clone(), chain_of(&rules, "hostile", r#"{"behaviour": "loop"}"#));
+        chains.insert(fast.clone(), chain_of(&rules, "hostile", r#"{"behaviour": "kv-counter"}"#));
+        let mut messages = Vec::new();
+        for n in 0..4 {
+            let mut message = pending(&format!("s{n}"), &format!("cs{n}"), n);
+            message.client = slow.clone();
+            messages.push(message);
+            messages.push(pending(&format!("f{n}"), &format!("cf{n}"), n));
+        }
+        let batch = PendingBatch { messages, ..PendingBatch::default() };
+        let no_kb = |_: &PendingMessage, _: &str| -> KbSearch { Arc::new(|_, _| Vec::new()) };
+        let decided =
+            decide_in_order(batch, &chains, &Detectors::default(), Some((&rules, &no_kb)), Duration::from_millis(5));
+        let slow_runs: Vec<usize> = decided.iter().filter(|d| d.client == slow).map(|d| d.runs.len()).collect();
+        // The first call uses up the budget: the client's later messages in the batch run no plugin at all.
+        assert_eq!(slow_runs, [1, 0, 0, 0]);
+        let skipped = decided.iter().rfind(|d| d.client == slow).expect("decided");
+        assert!(skipped.decision.reason.contains("plugins skipped"), "{}", skipped.decision.reason);
+        assert_eq!(skipped.decision.acknowledge.as_deref(), Some("Recibido"), "the defaults still apply");
+        let fast_reasons: Vec<String> = decided
+            .iter()
+            .filter(|d| d.client == fast)
+            .map(|d| d.runs[0].decision.as_ref().expect("decides").reason.clone())
+            .collect();
+        assert_eq!(fast_reasons, ["count 1", "count 2", "count 3", "count 4"], "the other client's rules all ran");
     }
 
     #[test]

@@ -546,21 +546,7 @@ impl PluginHost {
         let seed = seed_of(&call.message.id);
         let (mut store, stderr) = self.store(access, call.context.now, seed);
         let started = Instant::now();
-        let message = wit::Message {
-            id: call.message.id.clone(),
-            channel: call.message.channel.clone(),
-            text: call.message.text.clone(),
-            language: call.message.language.clone(),
-            received_at: call.message.received_at,
-        };
-        let contact = wit::Contact {
-            id: call.contact.id.clone(),
-            handle: call.contact.handle.clone(),
-            name: call.contact.name.clone(),
-            tags: call.contact.tags.clone(),
-            is_new: call.contact.is_new,
-        };
-        let context = wit_context(&call.context);
+        let (message, contact, context) = wit_inputs(call);
         let result = match plugin.pre.instantiate(&mut store) {
             Ok(instance) => match instance.call_on_message(&mut store, &message, &contact, &context) {
                 Ok(Ok(decision)) => validate(decision),
@@ -592,6 +578,64 @@ impl PluginHost {
         };
         finish(store, result, started, self.limits.fuel, &stderr)
     }
+}
+
+/// One instance kept for many calls. The server never does this (each call gets a fresh instance, so calls
+/// cannot see each other); it exists to measure what instantiation costs.
+pub struct ReusedInstance {
+    store: Store<CallState>,
+    instance: bindings::Rules,
+    fuel: u64,
+    deadline_ticks: u64,
+}
+
+impl ReusedInstance {
+    /// Runs `on-message` on the kept instance, with the budgets reset.
+    pub fn on_message(&mut self, call: &MessageCall) -> Result<Decision, Failure> {
+        let _ = self.store.set_fuel(self.fuel);
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().host_calls = 0;
+        self.store.data_mut().logs.clear();
+        self.store.data_mut().kv_writes.clear();
+        let (message, contact, context) = wit_inputs(call);
+        match self.instance.call_on_message(&mut self.store, &message, &contact, &context) {
+            Ok(Ok(decision)) => validate(decision),
+            Ok(Err(error)) => Err(Failure::Error(truncate(&error, 500))),
+            Err(error) => Err(classify(&error, &self.store)),
+        }
+    }
+}
+
+impl PluginHost {
+    /// Instantiates `plugin` once for repeated calls (benchmarks only; see [`ReusedInstance`]).
+    ///
+    /// # Errors
+    /// The component cannot be instantiated.
+    pub fn reused_instance(&self, plugin: &LoadedPlugin, access: HostAccess) -> Result<ReusedInstance, Failure> {
+        let (mut store, _) = self.store(access, 0, 0);
+        let instance = plugin.pre.instantiate(&mut store).map_err(|error| instantiate_failure(&error, &store))?;
+        let deadline_ticks = u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX).max(1);
+        Ok(ReusedInstance { store, instance, fuel: self.limits.fuel, deadline_ticks })
+    }
+}
+
+/// The contract's records for an `on-message` call.
+fn wit_inputs(call: &MessageCall) -> (wit::Message, wit::Contact, wit::Context) {
+    let message = wit::Message {
+        id: call.message.id.clone(),
+        channel: call.message.channel.clone(),
+        text: call.message.text.clone(),
+        language: call.message.language.clone(),
+        received_at: call.message.received_at,
+    };
+    let contact = wit::Contact {
+        id: call.contact.id.clone(),
+        handle: call.contact.handle.clone(),
+        name: call.contact.name.clone(),
+        tags: call.contact.tags.clone(),
+        is_new: call.contact.is_new,
+    };
+    (message, contact, wit_context(&call.context))
 }
 
 /// A failure to instantiate: budgets are reported as such, anything else as a start failure.
@@ -745,14 +789,14 @@ fn validate(decision: wit::Decision) -> Result<Decision, Failure> {
     })
 }
 
+/// Helpers shared by the tests of several modules.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
     use std::path::PathBuf;
-    use std::sync::{Arc, OnceLock};
+    use std::sync::OnceLock;
 
     /// The example components, built once per test run if `scripts/test` has not built them already.
-    fn component(name: &str) -> Vec<u8> {
+    pub(crate) fn example_component(name: &str) -> Vec<u8> {
         static BUILT: OnceLock<()> = OnceLock::new();
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("example-plugins");
         let path = root.join(format!("target/wasm32-wasip2/release/{name}.wasm"));
@@ -766,6 +810,14 @@ mod tests {
         });
         std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, OnceLock};
+
+    use test_support::example_component as component;
 
     /// One host for the tests, and each component compiled once (compiling is the slow part).
     fn host() -> &'static PluginHost {

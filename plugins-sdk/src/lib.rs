@@ -65,6 +65,9 @@ pub trait Plugin {
 
 /// Exports a [`Plugin`] implementation as the component's `rules` world.
 ///
+/// Only when building for WASI (`wasm32-wasip2`): elsewhere (native tests, benchmarks, other hosts' guests)
+/// it exports nothing, so several plugins can be linked into one program and called directly.
+///
 /// ```
 /// struct Quiet;
 /// impl recado_plugin_sdk::Plugin for Quiet {}
@@ -73,27 +76,30 @@ pub trait Plugin {
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
-        #[doc(hidden)]
-        struct RecadoPluginExport;
+        #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+        const _: () = {
+            #[doc(hidden)]
+            struct RecadoPluginExport;
 
-        impl $crate::wit::Guest for RecadoPluginExport {
-            fn on_message(
-                message: $crate::Message,
-                contact: $crate::Contact,
-                context: $crate::Context,
-            ) -> ::core::result::Result<$crate::Decision, ::std::string::String> {
-                <$plugin as $crate::Plugin>::on_message(message, contact, context)
+            impl $crate::wit::Guest for RecadoPluginExport {
+                fn on_message(
+                    message: $crate::Message,
+                    contact: $crate::Contact,
+                    context: $crate::Context,
+                ) -> ::core::result::Result<$crate::Decision, ::std::string::String> {
+                    <$plugin as $crate::Plugin>::on_message(message, contact, context)
+                }
+
+                fn on_overdue(
+                    context: $crate::Context,
+                    waited_seconds: u64,
+                ) -> ::core::result::Result<$crate::Decision, ::std::string::String> {
+                    <$plugin as $crate::Plugin>::on_overdue(context, waited_seconds)
+                }
             }
 
-            fn on_overdue(
-                context: $crate::Context,
-                waited_seconds: u64,
-            ) -> ::core::result::Result<$crate::Decision, ::std::string::String> {
-                <$plugin as $crate::Plugin>::on_overdue(context, waited_seconds)
-            }
-        }
-
-        $crate::wit::export!(RecadoPluginExport with_types_in $crate::wit);
+    $crate::wit::export!(RecadoPluginExport with_types_in $crate::wit);
+        };
     };
 }
 

@@ -470,11 +470,18 @@ async fn compiled_plugins_are_cached_by_hash_and_recompiled_from_the_kept_origin
     let dir = tempfile::tempdir().expect("temp dir");
     let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
     let token = app.create_client("dental").await;
-    app.install_plugin("dental", &token, ("business_hours_ack", "ack", "1"), &ack_config("Des de la memòria cau"), "activate")
-        .await;
+    app.install_plugin(
+        "dental",
+        &token,
+        ("business_hours_ack", "ack", "1"),
+        &ack_config("Des de la memòria cau"),
+        "activate",
+    )
+    .await;
     app.stop().await;
     let cache = dir.path().join("plugin-cache");
-    let cached: Vec<_> = std::fs::read_dir(&cache).expect("cache dir").map(|entry| entry.expect("entry").path()).collect();
+    let cached: Vec<_> =
+        std::fs::read_dir(&cache).expect("cache dir").map(|entry| entry.expect("entry").path()).collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
     let sha = sha256_hex(&component("business_hours_ack"));
     assert!(cached[0].file_name().expect("name").to_string_lossy().starts_with(&sha), "named by the component's hash");

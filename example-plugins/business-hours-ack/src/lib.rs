@@ -46,7 +46,8 @@ fn text_for<'a>(texts: &'a BTreeMap<String, String>, language: Option<&str>, con
         .or_else(|| texts.values().next())
 }
 
-struct BusinessHoursAck;
+/// The plugin (public so benchmarks can call the same rules natively).
+pub struct BusinessHoursAck;
 
 impl Plugin for BusinessHoursAck {
     fn on_message(message: Message, _contact: Contact, context: Context) -> Result<Decision, String> {

@@ -105,7 +105,8 @@ impl Config {
     }
 }
 
-struct Escalation;
+/// The plugin (public so benchmarks can call the same rules natively).
+pub struct Escalation;
 
 impl Plugin for Escalation {
     fn on_message(message: Message, _contact: Contact, context: Context) -> Result<Decision, String> {

@@ -75,7 +75,8 @@ fn priority(name: &str) -> Result<Priority, String> {
     }
 }
 
-struct KeywordRouter;
+/// The plugin (public so benchmarks can call the same rules natively).
+pub struct KeywordRouter;
 
 impl Plugin for KeywordRouter {
     fn on_message(message: Message, contact: Contact, context: Context) -> Result<Decision, String> {
