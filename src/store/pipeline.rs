@@ -165,9 +165,11 @@ fn message_context(
         .query_row(params![client.as_str(), conversation_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     let earlier_from_contact: bool = connection
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM messages m
-                            JOIN conversations c ON c.client_id = m.client_id AND c.id = m.conversation_id
-                            WHERE m.client_id = ?1 AND c.contact_id = ?2 AND m.direction = 'in'
+            // From the contact's conversations to their messages (CROSS JOIN keeps SQLite to that order;
+            // the other way round scans every message of the client).
+            "SELECT EXISTS (SELECT 1 FROM conversations c
+                            CROSS JOIN messages m ON m.client_id = c.client_id AND m.conversation_id = c.id
+                            WHERE c.client_id = ?1 AND c.contact_id = ?2 AND m.direction = 'in'
                               AND (m.created_at < ?3 OR (m.created_at = ?3 AND m.id < ?4)))",
         )?
         .query_row(params![client.as_str(), contact_id, received_at, message_id], |row| row.get(0))?;
