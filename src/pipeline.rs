@@ -220,7 +220,7 @@ fn decide_with_chain(
 ) -> (Vec<PluginRun>, Option<Decision>, Duration) {
     let call = message_call(message, language);
     let kb_search = kb(message, language);
-    let outcome = rules.run_chain(&chain.links, &Hook::Message(&call), kv, &kb_search);
+    let outcome = rules.run_chain(&chain.links, &Hook::Message(&call), kv, &kb_search, &message.profile.queues);
     let mut runs = outcome.runs;
     runs.extend(chain.broken.iter().map(|(plugin, why)| broken_run(plugin, why)));
     (runs, outcome.merged, outcome.spent)
@@ -469,6 +469,7 @@ pub async fn replay(
                     &Hook::Message(&call),
                     &mut candidate_kv,
                     &kb_search,
+                    &message.profile.queues,
                 );
                 let run = own.runs.pop();
                 let defaults = default_decision(&message, &language);

@@ -80,6 +80,10 @@ pub struct ClientProfile {
     /// Who is told when a conversation is escalated.
     #[serde(default)]
     pub escalation_contact: Option<EscalationContact>,
+    /// The business's queues. When listed, rule plugins may route only to these (a decision naming another
+    /// queue counts as an invalid output); when empty, any well-formed queue name is accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<String>,
     /// What happens when no rule plugin decides otherwise.
     #[serde(default)]
     pub defaults: ClientDefaults,
@@ -121,6 +125,7 @@ impl ClientProfile {
             sla: Sla::default(),
             instructions: String::new(),
             escalation_contact: None,
+            queues: Vec::new(),
             defaults: ClientDefaults::default(),
             suggestions: SuggestionSettings::default(),
         }
@@ -145,6 +150,12 @@ impl ClientProfile {
         }
         if let Some(contact) = &self.escalation_contact {
             contact.validate().map_err(|e| e.within("escalation_contact"))?;
+        }
+        for (index, queue) in self.queues.iter().enumerate() {
+            super::parse_label(&format!("queues[{index}]"), queue, 64)?;
+        }
+        if self.queues.len() > 100 {
+            return Err(Invalid::new("queues", "at most 100 queues"));
         }
         self.defaults.validate().map_err(|e| e.within("defaults"))?;
         if !(0.0..=1_000.0).contains(&self.suggestions.min_score) {
@@ -559,6 +570,7 @@ mod tests {
             sla: Sla::default(),
             instructions: String::new(),
             escalation_contact: None,
+            queues: Vec::new(),
             defaults: ClientDefaults::default(),
             suggestions: SuggestionSettings::default(),
         }

@@ -301,12 +301,16 @@ impl Rules {
     /// Runs `chain` (in order) for `hook`. Each installation sees its own key-value store from `kv`, which
     /// is updated in place with the writes of successful runs (so later messages of a batch see them).
     /// Blocking.
+    ///
+    /// When `queues` is not empty, a decision routing to any other queue counts as an invalid output: a
+    /// plugin routes only within its own client.
     pub fn run_chain(
         &self,
         chain: &[ChainLink],
         hook: &Hook<'_>,
         kv: &mut HashMap<String, HashMap<String, String>>,
         kb_search: &KbSearch,
+        queues: &[String],
     ) -> ChainOutcome {
         let mut runs = Vec::with_capacity(chain.len());
         let mut spent = Duration::ZERO;
@@ -330,10 +334,19 @@ impl Rules {
             // must not change what the active one sees.
             let active = link.plugin.state == PluginState::Active;
             let kv_writes = if active { outcome.kv_writes } else { Vec::new() };
+            let result = outcome.result.and_then(|decision| match &decision.queue {
+                Some(queue) if !queues.is_empty() && !queues.contains(queue) => Err(Failure::InvalidOutput(format!(
+                    "queue {queue:?} is not one of this client's queues ({})",
+                    queues.join(", ")
+                ))),
+                _ => Ok(decision),
+            });
+            // An output refused here must not leave its writes behind either.
+            let kv_writes = if result.is_ok() { kv_writes } else { Vec::new() };
             for (key, value) in &kv_writes {
                 store.insert(key.clone(), value.clone());
             }
-            let (decision, failure) = match outcome.result {
+            let (decision, failure) = match result {
                 Ok(decision) => (Some(decision), None),
                 Err(failure) => (None, Some(failure.to_string())),
             };

@@ -112,6 +112,14 @@ pub(super) fn conversation_language(
         .optional()?)
 }
 
+/// Whether the contact wrote to the client before message `(?3, ?4)`. From the contact's conversations to
+/// their messages (CROSS JOIN keeps SQLite to that order; the other way round scans every message of the
+/// client, which made processing six times slower).
+const EARLIER_FROM_CONTACT: &str = "SELECT EXISTS (SELECT 1 FROM conversations c
+     CROSS JOIN messages m ON m.client_id = c.client_id AND m.conversation_id = c.id
+     WHERE c.client_id = ?1 AND c.contact_id = ?2 AND m.direction = 'in'
+       AND (m.created_at < ?3 OR (m.created_at = ?3 AND m.id < ?4)))";
+
 /// The context of one inbound message as it was when it arrived (later messages, already stored, are not
 /// counted). With `only_received`, a message already processed gives `None`.
 fn message_context(
@@ -164,14 +172,7 @@ fn message_context(
         )?
         .query_row(params![client.as_str(), conversation_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     let earlier_from_contact: bool = connection
-        .prepare_cached(
-            // From the contact's conversations to their messages (CROSS JOIN keeps SQLite to that order;
-            // the other way round scans every message of the client).
-            "SELECT EXISTS (SELECT 1 FROM conversations c
-                            CROSS JOIN messages m ON m.client_id = c.client_id AND m.conversation_id = c.id
-                            WHERE c.client_id = ?1 AND c.contact_id = ?2 AND m.direction = 'in'
-                              AND (m.created_at < ?3 OR (m.created_at = ?3 AND m.id < ?4)))",
-        )?
+        .prepare_cached(EARLIER_FROM_CONTACT)?
         .query_row(params![client.as_str(), contact_id, received_at, message_id], |row| row.get(0))?;
     let conversation_language = conversation_language(connection, &client, &conversation_id, received_at, &message_id)?;
     Ok(Some(PendingMessage {
@@ -439,5 +440,28 @@ impl Db {
             query_decisions(connection, &client, &filter)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_new_contact_query_walks_the_contacts_conversations() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        super::super::migrations::migrate(&mut connection).expect("migrate");
+        let plan: Vec<String> = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {EARLIER_FROM_CONTACT}"))
+            .expect("prepare")
+            .query_map(params!["c", "k", 0, "m"], |row| row.get(3))
+            .expect("plan")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert!(plan.iter().any(|step| step.contains("conversations_by_contact")), "{plan:?}");
+        assert!(
+            plan.iter().any(|step| step.contains("messages_by_conversation (client_id=? AND conversation_id=?")),
+            "messages are reached through each conversation, not scanned per client: {plan:?}"
+        );
     }
 }

@@ -518,3 +518,71 @@ async fn compiled_plugins_are_cached_by_hash_and_recompiled_from_the_kept_origin
 fn sha256_hex(bytes: &[u8]) -> String {
     recado::plugins::compile::sha256_hex(bytes)
 }
+
+#[tokio::test]
+async fn every_hostile_plugin_fails_alone_and_the_message_gets_the_defaults() {
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    let behaviours =
+        ["loop", "memory", "huge-output", "many-tags", "bad-label", "trap", "recursion", "host-flood", "filesystem"];
+    let mut ids = Vec::new();
+    for behaviour in behaviours {
+        // The trigger lets each pass the upload's trial call; it misbehaves on "boom" only.
+        let config = json!({ "behaviour": behaviour, "trigger": "boom" }).to_string();
+        ids.push((
+            behaviour,
+            app.install_plugin("dental", &token, ("hostile", behaviour, "1"), &config, "activate").await,
+        ));
+    }
+    let (message_id, conversation) = app.ingest_processed("dental", &token, "1", "+34600", "boom").await;
+    assert_eq!(acks(&conversation), ["¡Gracias! Te respondemos enseguida."], "{conversation:#}");
+    assert_eq!(conversation["queue"], Value::Null, "nothing a failed plugin said was applied");
+    let decisions = app.decisions_of(&message_id).await;
+    let applied = decisions.iter().find(|d| d["applied"] == true && d["plugin"].is_null()).expect("applied decision");
+    assert_eq!(applied["source"], "defaults");
+    assert!(applied["decision"]["reason"].as_str().expect("reason").starts_with("every active plugin failed"));
+    for (behaviour, id) in &ids {
+        let run = decisions.iter().find(|d| d["plugin"]["id"] == id.as_str()).expect("run recorded");
+        let failure = run["failure"].as_str().unwrap_or_else(|| panic!("{behaviour} did not fail: {run}"));
+        let expected: &[&str] = match *behaviour {
+            "loop" => &["instruction budget", "deadline"],
+            "memory" => &["more memory"],
+            "huge-output" => &["invalid decision", "more memory"],
+            "many-tags" | "bad-label" => &["invalid decision"],
+            "trap" | "recursion" => &["crashed"],
+            "host-flood" => &["too many host calls"],
+            _ => &["no filesystem"],
+        };
+        assert!(expected.iter().any(|e| failure.contains(e)), "{behaviour}: {failure}");
+    }
+    // The server still works for everyone.
+    let (_, calm) = app.ingest_processed("dental", &token, "2", "+34611", "Hola").await;
+    assert_eq!(acks(&calm), ["¡Gracias! Te respondemos enseguida."]);
+}
+
+#[tokio::test]
+async fn a_plugin_routes_only_to_its_own_clients_queues() {
+    let app = spawn_app().await;
+    let mut body = crate::helpers::profile("Clínica");
+    body["slug"] = json!("dental");
+    body["queues"] = json!(["billing", "general"]);
+    let (status, created) = app.post("/api/v1/clients", &app.admin, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = app.client_token("dental").await;
+    let config = json!({
+        "routes": [
+            { "queue": "billing", "keywords": ["factura"] },
+            { "queue": "someone-elses", "keywords": ["cita"] }
+        ]
+    })
+    .to_string();
+    let id = app.install_plugin("dental", &token, ("keyword_router", "router", "1"), &config, "activate").await;
+
+    let (_, billed) = app.ingest_processed("dental", &token, "1", "+34600", "La factura, si us plau").await;
+    assert_eq!(billed["queue"], "billing");
+    let (message_id, other) = app.ingest_processed("dental", &token, "2", "+34611", "Vull una cita").await;
+    assert_eq!(other["queue"], Value::Null, "{other:#}");
+    let decisions = app.decisions_of(&message_id).await;
+    let run = decisions.iter().find(|d| d["plugin"]["id"] == id.as_str()).expect("run");
+    assert!(run["failure"].as_str().expect("failure").contains("not one of this client's queues"), "{run}");
+}
