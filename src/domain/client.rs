@@ -237,6 +237,21 @@ pub struct BusinessHours {
     pub holidays: Vec<String>,
 }
 
+impl Weekday {
+    /// The weekday of a civil date.
+    fn of(day: jiff::civil::Weekday) -> Self {
+        match day {
+            jiff::civil::Weekday::Monday => Self::Mon,
+            jiff::civil::Weekday::Tuesday => Self::Tue,
+            jiff::civil::Weekday::Wednesday => Self::Wed,
+            jiff::civil::Weekday::Thursday => Self::Thu,
+            jiff::civil::Weekday::Friday => Self::Fri,
+            jiff::civil::Weekday::Saturday => Self::Sat,
+            jiff::civil::Weekday::Sunday => Self::Sun,
+        }
+    }
+}
+
 impl BusinessHours {
     /// The intervals of one weekday.
     pub fn day(&self, day: Weekday) -> &[Interval] {
@@ -286,15 +301,7 @@ impl BusinessHours {
         if self.holidays.contains(&date.to_string()) {
             return Vec::new();
         }
-        let day = match date.weekday() {
-            jiff::civil::Weekday::Monday => Weekday::Mon,
-            jiff::civil::Weekday::Tuesday => Weekday::Tue,
-            jiff::civil::Weekday::Wednesday => Weekday::Wed,
-            jiff::civil::Weekday::Thursday => Weekday::Thu,
-            jiff::civil::Weekday::Friday => Weekday::Fri,
-            jiff::civil::Weekday::Saturday => Weekday::Sat,
-            jiff::civil::Weekday::Sunday => Weekday::Sun,
-        };
+        let day = Weekday::of(date.weekday());
         let at = |minute: u16| -> Option<i64> {
             // 24:00 is the next day's midnight.
             let (date, minute) = if minute >= 24 * 60 { (date.tomorrow().ok()?, 0) } else { (date, minute) };
@@ -377,15 +384,7 @@ impl BusinessHours {
         if self.holidays.contains(&date) {
             return false;
         }
-        let day = match local.weekday() {
-            jiff::civil::Weekday::Monday => Weekday::Mon,
-            jiff::civil::Weekday::Tuesday => Weekday::Tue,
-            jiff::civil::Weekday::Wednesday => Weekday::Wed,
-            jiff::civil::Weekday::Thursday => Weekday::Thu,
-            jiff::civil::Weekday::Friday => Weekday::Fri,
-            jiff::civil::Weekday::Saturday => Weekday::Sat,
-            jiff::civil::Weekday::Sunday => Weekday::Sun,
-        };
+        let day = Weekday::of(local.weekday());
         let minute = u16::try_from(local.hour()).unwrap_or(0) * 60 + u16::try_from(local.minute()).unwrap_or(0);
         self.day(day).iter().any(|interval| interval.open <= minute && minute < interval.close)
     }

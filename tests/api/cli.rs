@@ -232,26 +232,9 @@ async fn reindex_rebuilds_offline_and_refuses_while_the_server_holds_the_index()
     server.signal(nix::sys::signal::Signal::SIGTERM);
 }
 
-/// The example plugins' directory, with the components built (by `scripts/test`, or here if missing).
-fn example_plugins() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example-plugins");
-    let built = ["business_hours_ack", "keyword_router", "escalation", "hostile"]
-        .iter()
-        .all(|name| root.join(format!("target/wasm32-wasip2/release/{name}.wasm")).exists());
-    if !built {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-            .arg(root.join("Cargo.toml"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the example plugins failed");
-    }
-    root
-}
-
 #[test]
 fn plugin_test_runs_fixtures_and_fails_on_a_mismatch() {
-    let root = example_plugins();
+    let root = crate::helpers::example_plugins();
     let plugin = root.join("target/wasm32-wasip2/release/business_hours_ack.wasm");
     let run = |fixtures: &std::path::Path| {
         Command::new(env!("CARGO_BIN_EXE_recado"))
@@ -300,7 +283,7 @@ fn plugin_test_runs_fixtures_and_fails_on_a_mismatch() {
 
 #[test]
 fn every_example_plugin_passes_its_own_fixtures() {
-    let root = example_plugins();
+    let root = crate::helpers::example_plugins();
     for (dir, file, cases) in [
         ("business-hours-ack", "business_hours_ack", 5),
         ("keyword-router", "keyword_router", 7),

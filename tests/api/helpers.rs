@@ -391,3 +391,23 @@ impl Binary {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal sent");
     }
 }
+
+/// The example plugins' directory, with every component built (by `scripts/test`, or once here if missing).
+pub fn example_plugins() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example-plugins");
+    BUILT.get_or_init(|| {
+        let built = ["business_hours_ack", "keyword_router", "escalation", "hostile"]
+            .iter()
+            .all(|name| root.join(format!("target/wasm32-wasip2/release/{name}.wasm")).exists());
+        if !built {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                .arg(root.join("Cargo.toml"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the example plugins failed (is the wasm32-wasip2 target installed?)");
+        }
+    });
+    root
+}

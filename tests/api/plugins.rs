@@ -1,8 +1,6 @@
 //! Rule plugins through the API: upload checks, the lifecycle, chains applied in the pipeline, shadow and
 //! replay without side effects, the circuit breaker, and one client's plugins never touching another's data.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -10,19 +8,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
-/// An example component, built once per test run if `scripts/test` has not built it already.
+/// An example component (built by `scripts/test`, or here when missing).
 pub fn component(name: &str) -> Vec<u8> {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("example-plugins");
-    let path = root.join(format!("target/wasm32-wasip2/release/{name}.wasm"));
-    BUILT.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-            .arg(root.join("Cargo.toml"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the example plugins failed (is the wasm32-wasip2 target installed?)");
-    });
+    let path = crate::helpers::example_plugins().join(format!("target/wasm32-wasip2/release/{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
