@@ -303,3 +303,29 @@ fn every_example_plugin_passes_its_own_fixtures() {
         assert!(stdout.contains(&format!("{cases} passed, 0 failed")), "{dir}: {stdout}");
     }
 }
+
+#[test]
+fn the_compiler_process_limits_itself_before_reading_its_input() {
+    let wasm = std::fs::read(crate::helpers::example_plugins().join("target/wasm32-wasip2/release/escalation.wasm"))
+        .expect("component");
+    let compile = |memory_bytes: u64| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_recado"))
+            .args(["plugin", "compile-worker", "--memory-bytes", &memory_bytes.to_string(), "--cpu-seconds", "60"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starts");
+        // A starved compiler may die before reading: a broken pipe here is part of what is tested.
+        let _ = std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &wasm);
+        child.wait_with_output().expect("waits")
+    };
+    let enough = compile(2 << 30);
+    assert!(enough.status.success(), "{}", String::from_utf8_lossy(&enough.stderr));
+    assert!(enough.stdout.starts_with(b"\x7fELF"), "wasmtime's precompiled form");
+    // 64 MiB of address space is not enough to even start the compiler's threads: it fails, it does not
+    // take the machine's memory.
+    let starved = compile(64 << 20);
+    assert!(!starved.status.success(), "compiled within 64 MiB of address space?");
+    assert!(starved.stdout.is_empty());
+}

@@ -574,3 +574,18 @@ async fn a_plugin_routes_only_to_its_own_clients_queues() {
     let run = decisions.iter().find(|d| d["plugin"]["id"] == id.as_str()).expect("run");
     assert!(run["failure"].as_str().expect("failure").contains("not one of this client's queues"), "{run}");
 }
+
+#[tokio::test]
+async fn a_component_the_compiler_refuses_is_rejected_with_its_reason() {
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    // Valid WebAssembly (shared memory is standard), but this engine runs without threads.
+    let shared = wat::parse_str("(component (core module (memory 1 1 shared)))").expect("wat");
+    let (status, body) = app.upload_plugin("dental", &token, shared, "threads", "1", "{}").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("compile_failed")),
+        "{body}"
+    );
+    assert!(body["error"]["message"].as_str().expect("message").contains("threads"), "{body}");
+}
