@@ -44,7 +44,8 @@ impl Application {
             .await
             .with_context(|| format!("opening the search index in {}", settings.storage.index_path().display()))?;
         let knowledge = Knowledge::new(index, Arc::new(Detectors::default()));
-        let rules = Rules::new(&settings.plugins, settings.storage.plugin_cache_path())
+        let metrics = Metrics::new();
+        let rules = Rules::new(&settings.plugins, settings.storage.plugin_cache_path(), metrics.clone())
             .context("starting the plugin engine")?;
         let listener = TcpListener::bind(settings.http.listen)
             .await
@@ -53,7 +54,7 @@ impl Application {
             db,
             pipeline: PipelineHandle::default(),
             outbox: OutboxHandle::default(),
-            metrics: Metrics::new(),
+            metrics,
             knowledge,
             rules,
             settings: Arc::new(settings),

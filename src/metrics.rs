@@ -35,6 +35,17 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginCallLabels {
+    hook: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -53,6 +64,9 @@ struct Inner {
     processed: Counter,
     deliveries: Family<OutcomeLabels, Counter>,
     outbox: Family<StateLabels, Gauge>,
+    plugin_calls: Family<PluginCallLabels, Counter>,
+    plugin_seconds: Histogram,
+    sla_events: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -79,7 +93,32 @@ impl Metrics {
         registry.register("delivery_attempts", "Outbound delivery attempts by outcome", deliveries.clone());
         let outbox = Family::<StateLabels, Gauge>::default();
         registry.register("outbox_backlog", "Outbox rows waiting, in flight or dead", outbox.clone());
-        Self { inner: Arc::new(Inner { registry, requests, latency, ingested, processed, deliveries, outbox }) }
+        let plugin_calls = Family::<PluginCallLabels, Counter>::default();
+        registry.register("plugin_calls", "Rule-plugin calls by hook and outcome", plugin_calls.clone());
+        let plugin_seconds = Histogram::new([
+            0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+        ]);
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Wall time of rule-plugin calls, instantiation included",
+            plugin_seconds.clone(),
+        );
+        let sla_events = Family::<KindLabels, Counter>::default();
+        registry.register("sla_events", "First-response clock events (warning, overdue)", sla_events.clone());
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                latency,
+                ingested,
+                processed,
+                deliveries,
+                outbox,
+                plugin_calls,
+                plugin_seconds,
+                sla_events,
+            }),
+        }
     }
 
     /// Records an answered request.
@@ -111,6 +150,18 @@ impl Metrics {
     /// Records processed messages.
     pub fn messages_processed(&self, count: usize) {
         self.inner.processed.inc_by(u64::try_from(count).unwrap_or(0));
+    }
+
+    /// Records a rule-plugin call: its hook (`on-message`, `on-overdue`), outcome (`ok` or a failure code)
+    /// and wall time.
+    pub fn plugin_call(&self, hook: &'static str, outcome: &'static str, seconds: f64) {
+        self.inner.plugin_calls.get_or_create(&PluginCallLabels { hook, outcome }).inc();
+        self.inner.plugin_seconds.observe(seconds);
+    }
+
+    /// Records a first-response clock event (`warning`, `overdue`).
+    pub fn sla_event(&self, kind: &'static str) {
+        self.inner.sla_events.get_or_create(&KindLabels { kind }).inc();
     }
 
     /// Records a delivery attempt's outcome (`sent`, `retry`, `dead`).

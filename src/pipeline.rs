@@ -568,7 +568,8 @@ mod tests {
     #[test]
     fn a_client_whose_plugins_use_up_their_time_gets_defaults_and_others_keep_their_rules() {
         let dir = tempfile::tempdir().expect("dir");
-        let rules = Rules::new(&crate::config::PluginSettings::default(), dir.path().into()).expect("engine");
+        let rules =
+            Rules::new(&crate::config::PluginSettings::default(), dir.path().into(), Metrics::new()).expect("engine");
         let slow = ClientSlug::parse("slow").expect("slug");
         let fast = ClientSlug::parse("client-a").expect("slug");
         let mut chains = HashMap::new();

@@ -101,6 +101,22 @@ pub enum Failure {
     Instantiate(String),
 }
 
+impl Failure {
+    /// Stable machine-readable code (metrics label).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::OutOfFuel => "out_of_fuel",
+            Self::Timeout => "timeout",
+            Self::OutOfMemory => "out_of_memory",
+            Self::HostCallBudget => "host_call_budget",
+            Self::Trap(_) => "trap",
+            Self::Error(_) => "error",
+            Self::InvalidOutput(_) => "invalid_output",
+            Self::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
 /// The outcome of one call, with what it logged and what it cost.
 #[derive(Debug, Clone)]
 pub struct Outcome {

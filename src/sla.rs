@@ -67,9 +67,17 @@ pub async fn process_due(pipeline: &Pipeline, now: Timestamp) -> crate::store::R
         let count = due.len();
         for clock in due {
             let done = if clock.state == "running" && clock.due_at.millis() > now.millis() {
-                pipeline.db.warn_clock(clock).await?
+                let warned = pipeline.db.warn_clock(clock).await?;
+                if warned {
+                    pipeline.metrics.sla_event("warning");
+                }
+                warned
             } else {
-                overdue(pipeline, clock, now).await?
+                let escalated = overdue(pipeline, clock, now).await?;
+                if escalated {
+                    pipeline.metrics.sla_event("overdue");
+                }
+                escalated
             };
             applied += usize::from(done);
         }

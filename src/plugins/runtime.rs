@@ -57,6 +57,7 @@ struct Inner {
     compiler: CompilerSettings,
     upload: UploadLimits,
     settings: PluginSettings,
+    metrics: crate::metrics::Metrics,
     /// Loaded plugins by component hash (the configuration is an input of each call, not of the code).
     loaded: Mutex<HashMap<String, LoadedPlugin>>,
     /// One compile at a time: compiling takes a core, and uploads are rare.
@@ -76,11 +77,16 @@ impl Limits {
 }
 
 impl Rules {
-    /// Builds the engine and the service. Compiled plugins are cached in `cache_dir`.
+    /// Builds the engine and the service. Compiled plugins are cached in `cache_dir`; calls are counted in
+    /// `metrics`.
     ///
     /// # Errors
     /// The engine cannot be built, or the compiler program cannot be found.
-    pub fn new(settings: &PluginSettings, cache_dir: PathBuf) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &PluginSettings,
+        cache_dir: PathBuf,
+        metrics: crate::metrics::Metrics,
+    ) -> anyhow::Result<Self> {
         let program = match &settings.compiler {
             Some(program) => program.clone(),
             None => std::env::current_exe()?,
@@ -96,6 +102,7 @@ impl Rules {
                 },
                 upload: UploadLimits::from(settings),
                 settings: settings.clone(),
+                metrics,
                 loaded: Mutex::new(HashMap::new()),
                 compiling: tokio::sync::Mutex::new(()),
             }),
@@ -317,6 +324,10 @@ impl Rules {
         for link in chain {
             let store = kv.entry(link.plugin.name.clone()).or_default();
             let access = HostAccess { kv: store.clone(), kb_search: Arc::clone(kb_search) };
+            let hook_name = match hook {
+                Hook::Message(_) => "on-message",
+                Hook::Overdue { .. } => "on-overdue",
+            };
             let outcome: Outcome = match hook {
                 Hook::Message(call) => {
                     let mut call = (*call).clone();
@@ -346,6 +357,11 @@ impl Rules {
             for (key, value) in &kv_writes {
                 store.insert(key.clone(), value.clone());
             }
+            let code = match &result {
+                Ok(_) => "ok",
+                Err(failure) => failure.code(),
+            };
+            self.inner.metrics.plugin_call(hook_name, code, outcome.duration.as_secs_f64());
             let (decision, failure) = match result {
                 Ok(decision) => (Some(decision), None),
                 Err(failure) => (None, Some(failure.to_string())),

@@ -133,6 +133,11 @@ async fn an_active_plugin_decides_and_its_run_is_recorded_with_logs_fuel_and_dur
     assert!(run["duration_us"].as_u64().is_some(), "{run}");
     assert!(run["failure"].is_null());
 
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("sent").text().await.expect("text");
+    // Live traffic only: the upload's trial call is not counted.
+    assert!(metrics.contains("recado_plugin_calls_total{hook=\"on-message\",outcome=\"ok\"} 1"), "{metrics}");
+    assert!(metrics.contains("recado_plugin_call_duration_seconds_bucket{"), "{metrics}");
+
     let (status, log) = app.get(&format!("/api/v1/clients/dental/decisions?plugin_id={id}"), &token).await;
     assert_eq!(status, StatusCode::OK, "{log}");
     assert_eq!(log["decisions"].as_array().expect("list").len(), 1, "{log}");
@@ -245,6 +250,11 @@ async fn a_failing_plugin_leaves_the_message_to_the_defaults_and_the_breaker_dis
     // Disabled: it no longer runs.
     let (message_id, _) = app.ingest_processed("dental", &token, "m9", "+34609", "boom").await;
     assert!(app.decisions_of(&message_id).await.iter().all(|d| d["plugin"].is_null()));
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("sent").text().await.expect("text");
+    assert!(
+        metrics.contains("recado_plugin_calls_total{hook=\"on-message\",outcome=\"out_of_memory\"} 3"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

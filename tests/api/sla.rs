@@ -132,6 +132,9 @@ async fn clocks_that_fell_due_while_the_server_was_down_fire_after_a_restart() {
     assert!(conversation["tags"].as_array().expect("tags").contains(&json!("overdue")));
     let escalations = app.db.escalations(ClientSlug::parse("dental").expect("slug"), id.clone()).await.expect("esc");
     assert_eq!(escalations.len(), 1, "{escalations:?}");
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("sent").text().await.expect("text");
+    assert!(metrics.contains("recado_sla_events_total{kind=\"overdue\"} 1"), "{metrics}");
+    assert!(metrics.contains("recado_plugin_calls_total{hook=\"on-overdue\",outcome=\"ok\"} 1"), "{metrics}");
     assert_eq!((escalations[0].0.as_str(), escalations[0].1, escalations[0].3), ("overdue", 2, true));
     let notices = notices(&provider, 1).await;
     assert!(notices.iter().any(|n| n["text"].as_str().is_some_and(|t| t.contains("no first reply"))), "{notices:?}");
