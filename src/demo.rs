@@ -35,6 +35,45 @@ pub async fn seed(db: &Db, kb_dir: &Path) -> anyhow::Result<(Vec<ClientSlug>, De
     Ok((slugs, DemoTokens { admin, assistant, client }))
 }
 
+/// The example chain, in order: `(name, component file stem)`, each configured with its `config.json`.
+pub const EXAMPLE_CHAIN: [(&str, &str); 3] =
+    [("business-hours-ack", "business_hours_ack"), ("keyword-router", "keyword_router"), ("escalation", "escalation")];
+
+/// Admits and activates the example chain of `dir` (an `example-plugins` directory with the components
+/// built) for `client`, as uploads through the API would. Versions already installed are left as they are.
+///
+/// # Errors
+/// A component or configuration cannot be read, is refused, or the store fails.
+pub async fn install_example_chain(
+    rules: &crate::plugins::runtime::Rules,
+    db: &Db,
+    client: &ClientSlug,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    for (name, stem) in EXAMPLE_CHAIN {
+        let path = dir.join(format!("target/wasm32-wasip2/release/{stem}.wasm"));
+        let component = std::fs::read(&path)
+            .with_context(|| format!("reading {} (build the example plugins first)", path.display()))?;
+        let config = std::fs::read_to_string(dir.join(name).join("config.json"))?;
+        let admitted = rules.admit(&component).await.with_context(|| path.display().to_string())?;
+        let plugin = crate::store::NewPlugin {
+            name: name.to_owned(),
+            version: "1".into(),
+            sha256: admitted.sha256,
+            component,
+            config: serde_json::from_str::<serde_json::Value>(&config)?.to_string(),
+        };
+        let record = match db.insert_plugin(client.clone(), plugin, "demo".into()).await {
+            Ok(record) => record,
+            Err(crate::store::Error::Conflict(_)) => continue,
+            Err(error) => return Err(error.into()),
+        };
+        db.set_plugin_state(client.clone(), record.id, crate::domain::PluginState::Active, "demo".into()).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -138,12 +138,15 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         };
         db.put_channel(slug.clone(), ChannelKind::Telegram, telegram, "loadgen".into()).await?;
         if let Some(dir) = &args.plugins {
-            install_examples(&rules, &db, &slug, dir).await?;
+            crate::demo::install_example_chain(&rules, &db, &slug, dir).await?;
         }
         targets.push(Target { slug, token });
     }
-    let chain =
-        if args.plugins.is_some() { EXAMPLES.iter().map(|(name, _)| (*name).to_owned()).collect() } else { Vec::new() };
+    let chain = if args.plugins.is_some() {
+        crate::demo::EXAMPLE_CHAIN.iter().map(|(name, _)| (*name).to_owned()).collect()
+    } else {
+        Vec::new()
+    };
     let targets = Arc::new(targets);
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     let base = format!("http://{addr}");
@@ -174,35 +177,6 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         processed_in,
         chain,
     })
-}
-
-/// The example chain, in order: `(name, component file stem)`; each configured with its `config.json`.
-const EXAMPLES: [(&str, &str); 3] =
-    [("business-hours-ack", "business_hours_ack"), ("keyword-router", "keyword_router"), ("escalation", "escalation")];
-
-/// Admits and activates the example chain for `client`, as an upload would.
-async fn install_examples(
-    rules: &crate::plugins::runtime::Rules,
-    db: &crate::store::Db,
-    client: &ClientSlug,
-    dir: &std::path::Path,
-) -> anyhow::Result<()> {
-    for (name, stem) in EXAMPLES {
-        let path = dir.join(format!("target/wasm32-wasip2/release/{stem}.wasm"));
-        let component = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let config = std::fs::read_to_string(dir.join(name).join("config.json"))?;
-        let admitted = rules.admit(&component).await?;
-        let plugin = crate::store::NewPlugin {
-            name: name.to_owned(),
-            version: "1".into(),
-            sha256: admitted.sha256,
-            component,
-            config: serde_json::from_str::<serde_json::Value>(&config)?.to_string(),
-        };
-        let record = db.insert_plugin(client.clone(), plugin, "loadgen".into()).await?;
-        db.set_plugin_state(client.clone(), record.id, crate::domain::PluginState::Active, "loadgen".into()).await?;
-    }
-    Ok(())
 }
 
 /// Sends `count` messages with `concurrency` in flight; returns each request's latency and success.

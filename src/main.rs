@@ -31,6 +31,10 @@ enum Command {
         /// Directory of demo knowledge bases.
         #[arg(long, default_value = "kb")]
         kb: PathBuf,
+        /// Also activate the example plugin chain (acknowledgement, router, escalation) for the first demo
+        /// client, from this `example-plugins` directory (build the components first).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
     },
     /// Manage API tokens (works whether or not the server runs).
     Token {
@@ -220,10 +224,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("listening on http://{}", app.local_addr());
             serve(app, signals).await
         }
-        Command::Demo { server, kb } => {
+        Command::Demo { server, kb, plugins } => {
             recado::telemetry::init("info");
             let app = Application::build(server.settings()?).await?;
             let (clients, tokens) = recado::demo::seed(&app.db(), &kb).await?;
+            if let (Some(dir), Some(first)) = (&plugins, clients.first()) {
+                recado::demo::install_example_chain(&app.rules(), &app.db(), first, dir).await?;
+                println!("example plugin chain active for {first}");
+            }
             let signals = Signals::install()?;
             let url = format!("http://{}", app.local_addr());
             println!("listening on {url}");

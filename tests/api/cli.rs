@@ -329,3 +329,79 @@ fn the_compiler_process_limits_itself_before_reading_its_input() {
     assert!(!starved.status.success(), "compiled within 64 MiB of address space?");
     assert!(starved.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn the_demo_can_activate_the_example_chain_and_it_decides_for_the_first_client() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kb = concat!(env!("CARGO_MANIFEST_DIR"), "/kb");
+    let plugins = crate::helpers::example_plugins();
+    let plugins = plugins.to_str().expect("utf-8 path");
+    let mut demo = Binary::start(&["demo", "--listen", "127.0.0.1:0", "--kb", kb, "--plugins", plugins], dir.path());
+    let mut lines = Vec::new();
+    while !lines.iter().any(|line: &String| line.starts_with("client token")) {
+        lines.push(demo.line().await);
+    }
+    let value = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(|rest| rest.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:#?}"))
+    };
+    assert_eq!(value("example plugin chain active for"), "dental-gracia");
+    let base = value("listening on");
+    let token = value("client token (dental-gracia):");
+    let http = reqwest::Client::new();
+    let list: Value = http
+        .get(format!("{base}/api/v1/clients/dental-gracia/plugins"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let active: Vec<&str> = list["plugins"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|p| p["state"] == "active")
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(active, ["business-hours-ack", "keyword-router", "escalation"], "in chain order");
+
+    let sent: Value = http
+        .post(format!("{base}/api/v1/clients/dental-gracia/messages"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "external_id": "d1", "from": { "handle": "+34600111222" }, "text": "És urgent: em podeu enviar la factura?" }))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let message_id = sent["message_id"].as_str().expect("id");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let chain = loop {
+        let decisions: Value = http
+            .get(format!("{base}/api/v1/messages/{message_id}/decisions"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        if let Some(chain) = decisions["decisions"].as_array().and_then(|d| d.iter().find(|d| d["source"] == "chain")) {
+            break chain.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no chain decision: {decisions}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let decision = &chain["decision"];
+    assert_eq!(decision["queue"], "billing", "{decision}");
+    assert_eq!(decision["assignee"], "marta", "the VIP's assistant");
+    assert_eq!(decision["escalate"]["level"], 2, "{decision}");
+    assert!(decision["acknowledge"].is_string(), "{decision}");
+    demo.signal(nix::sys::signal::Signal::SIGTERM);
+}
