@@ -124,8 +124,14 @@ impl Rules {
     /// # Errors
     /// The component is refused, or the cache cannot be written.
     pub async fn admit(&self, wasm: &[u8]) -> Result<Admitted, AdmitError> {
-        check_component(wasm, self.inner.upload)?;
-        let sha256 = sha256_hex(wasm);
+        // Validating and hashing up to `max_component_bytes` takes a while: not on the async threads.
+        let (bytes, limits) = (wasm.to_vec(), self.inner.upload);
+        let sha256 = tokio::task::spawn_blocking(move || {
+            check_component(&bytes, limits)?;
+            Ok::<_, LoadError>(sha256_hex(&bytes))
+        })
+        .await
+        .map_err(|error| AdmitError::Internal(error.into()))??;
         if let Some(plugin) = self.cached(&sha256) {
             return Ok(Admitted { sha256, plugin });
         }
