@@ -57,6 +57,7 @@ impl Application {
             metrics,
             knowledge,
             rules,
+            admission: http::Admission::new(&settings.http),
             settings: Arc::new(settings),
         };
         let router = http::router(state.clone());
@@ -115,7 +116,7 @@ impl Application {
             workers.clone(),
         ));
 
-        http::serve(listener, router, settings.http.clone(), shutdown).await;
+        http::serve(listener, router, settings.http.clone(), state.metrics.clone(), shutdown).await;
         tracing::info!("HTTP server stopped; stopping workers");
         workers.cancel();
         // Outbound calls are bounded by the provider timeout; give them that long to record their outcome.

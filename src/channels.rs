@@ -15,6 +15,9 @@ use sha2::Sha256;
 
 use crate::domain::Invalid;
 
+/// What `Debug` shows in place of a secret.
+const REDACTED: &str = "[redacted]";
+
 /// A message extracted from a provider payload, before it becomes an [`crate::domain::InboundMessage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedMessage {

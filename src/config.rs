@@ -136,14 +136,39 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// A connection that has not sent complete request headers within this time is closed.
     pub header_read_timeout_ms: u64,
+    /// A connection that sends nothing at all within this time of being accepted is closed.
+    pub first_byte_timeout_ms: u64,
+    /// A connection with no traffic either way for this long is closed (longer than `request_timeout_ms`,
+    /// so a request in progress always ends first).
+    pub idle_timeout_ms: u64,
+    /// Connections open at once; more are closed as soon as they are accepted. Lowered at start to leave
+    /// room under the process's open-file limit.
+    pub max_connections: usize,
+    /// Connections open at once from one address (an IPv6 /64 counts as one address).
+    pub max_connections_per_address: usize,
+    /// Requests in progress at once on one HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Time every request body gets, whatever its size.
+    pub body_grace_ms: u64,
+    /// Past the grace period, a body must arrive at least this fast or the request gets 408.
+    pub body_min_bytes_per_second: u64,
     /// A request not answered within this time gets 504.
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_ms: u64,
     /// Requests handled at once on the ingest routes (webhooks and the message API); more get 503.
     pub max_concurrent_ingest: usize,
+    /// Of `max_concurrent_ingest`, how many one client may use.
+    pub max_concurrent_ingest_per_client: usize,
     /// Requests handled at once on every other API route; more get 503.
     pub max_concurrent_api: usize,
+    /// Of `max_concurrent_api`, how many one token may use.
+    pub max_concurrent_api_per_token: usize,
+    /// Failed authentications (bad tokens, webhook secrets and signatures) one address may make per minute
+    /// once its burst is used up; past that it gets 429 without its token being checked.
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications one address may make in a burst.
+    pub auth_failures_burst: u32,
     /// Largest accepted body on ingest routes.
     pub ingest_body_limit_bytes: usize,
     /// Largest accepted body on other API routes.
@@ -157,10 +182,21 @@ impl Default for HttpSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             header_read_timeout_ms: 10_000,
+            first_byte_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 8_192,
+            max_connections_per_address: 256,
+            http2_max_concurrent_streams: 32,
+            body_grace_ms: 5_000,
+            body_min_bytes_per_second: 32_768,
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
             max_concurrent_ingest: 512,
+            max_concurrent_ingest_per_client: 128,
             max_concurrent_api: 256,
+            max_concurrent_api_per_token: 32,
+            auth_failures_per_minute: 30,
+            auth_failures_burst: 20,
             ingest_body_limit_bytes: 1024 * 1024,
             api_body_limit_bytes: 256 * 1024,
             retry_after_seconds: 1,
@@ -169,6 +205,16 @@ impl Default for HttpSettings {
 }
 
 impl HttpSettings {
+    /// `first_byte_timeout_ms` as a duration.
+    pub fn first_byte_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_byte_timeout_ms)
+    }
+
+    /// `idle_timeout_ms` as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
     /// `header_read_timeout_ms` as a duration.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
@@ -323,8 +369,26 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        let checks: [(&'static str, bool, &str); 11] = [
+        let http = &self.http;
+        let checks: [(&'static str, bool, &str); 20] = [
             ("http.header_read_timeout_ms", self.http.header_read_timeout_ms > 0, "must be greater than 0"),
+            ("http.first_byte_timeout_ms", http.first_byte_timeout_ms > 0, "must be greater than 0"),
+            (
+                "http.idle_timeout_ms",
+                http.idle_timeout_ms > http.request_timeout_ms,
+                "must be greater than http.request_timeout_ms",
+            ),
+            ("http.max_connections", http.max_connections >= 16, "must be at least 16"),
+            ("http.max_connections_per_address", http.max_connections_per_address > 0, "must be greater than 0"),
+            ("http.http2_max_concurrent_streams", http.http2_max_concurrent_streams > 0, "must be greater than 0"),
+            ("http.body_min_bytes_per_second", http.body_min_bytes_per_second > 0, "must be greater than 0"),
+            (
+                "http.max_concurrent_ingest_per_client",
+                http.max_concurrent_ingest_per_client > 0,
+                "must be greater than 0",
+            ),
+            ("http.max_concurrent_api_per_token", http.max_concurrent_api_per_token > 0, "must be greater than 0"),
+            ("http.auth_failures_burst", http.auth_failures_burst > 0, "must be greater than 0"),
             ("http.request_timeout_ms", self.http.request_timeout_ms > 0, "must be greater than 0"),
             ("http.max_concurrent_ingest", self.http.max_concurrent_ingest > 0, "must be greater than 0"),
             ("http.max_concurrent_api", self.http.max_concurrent_api > 0, "must be greater than 0"),

@@ -1,10 +1,13 @@
-//! The HTTP surface: routes, the load budgets, error shape and the server loop.
+//! The HTTP surface: routes, admission, error shape and the server loop.
 //!
 //! Two separate concurrency budgets (a bulkhead): ingest (webhooks and the message API) and everything else,
-//! so a flood of inbox requests cannot starve providers' webhooks and the other way round. Past its budget
-//! a request gets a fast 503 with `Retry-After` instead of waiting. Each budget also bounds how long a
-//! request may run (504). Health and metrics sit outside both budgets.
+//! so a flood of inbox requests cannot starve providers' webhooks and the other way round. Each budget has a
+//! share per principal (a client for ingest, a token for the API), so one caller cannot take all of it.
+//! Past its budget a request gets a fast 503 with `Retry-After` instead of waiting; bodies are read before a
+//! slot is taken, under a minimum rate ([`admission`]). Each request may run for a bounded time (504).
+//! Health and metrics sit outside both budgets.
 
+mod admission;
 mod articles;
 mod clients;
 mod conversations;
@@ -24,14 +27,13 @@ use std::time::Instant;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{BoxError, Router};
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
 use tower::timeout::TimeoutLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -43,6 +45,8 @@ use crate::outbox::OutboxHandle;
 use crate::pipeline::PipelineHandle;
 use crate::plugins::runtime::Rules;
 use crate::store::Db;
+pub(crate) use admission::Admission;
+use admission::BodyRule;
 use error::InternalCause;
 
 /// What handlers share. Every field is a cheap handle.
@@ -62,17 +66,36 @@ pub struct AppState {
     pub rules: Rules,
     /// Settings.
     pub settings: Arc<Settings>,
+    /// Budgets and body rules.
+    pub(crate) admission: Admission,
 }
 
-/// Builds every route with its layers.
+/// Builds every route with its layers (see [`admission`] for the order a request passes them in).
 pub fn router(state: AppState) -> Router {
     let http = &state.settings.http;
-    let ingest = Router::new()
-        .route("/api/v1/clients/{slug}/messages", post(ingest::messages_create))
+    let admission = &state.admission;
+    // Webhook handlers check the channel and its secret before they read the body and take a slot.
+    let webhooks = Router::new()
         .route("/webhooks/whatsapp/{slug}", get(ingest::whatsapp_verify).post(ingest::whatsapp_receive))
         .route("/webhooks/telegram/{slug}", post(ingest::telegram_receive))
         .layer(DefaultBodyLimit::max(http.ingest_body_limit_bytes))
-        .layer(budget(http.max_concurrent_ingest, &state.settings));
+        .layer(request_timeout(&state.settings));
+    let message_api = Router::new()
+        .route("/api/v1/clients/{slug}/messages", post(ingest::messages_create))
+        .layer(DefaultBodyLimit::max(http.ingest_body_limit_bytes))
+        .layer(request_timeout(&state.settings))
+        .layer(middleware::from_fn_with_state(admission.ingest.clone(), admission::admit_client))
+        .layer(middleware::from_fn_with_state(admission.ingest_body, admission::read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
+    // The component plus the other fields and the multipart framing.
+    let upload_limit = state.settings.plugins.max_component_bytes.saturating_add(128 * 1024);
+    let uploads = Router::new()
+        .route("/api/v1/clients/{slug}/plugins", get(plugins::plugins_list).post(plugins::plugins_upload))
+        .layer(DefaultBodyLimit::max(upload_limit))
+        .layer(request_timeout(&state.settings))
+        .layer(middleware::from_fn_with_state(admission.api.clone(), admission::admit_token))
+        .layer(middleware::from_fn_with_state(BodyRule::new(http, upload_limit), admission::read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
     let api = Router::new()
         .route("/api/v1/clients", get(clients::clients_list).post(clients::clients_create))
         .route("/api/v1/clients/{slug}", get(clients::clients_show).patch(clients::clients_update))
@@ -81,13 +104,6 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/clients/{slug}/kb/articles/{id}",
             get(articles::articles_show).put(articles::articles_update).delete(articles::articles_delete),
-        )
-        .route(
-            "/api/v1/clients/{slug}/plugins",
-            get(plugins::plugins_list).post(plugins::plugins_upload).layer(DefaultBodyLimit::max(
-                // The component plus the other fields and the multipart framing.
-                state.settings.plugins.max_component_bytes.saturating_add(128 * 1024),
-            )),
         )
         .route("/api/v1/clients/{slug}/plugins/{id}", get(plugins::plugins_show))
         .route("/api/v1/clients/{slug}/plugins/{id}/replay", post(plugins::plugins_replay))
@@ -104,29 +120,54 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients/{slug}/suggestions", get(suggestions::suggestions_for_query))
         .route("/api/v1/suggestions/feedback", post(suggestions::suggestions_feedback))
         .layer(DefaultBodyLimit::max(http.api_body_limit_bytes))
-        .layer(budget(http.max_concurrent_api, &state.settings));
+        .layer(request_timeout(&state.settings))
+        .layer(middleware::from_fn_with_state(admission.api.clone(), admission::admit_token))
+        .layer(middleware::from_fn_with_state(BodyRule::new(http, http.api_body_limit_bytes), admission::read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
 
     Router::new()
-        .merge(ingest)
+        .merge(webhooks)
+        .merge(message_api)
+        .merge(uploads)
         .merge(api)
         .merge(ops)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             error::error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
         }))
         .with_state(state)
 }
 
-/// A concurrency budget shared by every route it wraps, shedding load past it, with a request timeout.
-fn budget(
-    limit: usize,
+/// The span of one request: the method and the path, never the query string (the WhatsApp handshake carries
+/// its verify token there) nor any header.
+fn request_span(request: &Request) -> tracing::Span {
+    tracing::debug_span!("request", method = method_label(request.method()), path = %request.uri().path())
+}
+
+/// The method as a label from a closed set: a made-up method name must not become a new metric series or a
+/// long log field.
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Turns a request running past `http.request_timeout_ms` into 504.
+fn request_timeout(
     settings: &Settings,
 ) -> impl tower::Layer<
     axum::routing::Route,
@@ -139,24 +180,14 @@ fn budget(
 + Send
 + Sync
 + 'static {
-    let retry_after = settings.http.retry_after_seconds;
     ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(move |error: BoxError| async move {
+        .layer(HandleErrorLayer::new(|error: BoxError| async move {
             if error.is::<tower::timeout::error::Elapsed>() {
                 ApiError::Timeout.into_response()
-            } else if error.is::<tower::load_shed::error::Overloaded>() {
-                ApiError::Unavailable {
-                    code: "overloaded",
-                    message: "the server is busy; retry later".into(),
-                    retry_after,
-                }
-                .into_response()
             } else {
                 ApiError::Internal(anyhow::anyhow!("middleware failed: {error}")).into_response()
             }
         }))
-        .layer(LoadShedLayer::new())
-        .layer(GlobalConcurrencyLimitLayer::with_semaphore(Arc::new(tokio::sync::Semaphore::new(limit))))
         .layer(TimeoutLayer::new(settings.http.request_timeout()))
 }
 
@@ -171,7 +202,7 @@ async fn method_not_allowed() -> ApiError {
 /// Records each request in the metrics and logs the cause of every 500 once, inside the request's span.
 async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -181,6 +212,6 @@ async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
         tracing::error!(error = %format!("{cause:#}"), %route, "request failed");
     }
-    metrics.request(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    metrics.request(method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }

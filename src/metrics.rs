@@ -46,6 +46,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -67,6 +72,7 @@ struct Inner {
     plugin_calls: Family<PluginCallLabels, Counter>,
     plugin_seconds: Histogram,
     sla_events: Family<KindLabels, Counter>,
+    connections_refused: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -105,6 +111,12 @@ impl Metrics {
         );
         let sla_events = Family::<KindLabels, Counter>::default();
         registry.register("sla_events", "First-response clock events (warning, overdue)", sla_events.clone());
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed when accepted, by the cap they were over (total, per_address)",
+            connections_refused.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -117,6 +129,7 @@ impl Metrics {
                 plugin_calls,
                 plugin_seconds,
                 sla_events,
+                connections_refused,
             }),
         }
     }
@@ -129,6 +142,11 @@ impl Metrics {
             .get_or_create(&RequestLabels { method: method.to_owned(), route: route.clone(), status })
             .inc();
         self.inner.latency.get_or_create(&RouteLabels { route }).observe(seconds);
+    }
+
+    /// Records a connection closed at accept because it was over the `reason` cap.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.inner.connections_refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Records ingested messages on `channel`.

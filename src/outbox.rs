@@ -159,11 +159,13 @@ impl Deliverer {
         Duration::from_millis(millis)
     }
 
+    /// One provider call. Every error text it returns has the channel's secrets removed: it is stored as the
+    /// delivery's `last_error`, shown to assistants and clients, and logged.
     async fn attempt(&self, delivery: &Claimed) -> Attempt {
         let Ok(client) = ClientSlug::parse(&delivery.client) else {
             return Attempt::Permanent(format!("invalid client id {:?}", delivery.client));
         };
-        let (request, kind) = match delivery.adapter {
+        let (request, kind, secrets) = match delivery.adapter {
             ChannelKind::WhatsApp => {
                 let config: WhatsAppConfig = match self.db.channel(client, ChannelKind::WhatsApp).await {
                     Ok(Some(config)) => config,
@@ -172,7 +174,8 @@ impl Deliverer {
                 };
                 let (url, body) =
                     whatsapp::send_request(&config, &delivery.recipient, &delivery.text, &delivery.outbox_id);
-                (self.http.post(url).bearer_auth(&config.access_token).json(&body), ChannelKind::WhatsApp)
+                let request = self.http.post(url).bearer_auth(&config.access_token).json(&body);
+                (request, ChannelKind::WhatsApp, config.secrets())
             }
             ChannelKind::Telegram => {
                 let config: TelegramConfig = match self.db.channel(client, ChannelKind::Telegram).await {
@@ -181,7 +184,7 @@ impl Deliverer {
                     Err(error) => return storage_error(error),
                 };
                 let (url, body) = telegram::send_request(&config, &delivery.recipient, &delivery.text);
-                (self.http.post(url).json(&body), ChannelKind::Telegram)
+                (self.http.post(url).json(&body), ChannelKind::Telegram, config.secrets())
             }
             ChannelKind::Webhook => {
                 let config: WebhookConfig = match self.db.channel(client, ChannelKind::Webhook).await {
@@ -210,13 +213,25 @@ impl Deliverer {
                     .header(webhook::SIGNATURE_HEADER, signature)
                     .header("idempotency-key", &delivery.outbox_id)
                     .body(body);
-                (request, ChannelKind::Webhook)
+                (request, ChannelKind::Webhook, config.secrets())
             }
         };
+        match self.send(request, kind).await {
+            Attempt::Retryable { error, retry_after } => {
+                Attempt::Retryable { error: redact(&error, &secrets), retry_after }
+            }
+            Attempt::Permanent(error) => Attempt::Permanent(redact(&error, &secrets)),
+            sent @ Attempt::Sent(_) => sent,
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, kind: ChannelKind) -> Attempt {
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
                 let what = if error.is_timeout() { "timed out" } else { "request failed" };
+                // The URL is dropped at the source: Telegram's carries the bot token (`/bot<token>/...`).
+                let error = error.without_url();
                 return Attempt::Retryable {
                     error: format!("{kind} {what}: {}", error_chain(&error)),
                     retry_after: None,
@@ -258,6 +273,16 @@ fn not_configured(channel: &str) -> Attempt {
 
 fn storage_error(error: crate::store::Error) -> Attempt {
     Attempt::Retryable { error: format!("loading channel settings failed: {error}"), retry_after: None }
+}
+
+/// `text` with every occurrence of each secret replaced: the last line of defence for texts that quote a
+/// request or a provider's answer (a provider may echo the token it was sent).
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        text = text.replace(secret.as_str(), "[redacted]");
+    }
+    text
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -13,7 +13,7 @@ pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
 /// A client's Telegram bot settings. Secrets are never returned by the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelegramConfig {
     /// The bot token from BotFather.
@@ -29,7 +29,22 @@ fn default_base() -> String {
     DEFAULT_API_BASE_URL.to_owned()
 }
 
+impl std::fmt::Debug for TelegramConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramConfig")
+            .field("bot_token", &super::REDACTED)
+            .field("secret_token", &super::REDACTED)
+            .field("api_base_url", &self.api_base_url)
+            .finish()
+    }
+}
+
 impl TelegramConfig {
+    /// The values that must never appear in an error, a response or a log line.
+    pub fn secrets(&self) -> Vec<String> {
+        vec![self.bot_token.clone(), self.secret_token.clone()]
+    }
+
     /// Checks the fields.
     pub fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
         if self.bot_token.trim().is_empty() || self.bot_token.len() > 256 || self.bot_token.contains('/') {

@@ -11,7 +11,7 @@ use crate::domain::Invalid;
 pub const SIGNATURE_HEADER: &str = "x-recado-signature-256";
 
 /// A client's webhook settings. The secret is never returned by the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where outbound messages are POSTed.
@@ -20,7 +20,18 @@ pub struct WebhookConfig {
     pub secret: String,
 }
 
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig").field("url", &self.url).field("secret", &super::REDACTED).finish()
+    }
+}
+
 impl WebhookConfig {
+    /// The values that must never appear in an error, a response or a log line.
+    pub fn secrets(&self) -> Vec<String> {
+        vec![self.secret.clone()]
+    }
+
     /// Checks the fields.
     pub fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
         if self.secret.len() < 16 || self.secret.len() > 1024 {

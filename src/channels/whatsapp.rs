@@ -11,7 +11,7 @@ use crate::store::StatusUpdate;
 pub const DEFAULT_API_BASE_URL: &str = "https://graph.facebook.com/v21.0";
 
 /// A client's WhatsApp Cloud API settings. Secrets are never returned by the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsAppConfig {
     /// The Meta app secret: key of the webhook signature.
@@ -31,7 +31,24 @@ fn default_base() -> String {
     DEFAULT_API_BASE_URL.to_owned()
 }
 
+impl std::fmt::Debug for WhatsAppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsAppConfig")
+            .field("app_secret", &super::REDACTED)
+            .field("verify_token", &super::REDACTED)
+            .field("phone_number_id", &self.phone_number_id)
+            .field("access_token", &super::REDACTED)
+            .field("api_base_url", &self.api_base_url)
+            .finish()
+    }
+}
+
 impl WhatsAppConfig {
+    /// The values that must never appear in an error, a response or a log line.
+    pub fn secrets(&self) -> Vec<String> {
+        vec![self.app_secret.clone(), self.verify_token.clone(), self.access_token.clone()]
+    }
+
     /// Checks the fields (not the credentials themselves, which only Meta can check).
     pub fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
         for (field, value) in [

@@ -47,6 +47,17 @@ pub enum ApiError {
     /// 428: an edit must name the version it changes.
     #[error("{0}")]
     PreconditionRequired(String),
+    /// 408: the body did not arrive in time (slower than the minimum rate). The connection is closed.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// 429: this address (or principal) is sending too much; retry later.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What is wrong.
+        message: String,
+        /// Seconds to wait before retrying.
+        retry_after: u32,
+    },
     /// 413: the body is larger than this route accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -107,6 +118,8 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::StaleVersion(_) => (StatusCode::CONFLICT, "version_conflict"),
             Self::PreconditionRequired(_) => (StatusCode::PRECONDITION_REQUIRED, "version_required"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
@@ -131,6 +144,17 @@ impl IntoResponse for ApiError {
             Self::Internal(error) => {
                 let mut response = error_response(status, code, "internal error");
                 response.extensions_mut().insert(InternalCause(Arc::new(error)));
+                response
+            }
+            Self::TooManyRequests { retry_after, ref message } => {
+                let mut response = error_response(status, code, message);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+            }
+            Self::RequestTimeout(ref message) => {
+                let mut response = error_response(status, code, message);
+                // The rest of the body may still be on its way; the connection cannot be reused.
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                 response
             }
             Self::Unavailable { retry_after, ref message, .. } => {

@@ -1,6 +1,7 @@
 //! Extractors whose rejections use the one error shape, and the authenticated caller.
 
 use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
@@ -52,8 +53,21 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
+        // The admission middleware authenticates before the body is read and leaves the caller here.
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
+        Self::authenticate(&parts.headers, state).await
+    }
+}
+
+impl Principal {
+    /// Authenticates the bearer token in `headers`.
+    ///
+    /// # Errors
+    /// 401 for a missing, malformed, unknown or revoked token; 503 when the store is unavailable.
+    pub(super) async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Self, ApiError> {
+        let header = headers
             .get(AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
         let token = header
@@ -69,9 +83,7 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or_else(|| ApiError::unauthorized("the token is unknown or revoked"))?;
         Ok(Self { token_id: record.id, role: record.role, client: record.client, name: record.name })
     }
-}
 
-impl Principal {
     /// What data this caller may see.
     pub(super) fn scope(&self) -> Scope {
         match (&self.role, &self.client) {

@@ -1,18 +1,23 @@
 //! Ingest routes: the generic message API and the WhatsApp and Telegram webhooks.
 //!
 //! Every message is durably committed before the 2xx is sent. Webhooks are authenticated by the client's
-//! channel secret, verified on the raw bytes before anything is parsed or stored.
+//! channel secret, verified on the raw bytes before anything is parsed or stored. An unknown client or
+//! channel, and a missing secret or signature header, are refused before the body is read; failed
+//! authentications count against the caller's address.
+
+use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{AppBytes, AppJson, AppPath, AppQuery, Principal};
+use super::extract::{AppJson, AppPath, AppQuery, Principal};
 use crate::channels::telegram::{self, TelegramConfig};
 use crate::channels::whatsapp::{self, WhatsAppConfig};
 use crate::channels::{ParsedMessage, verify_hmac_header};
@@ -68,7 +73,12 @@ async fn store(
     }
     let outcomes = state.db.ingest(client, messages, statuses).await?;
     let duplicates = outcomes.iter().filter(|outcome| outcome.duplicate).count() as u64;
-    state.metrics.ingested(channel.as_str(), outcomes.len() as u64 - duplicates, duplicates);
+    // Channel names of the message API are the client's choice: the label keeps to a closed set.
+    let label = match channel.as_str() {
+        name @ (ChannelName::API | ChannelName::WHATSAPP | ChannelName::TELEGRAM) => name,
+        _ => "other",
+    };
+    state.metrics.ingested(label, outcomes.len() as u64 - duplicates, duplicates);
     if outcomes.iter().any(|outcome| !outcome.duplicate) {
         state.pipeline.wake();
     }
@@ -135,34 +145,53 @@ pub(super) struct VerifyQuery {
     challenge: String,
 }
 
-/// `GET /webhooks/whatsapp/{slug}`: echoes `hub.challenge` when the verify token matches.
+/// `GET /webhooks/whatsapp/{slug}`: echoes `hub.challenge` as plain text when the verify token matches.
 pub(super) async fn whatsapp_verify(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     AppPath(slug): AppPath<String>,
     AppQuery(query): AppQuery<VerifyQuery>,
 ) -> Result<Response, ApiError> {
+    let failures = &state.admission.auth_failures;
+    if !failures.allows(peer.ip()) {
+        return Err(failures.throttled());
+    }
     let (_, config): (_, WhatsAppConfig) = channel_config(&state, &slug, ChannelKind::WhatsApp).await?;
     let token_matches: bool = query.verify_token.as_bytes().ct_eq(config.verify_token.as_bytes()).into();
     if query.mode != "subscribe" || !token_matches {
+        failures.record(peer.ip());
         return Err(ApiError::Forbidden("the verify token does not match".into()));
     }
-    Ok((StatusCode::OK, query.challenge).into_response())
+    // The challenge is the caller's text: plain text that no browser will sniff into HTML.
+    let headers = [(CONTENT_TYPE, "text/plain; charset=utf-8"), (X_CONTENT_TYPE_OPTIONS, "nosniff")];
+    Ok((StatusCode::OK, headers, query.challenge).into_response())
 }
 
 /// `POST /webhooks/whatsapp/{slug}`: stores every message of the batch and applies delivery statuses.
+///
+/// The signature covers the body, so only its presence can be checked before the body is read; the channel
+/// must exist first.
 pub(super) async fn whatsapp_receive(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     AppPath(slug): AppPath<String>,
-    headers: HeaderMap,
-    AppBytes(body): AppBytes,
+    request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let failures = &state.admission.auth_failures;
+    if !failures.allows(peer.ip()) {
+        return Err(failures.throttled());
+    }
     let (client, config): (_, WhatsAppConfig) = channel_config(&state, &slug, ChannelKind::WhatsApp).await?;
-    let signature = headers.get(whatsapp::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
-    if !verify_hmac_header(&config.app_secret, &body, signature) {
-        return Err(ApiError::Unauthorized {
-            code: "invalid_signature",
-            message: "X-Hub-Signature-256 is missing or does not match the body".into(),
-        });
+    let signature = request.headers().get(whatsapp::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
+    let Some(signature) = signature.filter(|value| value.trim().starts_with("sha256=")).map(str::to_owned) else {
+        failures.record(peer.ip());
+        return Err(invalid_signature());
+    };
+    let (_, body) = state.admission.ingest_body.read(request).await?;
+    let _slot = state.admission.ingest.admit(client.as_str())?;
+    if !verify_hmac_header(&config.app_secret, &body, Some(&signature)) {
+        failures.record(peer.ip());
+        return Err(invalid_signature());
     }
     let parsed = whatsapp::parse(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
     let channel = ChannelName::known(ChannelName::WHATSAPP);
@@ -181,21 +210,37 @@ pub(super) async fn whatsapp_receive(
     })))
 }
 
+fn invalid_signature() -> ApiError {
+    ApiError::Unauthorized {
+        code: "invalid_signature",
+        message: "X-Hub-Signature-256 is missing or does not match the body".into(),
+    }
+}
+
 /// `POST /webhooks/telegram/{slug}`: stores the message of an `Update`; other updates are acknowledged and
 /// ignored so Telegram does not retry them.
+///
+/// The channel and the secret header are checked before a byte of the body is read.
 pub(super) async fn telegram_receive(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     AppPath(slug): AppPath<String>,
-    headers: HeaderMap,
-    AppBytes(body): AppBytes,
+    request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let failures = &state.admission.auth_failures;
+    if !failures.allows(peer.ip()) {
+        return Err(failures.throttled());
+    }
     let (client, config): (_, TelegramConfig) = channel_config(&state, &slug, ChannelKind::Telegram).await?;
-    if !config.verify(headers.get(telegram::SECRET_HEADER).map(|value| value.as_bytes())) {
+    if !config.verify(request.headers().get(telegram::SECRET_HEADER).map(|value| value.as_bytes())) {
+        failures.record(peer.ip());
         return Err(ApiError::Unauthorized {
             code: "invalid_secret",
             message: "X-Telegram-Bot-Api-Secret-Token is missing or wrong".into(),
         });
     }
+    let (_, body) = state.admission.ingest_body.read(request).await?;
+    let _slot = state.admission.ingest.admit(client.as_str())?;
     let parsed = telegram::parse(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
     let Some(parsed) = parsed else {
         return Ok(Json(serde_json::json!({ "ignored": true })));

@@ -116,7 +116,7 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{error}");
 }
 
-/// Opens a request whose body never finishes, holding a slot of the ingest budget.
+/// Opens a request whose body never finishes.
 async fn stalled_request(app: &TestApp, token: &str) -> TcpStream {
     let addr = app.base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).await.expect("connect");
@@ -127,6 +127,18 @@ async fn stalled_request(app: &TestApp, token: &str) -> TcpStream {
     stream
 }
 
+/// Takes SQLite's write lock from another connection, so the server's writes wait (up to its busy timeout of
+/// 5 s): requests that write stay in progress, holding their slots, as they would on a stalled disk.
+fn hold_the_write_lock(app: &TestApp) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(app.data_dir.join("recado.db")).expect("open");
+    connection.execute_batch("BEGIN IMMEDIATE").expect("write lock taken");
+    connection
+}
+
+fn message(external_id: &str) -> Value {
+    json!({ "external_id": external_id, "from": { "handle": "+1" }, "text": "hi" })
+}
+
 #[tokio::test]
 async fn past_its_budget_ingest_answers_503_with_retry_after_at_once_while_the_api_keeps_working() {
     let app = spawn_app_with(|settings| {
@@ -135,45 +147,87 @@ async fn past_its_budget_ingest_answers_503_with_retry_after_at_once_while_the_a
     })
     .await;
     let token = app.create_client("client-a").await;
-    let _first = stalled_request(&app, &token).await;
-    let _second = stalled_request(&app, &token).await;
-    // Let both stalled requests reach their handler and take the budget.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (status, headers, error) = loop {
+    let lock = hold_the_write_lock(&app);
+    let mut held = Vec::new();
+    for n in 0..2 {
+        let (http, url, token) =
+            (app.http.clone(), format!("{}/api/v1/clients/client-a/messages", app.base), token.clone());
+        held.push(tokio::spawn(async move {
+            // Retried like a provider would, in case a probe below held a slot for an instant.
+            loop {
+                let response = http.post(&url).bearer_auth(&token).json(&message(&format!("held-{n}"))).send().await;
+                if response
+                    .as_ref()
+                    .map_or(true, |response| response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE)
+                {
+                    return response;
+                }
+            }
+        }));
+    }
+    // Probe with a message refused after admission but before any write (empty external id: 422) until the two held
+    // requests have both slots.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let invalid = json!({ "external_id": "", "from": { "handle": "+1" }, "text": "probe" });
+    let (headers, error) = loop {
         let started = Instant::now();
-        let body = json!({ "external_id": "x", "from": { "handle": "+1" }, "text": "hi" });
         let (status, headers, error) =
-            app.call_full(Method::POST, "/api/v1/clients/client-a/messages", Some(&token), Some(body)).await;
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+            app.call_full(Method::POST, "/api/v1/clients/client-a/messages", Some(&token), Some(invalid.clone())).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE && error["error"]["code"] == "overloaded" {
             assert!(started.elapsed() < Duration::from_secs(1), "shed at once, not queued");
-            break (status, headers, error);
+            break (headers, error);
         }
         assert!(Instant::now() < deadline, "the budget was never exhausted: {status} {error}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(error["error"]["code"], "overloaded");
-    assert_eq!(headers.get("retry-after").expect("Retry-After").to_str().expect("ascii"), "1");
+    assert_eq!(headers.get("retry-after").expect("Retry-After").to_str().expect("ascii"), "1", "{error}");
     // The bulkhead: the inbox API has its own budget.
     let (status, _) = app.get("/api/v1/conversations", &app.assistant).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
+    drop(lock);
+    for request in held {
+        let status = request.await.expect("task").expect("answered").status();
+        assert_eq!(status, reqwest::StatusCode::CREATED, "held requests complete once the disk is back");
+    }
+}
+
+#[tokio::test]
+async fn bodies_still_arriving_hold_no_slot_and_a_body_slower_than_the_minimum_rate_gets_408() {
+    let app = spawn_app_with(|settings| {
+        settings.http.max_concurrent_ingest = 2;
+        settings.http.body_grace_ms = 500;
+    })
+    .await;
+    let token = app.create_client("client-a").await;
+    let mut stalled = Vec::new();
+    for _ in 0..5 {
+        stalled.push(stalled_request(&app, &token).await);
+    }
+    let (status, body) = app.post("/api/v1/clients/client-a/messages", &token, message("through")).await;
+    assert_eq!(status, StatusCode::CREATED, "five stalled bodies hold none of the two slots: {body}");
+
+    let mut response = vec![0u8; 2048];
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled[0].read(&mut response))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response[..read]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"body_timeout\""), "{text}");
 }
 
 #[tokio::test]
 async fn a_request_that_takes_too_long_gets_504() {
     let app = spawn_app_with(|settings| settings.http.request_timeout_ms = 300).await;
     let token = app.create_client("client-a").await;
-    let mut stream = stalled_request(&app, &token).await;
-    let mut response = vec![0u8; 1024];
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
-        .await
-        .expect("answered in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&response[..read]);
-    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
-    assert!(text.contains("\"timeout\""), "{text}");
+    let _lock = hold_the_write_lock(&app);
+    let started = Instant::now();
+    let (status, error) = app.post("/api/v1/clients/client-a/messages", &token, message("slow")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{error}");
+    assert_eq!(error["error"]["code"], "timeout");
+    assert!(started.elapsed() < Duration::from_secs(4), "answered at the timeout, not after the disk came back");
 }
 
 #[tokio::test]

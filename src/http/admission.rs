@@ -1,0 +1,403 @@
+//! Admission: what a request must pass before it may use one of the server's work slots, so that nobody
+//! without a token, no single client and no single address can take every slot.
+//!
+//! A request goes through, in this order:
+//! 1. **Identification before the body.** A bearer token is checked (and a webhook's channel and secret
+//!    header, in its handler) before a byte of the body is read, so an anonymous caller cannot make the
+//!    server wait for a body at all. Failed authentications are rate-limited per address ([`AuthFailures`]).
+//! 2. **The body, under a minimum rate** ([`BodyRule`]): a declared `Content-Length` over the route's limit is
+//!    refused at once (413); otherwise the body must arrive within a grace period plus the time its size
+//!    takes at a minimum rate, or the request gets 408. Reading the body holds no work slot, so a caller
+//!    sending one byte at a time holds only its own connection (and connections are capped per address by
+//!    the accept loop).
+//! 3. **A work slot** ([`Budget`]): one of the route group's global slots and one of the slots of its
+//!    principal (the token for API routes, the client for ingest). Past either, a fast 503 with
+//!    `Retry-After`.
+//! 4. The request timeout (504), which now measures the work alone.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{AppPath, Principal};
+use crate::config::HttpSettings;
+
+/// A concurrency budget: `global` slots shared by every principal, at most `per_principal` of them held by
+/// any one principal.
+pub(crate) struct Budget {
+    name: &'static str,
+    global: Arc<Semaphore>,
+    per_principal: usize,
+    held: Mutex<HashMap<String, usize>>,
+    retry_after: u32,
+}
+
+/// A slot of a [`Budget`]; released when dropped.
+pub(crate) struct Slot {
+    budget: Arc<Budget>,
+    principal: String,
+    _global: OwnedSemaphorePermit,
+}
+
+impl Budget {
+    /// A budget of `global` slots, `per_principal` of them at most for one principal.
+    pub(crate) fn new(name: &'static str, global: usize, per_principal: usize, retry_after: u32) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            global: Arc::new(Semaphore::new(global)),
+            per_principal: per_principal.min(global),
+            held: Mutex::new(HashMap::new()),
+            retry_after,
+        })
+    }
+
+    /// Takes a slot for `principal`, or fails at once with 503 when the principal's share or the whole budget
+    /// is in use.
+    ///
+    /// # Errors
+    /// [`ApiError::Unavailable`] with code `overloaded`.
+    pub(crate) fn admit(self: &Arc<Self>, principal: &str) -> Result<Slot, ApiError> {
+        {
+            let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let count = held.entry(principal.to_owned()).or_insert(0);
+            if *count >= self.per_principal {
+                drop(held);
+                tracing::debug!(budget = self.name, "a principal's share of the budget is in use");
+                return Err(self.overloaded("too many requests of yours are in progress; retry later"));
+            }
+            *count += 1;
+        }
+        match Arc::clone(&self.global).try_acquire_owned() {
+            Ok(permit) => Ok(Slot { budget: Arc::clone(self), principal: principal.to_owned(), _global: permit }),
+            Err(_) => {
+                self.release(principal);
+                Err(self.overloaded("the server is busy; retry later"))
+            }
+        }
+    }
+
+    fn release(&self, principal: &str) {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = held.get_mut(principal) {
+            *count -= 1;
+            // Principals with nothing in progress are forgotten, so the map is bounded by the slots in use.
+            if *count == 0 {
+                held.remove(principal);
+            }
+        }
+    }
+
+    fn overloaded(&self, message: &str) -> ApiError {
+        ApiError::Unavailable { code: "overloaded", message: message.into(), retry_after: self.retry_after }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.budget.release(&self.principal);
+    }
+}
+
+/// How long a body may take: `grace` plus its size at `min_bytes_per_second`, and never more than `limit`
+/// bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyRule {
+    /// Largest accepted body.
+    pub(crate) limit: usize,
+    /// Time every body gets, whatever its size.
+    pub(crate) grace: Duration,
+    /// The slowest acceptable rate past the grace period.
+    pub(crate) min_bytes_per_second: u64,
+}
+
+impl BodyRule {
+    /// The rule of a route group with body limit `limit`.
+    pub(crate) fn new(settings: &HttpSettings, limit: usize) -> Self {
+        Self {
+            limit,
+            grace: Duration::from_millis(settings.body_grace_ms),
+            min_bytes_per_second: settings.body_min_bytes_per_second.max(1),
+        }
+    }
+
+    /// Reads the whole body of `request` under this rule.
+    ///
+    /// # Errors
+    /// 413 when the declared or actual size is over the limit, 408 when the body is too slow, 400 when the
+    /// connection fails mid-body.
+    pub(crate) async fn read(&self, request: Request) -> Result<(axum::http::request::Parts, Bytes), ApiError> {
+        let (parts, body) = request.into_parts();
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.limit as u64) {
+            return Err(too_large());
+        }
+        let bytes = self.read_body(body).await?;
+        Ok((parts, bytes))
+    }
+
+    async fn read_body(&self, mut body: Body) -> Result<Bytes, ApiError> {
+        let started = tokio::time::Instant::now();
+        let mut buffer = BytesMut::new();
+        loop {
+            let allowed = self.grace + Duration::from_secs_f64(buffer.len() as f64 / self.min_bytes_per_second as f64);
+            let frame = match tokio::time::timeout_at(started + allowed, body.frame()).await {
+                Err(_) => return Err(ApiError::RequestTimeout("the request body arrived too slowly".into())),
+                Ok(None) => return Ok(buffer.freeze()),
+                Ok(Some(Err(error))) => {
+                    return Err(ApiError::bad_request("invalid_body", format!("reading the body failed: {error}")));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                if buffer.len() + data.len() > self.limit {
+                    return Err(too_large());
+                }
+                buffer.extend_from_slice(&data);
+            }
+        }
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge("the request body is larger than this route accepts".into())
+}
+
+/// Failed authentications per address: a token bucket of `burst` failures refilled at `per_minute`. While an
+/// address has no failures left, its requests get 429 before any token is checked, whether the next one
+/// would be right or not, so guessing costs time.
+pub(crate) struct AuthFailures {
+    buckets: Mutex<HashMap<IpAddr, FailureBucket>>,
+    per_second: f64,
+    burst: f64,
+    retry_after: u32,
+}
+
+#[derive(Clone, Copy)]
+struct FailureBucket {
+    left: f64,
+    at: tokio::time::Instant,
+}
+
+/// Addresses remembered at most; past it, those whose bucket is full again are forgotten.
+const MAX_TRACKED_ADDRESSES: usize = 100_000;
+
+impl AuthFailures {
+    /// `per_minute` failures per address, in bursts of up to `burst`.
+    pub(crate) fn new(per_minute: u32, burst: u32) -> Arc<Self> {
+        let per_minute = per_minute.max(1);
+        Arc::new(Self {
+            buckets: Mutex::new(HashMap::new()),
+            per_second: f64::from(per_minute) / 60.0,
+            burst: f64::from(burst.max(1)),
+            retry_after: 60u32.div_ceil(per_minute).max(1),
+        })
+    }
+
+    fn refilled(&self, bucket: FailureBucket, now: tokio::time::Instant) -> f64 {
+        (bucket.left + now.duration_since(bucket.at).as_secs_f64() * self.per_second).min(self.burst)
+    }
+
+    /// Returns true if and only if `address` has a failure left before it is throttled.
+    pub(crate) fn allows(&self, address: IpAddr) -> bool {
+        let buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        buckets.get(&address).is_none_or(|bucket| self.refilled(*bucket, tokio::time::Instant::now()) >= 1.0)
+    }
+
+    /// Records a failure of `address`.
+    pub(crate) fn record(&self, address: IpAddr) {
+        let now = tokio::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= MAX_TRACKED_ADDRESSES {
+            buckets.retain(|_, bucket| self.refilled(*bucket, now) < self.burst);
+        }
+        let left = buckets.get(&address).map_or(self.burst, |bucket| self.refilled(*bucket, now));
+        buckets.insert(address, FailureBucket { left: (left - 1.0).max(0.0), at: now });
+    }
+
+    /// The 429 answered to a throttled address.
+    pub(crate) fn throttled(&self) -> ApiError {
+        ApiError::TooManyRequests {
+            message: "too many failed authentications from this address; retry later".into(),
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// The caller's address, as the accept loop recorded it (loopback when it did not, as in in-process tests).
+pub(crate) fn peer(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Middleware: authenticates the bearer token before the body is read and keeps the [`Principal`] for the
+/// handler; failures count against the caller's address.
+pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let address = peer(&request);
+    if !state.admission.auth_failures.allows(address) {
+        return state.admission.auth_failures.throttled().into_response();
+    }
+    match Principal::authenticate(request.headers(), &state).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(error) => {
+            if matches!(error, ApiError::Unauthorized { .. }) {
+                state.admission.auth_failures.record(address);
+            }
+            error.into_response()
+        }
+    }
+}
+
+/// Middleware: reads the body under `rule` before the request may take a work slot.
+pub(crate) async fn read_body(State(rule): State<BodyRule>, request: Request, next: Next) -> Response {
+    match rule.read(request).await {
+        Ok((parts, bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Middleware: takes a slot of the API budget for the authenticated token.
+pub(crate) async fn admit_token(State(budget): State<Arc<Budget>>, request: Request, next: Next) -> Response {
+    let principal = request.extensions().get::<Principal>().map(|principal| principal.token_id.clone());
+    let Some(principal) = principal else {
+        return ApiError::Internal(anyhow::anyhow!("admission before authentication")).into_response();
+    };
+    match budget.admit(&principal) {
+        Ok(slot) => {
+            let response = next.run(request).await;
+            drop(slot);
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Middleware: takes a slot of the ingest budget for the client named in the path.
+pub(crate) async fn admit_client(
+    State(budget): State<Arc<Budget>>,
+    AppPath(slug): AppPath<String>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match budget.admit(&slug) {
+        Ok(slot) => {
+            let response = next.run(request).await;
+            drop(slot);
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The budgets and rules of every route group, shared by the router.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    /// Ingest: webhooks and the message API, one share per client.
+    pub(crate) ingest: Arc<Budget>,
+    /// Every other API route, one share per token.
+    pub(crate) api: Arc<Budget>,
+    /// Failed authentications per address.
+    pub(crate) auth_failures: Arc<AuthFailures>,
+    /// Bodies of ingest routes.
+    pub(crate) ingest_body: BodyRule,
+}
+
+impl Admission {
+    /// Budgets and rules from the settings.
+    pub(crate) fn new(settings: &HttpSettings) -> Self {
+        Self {
+            ingest: Budget::new(
+                "ingest",
+                settings.max_concurrent_ingest,
+                settings.max_concurrent_ingest_per_client,
+                settings.retry_after_seconds,
+            ),
+            api: Budget::new(
+                "api",
+                settings.max_concurrent_api,
+                settings.max_concurrent_api_per_token,
+                settings.retry_after_seconds,
+            ),
+            auth_failures: AuthFailures::new(settings.auth_failures_per_minute, settings.auth_failures_burst),
+            ingest_body: BodyRule::new(settings, settings.ingest_body_limit_bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_principal_cannot_take_more_than_its_share_and_others_still_get_slots() {
+        let budget = Budget::new("test", 4, 2, 1);
+        let first = budget.admit("a").expect("a's first slot");
+        let _second = budget.admit("a").expect("a's second slot");
+        assert!(matches!(budget.admit("a"), Err(ApiError::Unavailable { code: "overloaded", .. })));
+        let _b1 = budget.admit("b").expect("b's first slot");
+        let _b2 = budget.admit("b").expect("b's second slot");
+        assert!(budget.admit("c").is_err(), "the global budget is used up");
+        drop(first);
+        let _c = budget.admit("c").expect("a released slot is available to anyone");
+        assert!(budget.admit("a").is_err(), "a holds one slot and the budget is full again");
+    }
+
+    #[test]
+    fn released_principals_are_forgotten() {
+        let budget = Budget::new("test", 8, 8, 1);
+        let slots: Vec<Slot> = (0..8).map(|n| budget.admit(&format!("p{n}")).expect("slot")).collect();
+        assert_eq!(budget.held.lock().expect("lock").len(), 8);
+        drop(slots);
+        assert!(budget.held.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_authentications_are_throttled_per_address_and_recover() {
+        let failures = AuthFailures::new(60, 3);
+        let attacker = IpAddr::from([10, 0, 0, 1]);
+        let other = IpAddr::from([10, 0, 0, 2]);
+        for _ in 0..3 {
+            assert!(failures.allows(attacker));
+            failures.record(attacker);
+        }
+        assert!(!failures.allows(attacker), "the burst is used up");
+        assert!(failures.allows(other), "another address is not affected");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(failures.allows(attacker), "one failure a second comes back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_slower_than_the_minimum_rate_gets_408_and_a_declared_oversize_413_at_once() {
+        let rule = BodyRule { limit: 1024, grace: Duration::from_secs(2), min_bytes_per_second: 100 };
+        let (mut sender, receiver) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let reading = tokio::spawn(async move { rule.read_body(Body::from_stream(receiver)).await });
+        futures::SinkExt::send(&mut sender, Ok(Bytes::from_static(b"{"))).await.expect("sent");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let result = reading.await.expect("task");
+        assert!(matches!(result, Err(ApiError::RequestTimeout(_))), "{result:?}");
+
+        let request = Request::builder().header(CONTENT_LENGTH, "4096").body(Body::empty()).expect("request");
+        assert!(matches!(rule.read(request).await, Err(ApiError::PayloadTooLarge(_))));
+    }
+}
