@@ -15,6 +15,9 @@ use sha2::Sha256;
 
 use crate::domain::Invalid;
 
+/// Shortest accepted secret that callers must present (webhook secrets, verify tokens, signing keys).
+pub const MIN_SECRET_LEN: usize = 16;
+
 /// What `Debug` shows in place of a secret.
 const REDACTED: &str = "[redacted]";
 

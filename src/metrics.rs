@@ -72,7 +72,7 @@ struct Inner {
     plugin_calls: Family<PluginCallLabels, Counter>,
     plugin_seconds: Histogram,
     sla_events: Family<KindLabels, Counter>,
-    connections_refused: Family<ReasonLabels, Counter>,
+    connections_shed: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -111,11 +111,11 @@ impl Metrics {
         );
         let sla_events = Family::<KindLabels, Counter>::default();
         registry.register("sla_events", "First-response clock events (warning, overdue)", sla_events.clone());
-        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        let connections_shed = Family::<ReasonLabels, Counter>::default();
         registry.register(
-            "connections_refused",
-            "Connections closed when accepted, by the cap they were over (total, per_address)",
-            connections_refused.clone(),
+            "connections_shed",
+            "Connections closed by the connection limits: refused over a cap (total, per_address) or closed to make room (evicted_silent)",
+            connections_shed.clone(),
         );
         Self {
             inner: Arc::new(Inner {
@@ -129,7 +129,7 @@ impl Metrics {
                 plugin_calls,
                 plugin_seconds,
                 sla_events,
-                connections_refused,
+                connections_shed,
             }),
         }
     }
@@ -144,9 +144,9 @@ impl Metrics {
         self.inner.latency.get_or_create(&RouteLabels { route }).observe(seconds);
     }
 
-    /// Records a connection closed at accept because it was over the `reason` cap.
-    pub fn connection_refused(&self, reason: &'static str) {
-        self.inner.connections_refused.get_or_create(&ReasonLabels { reason }).inc();
+    /// Records a connection closed by the connection limits, for `reason`.
+    pub fn connection_shed(&self, reason: &'static str) {
+        self.inner.connections_shed.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Records ingested messages on `channel`.

@@ -50,12 +50,15 @@ impl TelegramConfig {
         if self.bot_token.trim().is_empty() || self.bot_token.len() > 256 || self.bot_token.contains('/') {
             return Err(Invalid::new("bot_token", "must be 1 to 256 characters without '/'"));
         }
-        // Telegram allows 1-256 characters of A-Z, a-z, 0-9, '_' and '-' for secret_token.
-        let valid_secret = !self.secret_token.is_empty()
-            && self.secret_token.len() <= 256
+        // Telegram allows 1-256 characters of A-Z, a-z, 0-9, '_' and '-' for secret_token; a short one could be
+        // guessed, so we ask for at least MIN_SECRET_LEN.
+        let valid_secret = (super::MIN_SECRET_LEN..=256).contains(&self.secret_token.len())
             && self.secret_token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid_secret {
-            return Err(Invalid::new("secret_token", "must be 1 to 256 of A-Z, a-z, 0-9, '_' and '-'"));
+            return Err(Invalid::new(
+                "secret_token",
+                format!("must be {} to 256 of A-Z, a-z, 0-9, '_' and '-'", super::MIN_SECRET_LEN),
+            ));
         }
         super::validate_target_url("api_base_url", &self.api_base_url, allow_private)
     }

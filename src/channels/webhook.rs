@@ -34,8 +34,8 @@ impl WebhookConfig {
 
     /// Checks the fields.
     pub fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
-        if self.secret.len() < 16 || self.secret.len() > 1024 {
-            return Err(Invalid::new("secret", "must be 16 to 1024 characters"));
+        if self.secret.len() < super::MIN_SECRET_LEN || self.secret.len() > 1024 {
+            return Err(Invalid::new("secret", format!("must be {} to 1024 characters", super::MIN_SECRET_LEN)));
         }
         super::validate_target_url("url", &self.url, allow_private)
     }

@@ -61,6 +61,12 @@ impl WhatsAppConfig {
                 return Err(Invalid::new(field, "must be 1 to 1024 characters"));
             }
         }
+        // Both are checked by comparison with what a caller sends: short ones could be guessed.
+        for (field, value) in [("app_secret", &self.app_secret), ("verify_token", &self.verify_token)] {
+            if value.len() < super::MIN_SECRET_LEN {
+                return Err(Invalid::new(field, format!("must be at least {} characters", super::MIN_SECRET_LEN)));
+            }
+        }
         if !self.phone_number_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(Invalid::new("phone_number_id", "must be letters and digits only"));
         }

@@ -2,9 +2,10 @@
 //!
 //! - **Caps.** At most `http.max_connections` connections open at once (lowered at start to fit under the
 //!   process's open-file limit, whose soft value is raised to the hard one), and at most
-//!   `http.max_connections_per_address` from one address (an IPv6 /64 counts as one). A connection past
-//!   either cap is closed as soon as it is accepted, so descriptors never run out and `/healthz` stays
-//!   reachable.
+//!   `http.max_connections_per_address` from one address (an IPv6 /64 counts as one). At the total cap the
+//!   connection open longest without sending a byte is closed to make room; a connection over the address
+//!   cap, or arriving when every open connection is in use, is closed as soon as it is accepted. So
+//!   descriptors never run out, and silent sockets cannot keep `/healthz` or anyone else out.
 //! - **Timeouts.** A connection that sends nothing within `http.first_byte_timeout_ms` is closed, and so is
 //!   one silent both ways for `http.idle_timeout_ms` (HTTP/1 keep-alive and HTTP/2 alike); hyper closes
 //!   HTTP/1 connections whose headers take longer than `http.header_read_timeout_ms`.
@@ -74,12 +75,21 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let guard = match connections.open(peer.ip()) {
-                    Ok(guard) => guard,
-                    Err(reason) => {
-                        metrics.connection_refused(reason);
+                let activity = Arc::new(Activity::new());
+                let guard = match connections.open(peer.ip(), Arc::clone(&activity)) {
+                    Ok((guard, evicted)) => {
+                        if evicted {
+                            metrics.connection_shed("evicted_silent");
+                            refusal_log.warn(|suppressed| {
+                                tracing::warn!(suppressed, "connection limit reached: closed the oldest silent connection");
+                            });
+                        }
+                        guard
+                    }
+                    Err(refusal) => {
+                        metrics.connection_shed(refusal.label());
                         refusal_log.warn(|suppressed| {
-                            tracing::warn!(reason, suppressed, "connection refused: over the connection limit");
+                            tracing::warn!(reason = refusal.label(), suppressed, "connection refused: over the connection limit");
                         });
                         drop(stream);
                         continue;
@@ -88,7 +98,6 @@ pub async fn serve(
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%error, "set_nodelay failed");
                 }
-                let activity = Arc::new(Activity::new());
                 let io = TokioIo::new(Watched { io: stream, activity: Arc::clone(&activity) });
                 let service = router.clone().map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
@@ -106,6 +115,9 @@ pub async fn serve(
                         }
                         () = activity.silent_for(first_byte, idle) => {
                             tracing::debug!("connection closed: silent too long");
+                        }
+                        () = guard.close.cancelled() => {
+                            tracing::debug!("connection closed: evicted to make room");
                         }
                     }
                     drop(guard);
@@ -161,49 +173,103 @@ fn address_key(ip: IpAddr) -> IpAddr {
 struct Connections {
     max: usize,
     max_per_address: usize,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    open: Mutex<Open>,
 }
 
-/// One open connection; counted until dropped.
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    entries: HashMap<u64, Entry>,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+struct Entry {
+    address: IpAddr,
+    activity: Arc<Activity>,
+    close: CancellationToken,
+}
+
+/// One open connection; counted until dropped or evicted.
 struct ConnectionGuard {
     connections: Arc<Connections>,
-    address: IpAddr,
+    id: u64,
+    /// Cancelled when the connection is evicted to make room.
+    close: CancellationToken,
+}
+
+/// What happened to a new connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Its address already has its share.
+    PerAddress,
+    /// The total is reached and every open connection has spoken.
+    Total,
+}
+
+impl Refusal {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::PerAddress => "per_address",
+            Self::Total => "total",
+        }
+    }
 }
 
 impl Connections {
     fn new(max: usize, max_per_address: usize) -> Arc<Self> {
-        Arc::new(Self { max, max_per_address, open: Mutex::new((0, HashMap::new())) })
+        Arc::new(Self { max, max_per_address, open: Mutex::new(Open::default()) })
     }
 
-    /// Counts a new connection from `ip`, or says which cap it is over.
-    fn open(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionGuard, &'static str> {
+    /// Counts a new connection from `ip`. At the total cap, the connection that has been open longest
+    /// without sending a byte is closed to make room (so silent sockets cannot lock everyone out); when
+    /// every connection has spoken, the new one is refused. Returns the guard and whether one was evicted.
+    fn open(self: &Arc<Self>, ip: IpAddr, activity: Arc<Activity>) -> Result<(ConnectionGuard, bool), Refusal> {
         let address = address_key(ip);
         let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (total, per_address) = &mut *open;
-        if *total >= self.max {
-            return Err("total");
+        if open.per_address.get(&address).copied().unwrap_or(0) >= self.max_per_address {
+            return Err(Refusal::PerAddress);
         }
-        let count = per_address.entry(address).or_insert(0);
-        if *count >= self.max_per_address {
-            return Err("per_address");
+        let mut evicted = false;
+        if open.entries.len() >= self.max {
+            let silent = open
+                .entries
+                .iter()
+                .filter(|(_, entry)| !entry.activity.spoke.load(Ordering::Relaxed))
+                .min_by_key(|(_, entry)| entry.activity.opened)
+                .map(|(id, _)| *id);
+            let Some(silent) = silent else { return Err(Refusal::Total) };
+            if let Some(entry) = Open::remove(&mut open, silent) {
+                entry.close.cancel();
+                evicted = true;
+            }
         }
-        *count += 1;
-        *total += 1;
-        Ok(ConnectionGuard { connections: Arc::clone(self), address })
+        let id = open.next_id;
+        open.next_id += 1;
+        let close = CancellationToken::new();
+        *open.per_address.entry(address).or_insert(0) += 1;
+        open.entries.insert(id, Entry { address, activity, close: close.clone() });
+        Ok((ConnectionGuard { connections: Arc::clone(self), id, close }, evicted))
+    }
+}
+
+impl Open {
+    fn remove(open: &mut Self, id: u64) -> Option<Entry> {
+        let entry = open.entries.remove(&id)?;
+        if let Some(count) = open.per_address.get_mut(&entry.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.per_address.remove(&entry.address);
+            }
+        }
+        Some(entry)
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         let mut open = self.connections.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (total, per_address) = &mut *open;
-        *total -= 1;
-        if let Some(count) = per_address.get_mut(&self.address) {
-            *count -= 1;
-            if *count == 0 {
-                per_address.remove(&self.address);
-            }
-        }
+        // An evicted connection was uncounted when it was evicted.
+        Open::remove(&mut open, self.id);
     }
 }
 
@@ -321,18 +387,39 @@ impl RateLimitedLog {
 mod tests {
     use super::*;
 
+    fn spoken() -> Arc<Activity> {
+        let activity = Arc::new(Activity::new());
+        activity.touch(true);
+        activity
+    }
+
     #[test]
     fn connections_are_capped_in_total_and_per_address_and_released_on_drop() {
         let connections = Connections::new(3, 2);
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
         let b: IpAddr = "192.0.2.2".parse().expect("ip");
-        let first = connections.open(a).expect("first from a");
-        let _second = connections.open(a).expect("second from a");
-        assert_eq!(connections.open(a).err(), Some("per_address"));
-        let _third = connections.open(b).expect("b has its own share");
-        assert_eq!(connections.open(b).err(), Some("total"));
+        let first = connections.open(a, spoken()).expect("first from a");
+        let _second = connections.open(a, spoken()).expect("second from a");
+        assert_eq!(connections.open(a, spoken()).err(), Some(Refusal::PerAddress));
+        let _third = connections.open(b, spoken()).expect("b has its own share");
+        assert_eq!(connections.open(b, spoken()).err(), Some(Refusal::Total), "every connection has spoken");
         drop(first);
-        assert!(connections.open(a).is_ok(), "a closed connection frees its place");
+        assert!(connections.open(a, spoken()).is_ok(), "a closed connection frees its place");
+    }
+
+    #[test]
+    fn at_the_cap_the_oldest_silent_connection_makes_room() {
+        let connections = Connections::new(3, 3);
+        let attacker: IpAddr = "192.0.2.66".parse().expect("ip");
+        let (oldest, _) = connections.open(attacker, Arc::new(Activity::new())).expect("silent");
+        let (newer, _) = connections.open(attacker, Arc::new(Activity::new())).expect("silent");
+        let (_busy, _) = connections.open("192.0.2.1".parse().expect("ip"), spoken()).expect("busy");
+        let (_probe, evicted) = connections.open("192.0.2.2".parse().expect("ip"), spoken()).expect("room made");
+        assert!(evicted);
+        assert!(oldest.close.is_cancelled(), "the oldest silent connection is closed");
+        assert!(!newer.close.is_cancelled());
+        drop(oldest);
+        assert_eq!(connections.open.lock().expect("lock").entries.len(), 3, "an evicted guard is not uncounted twice");
     }
 
     #[test]

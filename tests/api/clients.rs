@@ -85,14 +85,14 @@ async fn invalid_profiles_are_refused_with_the_field_named() {
 async fn channel_secrets_are_stored_but_never_returned() {
     let app = spawn_app().await;
     app.create_client("dental").await;
-    let secrets = json!({ "app_secret": "APP-SECRET-XYZ", "verify_token": "VERIFY-XYZ", "phone_number_id": "1099", "access_token": "ACCESS-XYZ", "api_base_url": "http://127.0.0.1:9/v21.0" });
+    let secrets = json!({ "app_secret": "APP-SECRET-XYZ-0123456789", "verify_token": "VERIFY-XYZ-0123456789", "phone_number_id": "1099", "access_token": "ACCESS-XYZ", "api_base_url": "http://127.0.0.1:9/v21.0" });
     let (status, answer) =
         app.call(Method::PUT, "/api/v1/clients/dental/channels/whatsapp", Some(&app.admin), Some(secrets)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     app.put_channel(
         "dental",
         "telegram",
-        json!({ "bot_token": "BOT-XYZ", "secret_token": "TG-XYZ", "api_base_url": "http://127.0.0.1:9" }),
+        json!({ "bot_token": "BOT-XYZ", "secret_token": "TG-XYZ-0123456789", "api_base_url": "http://127.0.0.1:9" }),
     )
     .await;
     app.put_channel("dental", "webhook", json!({ "url": "http://127.0.0.1:9/hook", "secret": "WEBHOOK-SECRET-XYZ" }))

@@ -242,6 +242,8 @@ pub enum Behaviour {
     TooMany(u64),
     /// Never answers within the client's timeout.
     Hang,
+    /// This status with a body quoting the request's path and headers, as a careless provider might.
+    Echo(u16),
 }
 
 /// One request the fake provider received.
@@ -334,6 +336,16 @@ async fn provider_handler(
         Behaviour::TooMany(seconds) => {
             (StatusCode::TOO_MANY_REQUESTS, [("retry-after", seconds.to_string())], "slow down").into_response()
         }
+        Behaviour::Echo(code) => {
+            let received = state.received.lock().expect("lock").last().cloned().expect("just recorded");
+            let headers: Vec<String> = received
+                .headers
+                .iter()
+                .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or("?")))
+                .collect();
+            let body = json!({ "error": { "message": format!("bad request to {} with {headers:?}", received.path) } });
+            (StatusCode::from_u16(code).expect("status"), axum::Json(body)).into_response()
+        }
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             StatusCode::OK.into_response()
@@ -354,13 +366,28 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(args: &[&str], data_dir: &std::path::Path) -> Self {
+        Self::start_with(args, data_dir, &[("RUST_LOG", "error")], None)
+    }
+
+    /// Starts the binary with extra environment variables (`RECADO__...` settings, `RUST_LOG`), its log written
+    /// to `log` (or dropped).
+    pub fn start_with(
+        args: &[&str],
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Self {
+        let stderr = match log {
+            Some(path) => std::process::Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => std::process::Stdio::null(),
+        };
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_recado"))
             .args(args)
             .arg("--data-dir")
             .arg(data_dir)
-            .env("RUST_LOG", "error")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("the recado binary starts");
@@ -379,7 +406,16 @@ impl Binary {
 
     /// Starts `recado serve` on loopback and returns it with its base URL.
     pub async fn serve(data_dir: &std::path::Path) -> (Self, String) {
-        let mut binary = Self::start(&["serve", "--listen", "127.0.0.1:0"], data_dir);
+        Self::serve_with(data_dir, &[("RUST_LOG", "error")], None).await
+    }
+
+    /// [`Binary::serve`] with extra environment variables and a log file.
+    pub async fn serve_with(
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> (Self, String) {
+        let mut binary = Self::start_with(&["serve", "--listen", "127.0.0.1:0"], data_dir, env, log);
         let line = binary.line().await;
         let base = line.strip_prefix("listening on ").expect("the first line names the address").to_owned();
         (binary, base)

@@ -12,6 +12,7 @@ mod isolation;
 mod outbox;
 mod plugins;
 mod robustness;
+mod security;
 mod sla;
 mod suggestions;
 mod webhooks;

@@ -82,7 +82,7 @@ async fn whatsapp_replies_carry_the_outbox_id_and_statuses_move_the_delivery_for
     app.put_channel(
         "dental",
         "whatsapp",
-        json!({ "app_secret": "s3", "verify_token": "v", "phone_number_id": "1099", "access_token": "EAAG", "api_base_url": format!("{}/v21.0", provider.url) }),
+        json!({ "app_secret": "s3-meta-app-secret", "verify_token": "verify-token-0123456789", "phone_number_id": "1099", "access_token": "EAAG", "api_base_url": format!("{}/v21.0", provider.url) }),
     )
     .await;
     let inbound = json!({ "entry": [{ "changes": [{ "field": "messages", "value": {
@@ -91,7 +91,7 @@ async fn whatsapp_replies_carry_the_outbox_id_and_statuses_move_the_delivery_for
     let response = app
         .http
         .post(format!("{}/webhooks/whatsapp/dental", app.base))
-        .header("x-hub-signature-256", whatsapp_signature("s3", inbound.as_bytes()))
+        .header("x-hub-signature-256", whatsapp_signature("s3-meta-app-secret", inbound.as_bytes()))
         .body(inbound)
         .send()
         .await
@@ -121,7 +121,7 @@ async fn whatsapp_replies_carry_the_outbox_id_and_statuses_move_the_delivery_for
         let response = app
             .http
             .post(format!("{}/webhooks/whatsapp/dental", app.base))
-            .header("x-hub-signature-256", whatsapp_signature("s3", callback.as_bytes()))
+            .header("x-hub-signature-256", whatsapp_signature("s3-meta-app-secret", callback.as_bytes()))
             .body(callback)
             .send()
             .await
@@ -139,14 +139,14 @@ async fn telegram_replies_use_send_message_with_the_chat_id() {
     app.put_channel(
         "studio",
         "telegram",
-        json!({ "bot_token": "123:ABC", "secret_token": "sec", "api_base_url": provider.url }),
+        json!({ "bot_token": "123:ABC", "secret_token": "tg-secret-0123456789", "api_base_url": provider.url }),
     )
     .await;
     let update = json!({ "update_id": 1, "message": { "message_id": 9, "chat": { "id": 4242 }, "text": "Ciao" } });
     let response = app
         .http
         .post(format!("{}/webhooks/telegram/studio", app.base))
-        .header("x-telegram-bot-api-secret-token", "sec")
+        .header("x-telegram-bot-api-secret-token", "tg-secret-0123456789")
         .json(&update)
         .send()
         .await

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app, whatsapp_signature};
 
-const APP_SECRET: &str = "meta-app-secret";
+const APP_SECRET: &str = "meta-app-secret-0123456789";
 
 async fn with_whatsapp(app: &TestApp, slug: &str) {
     app.create_client(slug).await;
@@ -14,7 +14,7 @@ async fn with_whatsapp(app: &TestApp, slug: &str) {
         "whatsapp",
         json!({
             "app_secret": APP_SECRET,
-            "verify_token": "verify-me",
+            "verify_token": "verify-me-0123456789",
             "phone_number_id": "1099",
             "access_token": "EAAG-token",
             "api_base_url": "http://127.0.0.1:9/v21.0"
@@ -65,7 +65,7 @@ async fn the_whatsapp_handshake_echoes_the_challenge_only_for_the_right_token() 
             app.base
         )
     };
-    let response = app.http.get(url("verify-me")).send().await.expect("sent");
+    let response = app.http.get(url("verify-me-0123456789")).send().await.expect("sent");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.expect("body"), "1158201444");
     let response = app.http.get(url("wrong")).send().await.expect("sent");
@@ -161,7 +161,7 @@ async fn telegram_updates_need_the_secret_token_and_are_deduplicated() {
     app.put_channel(
         "studio",
         "telegram",
-        json!({ "bot_token": "123:ABC", "secret_token": "tg-secret_1", "api_base_url": "http://127.0.0.1:9" }),
+        json!({ "bot_token": "123:ABC", "secret_token": "tg-secret_1-0123456789", "api_base_url": "http://127.0.0.1:9" }),
     )
     .await;
     let update = json!({ "update_id": 10, "message": { "message_id": 5, "date": 1, "chat": { "id": 4242, "type": "private" },
@@ -174,15 +174,20 @@ async fn telegram_updates_need_the_secret_token_and_are_deduplicated() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(conversation_count(&app, "studio").await, 0);
 
-    let (status, first) = post_telegram(&app, "studio", Some("tg-secret_1"), &update).await;
+    let (status, first) = post_telegram(&app, "studio", Some("tg-secret_1-0123456789"), &update).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["duplicate"], false);
-    let (_, again) = post_telegram(&app, "studio", Some("tg-secret_1"), &update).await;
+    let (_, again) = post_telegram(&app, "studio", Some("tg-secret_1-0123456789"), &update).await;
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["message_id"], first["message_id"]);
 
-    let (status, ignored) =
-        post_telegram(&app, "studio", Some("tg-secret_1"), &json!({ "update_id": 11, "edited_message": {} })).await;
+    let (status, ignored) = post_telegram(
+        &app,
+        "studio",
+        Some("tg-secret_1-0123456789"),
+        &json!({ "update_id": 11, "edited_message": {} }),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ignored["ignored"], true);
     let conversation = app.conversation(first["conversation_id"].as_str().expect("id")).await;

@@ -1,0 +1,636 @@
+//! The security suite of issue 8: each finding of the outside security test, reproduced against the server on
+//! loopback (the real binary where the fault is at the network level), bounded in count and time.
+//!
+//! Attackers connect from other loopback addresses (127.0.0.2 and up), as they would from other hosts, so the
+//! per-address limits apply to them and not to the legitimate caller on 127.0.0.1.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::helpers::{Behaviour, Binary, FakeProvider, profile, spawn_app, whatsapp_signature};
+
+/// A token made by `recado token create` against the data directory of a running server.
+fn cli_token(data_dir: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_recado"))
+        .args(["token", "create"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("recado runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+}
+
+/// The `n`th attacker address: 127.0.0.2, 127.0.0.3, ...
+fn attacker(n: usize) -> IpAddr {
+    IpAddr::from([127, 0, 0, 2 + u8::try_from(n).expect("few attackers")])
+}
+
+async fn connect_from(source: IpAddr, target: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(source, 0)).expect("bind a loopback source address");
+    socket.connect(target).await.expect("connect")
+}
+
+fn address_of(base: &str) -> SocketAddr {
+    base.trim_start_matches("http://").parse().expect("a socket address")
+}
+
+/// Lets this test process hold a thousand sockets and more.
+fn raise_own_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
+}
+
+/// Reads until `needle` appears in what the server sent, or the connection ends, within 10 s.
+async fn read_until(stream: &mut TcpStream, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => {
+                    seen.extend_from_slice(&buffer[..read]);
+                    if String::from_utf8_lossy(&seen).contains(needle) {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// Returns true if and only if the server closed `stream` within `within`.
+async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+struct Server {
+    binary: Binary,
+    base: String,
+    http: reqwest::Client,
+    admin: String,
+    data_dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(env: &[(&str, &str)], log: Option<&Path>) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let (binary, base) = Binary::serve_with(data_dir.path(), env, log).await;
+        let admin = cli_token(data_dir.path(), &["--role", "admin"]);
+        Self { binary, base, http: reqwest::Client::new(), admin, data_dir }
+    }
+
+    async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, String) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("sent");
+        let status = response.status();
+        (status, response.text().await.expect("body"))
+    }
+
+    async fn create_client(&self, slug: &str) {
+        let mut body = profile(&format!("Client {slug}"));
+        body["slug"] = json!(slug);
+        let (status, text) = self.call(Method::POST, "/api/v1/clients", &self.admin, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+    }
+
+    async fn put_channel(&self, slug: &str, kind: &str, body: Value) {
+        let path = format!("/api/v1/clients/{slug}/channels/{kind}");
+        let (status, text) = self.call(Method::PUT, &path, &self.admin, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+
+    async fn stop(mut self) {
+        self.binary.signal(nix::sys::signal::Signal::SIGTERM);
+        tokio::time::timeout(Duration::from_secs(20), self.binary.child.wait())
+            .await
+            .expect("stopped in time")
+            .expect("exit status");
+    }
+}
+
+fn whatsapp_message(id: &str, from: &str, text: &str) -> Vec<u8> {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "WABA", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "34600000000", "phone_number_id": "1099" },
+            "contacts": [{ "profile": { "name": "Laia" }, "wa_id": from }],
+            "messages": [{ "from": from, "id": id, "timestamp": "1700000000", "type": "text", "text": { "body": text } }]
+        }}]}]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn telegram_update(update_id: i64, chat: i64, text: &str) -> Vec<u8> {
+    json!({ "update_id": update_id, "message": { "message_id": update_id, "date": 1_700_000_000,
+        "chat": { "id": chat, "type": "private" }, "from": { "id": chat, "is_bot": false, "first_name": "Oleg" },
+        "text": text } })
+    .to_string()
+    .into_bytes()
+}
+
+/// How a channel's provider fails in [`no_secret_appears_in_any_response_or_log_line_after_every_channel_fails`].
+#[derive(Clone, Copy)]
+enum Failure {
+    /// Nothing listens: the connection is refused.
+    Refused,
+    /// The provider never answers: the call times out.
+    Hangs,
+    /// The provider answers 400 quoting the request's path and headers (the bot token, the access token).
+    Echoes,
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_any_response_or_log_line_after_every_channel_fails() {
+    // See: issue #8, finding 1.
+    let logs = tempfile::tempdir().expect("temp dir");
+    let log = logs.path().join("recado.log");
+    let server = Server::start(
+        &[
+            ("RUST_LOG", "trace"),
+            ("RECADO__OUTBOX__ALLOW_PRIVATE_TARGETS", "true"),
+            ("RECADO__OUTBOX__REQUEST_TIMEOUT_MS", "300"),
+            ("RECADO__OUTBOX__BASE_BACKOFF_MS", "20"),
+            ("RECADO__OUTBOX__MAX_BACKOFF_MS", "50"),
+            ("RECADO__OUTBOX__MAX_ATTEMPTS", "2"),
+            ("RECADO__OUTBOX__POLL_INTERVAL_MS", "50"),
+        ],
+        Some(&log),
+    )
+    .await;
+    let assistant = cli_token(server.data_dir.path(), &["--role", "assistant"]);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().expect("addr"))
+    };
+    let hanging = FakeProvider::start(vec![Behaviour::Hang; 20]).await;
+    let echoing = FakeProvider::start(vec![Behaviour::Echo(400); 20]).await;
+    let nonce = std::process::id();
+
+    let mut secrets = Vec::new();
+    let mut responses = Vec::new();
+    let mut conversations = Vec::new();
+    for (kind, failure) in [
+        ("whatsapp", Failure::Refused),
+        ("whatsapp", Failure::Hangs),
+        ("whatsapp", Failure::Echoes),
+        ("telegram", Failure::Refused),
+        ("telegram", Failure::Hangs),
+        ("telegram", Failure::Echoes),
+        ("webhook", Failure::Refused),
+        ("webhook", Failure::Hangs),
+        ("webhook", Failure::Echoes),
+    ] {
+        let slug = format!("{}-{}", &kind[..2], conversations.len());
+        let provider = match failure {
+            Failure::Refused => closed.clone(),
+            Failure::Hangs => hanging.url.clone(),
+            Failure::Echoes => echoing.url.clone(),
+        };
+        server.create_client(&slug).await;
+        let client_token = cli_token(server.data_dir.path(), &["--role", "client", "--client", &slug]);
+        let response = match kind {
+            "whatsapp" => {
+                let (app_secret, verify_token, access_token) = (
+                    format!("app-secret-{slug}-{nonce}"),
+                    format!("verify-token-{slug}-{nonce}"),
+                    format!("EAAG-access-{slug}-{nonce}"),
+                );
+                server
+                    .put_channel(&slug, "whatsapp", json!({ "app_secret": app_secret, "verify_token": verify_token,
+                        "phone_number_id": "1099", "access_token": access_token, "api_base_url": format!("{provider}/v21.0") }))
+                    .await;
+                // The handshake, right and wrong: the token travels in the query string.
+                let url = |token: &str| {
+                    format!(
+                        "{}/webhooks/whatsapp/{slug}?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444",
+                        server.base
+                    )
+                };
+                let echo = server.http.get(url(&verify_token)).send().await.expect("sent");
+                assert_eq!(echo.status(), StatusCode::OK);
+                let headers = echo.headers().clone();
+                assert_eq!(headers.get("content-type").expect("type"), "text/plain; charset=utf-8");
+                assert_eq!(headers.get("x-content-type-options").expect("nosniff"), "nosniff");
+                assert_eq!(echo.text().await.expect("body"), "1158201444");
+                let refused = server.http.get(url("wrong-token-0123456789")).send().await.expect("sent");
+                assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+                responses.push(refused.text().await.expect("body"));
+
+                let body = whatsapp_message(&format!("wamid.{slug}"), "34611111111", "Hola, ¿abrís mañana?");
+                let sent = server
+                    .http
+                    .post(format!("{}/webhooks/whatsapp/{slug}", server.base))
+                    .header("x-hub-signature-256", whatsapp_signature(&app_secret, &body))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("sent");
+                assert_eq!(sent.status(), StatusCode::OK);
+                secrets.extend([app_secret, verify_token, access_token]);
+                sent.text().await.expect("body")
+            }
+            "telegram" => {
+                let (bot_token, secret_token) =
+                    (format!("7100{nonce}:AAbot-{slug}-{nonce}"), format!("tg-secret-{slug}-{nonce}"));
+                server
+                    .put_channel(
+                        &slug,
+                        "telegram",
+                        json!({ "bot_token": bot_token, "secret_token": secret_token, "api_base_url": provider }),
+                    )
+                    .await;
+                let post = |secret: String| {
+                    server
+                        .http
+                        .post(format!("{}/webhooks/telegram/{slug}", server.base))
+                        .header("x-telegram-bot-api-secret-token", secret)
+                        .header("content-type", "application/json")
+                        .body(telegram_update(41, 555, "Здравствуйте, есть ли улун?"))
+                        .send()
+                };
+                let refused = post("wrong-secret-0123456789".into()).await.expect("sent");
+                assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+                responses.push(refused.text().await.expect("body"));
+                let sent = post(secret_token.clone()).await.expect("sent");
+                assert_eq!(sent.status(), StatusCode::OK);
+                secrets.extend([bot_token, secret_token]);
+                sent.text().await.expect("body")
+            }
+            _ => {
+                let secret = format!("webhook-secret-{slug}-{nonce}");
+                server
+                    .put_channel(&slug, "webhook", json!({ "url": format!("{provider}/hook"), "secret": secret }))
+                    .await;
+                let body =
+                    json!({ "external_id": "m1", "from": { "handle": "+44700900", "name": "Sam" }, "text": "Hello?" });
+                let (status, text) = server
+                    .call(Method::POST, &format!("/api/v1/clients/{slug}/messages"), &client_token, Some(body))
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "{text}");
+                secrets.push(secret);
+                text
+            }
+        };
+        let conversation = serde_json::from_str::<Value>(&response)
+            .ok()
+            .and_then(|value| value["conversation_id"].as_str().map(str::to_owned));
+        let conversation = match conversation {
+            Some(id) => id,
+            None => {
+                // The WhatsApp webhook answers with counts: find the conversation in the client's inbox.
+                let (_, inbox) = server
+                    .call(Method::GET, &format!("/api/v1/conversations?client={slug}"), &server.admin, None)
+                    .await;
+                let inbox: Value = serde_json::from_str(&inbox).expect("json");
+                inbox["conversations"][0]["id"].as_str().expect("a conversation").to_owned()
+            }
+        };
+        responses.push(response);
+        let (status, text) = server
+            .call(
+                Method::POST,
+                &format!("/api/v1/conversations/{conversation}/replies"),
+                &assistant,
+                Some(json!({ "text": "On it" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        responses.push(text);
+        conversations.push((conversation, client_token, failure));
+    }
+
+    // Every delivery (the acknowledgement and the reply) fails, is retried, and is dead-lettered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for (conversation, client_token, failure) in &conversations {
+        let view = loop {
+            let (status, text) =
+                server.call(Method::GET, &format!("/api/v1/conversations/{conversation}"), &server.admin, None).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            let view: Value = serde_json::from_str(&text).expect("json");
+            let deliveries: Vec<&Value> =
+                view["messages"].as_array().expect("messages").iter().filter(|m| !m["delivery"].is_null()).collect();
+            if deliveries.len() >= 2 && deliveries.iter().all(|m| m["delivery"]["state"] == "dead") {
+                responses.push(text);
+                break view;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "deliveries not dead-lettered in time: {view:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let errors: Vec<&str> = view["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter_map(|m| m["delivery"]["last_error"].as_str())
+            .collect();
+        let expected = match failure {
+            Failure::Refused => "request failed",
+            Failure::Hangs => "timed out",
+            // The generic webhook sends no secret (only a signature), so there is nothing to redact.
+            Failure::Echoes if view["channel"] == "api" => "answered 400",
+            Failure::Echoes => "[redacted]",
+        };
+        assert!(errors.iter().all(|error| error.contains(expected)), "{errors:?} should say {expected:?}");
+        for token in [&server.admin, &assistant, client_token] {
+            let (_, text) =
+                server.call(Method::GET, &format!("/api/v1/conversations/{conversation}"), token, None).await;
+            responses.push(text);
+        }
+    }
+    let metrics = server.http.get(format!("{}/metrics", server.base)).send().await.expect("sent");
+    responses.push(metrics.text().await.expect("body"));
+    server.stop().await;
+
+    let log = std::fs::read_to_string(&log).expect("the log");
+    assert!(log.matches("dead-lettered").count() >= 18, "every delivery's failure is logged");
+    assert!(log.contains("TRACE") && log.contains("DEBUG"), "the log was written at every level");
+    assert_eq!(secrets.len(), 18);
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "{secret} is in the log");
+        for response in &responses {
+            assert!(!response.contains(secret.as_str()), "{secret} is in a response: {response}");
+        }
+    }
+    assert!(
+        echoing.received().iter().any(|request| secrets.iter().any(|secret| request.path.contains(secret.as_str()))),
+        "the echoing provider was sent a secret, so the redaction had something to remove"
+    );
+}
+
+/// Sends a request's head with `Expect: 100-continue` and one byte of its body once the server asks for it,
+/// then holds the connection: a body that is still arriving. Returns once the server is reading the body.
+async fn slow_body(source: IpAddr, target: SocketAddr, path: &str, headers: &str) -> TcpStream {
+    let mut stream = connect_from(source, target).await;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {target}\r\ncontent-type: application/json\r\ncontent-length: 900\r\nexpect: 100-continue\r\n{headers}\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write the head");
+    let answer = read_until(&mut stream, "\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 100"), "the server reads the body: {answer:?}");
+    stream.write_all(b"{").await.expect("one byte");
+    stream
+}
+
+#[tokio::test]
+async fn six_hundred_slow_bodies_without_the_secret_or_with_one_clients_token_leave_intake_and_the_api_to_everyone_else()
+ {
+    // See: issue #8, findings 2 and 5.
+    raise_own_open_file_limit();
+    // Bodies get a long grace here, so the attack is still in progress when the legitimate calls are made.
+    let server = Server::start(&[("RUST_LOG", "warn"), ("RECADO__HTTP__BODY_GRACE_MS", "60000")], None).await;
+    let target = address_of(&server.base);
+    for slug in ["victim", "victim-api", "attacked"] {
+        server.create_client(slug).await;
+    }
+    let app_secret = "victim-app-secret-0123456789";
+    let channel = |secret: &str| {
+        json!({ "app_secret": secret, "verify_token": "verify-token-0123456789", "phone_number_id": "1099",
+            "access_token": "EAAG-access" })
+    };
+    server.put_channel("victim", "whatsapp", channel(app_secret)).await;
+    server.put_channel("attacked", "whatsapp", channel("attacked-app-secret-0123456789")).await;
+    server
+        .put_channel(
+            "attacked",
+            "telegram",
+            json!({ "bot_token": "1:AA", "secret_token": "attacked-tg-secret-0123456789" }),
+        )
+        .await;
+    let victim_api = cli_token(server.data_dir.path(), &["--role", "client", "--client", "victim-api"]);
+    let hostile_client = cli_token(server.data_dir.path(), &["--role", "client", "--client", "attacked"]);
+
+    // Without the secret, nothing waits for a body: unknown slugs and a missing Telegram secret are refused
+    // from the head alone.
+    for n in 0..100 {
+        let mut stream = connect_from(attacker(n % 2), target).await;
+        let head = "POST /webhooks/telegram/any-slug HTTP/1.1\r\nhost: x\r\ncontent-length: 900\r\n\r\n{";
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let answer = read_until(&mut stream, "\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer:?}");
+    }
+    let mut stream = connect_from(attacker(0), target).await;
+    let head = "POST /webhooks/telegram/attacked HTTP/1.1\r\nhost: x\r\ncontent-length: 900\r\n\r\n{";
+    stream.write_all(head.as_bytes()).await.expect("write");
+    assert!(read_until(&mut stream, "\r\n\r\n").await.starts_with("HTTP/1.1 401"));
+
+    // 600 bodies still arriving, each being read by the server: 200 to a known WhatsApp number with a made-up
+    // signature, 200 to the message API and 200 to the API with one client's own token. There are 512 intake
+    // and 256 API slots.
+    let mut held = Vec::new();
+    for n in 0..200 {
+        let headers = "x-hub-signature-256: sha256=00\r\n";
+        held.push(slow_body(attacker(2 + n % 2), target, "/webhooks/whatsapp/attacked", headers).await);
+    }
+    let bearer = format!("authorization: Bearer {hostile_client}\r\n");
+    for n in 0..200 {
+        held.push(slow_body(attacker(4 + n % 2), target, "/api/v1/clients/attacked/messages", &bearer).await);
+    }
+    for n in 0..200 {
+        held.push(slow_body(attacker(6 + n % 2), target, "/api/v1/suggestions/feedback", &bearer).await);
+    }
+
+    // Meanwhile: a signed WhatsApp webhook of another client, the message API of another client, an assistant's
+    // inbox and the attacking client's own reads are all served.
+    let body = whatsapp_message("wamid.legit", "34611111111", "¿Tenéis cita el lunes?");
+    let response = server
+        .http
+        .post(format!("{}/webhooks/whatsapp/victim", server.base))
+        .header("x-hub-signature-256", whatsapp_signature(app_secret, &body))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.expect("json")["messages"], 1);
+    let message = json!({ "external_id": "legit", "from": { "handle": "+39333" }, "text": "Buongiorno" });
+    let (status, text) =
+        server.call(Method::POST, "/api/v1/clients/victim-api/messages", &victim_api, Some(message)).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let (status, text) = server.call(Method::GET, "/api/v1/conversations", &server.admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, text) = server.call(Method::GET, "/api/v1/clients/attacked", &hostile_client, None).await;
+    assert_eq!(status, StatusCode::OK, "a caller's bodies in flight hold none of its own slots: {text}");
+    assert_eq!(held.len(), 600);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_answers_while_1100_silent_sockets_are_open_and_the_server_closes_them() {
+    // See: issue #8, finding 3.
+    raise_own_open_file_limit();
+    let logs = tempfile::tempdir().expect("temp dir");
+    let log = logs.path().join("recado.log");
+    let server = Server::start(
+        &[
+            ("RUST_LOG", "warn"),
+            ("RECADO__HTTP__MAX_CONNECTIONS", "500"),
+            ("RECADO__HTTP__FIRST_BYTE_TIMEOUT_MS", "3000"),
+        ],
+        Some(&log),
+    )
+    .await;
+    let target = address_of(&server.base);
+    let mut silent = Vec::new();
+    for n in 0..1_100 {
+        silent.push(connect_from(attacker(n % 11), target).await);
+    }
+    let health = server.http.get(format!("{}/healthz", server.base)).send().await.expect("healthz reachable");
+    assert_eq!(health.status(), StatusCode::OK);
+
+    // Each silent socket is closed: evicted to make room, or at the first-byte timeout.
+    for stream in &mut silent {
+        assert!(closed_by_server(stream, Duration::from_secs(15)).await, "a silent socket was left open");
+    }
+    let metrics = server.http.get(format!("{}/metrics", server.base)).send().await.expect("sent");
+    let metrics = metrics.text().await.expect("body");
+    assert!(metrics.contains("recado_connections_shed_total{reason=\"evicted_silent\"}"), "{metrics}");
+    server.stop().await;
+    let log = std::fs::read_to_string(&log).expect("the log");
+    let lines = log.lines().filter(|line| line.contains("connection")).count();
+    assert!((1..=30).contains(&lines), "shed connections are logged at a bounded rate, not once each: {lines} lines");
+}
+
+/// The HTTP/2 client preface and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_it_may_carry_only_a_few_streams_at_once() {
+    // See: issue #8, findings 2 and 3.
+    let server = Server::start(
+        &[
+            ("RUST_LOG", "warn"),
+            ("RECADO__HTTP__REQUEST_TIMEOUT_MS", "1000"),
+            ("RECADO__HTTP__IDLE_TIMEOUT_MS", "1500"),
+            ("RECADO__HTTP__HTTP2_MAX_CONCURRENT_STREAMS", "8"),
+        ],
+        None,
+    )
+    .await;
+    let mut stream = TcpStream::connect(address_of(&server.base)).await.expect("connect");
+    stream.write_all(H2_PREFACE).await.expect("preface");
+    // The server's first frame is its SETTINGS: 9 bytes of header, then 6 bytes per setting.
+    let mut header = [0u8; 9];
+    stream.read_exact(&mut header).await.expect("a frame header");
+    assert_eq!(header[3], 0x4, "a SETTINGS frame");
+    let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await.expect("the settings");
+    let max_streams = payload
+        .chunks(6)
+        .find(|setting| setting[..2] == [0x0, 0x3])
+        .map(|setting| u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]));
+    assert_eq!(max_streams, Some(8), "SETTINGS_MAX_CONCURRENT_STREAMS");
+    assert!(closed_by_server(&mut stream, Duration::from_secs(10)).await, "the idle HTTP/2 connection was left open");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn made_up_method_names_leave_the_metrics_bounded() {
+    // See: issue #8, finding 4.
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    for n in 0..30 {
+        let method: String = std::iter::repeat_n(char::from(b'A' + (n % 26) as u8), 60_000).collect();
+        let mut stream = TcpStream::connect(&addr).await.expect("connect");
+        let request = format!("{method}{n} /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let answer = read_until(&mut stream, "\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 4"), "{}", &answer[..answer.len().min(200)]);
+    }
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("sent").text().await.expect("text");
+    assert!(metrics.len() < 64 * 1024, "/metrics grew to {} bytes", metrics.len());
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    assert!(!metrics.contains("AAAAAAAA"));
+}
+
+#[tokio::test]
+async fn guessing_tokens_and_verify_tokens_is_throttled_per_address() {
+    // See: issue #8, finding 10.
+    let app = spawn_app().await;
+    app.create_client("dental").await;
+    // A verify token short enough to guess cannot be set.
+    let channel = |verify_token: &str| {
+        json!({ "app_secret": "app-secret-0123456789", "verify_token": verify_token, "phone_number_id": "1099",
+            "access_token": "EAAG" })
+    };
+    let path = "/api/v1/clients/dental/channels/whatsapp";
+    let (status, error) = app.call(Method::PUT, path, Some(&app.admin), Some(channel("x"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error["error"]["message"].as_str().expect("message").contains("verify_token"), "{error}");
+    app.put_channel("dental", "whatsapp", channel("verify-token-0123456789")).await;
+
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        let (status, headers, _) =
+            app.call_full(Method::GET, "/api/v1/conversations", Some(&format!("rcd_guess{n}_x")), None).await;
+        statuses.push(status);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(headers.get("retry-after").is_some(), "429 says when to retry");
+        }
+    }
+    assert_eq!(statuses.iter().filter(|status| **status == StatusCode::UNAUTHORIZED).count(), 20, "{statuses:?}");
+    assert!(statuses[20..].iter().all(|status| *status == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let (status, body) = app.get("/api/v1/conversations", &app.admin).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "while throttled, even a right token is not checked: {body}");
+
+    let elsewhere = reqwest::Client::builder().local_address(attacker(0)).build().expect("client");
+    let response =
+        elsewhere.get(format!("{}/api/v1/conversations", app.base)).bearer_auth(&app.admin).send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::OK, "another address is not affected");
+
+    // The WhatsApp verify token is guessed over the same budget.
+    let guesser = reqwest::Client::builder().local_address(attacker(1)).build().expect("client");
+    let mut statuses = Vec::new();
+    for n in 0..25 {
+        let url = format!(
+            "{}/webhooks/whatsapp/dental?hub.mode=subscribe&hub.verify_token=guess{n}&hub.challenge=1",
+            app.base
+        );
+        statuses.push(guesser.get(url).send().await.expect("sent").status());
+    }
+    assert_eq!(statuses.iter().filter(|status| **status == StatusCode::FORBIDDEN).count(), 20, "{statuses:?}");
+    assert!(statuses[20..].iter().all(|status| *status == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent() {
+    // See: issue #8, finding 11.
+    let app = spawn_app().await;
+    let token = app.create_client("client-a").await;
+    let mut stream = TcpStream::connect(app.base.trim_start_matches("http://")).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/clients/client-a/messages HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 100000000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let answer = read_until(&mut stream, "payload_too_large").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
