@@ -634,3 +634,65 @@ async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent() {
     let answer = read_until(&mut stream, "payload_too_large").await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
+
+/// Resident memory of process `pid`, from `/proc/<pid>/status`.
+fn resident_bytes_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+#[tokio::test]
+async fn templates_that_would_allocate_without_bound_are_refused_and_the_server_stays_up_with_flat_memory() {
+    // See: issue #8, finding 6.
+    let server = Server::start(&[("RUST_LOG", "warn")], None).await;
+    server.create_client("dental").await;
+    let pid = server.binary.child.id().expect("running");
+    let hostile = [
+        "{{ contact.name|indent(1000000000000) }}",
+        "{% set s = contact.name ~ 'xxxxxxxxxxxxxxxx' %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{{ s }}",
+        "{{ ('x' * 99999999) ~ ('x' * 99999999) ~ ('x' * 99999999) }}",
+        "{{ contact.name|replace('', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa')|replace('', 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb') }}",
+        "{% for i in range(100000) %}{{ contact.name|center(100000) }}{% endfor %}",
+    ];
+    let article = |n: usize, body: &str| json!({ "language": "es", "title": format!("Respuesta {n}"), "questions": ["¿Cuándo abrís?"], "body": body });
+    // One round first, so the baseline includes whatever a refusal warms up.
+    for (n, body) in hostile.iter().enumerate() {
+        let (status, text) = server
+            .call(Method::POST, "/api/v1/clients/dental/kb/articles", &server.admin, Some(article(n, body)))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {text}");
+    }
+    let baseline = resident_bytes_of(pid);
+    for round in 0..20 {
+        for (n, body) in hostile.iter().enumerate() {
+            let (status, _) = server
+                .call(
+                    Method::POST,
+                    "/api/v1/clients/dental/kb/articles",
+                    &server.admin,
+                    Some(article(round * 10 + n, body)),
+                )
+                .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        }
+    }
+    let after = resident_bytes_of(pid);
+    assert!(after < baseline + 32 * 1024 * 1024, "memory grew from {baseline} to {after} bytes");
+    let health = server.http.get(format!("{}/healthz", server.base)).send().await.expect("the server is up");
+    assert_eq!(health.status(), StatusCode::OK);
+    let (status, text) = server
+        .call(
+            Method::POST,
+            "/api/v1/clients/dental/kb/articles",
+            &server.admin,
+            Some(article(999, "Hola {{ contact.first_name|default('') }}")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "an ordinary answer is still accepted: {text}");
+    server.stop().await;
+}
