@@ -162,7 +162,7 @@ pub fn render(body: &str, fill: &Fill) -> String {
 fn render_bounded(env: &Environment<'_>, body: &str, fill: &Fill) -> Result<String, Error> {
     let template = env.template_from_str(body)?;
     let mut output = CappedBuffer(Vec::new());
-    template.render_to_write(context_of(fill), &mut output)?;
+    template.render_captured_to(context_of(fill), &mut output)?;
     String::from_utf8(output.0).map_err(|_| Error::new(ErrorKind::InvalidOperation, "rendered text is not UTF-8"))
 }
 
