@@ -8,7 +8,7 @@ pub mod telegram;
 pub mod webhook;
 pub mod whatsapp;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -55,8 +55,10 @@ pub fn verify_hmac_header(secret: &str, body: &[u8], header: Option<&str>) -> bo
 /// private targets) not pointing at loopback, private, link-local or otherwise internal addresses, so a
 /// client cannot make recado call into the operator's network (SSRF).
 ///
-/// Host names are checked by their literal form only; an operator who fears DNS rebinding keeps outbound
-/// traffic behind an egress proxy.
+/// This is the check of the URL's text, made when it is saved: literal addresses in every spelling (IPv4,
+/// IPv6, IPv4-mapped and -compatible, NAT64, 6to4), single-label names (`metadata`) and the suffixes of
+/// internal names (`.local`, `.internal`, `.svc`, ...). Names are checked again when a call is made, by the
+/// address they resolve to ([`PublicResolver`]).
 pub fn validate_target_url(field: &str, url: &str, allow_private: bool) -> Result<(), Invalid> {
     let parsed = reqwest::Url::parse(url).map_err(|e| Invalid::new(field, format!("not a valid URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -67,45 +69,110 @@ pub fn validate_target_url(field: &str, url: &str, allow_private: bool) -> Resul
     }
     let internal = match parsed.host() {
         None => true,
-        Some(url::Host::Domain(name)) => {
-            let name = name.to_ascii_lowercase();
-            name == "localhost"
-                || name.ends_with(".localhost")
-                || name.ends_with(".local")
-                || name.ends_with(".internal")
-        }
+        Some(url::Host::Domain(name)) => is_internal_name(name),
         Some(url::Host::Ipv4(ip)) => is_internal(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => is_internal(IpAddr::V6(ip)),
     };
     if internal {
-        return Err(Invalid::new(field, "must not point at a loopback, private or link-local address"));
+        return Err(Invalid::new(field, "must not point at a loopback, private, link-local or internal address"));
     }
     Ok(())
 }
 
-fn is_internal(ip: IpAddr) -> bool {
+/// Suffixes of names that only resolve inside a network.
+const INTERNAL_SUFFIXES: &[&str] = &[
+    ".localhost",
+    ".local",
+    ".localdomain",
+    ".internal",
+    ".intranet",
+    ".lan",
+    ".home",
+    ".home.arpa",
+    ".corp",
+    ".private",
+    ".svc",
+    ".cluster.local",
+    ".in-addr.arpa",
+    ".ip6.arpa",
+];
+
+/// Returns true if and only if `name` is a single label (`metadata`, `localhost`) or ends in a suffix of
+/// internal names.
+fn is_internal_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    !name.contains('.') || INTERNAL_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+}
+
+/// Returns true if and only if `ip` is not a public unicast address, in any spelling that embeds an IPv4
+/// address.
+pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_documentation()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // 100.64.0.0/10, carrier-grade NAT
-                || v4.octets()[0] >= 224
+                || a == 0 // 0.0.0.0/8, "this network"
+                || a == 100 && (b & 0xc0) == 64 // 100.64.0.0/10, carrier-grade NAT
+                || a == 192 && b == 0 && c == 0 // 192.0.0.0/24, protocol assignments
+                || a == 198 && (b & 0xfe) == 18 // 198.18.0.0/15, benchmarking
+                || a >= 224 // multicast and reserved
         }
         IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            let embedded =
+                |high: u16, low: u16| Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8);
             if let Some(mapped) = v6.to_ipv4_mapped() {
                 return is_internal(IpAddr::V4(mapped));
             }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6.is_multicast()
+            match segments {
+                // ::/96, IPv4-compatible (deprecated), `[::127.0.0.1]`; also :: and ::1.
+                [0, 0, 0, 0, 0, 0, _, _] => true,
+                // 64:ff9b::/96, NAT64: the IPv4 address it reaches decides.
+                [0x64, 0xff9b, 0, 0, 0, 0, high, low] => is_internal(IpAddr::V4(embedded(high, low))),
+                // 64:ff9b:1::/48, local-use NAT64.
+                [0x64, 0xff9b, 1, ..] => true,
+                // 2002::/16, 6to4: the IPv4 address is in the next 32 bits.
+                [0x2002, high, low, ..] => is_internal(IpAddr::V4(embedded(high, low))),
+                // 2001::/32 Teredo and 2001:db8::/32 documentation.
+                [0x2001, 0 | 0xdb8, ..] => true,
+                // 100::/64, discard-only.
+                [0x100, 0, 0, 0, ..] => true,
+                [first, ..] => {
+                    (first & 0xfe00) == 0xfc00 // unique local
+                        || (first & 0xffc0) == 0xfe80 // link-local
+                        || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
+                        || (first & 0xff00) == 0xff00 // multicast
+                }
+            }
         }
+    }
+}
+
+/// The DNS resolver of outbound calls when private targets are not allowed: a name is resolved by the
+/// system (hosts file included), and refused if any address it resolves to is internal. The HTTP client
+/// connects only to the addresses returned here, so the address checked is the address connected to
+/// (a name cannot pass the check and then resolve elsewhere).
+#[derive(Debug, Default)]
+pub struct PublicResolver;
+
+impl reqwest::dns::Resolve for PublicResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let name = name.as_str().to_owned();
+        Box::pin(async move {
+            let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            if addresses.is_empty() {
+                return Err(format!("{name} resolves to no address").into());
+            }
+            if let Some(internal) = addresses.iter().find(|address| is_internal(address.ip())) {
+                return Err(format!("refused: {name} resolves to an internal address ({})", internal.ip()).into());
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -124,6 +191,15 @@ mod tests {
         assert!(!verify_hmac_header("s3cret", b"{\"a\":1}", Some(&header[7..])));
     }
 
+    #[tokio::test]
+    async fn names_that_resolve_to_internal_addresses_are_refused_when_called() {
+        use reqwest::dns::Resolve as _;
+        // `localhost` passes no name check here: the hosts file sends it to loopback, and the resolver sees it.
+        let name: reqwest::dns::Name = "localhost".parse().expect("a name");
+        let error = PublicResolver.resolve(name).await.err().expect("refused");
+        assert!(error.to_string().contains("internal address"), "{error}");
+    }
+
     #[test]
     fn internal_targets_are_refused_unless_allowed() {
         for url in [
@@ -136,9 +212,29 @@ mod tests {
             "http://[::ffff:127.0.0.1]/",
             "http://[fd00::1]/",
             "http://0.0.0.0/",
+            // See: issue #8, finding 8.
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://[::]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2002:c0a8:101::1]/",
+            "http://[64:ff9b:1::1]/",
+            "http://[fec0::1]/",
+            "http://metadata/computeMetadata/v1/",
+            "http://metadata./",
+            "http://kubernetes.default.svc/",
+            "http://kubernetes.default.svc.cluster.local/",
+            "http://router.home.arpa/",
+            "http://printer.LAN/",
+            "http://198.18.0.1/",
+            "http://0.1.2.3/",
         ] {
             assert!(validate_target_url("url", url, false).is_err(), "{url} should be refused");
             assert!(validate_target_url("url", url, true).is_ok(), "{url} should pass when allowed");
+        }
+        for url in ["http://[64:ff9b::808:808]/", "http://[2002:808:808::1]/", "https://api.telegram.org/"] {
+            assert!(validate_target_url("url", url, false).is_ok(), "{url} reaches a public address");
         }
         assert!(validate_target_url("url", "https://graph.facebook.com/v21.0", false).is_ok());
         assert!(validate_target_url("url", "ftp://example.com/", true).is_err());

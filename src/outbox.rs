@@ -6,6 +6,7 @@
 //! `max_attempts` a delivery is dead-lettered with its last error, visible in the API. Rows claimed by a
 //! process that died are retried when their lease runs out, so deliveries resume after a restart.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +16,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::hmac_sha256_hex;
 use crate::channels::telegram::{self, TelegramConfig};
 use crate::channels::webhook::{self, OutboundPayload, WebhookConfig};
 use crate::channels::whatsapp::{self, WhatsAppConfig};
+use crate::channels::{self, PublicResolver, hmac_sha256_hex};
 use crate::config::OutboxSettings;
 use crate::domain::{ChannelKind, ClientSlug, Timestamp};
 use crate::metrics::Metrics;
@@ -62,13 +63,17 @@ impl Deliverer {
     /// # Errors
     /// The HTTP client cannot be built (TLS roots unavailable).
     pub fn new(db: Db, settings: OutboxSettings, metrics: Metrics) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(settings.request_timeout())
             .connect_timeout(Duration::from_secs(5))
             // A provider redirect could point at an internal address the URL check refused.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("recado/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("recado/", env!("CARGO_PKG_VERSION")));
+        if !settings.allow_private_targets {
+            // Names are checked by the address they resolve to, at every call (see `PublicResolver`).
+            builder = builder.dns_resolver(Arc::new(PublicResolver));
+        }
+        let http = builder.build()?;
         Ok(Self { db, http, settings, metrics })
     }
 
@@ -226,7 +231,23 @@ impl Deliverer {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, kind: ChannelKind) -> Attempt {
-        let response = match request.send().await {
+        let request = match request.build() {
+            Ok(request) => request,
+            Err(error) => {
+                return Attempt::Permanent(format!("{kind} request cannot be built: {}", error.without_url()));
+            }
+        };
+        // A literal address never reaches the resolver: check it here, for settings saved before the rules
+        // they now break.
+        let literal = match request.url().host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if !self.settings.allow_private_targets && literal.is_some_and(channels::is_internal) {
+            return Attempt::Permanent(format!("{kind} refused: the URL points at an internal address"));
+        }
+        let response = match self.http.execute(request).await {
             Ok(response) => response,
             Err(error) => {
                 let what = if error.is_timeout() { "timed out" } else { "request failed" };

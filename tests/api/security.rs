@@ -696,3 +696,58 @@ async fn templates_that_would_allocate_without_bound_are_refused_and_the_server_
     assert_eq!(status, StatusCode::CREATED, "an ordinary answer is still accepted: {text}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn outbound_urls_are_checked_by_their_spelling_when_saved_and_by_the_address_connected_to_when_called() {
+    // See: issue #8, finding 8.
+    let app = crate::helpers::spawn_app_with(|settings| settings.outbox.allow_private_targets = false).await;
+    let token = app.create_client("dental").await;
+    for url in [
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "http://[::127.0.0.1]/hook",
+        "http://metadata/computeMetadata/v1/",
+        "http://kubernetes.default.svc/api",
+    ] {
+        let (status, error) = app
+            .call(
+                Method::PUT,
+                "/api/v1/clients/dental/channels/webhook",
+                Some(&app.admin),
+                Some(json!({ "url": url, "secret": "0123456789abcdef" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {error}");
+    }
+
+    // Settings that got in before these rules (written straight to the store): a name the hosts file sends to
+    // loopback, and a loopback literal. The provider listening there is never called.
+    let provider = FakeProvider::start(Vec::new()).await;
+    let port = provider.url.rsplit(':').next().expect("a port").to_owned();
+    for (n, host) in ["localhost", "127.0.0.1"].into_iter().enumerate() {
+        let config = recado::channels::webhook::WebhookConfig {
+            url: format!("http://{host}:{port}/hook"),
+            secret: "0123456789abcdef".into(),
+        };
+        let slug = recado::domain::ClientSlug::parse("dental").expect("slug");
+        app.db.put_channel(slug, recado::domain::ChannelKind::Webhook, config, "test".into()).await.expect("stored");
+        let (status, created) =
+            app.ingest("dental", &token, &format!("m{n}"), &format!("+3460000000{n}"), "Hola").await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let conversation = created["conversation_id"].as_str().expect("id");
+        let view = app
+            .wait_for_conversation(conversation, "the acknowledgement dead-lettered", |view| {
+                view["messages"]
+                    .as_array()
+                    .is_some_and(|messages| messages.iter().any(|message| message["delivery"]["state"] == "dead"))
+            })
+            .await;
+        let error = view["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .find_map(|message| message["delivery"]["last_error"].as_str())
+            .expect("an error");
+        assert!(error.contains("internal address"), "{host}: {error}");
+    }
+    assert!(provider.received().is_empty(), "nothing reached the internal address");
+}
