@@ -77,6 +77,13 @@ pub struct PluginSettings {
     pub client_batch_budget_ms: u64,
     /// Most stored messages a replay runs over.
     pub replay_max_messages: usize,
+    /// Uploads one client may make in an hour; more get 429.
+    pub uploads_per_hour_per_client: u32,
+    /// Versions one client may keep, all names together; an upload past it gets 409.
+    pub max_versions_per_client: usize,
+    /// Of each plugin name, how many inactive or disabled versions are kept (besides the running ones and
+    /// the one a rollback returns to); older ones are deleted at the next upload.
+    pub keep_inactive_versions: usize,
 }
 
 impl Default for PluginSettings {
@@ -93,6 +100,9 @@ impl Default for PluginSettings {
             breaker_failures: 5,
             client_batch_budget_ms: 250,
             replay_max_messages: 500,
+            uploads_per_hour_per_client: 20,
+            max_versions_per_client: 50,
+            keep_inactive_versions: 5,
         }
     }
 }
@@ -426,13 +436,15 @@ impl Settings {
             });
         }
         let plugins = &self.plugins;
-        let plugin_checks: [(&'static str, bool, &str); 6] = [
+        let plugin_checks: [(&'static str, bool, &str); 8] = [
             ("plugins.max_component_bytes", plugins.max_component_bytes >= 1024, "must be at least 1024"),
             ("plugins.max_function_bytes", plugins.max_function_bytes >= 1024, "must be at least 1024"),
             ("plugins.compile_timeout_ms", plugins.compile_timeout_ms >= 100, "must be at least 100"),
             ("plugins.memory_bytes", plugins.memory_bytes >= 1 << 20, "must be at least 1048576"),
             ("plugins.deadline_ms", (1..=10_000).contains(&plugins.deadline_ms), "must be between 1 and 10000"),
             ("plugins.breaker_failures", plugins.breaker_failures > 0, "must be greater than 0"),
+            ("plugins.uploads_per_hour_per_client", plugins.uploads_per_hour_per_client > 0, "must be greater than 0"),
+            ("plugins.max_versions_per_client", plugins.max_versions_per_client > 0, "must be greater than 0"),
         ];
         for (key, ok, message) in plugin_checks {
             if !ok {

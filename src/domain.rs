@@ -99,6 +99,12 @@ impl Timestamp {
         Self(self.0.saturating_add(millis))
     }
 
+    /// This instant minus `duration` (saturating).
+    pub fn minus(self, duration: std::time::Duration) -> Self {
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_sub(millis))
+    }
+
     /// RFC 3339 text in UTC with millisecond precision, e.g. `2026-11-22T15:10:54.123Z`.
     pub fn to_rfc3339(self) -> String {
         match jiff::Timestamp::from_millisecond(self.0) {

@@ -73,6 +73,7 @@ struct Inner {
     plugin_seconds: Histogram,
     sla_events: Family<KindLabels, Counter>,
     connections_shed: Family<ReasonLabels, Counter>,
+    plugins_loaded: Gauge,
 }
 
 impl Default for Metrics {
@@ -117,6 +118,12 @@ impl Metrics {
             "Connections closed by the connection limits: refused over a cap (total, per_address) or closed to make room (evicted_silent)",
             connections_shed.clone(),
         );
+        let plugins_loaded = Gauge::default();
+        registry.register(
+            "plugins_loaded",
+            "Compiled rule plugins kept in memory (the running ones)",
+            plugins_loaded.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -130,6 +137,7 @@ impl Metrics {
                 plugin_seconds,
                 sla_events,
                 connections_shed,
+                plugins_loaded,
             }),
         }
     }
@@ -142,6 +150,11 @@ impl Metrics {
             .get_or_create(&RequestLabels { method: method.to_owned(), route: route.clone(), status })
             .inc();
         self.inner.latency.get_or_create(&RouteLabels { route }).observe(seconds);
+    }
+
+    /// Sets how many compiled plugins are kept in memory.
+    pub fn plugins_loaded(&self, count: usize) {
+        self.inner.plugins_loaded.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Records a connection closed by the connection limits, for `reason`.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppBytes, AppPath, AppQuery, Principal};
-use crate::domain::{ClientSlug, PluginState, Role, id_prefix, is_id_with_prefix, parse_label};
+use crate::domain::{ClientSlug, PluginState, Role, Timestamp, id_prefix, is_id_with_prefix, parse_label};
 use crate::plugins::LoadError;
 use crate::plugins::runtime::AdmitError;
 use crate::store::{DecisionFilter, DecisionRecord, PluginRecord};
@@ -162,6 +162,31 @@ pub(super) async fn plugins_upload(
     request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let client = managed_client(&principal, &slug)?;
+    let settings = state.rules.settings().clone();
+    let Some(_one_upload) = state.rules.begin_upload(&client) else {
+        return Err(ApiError::TooManyRequests {
+            message: "an upload of this client is still being checked; retry when it is done".into(),
+            retry_after: 5,
+        });
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    let (uploads, oldest) = state.db.plugin_uploads_since(client.clone(), Timestamp::now().minus(hour)).await?;
+    if uploads >= settings.uploads_per_hour_per_client {
+        let wait = oldest.map_or(60, |oldest| (oldest.plus(hour).millis() - Timestamp::now().millis()) / 1000 + 1);
+        return Err(ApiError::TooManyRequests {
+            message: format!("at most {} uploads an hour; retry later", settings.uploads_per_hour_per_client),
+            retry_after: u32::try_from(wait.max(1)).unwrap_or(3600),
+        });
+    }
+    let kept =
+        state.db.prune_plugin_versions(client.clone(), settings.keep_inactive_versions, RETENTION.into()).await?;
+    if kept >= settings.max_versions_per_client {
+        return Err(ApiError::Conflict(format!(
+            "this client keeps {kept} plugin versions, the most allowed; disable or deactivate versions it no longer needs \
+             (inactive ones beyond {} per name are deleted)",
+            settings.keep_inactive_versions
+        )));
+    }
     let multipart = Multipart::from_request(request, &state).await?;
     let upload = read_upload(multipart).await?;
     let profile = state.db.client(client.clone()).await?.profile;
@@ -186,8 +211,12 @@ pub(super) async fn plugins_upload(
             principal.actor(),
         )
         .await?;
+    state.db.prune_plugin_versions(record.client.clone(), settings.keep_inactive_versions, RETENTION.into()).await?;
     Ok((StatusCode::CREATED, Json(plugin_json(&record))))
 }
+
+/// The actor named in the audit log for versions deleted by `plugins.keep_inactive_versions`.
+const RETENTION: &str = "system:retention";
 
 /// `GET /api/v1/clients/{slug}/plugins`: every version, in chain order.
 pub(super) async fn plugins_list(
@@ -231,6 +260,7 @@ pub(super) async fn plugins_action(
     };
     // Messages already waiting are decided by the new chain.
     state.pipeline.wake();
+    state.rules.release_unused(&state.db.running_plugin_hashes().await?);
     Ok(Json(plugin_json(&plugin)))
 }
 

@@ -58,10 +58,26 @@ struct Inner {
     upload: UploadLimits,
     settings: PluginSettings,
     metrics: crate::metrics::Metrics,
-    /// Loaded plugins by component hash (the configuration is an input of each call, not of the code).
+    /// Loaded plugins by component hash (the configuration is an input of each call, not of the code). Only
+    /// running plugins are kept: see [`Rules::release_unused`].
     loaded: Mutex<HashMap<String, LoadedPlugin>>,
-    /// One compile at a time: compiling takes a core, and uploads are rare.
+    /// One compile at a time: compiling takes a core. The lock queues in arrival order and each client has
+    /// at most one upload in it ([`Rules::begin_upload`]), so the queue is fair between clients.
     compiling: tokio::sync::Mutex<()>,
+    /// Clients with an upload being checked.
+    uploading: Mutex<std::collections::HashSet<ClientSlug>>,
+}
+
+/// A client's upload in progress; the client may start another once this is dropped.
+pub struct UploadGuard {
+    rules: Rules,
+    client: ClientSlug,
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        self.rules.inner.uploading.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.client);
+    }
 }
 
 impl Limits {
@@ -105,6 +121,7 @@ impl Rules {
                 metrics,
                 loaded: Mutex::new(HashMap::new()),
                 compiling: tokio::sync::Mutex::new(()),
+                uploading: Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }
@@ -119,7 +136,22 @@ impl Rules {
         &self.inner.settings
     }
 
-    /// Checks, compiles (in the compiler process, or from the cache) and loads a component.
+    /// Starts an upload of `client`, or returns `None` when one of its uploads is still being checked.
+    pub fn begin_upload(&self, client: &ClientSlug) -> Option<UploadGuard> {
+        let mut uploading = self.inner.uploading.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        uploading.insert(client.clone()).then(|| UploadGuard { rules: self.clone(), client: client.clone() })
+    }
+
+    /// Drops the loaded code of every plugin whose hash is not in `running`, so versions that stopped running
+    /// give their memory back (they load again from the compile cache if they run again).
+    pub fn release_unused(&self, running: &std::collections::HashSet<String>) {
+        let mut loaded = self.inner.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        loaded.retain(|sha256, _| running.contains(sha256));
+        self.inner.metrics.plugins_loaded(loaded.len());
+    }
+
+    /// Checks, compiles (in the compiler process, or from the cache) and loads a component. The loaded code
+    /// is not kept: only running plugins are ([`Rules::loaded`]).
     ///
     /// # Errors
     /// The component is refused, or the cache cannot be written.
@@ -159,15 +191,15 @@ impl Rules {
     async fn load_cached(&self, sha256: &str) -> Result<LoadedPlugin, LoadError> {
         let path = self.inner.cache.path(sha256, &self.inner.host.compatibility_key());
         let host = self.inner.host.clone();
-        let plugin = tokio::task::spawn_blocking(move || host.load_compiled(&path))
+        tokio::task::spawn_blocking(move || host.load_compiled(&path))
             .await
-            .map_err(|error| LoadError::Compile(format!("loading task failed: {error}")))??;
-        self.inner
-            .loaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(sha256.to_owned(), plugin.clone());
-        Ok(plugin)
+            .map_err(|error| LoadError::Compile(format!("loading task failed: {error}")))?
+    }
+
+    fn keep_loaded(&self, sha256: &str, plugin: &LoadedPlugin) {
+        let mut loaded = self.inner.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        loaded.insert(sha256.to_owned(), plugin.clone());
+        self.inner.metrics.plugins_loaded(loaded.len());
     }
 
     /// The loaded form of a running plugin: from memory, else from the compile cache, else compiled again
@@ -179,12 +211,15 @@ impl Rules {
         if let Some(loaded) = self.cached(&plugin.sha256) {
             return Ok(loaded);
         }
-        if self.inner.cache.contains(&plugin.sha256, &self.inner.host.compatibility_key()) {
-            return Ok(self.load_cached(&plugin.sha256).await?);
-        }
-        tracing::info!(client = client.as_str(), plugin = plugin.id, "compiling a stored plugin again");
-        let wasm = db.plugin_component(client.clone(), plugin.id.clone()).await?;
-        Ok(self.admit(&wasm).await?.plugin)
+        let loaded = if self.inner.cache.contains(&plugin.sha256, &self.inner.host.compatibility_key()) {
+            self.load_cached(&plugin.sha256).await?
+        } else {
+            tracing::info!(client = client.as_str(), plugin = plugin.id, "compiling a stored plugin again");
+            let wasm = db.plugin_component(client.clone(), plugin.id.clone()).await?;
+            self.admit(&wasm).await?.plugin
+        };
+        self.keep_loaded(&plugin.sha256, &loaded);
+        Ok(loaded)
     }
 
     /// Calls a freshly admitted plugin with a sample message of `client` and an overdue check. Blocking.

@@ -441,6 +441,79 @@ impl Db {
         .await
     }
 
+    /// How many versions `client` uploaded since `since`, and when the oldest of those was (the upload rate
+    /// limit). Counted from the audit log, so pruned versions still count.
+    pub async fn plugin_uploads_since(&self, client: ClientSlug, since: Timestamp) -> Result<(u32, Option<Timestamp>)> {
+        self.read(move |connection| {
+            let (count, oldest): (u32, Option<i64>) = connection
+                .prepare_cached(
+                    "SELECT COUNT(*), MIN(at) FROM audit_log
+                     WHERE client_id = ?1 AND action = 'plugin.upload' AND at >= ?2",
+                )?
+                .query_row(params![client.as_str(), since.millis()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok((count, oldest.map(Timestamp)))
+        })
+        .await
+    }
+
+    /// Deletes the versions of `client` no longer worth keeping: of each name, every inactive or disabled
+    /// version but the newest `keep` and the one a rollback would return to. Running versions are never
+    /// deleted. Returns how many versions remain.
+    pub async fn prune_plugin_versions(&self, client: ClientSlug, keep: usize, actor: String) -> Result<usize> {
+        self.write(move |connection| {
+            ensure_client(connection, &client)?;
+            /// Id, name, state and activation time of a version.
+            type Version = (String, String, String, Option<i64>);
+            let versions: Vec<Version> = connection
+                .prepare_cached(
+                    "SELECT id, name, state, activated_at FROM plugins WHERE client_id = ?1
+                     ORDER BY name, created_at DESC, id DESC",
+                )?
+                .query_map([client.as_str()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut by_name: HashMap<&str, Vec<&Version>> = HashMap::new();
+            for version in &versions {
+                by_name.entry(version.1.as_str()).or_default().push(version);
+            }
+            let mut pruned = Vec::new();
+            for versions in by_name.values() {
+                let resting = |state: &str| state == "inactive" || state == "disabled";
+                let rollback_target = versions
+                    .iter()
+                    .filter(|(_, _, state, activated_at)| resting(state) && activated_at.is_some())
+                    .max_by_key(|(_, _, _, activated_at)| *activated_at)
+                    .map(|(id, ..)| id.as_str());
+                let prunable = versions
+                    .iter()
+                    .filter(|(id, _, state, _)| resting(state) && Some(id.as_str()) != rollback_target)
+                    .skip(keep);
+                pruned.extend(prunable.map(|(id, ..)| id.clone()));
+            }
+            for id in &pruned {
+                connection
+                    .prepare_cached("DELETE FROM plugins WHERE client_id = ?1 AND id = ?2")?
+                    .execute(params![client.as_str(), id])?;
+            }
+            if !pruned.is_empty() {
+                audit(connection, Some(&client), &actor, "plugin.prune", &serde_json::json!({ "plugin_ids": pruned }))?;
+            }
+            Ok(versions.len() - pruned.len())
+        })
+        .await
+    }
+
+    /// Hashes of the components some client runs (active or shadow): the compiled plugins worth keeping in
+    /// memory.
+    pub async fn running_plugin_hashes(&self) -> Result<std::collections::HashSet<String>> {
+        self.read(move |connection| {
+            Ok(connection
+                .prepare_cached("SELECT DISTINCT sha256 FROM plugins WHERE state IN ('active', 'shadow')")?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     /// Every version of every plugin of `client`, in chain order, newest version first within a name.
     pub async fn plugins(&self, client: ClientSlug) -> Result<Vec<PluginRecord>> {
         self.read(move |connection| {

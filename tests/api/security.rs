@@ -751,3 +751,133 @@ async fn outbound_urls_are_checked_by_their_spelling_when_saved_and_by_the_addre
     }
     assert!(provider.received().is_empty(), "nothing reached the internal address");
 }
+
+async fn upload_ack(app: &crate::helpers::TestApp, slug: &str, token: &str, version: &str) -> (StatusCode, Value) {
+    let wasm = crate::plugins::component("business_hours_ack");
+    app.upload_plugin(slug, token, wasm, "ack", version, &crate::plugins::ack_config("¡Gracias!")).await
+}
+
+fn plugin_versions(list: &Value) -> Vec<String> {
+    let mut versions: Vec<String> = list["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .map(|plugin| plugin["version"].as_str().expect("version").to_owned())
+        .collect();
+    versions.sort();
+    versions
+}
+
+#[tokio::test]
+async fn plugin_uploads_are_limited_per_client_old_versions_pruned_and_unused_code_released() {
+    // See: issue #8, finding 7.
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.plugins.uploads_per_hour_per_client = 6;
+        settings.plugins.keep_inactive_versions = 2;
+    })
+    .await;
+    let client_a = app.create_client("client-a").await;
+    let client_b = app.create_client("client-b").await;
+    let config = crate::plugins::ack_config("¡Gracias!");
+    let metric = |text: &str| {
+        text.lines().find_map(|line| line.strip_prefix("recado_plugins_loaded ")).map(str::to_owned).expect("gauge")
+    };
+
+    let mut ids = Vec::new();
+    for version in ["1", "2", "3", "4", "5"] {
+        let (status, plugin) = upload_ack(&app, "client-a", &client_a, version).await;
+        assert_eq!(status, StatusCode::CREATED, "{plugin}");
+        ids.push(plugin["id"].as_str().expect("id").to_owned());
+        if version <= "2" {
+            let (status, body) = app
+                .post(
+                    &format!("/api/v1/clients/client-a/plugins/{}/activate", ids.last().expect("id")),
+                    &client_a,
+                    json!({}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    // Kept: the running version 2, version 1 (a rollback returns to it) and the newest two inactive ones.
+    let (_, list) = app.get("/api/v1/clients/client-a/plugins", &client_a).await;
+    assert_eq!(plugin_versions(&list), ["1", "2", "4", "5"], "{list}");
+
+    let (status, _) = upload_ack(&app, "client-a", &client_a, "6").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, headers, error) = {
+        let response = app
+            .http
+            .post(format!("{}/api/v1/clients/client-a/plugins", app.base))
+            .bearer_auth(&client_a)
+            .multipart(
+                reqwest::multipart::Form::new()
+                    .part("component", reqwest::multipart::Part::bytes(crate::plugins::component("business_hours_ack")))
+                    .text("name", "ack")
+                    .text("version", "7")
+                    .text("config", config.clone()),
+            )
+            .send()
+            .await
+            .expect("sent");
+        (response.status(), response.headers().clone(), response.text().await.expect("body"))
+    };
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the seventh upload of the hour: {error}");
+    let retry_after: u64 =
+        headers.get("retry-after").expect("Retry-After").to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    let (status, plugin) = upload_ack(&app, "client-b", &client_b, "1").await;
+    assert_eq!(status, StatusCode::CREATED, "another client's uploads are its own: {plugin}");
+
+    // Only running code stays in memory.
+    app.ingest_processed("client-a", &client_a, "m1", "+34600000001", "Hola").await;
+    let text = app.http.get(format!("{}/metrics", app.base)).send().await.expect("sent").text().await.expect("text");
+    assert_eq!(metric(&text), "1", "the active version is loaded");
+    let (status, body) =
+        app.post(&format!("/api/v1/clients/client-a/plugins/{}/deactivate", ids[1]), &client_a, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let text = app.http.get(format!("{}/metrics", app.base)).send().await.expect("sent").text().await.expect("text");
+    assert_eq!(metric(&text), "0", "a version that stopped running is released");
+}
+
+#[tokio::test]
+async fn a_client_has_one_upload_in_the_compile_queue_at_a_time() {
+    // See: issue #8, finding 7 (all clients share one compile lock).
+    let scripts = tempfile::tempdir().expect("temp dir");
+    // Our own compiler, one second slower, saying when it starts: the second upload arrives while it works.
+    let compiler = scripts.path().join("slow-recado");
+    let started = scripts.path().join("started");
+    std::fs::write(
+        &compiler,
+        format!("#!/bin/sh\ntouch {}\nsleep 1\nexec {} \"$@\"\n", started.display(), env!("CARGO_BIN_EXE_recado")),
+    )
+    .expect("script");
+    std::fs::set_permissions(&compiler, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let app = crate::helpers::spawn_app_with(|settings| settings.plugins.compiler = Some(compiler.clone())).await;
+    let client_a = app.create_client("client-a").await;
+    let config = crate::plugins::ack_config("Gràcies!");
+    let first = {
+        let (http, base, token, config) = (app.http.clone(), app.base.clone(), client_a.clone(), config.clone());
+        tokio::spawn(async move {
+            let form = reqwest::multipart::Form::new()
+                .part("component", reqwest::multipart::Part::bytes(crate::plugins::component("business_hours_ack")))
+                .text("name", "ack")
+                .text("version", "1")
+                .text("config", config);
+            http.post(format!("{base}/api/v1/clients/client-a/plugins")).bearer_auth(token).multipart(form).send().await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !started.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "the compiler never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, body) = app
+        .upload_plugin("client-a", &client_a, crate::plugins::component("keyword_router"), "router", "1", "{}")
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body["error"]["message"].as_str().expect("message").contains("still being checked"), "{body}");
+    assert!(!first.is_finished(), "refused while the first upload was being compiled");
+    let first = first.await.expect("task").expect("answered");
+    assert_eq!(first.status(), StatusCode::CREATED);
+}
