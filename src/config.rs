@@ -251,11 +251,14 @@ pub struct StorageSettings {
     pub readers: usize,
     /// Most write jobs committed together in one transaction (group commit).
     pub max_batch: usize,
+    /// The key that seals channel secrets in the database (32 bytes, base64). Unset: `secrets.key` in the
+    /// data directory, created on the first start. Keep it out of copies of the database.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("recado-data"), readers: 4, max_batch: 256 }
+        Self { data_dir: PathBuf::from("recado-data"), readers: 4, max_batch: 256, secrets_key_file: None }
     }
 }
 

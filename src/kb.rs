@@ -262,12 +262,21 @@ impl Knowledge {
     }
 
     /// Records what an assistant did with the suggestions for a message. The message's own text is the
-    /// phrasing learned for the picked article. Returns true if and only if a phrasing was learned.
-    pub async fn feedback(&self, db: &Db, scope: Scope, pick: Pick, actor: String) -> Result<bool, Error> {
+    /// phrasing learned for the picked article when `may_write_articles` (learning writes into the article,
+    /// so it follows the knowledge base's write rule); otherwise only the bounded boost is fed. Returns true
+    /// if and only if a phrasing was learned.
+    pub async fn feedback(
+        &self,
+        db: &Db,
+        scope: Scope,
+        pick: Pick,
+        actor: String,
+        may_write_articles: bool,
+    ) -> Result<bool, Error> {
         let Pick { message_id, shown, picked, edited } = pick;
         let context = db.suggestion_context(scope, message_id.clone()).await?;
         // Long messages are conversations, not questions; learn only question-sized phrasings.
-        let phrasing = (context.text.chars().count() <= 200).then(|| context.text.clone());
+        let phrasing = (may_write_articles && context.text.chars().count() <= 200).then(|| context.text.clone());
         let feedback = Feedback { message_id, shown, picked, edited, phrasing };
         let learned = db.record_feedback(context.client.clone(), feedback, actor).await?;
         self.boosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&context.client);

@@ -18,6 +18,7 @@ mod migrations;
 mod outbox;
 mod pipeline;
 mod plugins;
+mod secrets;
 mod sla;
 mod suggestions;
 mod tokens;
@@ -178,6 +179,38 @@ struct Inner {
     /// False after a commit failed for lack of space or I/O, until one succeeds: drives `/readyz`.
     writable: Arc<AtomicBool>,
     writer_thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+    /// Seals channel secrets.
+    secrets: Arc<secrets::SecretKey>,
+}
+
+/// Creates the data directory (mode 0700) and the database file (mode 0600) when they do not exist, and
+/// takes group and other access away from an existing database file: it holds every client's conversations.
+/// SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn private_files(data_dir: &std::path::Path, database: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    let unavailable = |what: &std::path::Path, e: std::io::Error| {
+        Error::Unavailable(format!("cannot create {}: {e}", what.display()))
+    };
+    if !data_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| unavailable(data_dir, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(database)
+        .map_err(|e| unavailable(database, e))?;
+    let mode = std::fs::metadata(database).map_err(|e| unavailable(database, e))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::info!(path = %database.display(), "taking group and other access away from the database file");
+        std::fs::set_permissions(database, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(|e| unavailable(database, e))?;
+    }
+    Ok(())
 }
 
 impl Db {
@@ -186,12 +219,19 @@ impl Db {
     /// # Errors
     /// The directory or file cannot be created or opened, or the schema is newer than this build.
     pub fn open(settings: &StorageSettings) -> Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", settings.data_dir.display())))?;
+        private_files(&settings.data_dir, &settings.database_path())?;
         let path = settings.database_path();
         let mut writer = Connection::open(&path)?;
         configure(&writer)?;
         migrations::migrate(&mut writer)?;
+        let secrets = match &settings.secrets_key_file {
+            Some(path) => secrets::SecretKey::load(path, false)?,
+            None => secrets::SecretKey::load(&settings.data_dir.join("secrets.key"), true)?,
+        };
+        let sealed = secrets.seal_plain_rows(&writer)?;
+        if sealed > 0 {
+            tracing::info!(sealed, "channel secrets written before encryption are now sealed");
+        }
 
         let mut readers = Vec::with_capacity(settings.readers);
         for _ in 0..settings.readers {
@@ -220,6 +260,7 @@ impl Db {
                 readers: std::sync::Mutex::new(readers),
                 writable,
                 writer_thread: std::sync::Mutex::new(Some(handle)),
+                secrets: Arc::new(secrets),
             }),
         })
     }
@@ -388,8 +429,30 @@ mod tests {
     use super::*;
 
     fn open(dir: &std::path::Path) -> Db {
-        let settings = StorageSettings { data_dir: dir.to_owned(), readers: 2, max_batch: 64 };
+        let settings = StorageSettings { data_dir: dir.to_owned(), readers: 2, max_batch: 64, secrets_key_file: None };
         Db::open(&settings).expect("store opens")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_data_directory_and_the_database_files_are_private() {
+        // See: issue #8, finding 11.
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let db = open(&data);
+        db.write(|connection| Ok(connection.execute_batch("CREATE TABLE t (n INTEGER)")?)).await.expect("a write");
+        let mode = |path: &std::path::Path| std::fs::metadata(path).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        for file in ["recado.db", "recado.db-wal", "recado.db-shm"] {
+            assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+        }
+        db.close().await;
+
+        // A database file made readable to others (a careless copy) is made private again when opened.
+        std::fs::set_permissions(data.join("recado.db"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let db = open(&data);
+        assert_eq!(mode(&data.join("recado.db")), 0o600);
+        db.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

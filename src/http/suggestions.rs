@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, Principal};
-use crate::domain::{ArticleId, Invalid, id_prefix, is_id_with_prefix};
+use crate::domain::{ArticleId, Invalid, Role, id_prefix, is_id_with_prefix};
 use crate::kb::{MAX_SUGGESTIONS, Pick, Suggestions};
 
 /// Longest query text, in characters. Longer texts are refused; only the first words of a long text are
@@ -117,6 +117,9 @@ pub(super) async fn suggestions_feedback(
             principal.scope(),
             Pick { message_id: body.message_id, shown, picked, edited: body.edited },
             principal.actor(),
+            // Learned phrasings are knowledge-base writes: admins and the assistants who pick suggestions
+            // make them; a client's own token only feeds the boost (clients do not write articles).
+            principal.role != Role::Client,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({ "recorded": true, "learned_phrasing": learned }))))

@@ -173,7 +173,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     let labelled = read_labelled(&args.messages)?;
 
     let dir = tempfile::tempdir()?;
-    let storage = StorageSettings { data_dir: dir.path().to_owned(), readers: 4, max_batch: 256 };
+    let storage =
+        StorageSettings { data_dir: dir.path().to_owned(), readers: 4, max_batch: 256, secrets_key_file: None };
     let db = tokio::task::block_in_place(|| Db::open(&storage))?;
     let mut random = rand::rngs::StdRng::seed_from_u64(7);
     let mut slugs = Vec::with_capacity(args.clients);

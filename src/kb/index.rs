@@ -380,7 +380,12 @@ mod tests {
     }
 
     async fn store_with_one_article(dir: &Path) -> Db {
-        let storage = crate::config::StorageSettings { data_dir: dir.to_owned(), readers: 1, max_batch: 16 };
+        let storage = crate::config::StorageSettings {
+            data_dir: dir.to_owned(),
+            readers: 1,
+            max_batch: 16,
+            secrets_key_file: None,
+        };
         let db = Db::open(&storage).expect("store");
         let profile: crate::domain::ClientProfile =
             serde_json::from_value(serde_json::json!({ "name": "A", "timezone": "Europe/Rome", "languages": ["it"] }))

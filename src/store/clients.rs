@@ -1,9 +1,12 @@
-//! Clients, their channel settings and the audit log.
+//! Clients, their channel settings (sealed at rest, see [`super::secrets`]) and the audit log.
+
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::secrets::{SecretKey, context};
 use super::{Db, Error, Result};
 use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Timestamp, new_id};
 
@@ -112,12 +115,14 @@ impl Db {
     where
         C: Serialize + Send + 'static,
     {
+        let secrets = Arc::clone(&self.inner.secrets);
         self.write(move |connection| {
             ensure_client(connection, &slug)?;
+            let sealed = secrets.seal(&serde_json::to_string(&config)?, &context(slug.as_str(), kind.as_str()))?;
             connection.execute(
                 "INSERT INTO channels (client_id, kind, config, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (client_id, kind) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
-                params![slug.as_str(), kind.as_str(), serde_json::to_string(&config)?, Timestamp::now().millis()],
+                params![slug.as_str(), kind.as_str(), sealed, Timestamp::now().millis()],
             )?;
             // Never the secrets: only which channel changed.
             audit(connection, Some(&slug), &actor, "channel.update", &serde_json::json!({ "channel": kind.as_str() }))?;
@@ -131,12 +136,14 @@ impl Db {
     where
         C: DeserializeOwned + Send + 'static,
     {
-        self.read(move |connection| channel_config(connection, &slug, kind)).await
+        let secrets = Arc::clone(&self.inner.secrets);
+        self.read(move |connection| channel_config(connection, &secrets, &slug, kind)).await
     }
 }
 
-pub(super) fn channel_config<C: DeserializeOwned>(
+fn channel_config<C: DeserializeOwned>(
     connection: &Connection,
+    secrets: &SecretKey,
     slug: &ClientSlug,
     kind: ChannelKind,
 ) -> Result<Option<C>> {
@@ -148,7 +155,7 @@ pub(super) fn channel_config<C: DeserializeOwned>(
         )
         .optional()?;
     Ok(match text {
-        Some(text) => Some(serde_json::from_str(&text)?),
+        Some(text) => Some(serde_json::from_str(&secrets.open(&text, &context(slug.as_str(), kind.as_str()))?)?),
         None => None,
     })
 }

@@ -881,3 +881,60 @@ async fn a_client_has_one_upload_in_the_compile_queue_at_a_time() {
     let first = first.await.expect("task").expect("answered");
     assert_eq!(first.status(), StatusCode::CREATED);
 }
+
+/// Every byte of the database and its write-ahead log.
+fn database_bytes(data_dir: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(data_dir.join("recado.db")).expect("database");
+    bytes.extend(std::fs::read(data_dir.join("recado.db-wal")).unwrap_or_default());
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn channel_secrets_are_sealed_in_the_database_file() {
+    // See: issue #8, finding 11.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
+    app.create_client("studio").await;
+    let (bot_token, secret) = ("7100:AAsealed-bot-token-0123456789", "sealed-secret-token-0123456789");
+    app.put_channel("studio", "telegram", json!({ "bot_token": bot_token, "secret_token": secret })).await;
+    let post = |app: &crate::helpers::TestApp, update_id: i64| {
+        app.http
+            .post(format!("{}/webhooks/telegram/studio", app.base))
+            .header("x-telegram-bot-api-secret-token", secret)
+            .header("content-type", "application/json")
+            .body(telegram_update(update_id, 77, "Ciao"))
+            .send()
+    };
+    assert_eq!(post(&app, 1).await.expect("sent").status(), StatusCode::OK, "the sealed secret is still checked");
+    let bytes = database_bytes(dir.path());
+    assert!(!contains(&bytes, bot_token) && !contains(&bytes, secret), "a secret is readable in the database file");
+    app.stop().await;
+
+    // A row written before encryption existed is sealed when the store opens, and keeps working.
+    let plain = json!({ "bot_token": bot_token, "secret_token": secret, "api_base_url": "https://api.telegram.org" });
+    let connection = rusqlite::Connection::open(dir.path().join("recado.db")).expect("open");
+    connection
+        .execute("UPDATE channels SET config = ?1 WHERE client_id = 'studio'", [plain.to_string()])
+        .expect("plain row");
+    connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+    drop(connection);
+    let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
+    assert_eq!(post(&app, 2).await.expect("sent").status(), StatusCode::OK);
+    let stored: String = rusqlite::Connection::open(dir.path().join("recado.db"))
+        .expect("open")
+        .query_row("SELECT config FROM channels WHERE client_id = 'studio'", [], |row| row.get(0))
+        .expect("row");
+    assert!(stored.starts_with("enc:v1:") && !stored.contains(bot_token), "{stored}");
+
+    // Without its key, the database does not give the secrets away: the webhook cannot be checked.
+    app.stop().await;
+    std::fs::remove_file(dir.path().join("secrets.key")).expect("key removed");
+    let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
+    let status = post(&app, 3).await.expect("sent").status();
+    assert!(status.is_server_error(), "{status}");
+    app.stop().await;
+}
