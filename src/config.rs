@@ -174,6 +174,11 @@ pub struct HttpSettings {
     pub max_concurrent_api: usize,
     /// Of `max_concurrent_api`, how many one token may use.
     pub max_concurrent_api_per_token: usize,
+    /// Requests per second one token may make on the API routes (not ingest) once its burst is used; past
+    /// it, 429.
+    pub api_requests_per_second_per_token: u32,
+    /// Requests one token may make on the API routes in a burst.
+    pub api_requests_burst_per_token: u32,
     /// Failed authentications (bad tokens, webhook secrets and signatures) one address may make per minute
     /// once its burst is used up; past that it gets 429 without its token being checked.
     pub auth_failures_per_minute: u32,
@@ -205,6 +210,8 @@ impl Default for HttpSettings {
             max_concurrent_ingest_per_client: 128,
             max_concurrent_api: 256,
             max_concurrent_api_per_token: 32,
+            api_requests_per_second_per_token: 50,
+            api_requests_burst_per_token: 200,
             auth_failures_per_minute: 30,
             auth_failures_burst: 20,
             ingest_body_limit_bytes: 1024 * 1024,
@@ -383,7 +390,7 @@ impl Settings {
 
     fn validate(&self) -> Result<(), Error> {
         let http = &self.http;
-        let checks: [(&'static str, bool, &str); 20] = [
+        let checks: [(&'static str, bool, &str); 21] = [
             ("http.header_read_timeout_ms", self.http.header_read_timeout_ms > 0, "must be greater than 0"),
             ("http.first_byte_timeout_ms", http.first_byte_timeout_ms > 0, "must be greater than 0"),
             (
@@ -402,6 +409,11 @@ impl Settings {
             ),
             ("http.max_concurrent_api_per_token", http.max_concurrent_api_per_token > 0, "must be greater than 0"),
             ("http.auth_failures_burst", http.auth_failures_burst > 0, "must be greater than 0"),
+            (
+                "http.api_requests_per_second_per_token",
+                http.api_requests_per_second_per_token > 0,
+                "must be greater than 0",
+            ),
             ("http.request_timeout_ms", self.http.request_timeout_ms > 0, "must be greater than 0"),
             ("http.max_concurrent_ingest", self.http.max_concurrent_ingest > 0, "must be greater than 0"),
             ("http.max_concurrent_api", self.http.max_concurrent_api > 0, "must be greater than 0"),

@@ -93,7 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients/{slug}/plugins", get(plugins::plugins_list).post(plugins::plugins_upload))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(request_timeout(&state.settings))
-        .layer(middleware::from_fn_with_state(admission.api.clone(), admission::admit_token))
+        .layer(middleware::from_fn_with_state(admission.clone(), admission::admit_token))
         .layer(middleware::from_fn_with_state(BodyRule::new(http, upload_limit), admission::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
     let api = Router::new()
@@ -121,7 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/suggestions/feedback", post(suggestions::suggestions_feedback))
         .layer(DefaultBodyLimit::max(http.api_body_limit_bytes))
         .layer(request_timeout(&state.settings))
-        .layer(middleware::from_fn_with_state(admission.api.clone(), admission::admit_token))
+        .layer(middleware::from_fn_with_state(admission.clone(), admission::admit_token))
         .layer(middleware::from_fn_with_state(BodyRule::new(http, http.api_body_limit_bytes), admission::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
     let ops = Router::new()

@@ -12,7 +12,7 @@
 //!    the accept loop).
 //! 3. **A work slot** ([`Budget`]): one of the route group's global slots and one of the slots of its
 //!    principal (the token for API routes, the client for ingest). Past either, a fast 503 with
-//!    `Retry-After`.
+//!    `Retry-After`. API routes also take a token of their caller's request rate ([`Buckets`]); past it, 429.
 //! 4. The request timeout (504), which now measures the work alone.
 
 use std::collections::HashMap;
@@ -178,63 +178,87 @@ fn too_large() -> ApiError {
     ApiError::PayloadTooLarge("the request body is larger than this route accepts".into())
 }
 
-/// Failed authentications per address: a token bucket of `burst` failures refilled at `per_minute`. While an
-/// address has no failures left, its requests get 429 before any token is checked, whether the next one
-/// would be right or not, so guessing costs time.
-pub(crate) struct AuthFailures {
-    buckets: Mutex<HashMap<IpAddr, FailureBucket>>,
+/// Token buckets by key: `burst` tokens, refilled at `per_second`. Keys whose bucket is full again are
+/// forgotten once many are tracked, so the map stays bounded.
+pub(crate) struct Buckets<K> {
+    buckets: Mutex<HashMap<K, Bucket>>,
     per_second: f64,
     burst: f64,
-    retry_after: u32,
 }
 
 #[derive(Clone, Copy)]
-struct FailureBucket {
+struct Bucket {
     left: f64,
     at: tokio::time::Instant,
 }
 
-/// Addresses remembered at most; past it, those whose bucket is full again are forgotten.
-const MAX_TRACKED_ADDRESSES: usize = 100_000;
+/// Keys remembered at most before full buckets are forgotten.
+const MAX_TRACKED_KEYS: usize = 100_000;
+
+impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
+    /// Buckets of `burst` tokens refilled at `per_second`.
+    pub(crate) fn new(per_second: f64, burst: u32) -> Self {
+        Self { buckets: Mutex::new(HashMap::new()), per_second, burst: f64::from(burst.max(1)) }
+    }
+
+    fn refilled(&self, bucket: Bucket, now: tokio::time::Instant) -> f64 {
+        (bucket.left + now.duration_since(bucket.at).as_secs_f64() * self.per_second).min(self.burst)
+    }
+
+    /// Returns true if and only if `key` has a token left (without taking it).
+    pub(crate) fn has_token(&self, key: &K) -> bool {
+        let buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        buckets.get(key).is_none_or(|bucket| self.refilled(*bucket, tokio::time::Instant::now()) >= 1.0)
+    }
+
+    /// Takes a token of `key`; returns false (taking nothing) when it has none.
+    pub(crate) fn take(&self, key: &K) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= MAX_TRACKED_KEYS {
+            buckets.retain(|_, bucket| self.refilled(*bucket, now) < self.burst);
+        }
+        let left = buckets.get(key).map_or(self.burst, |bucket| self.refilled(*bucket, now));
+        if left < 1.0 {
+            return false;
+        }
+        buckets.insert(key.clone(), Bucket { left: left - 1.0, at: now });
+        true
+    }
+
+    /// Seconds until a token comes back, rounded up.
+    fn retry_after(&self) -> u32 {
+        (1.0 / self.per_second).ceil().clamp(1.0, 3600.0) as u32
+    }
+}
+
+/// Failed authentications per address: a bucket of `burst` failures refilled at `per_minute`. While an
+/// address has no failures left, its requests get 429 before any token is checked, whether the next one
+/// would be right or not, so guessing costs time.
+pub(crate) struct AuthFailures(Buckets<IpAddr>);
 
 impl AuthFailures {
     /// `per_minute` failures per address, in bursts of up to `burst`.
     pub(crate) fn new(per_minute: u32, burst: u32) -> Arc<Self> {
-        let per_minute = per_minute.max(1);
-        Arc::new(Self {
-            buckets: Mutex::new(HashMap::new()),
-            per_second: f64::from(per_minute) / 60.0,
-            burst: f64::from(burst.max(1)),
-            retry_after: 60u32.div_ceil(per_minute).max(1),
-        })
-    }
-
-    fn refilled(&self, bucket: FailureBucket, now: tokio::time::Instant) -> f64 {
-        (bucket.left + now.duration_since(bucket.at).as_secs_f64() * self.per_second).min(self.burst)
+        Arc::new(Self(Buckets::new(f64::from(per_minute.max(1)) / 60.0, burst)))
     }
 
     /// Returns true if and only if `address` has a failure left before it is throttled.
     pub(crate) fn allows(&self, address: IpAddr) -> bool {
-        let buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        buckets.get(&address).is_none_or(|bucket| self.refilled(*bucket, tokio::time::Instant::now()) >= 1.0)
+        self.0.has_token(&address)
     }
 
     /// Records a failure of `address`.
     pub(crate) fn record(&self, address: IpAddr) {
-        let now = tokio::time::Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= MAX_TRACKED_ADDRESSES {
-            buckets.retain(|_, bucket| self.refilled(*bucket, now) < self.burst);
-        }
-        let left = buckets.get(&address).map_or(self.burst, |bucket| self.refilled(*bucket, now));
-        buckets.insert(address, FailureBucket { left: (left - 1.0).max(0.0), at: now });
+        // An address already out of failures is answered 429 before it gets here; nothing more to count.
+        let _ = self.0.take(&address);
     }
 
     /// The 429 answered to a throttled address.
     pub(crate) fn throttled(&self) -> ApiError {
         ApiError::TooManyRequests {
             message: "too many failed authentications from this address; retry later".into(),
-            retry_after: self.retry_after,
+            retry_after: self.0.retry_after(),
         }
     }
 }
@@ -277,13 +301,20 @@ pub(crate) async fn read_body(State(rule): State<BodyRule>, request: Request, ne
     }
 }
 
-/// Middleware: takes a slot of the API budget for the authenticated token.
-pub(crate) async fn admit_token(State(budget): State<Arc<Budget>>, request: Request, next: Next) -> Response {
+/// Middleware: takes a token of the caller's request rate and a slot of the API budget.
+pub(crate) async fn admit_token(State(admission): State<Admission>, request: Request, next: Next) -> Response {
     let principal = request.extensions().get::<Principal>().map(|principal| principal.token_id.clone());
     let Some(principal) = principal else {
         return ApiError::Internal(anyhow::anyhow!("admission before authentication")).into_response();
     };
-    match budget.admit(&principal) {
+    if !admission.api_rate.take(&principal) {
+        return ApiError::TooManyRequests {
+            message: "too many requests with this token; retry later".into(),
+            retry_after: admission.api_rate.retry_after(),
+        }
+        .into_response();
+    }
+    match admission.api.admit(&principal) {
         Ok(slot) => {
             let response = next.run(request).await;
             drop(slot);
@@ -319,6 +350,8 @@ pub(crate) struct Admission {
     pub(crate) api: Arc<Budget>,
     /// Failed authentications per address.
     pub(crate) auth_failures: Arc<AuthFailures>,
+    /// Requests per token on the API routes.
+    pub(crate) api_rate: Arc<Buckets<String>>,
     /// Bodies of ingest routes.
     pub(crate) ingest_body: BodyRule,
 }
@@ -340,6 +373,10 @@ impl Admission {
                 settings.retry_after_seconds,
             ),
             auth_failures: AuthFailures::new(settings.auth_failures_per_minute, settings.auth_failures_burst),
+            api_rate: Arc::new(Buckets::new(
+                f64::from(settings.api_requests_per_second_per_token.max(1)),
+                settings.api_requests_burst_per_token,
+            )),
             ingest_body: BodyRule::new(settings, settings.ingest_body_limit_bytes),
         }
     }
@@ -385,6 +422,19 @@ mod tests {
         assert!(failures.allows(other), "another address is not affected");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(failures.allows(attacker), "one failure a second comes back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_past_its_rate_is_refused_until_its_bucket_refills() {
+        let buckets = Buckets::new(2.0, 3);
+        let (token, other) = ("tok_a".to_owned(), "tok_b".to_owned());
+        assert!((0..3).all(|_| buckets.take(&token)), "the burst");
+        assert!(!buckets.take(&token) && !buckets.has_token(&token));
+        assert!(buckets.take(&other), "another key has its own bucket");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(buckets.take(&token), "one token back after half a second at two a second");
+        assert!(!buckets.take(&token));
+        assert_eq!(buckets.retry_after(), 1);
     }
 
     #[tokio::test(start_paused = true)]
