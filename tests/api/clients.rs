@@ -125,9 +125,17 @@ async fn channel_secrets_are_stored_but_never_returned() {
 async fn channel_urls_on_internal_networks_are_refused_unless_the_operator_allows_them() {
     let app = spawn_app_with(|settings| settings.outbox.allow_private_targets = false).await;
     app.create_client("dental").await;
-    for url in
-        ["http://127.0.0.1:8080/hook", "http://169.254.169.254/latest", "http://10.0.0.5/x", "http://localhost/x"]
-    {
+    for url in [
+        "http://127.0.0.1:8080/hook",
+        "http://169.254.169.254/latest",
+        "http://10.0.0.5/x",
+        "http://localhost/x",
+        // See: issue #8, finding 8.
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "http://[::127.0.0.1]/hook",
+        "http://metadata/computeMetadata/v1/",
+        "http://kubernetes.default.svc/api",
+    ] {
         let (status, error) = app
             .call(
                 Method::PUT,
