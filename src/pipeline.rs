@@ -342,7 +342,12 @@ pub async fn process_available(pipeline: &Pipeline) -> crate::store::Result<usiz
             decide_in_order(batch, &chains, &detectors, Some((&rules, &kb_of(&index))), budget)
         })
         .await?;
+        // A failed run may trip a breaker, which stops a plugin: its compiled code is then given back.
+        let any_failed = decisions.iter().flat_map(|decision| &decision.runs).any(|run| run.failure.is_some());
         let applied = db.apply_decisions(decisions, breaker).await?;
+        if any_failed {
+            pipeline.rules.release_unused(&db.running_plugin_hashes().await?);
+        }
         pipeline.metrics.messages_processed(applied);
         total += applied;
         if fetched < batch_size {

@@ -255,6 +255,7 @@ async fn a_failing_plugin_leaves_the_message_to_the_defaults_and_the_breaker_dis
         metrics.contains("recado_plugin_calls_total{hook=\"on-message\",outcome=\"out_of_memory\"} 3"),
         "{metrics}"
     );
+    assert!(metrics.contains("recado_plugins_loaded 0\n"), "the disabled plugin's code is released: {metrics}");
 }
 
 #[tokio::test]
