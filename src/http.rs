@@ -36,7 +36,7 @@ use axum::{BoxError, Router};
 use tower::ServiceBuilder;
 use tower::timeout::TimeoutLayer;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::Settings;
 use crate::kb::Knowledge;
@@ -138,7 +138,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // A 500's cause is logged once by `observe`; shed (503) and timed-out (504) requests are counted in
+                // the metrics, and one log line each would let a flood of them flood the log.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             error::error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
         }))

@@ -116,8 +116,12 @@ struct Target {
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let data_dir = tempfile::tempdir().context("creating a temporary data directory")?;
     let mut settings = Settings::for_tests(data_dir.path());
-    // Measure the server, not the shedding: let every request in.
-    settings.http.max_concurrent_ingest = args.concurrency.max(1) * 2;
+    // Measure the server, not the shedding: let every request in. Every connection comes from loopback, one
+    // address standing for many providers' and clients' addresses.
+    let in_flight = args.concurrency.max(1) * 2;
+    settings.http.max_concurrent_ingest = in_flight;
+    settings.http.max_concurrent_ingest_per_client = in_flight;
+    settings.http.max_connections_per_address = settings.http.max_connections_per_address.max(in_flight + 16);
     let app = Application::build(settings).await?;
     let addr = app.local_addr();
     let db = app.db();

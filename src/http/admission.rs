@@ -13,7 +13,7 @@
 //! 3. **A work slot** ([`Budget`]): one of the route group's global slots and one of the slots of its
 //!    principal (the token for API routes, the client for ingest). Past either, a fast 503 with
 //!    `Retry-After`. API routes also take a token of their caller's request rate ([`Buckets`]); past it, 429.
-//! 4. The request timeout (504), which now measures the work alone.
+//! 4. The request timeout (504), which measures the work alone, not the time the body took.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
