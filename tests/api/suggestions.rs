@@ -183,7 +183,7 @@ async fn bakery_message(text: &str) -> (crate::helpers::TestApp, recado::domain:
 #[tokio::test]
 async fn a_picked_suggestion_learns_the_phrasing_and_gets_a_bounded_boost() {
     let phrasing = "che, me hacés una chocotorta para el sábado?";
-    let (app, slug, token, message) = bakery_message(phrasing).await;
+    let (app, slug, _, message) = bakery_message(phrasing).await;
     let (_, suggested) = app.get(&format!("/api/v1/messages/{message}/suggestions"), &app.assistant).await;
     let shown = ids(&suggested);
     assert!(shown.contains(&"tortas-por-encargo".to_owned()), "{suggested:#}");
