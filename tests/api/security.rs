@@ -367,9 +367,15 @@ async fn no_secret_appears_in_any_response_or_log_line_after_every_channel_fails
     }
     let metrics = server.http.get(format!("{}/metrics", server.base)).send().await.expect("sent");
     responses.push(metrics.text().await.expect("body"));
+    let mut bearer_tokens: Vec<String> = conversations.iter().map(|(_, token, _)| token.clone()).collect();
+    bearer_tokens.extend([server.admin.clone(), assistant.clone()]);
     server.stop().await;
 
     let log = std::fs::read_to_string(&log).expect("the log");
+    for token in &bearer_tokens {
+        // The bearer tokens that made every call above are secrets too.
+        assert!(!log.contains(token.as_str()), "a bearer token is in the log");
+    }
     assert!(log.matches("dead-lettered").count() >= 18, "every delivery's failure is logged");
     assert!(log.contains("TRACE") && log.contains("DEBUG"), "the log was written at every level");
     assert_eq!(secrets.len(), 18);
