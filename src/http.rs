@@ -159,7 +159,7 @@ fn request_span(request: &Request) -> tracing::Span {
 
 /// The method as a label from a closed set: a made-up method name must not become a new metric series or a
 /// long log field.
-pub(crate) fn method_label(method: &Method) -> &'static str {
+fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
