@@ -190,13 +190,30 @@ pub(super) async fn plugins_upload(
     let multipart = Multipart::from_request(request, &state).await?;
     let upload = read_upload(multipart).await?;
     let profile = state.db.client(client.clone()).await?.profile;
-    let admitted = state.rules.admit(&upload.component).await?;
-    let rules = state.rules.clone();
-    let (plugin, config, smoke_client) = (admitted.plugin.clone(), upload.config.clone(), client.clone());
-    tokio::task::spawn_blocking(move || rules.smoke_call(&plugin, &profile, &smoke_client, &config))
-        .await
-        .map_err(|error| ApiError::Internal(error.into()))?
-        .map_err(AdmitError::Smoke)?;
+    let checked = async {
+        let admitted = state.rules.admit(&upload.component).await?;
+        let rules = state.rules.clone();
+        let (plugin, config, smoke_client) = (admitted.plugin.clone(), upload.config.clone(), client.clone());
+        tokio::task::spawn_blocking(move || rules.smoke_call(&plugin, &profile, &smoke_client, &config))
+            .await
+            .map_err(|error| ApiError::Internal(error.into()))?
+            .map_err(AdmitError::Smoke)?;
+        Ok::<_, ApiError>(admitted)
+    }
+    .await;
+    let admitted = match checked {
+        Ok(admitted) => admitted,
+        Err(error) => {
+            // A refused upload cost a compile too: it counts towards the hourly limit.
+            let code = match &error {
+                ApiError::Rejected { code, .. } => *code,
+                ApiError::PayloadTooLarge(_) => "too_large",
+                _ => "failed",
+            };
+            state.db.record_refused_upload(client, principal.actor(), code).await?;
+            return Err(error);
+        }
+    };
     let record = state
         .db
         .insert_plugin(

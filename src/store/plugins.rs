@@ -441,14 +441,23 @@ impl Db {
         .await
     }
 
-    /// How many versions `client` uploaded since `since`, and when the oldest of those was (the upload rate
-    /// limit). Counted from the audit log, so pruned versions still count.
+    /// Records in the audit log an upload refused with `code` (it counts towards the upload rate limit).
+    pub async fn record_refused_upload(&self, client: ClientSlug, actor: String, code: &'static str) -> Result<()> {
+        self.write(move |connection| {
+            ensure_client(connection, &client)?;
+            audit(connection, Some(&client), &actor, "plugin.upload_refused", &serde_json::json!({ "code": code }))
+        })
+        .await
+    }
+
+    /// How many uploads `client` made since `since`, kept or refused, and when the oldest of those was (the
+    /// upload rate limit). Counted from the audit log, so pruned versions still count.
     pub async fn plugin_uploads_since(&self, client: ClientSlug, since: Timestamp) -> Result<(u32, Option<Timestamp>)> {
         self.read(move |connection| {
             let (count, oldest): (u32, Option<i64>) = connection
                 .prepare_cached(
                     "SELECT COUNT(*), MIN(at) FROM audit_log
-                     WHERE client_id = ?1 AND action = 'plugin.upload' AND at >= ?2",
+                     WHERE client_id = ?1 AND action IN ('plugin.upload', 'plugin.upload_refused') AND at >= ?2",
                 )?
                 .query_row(params![client.as_str(), since.millis()], |row| Ok((row.get(0)?, row.get(1)?)))?;
             Ok((count, oldest.map(Timestamp)))

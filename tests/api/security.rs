@@ -929,3 +929,17 @@ async fn channel_secrets_are_sealed_in_the_database_file() {
     assert!(status.is_server_error(), "{status}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn refused_uploads_count_towards_the_hourly_limit() {
+    // See: issue #8, finding 7: a refused upload costs checks and a compile as well.
+    let app = crate::helpers::spawn_app_with(|settings| settings.plugins.uploads_per_hour_per_client = 2).await;
+    let token = app.create_client("client-a").await;
+    for version in ["1", "2"] {
+        let (status, body) =
+            app.upload_plugin("client-a", &token, b"not a component".to_vec(), "ack", version, "{}").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    let (status, body) = upload_ack(&app, "client-a", &token, "3").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}
