@@ -280,18 +280,26 @@ struct Activity {
     last: AtomicU64,
     /// Whether the peer has sent anything yet.
     spoke: AtomicBool,
+    /// Signalled when the peer first speaks, so a wait on the first-byte deadline moves to the idle one.
+    first_spoke: tokio::sync::Notify,
 }
 
 impl Activity {
     fn new() -> Self {
-        Self { opened: Instant::now(), last: AtomicU64::new(0), spoke: AtomicBool::new(false) }
+        Self {
+            opened: Instant::now(),
+            last: AtomicU64::new(0),
+            spoke: AtomicBool::new(false),
+            first_spoke: tokio::sync::Notify::new(),
+        }
     }
 
     fn touch(&self, read: bool) {
         let elapsed = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.store(elapsed, Ordering::Relaxed);
-        if read {
-            self.spoke.store(true, Ordering::Relaxed);
+        if read && !self.spoke.swap(true, Ordering::Relaxed) {
+            // `notify_one` keeps a permit when nobody waits yet, so the wake-up cannot be missed.
+            self.first_spoke.notify_one();
         }
     }
 
@@ -299,15 +307,23 @@ impl Activity {
     /// nothing either way for `idle`.
     async fn silent_for(&self, first_byte: Duration, idle: Duration) {
         loop {
-            let deadline = if self.spoke.load(Ordering::Relaxed) {
-                self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed)) + idle
+            if self.spoke.load(Ordering::Relaxed) {
+                let deadline = self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed)) + idle;
+                if Instant::now() >= deadline {
+                    return;
+                }
+                // Activity only moves the deadline later: sleep, then look again.
+                tokio::time::sleep_until(deadline).await;
             } else {
-                self.opened + first_byte
-            };
-            if Instant::now() >= deadline {
-                return;
+                tokio::select! {
+                    () = tokio::time::sleep_until(self.opened + first_byte) => {
+                        if !self.spoke.load(Ordering::Relaxed) {
+                            return;
+                        }
+                    }
+                    () = self.first_spoke.notified() => {}
+                }
             }
-            tokio::time::sleep_until(deadline).await;
         }
     }
 }
@@ -459,6 +475,21 @@ mod tests {
         );
         let waiting = activity.silent_for(Duration::from_secs(10), Duration::from_secs(60));
         assert!(tokio::time::timeout(Duration::from_secs(11), waiting).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_begun_before_the_peer_speaks_ends_at_the_idle_deadline() {
+        // The connection task may start waiting before the first byte is read: the first-byte deadline must
+        // not outlive the first byte.
+        let activity = Arc::new(Activity::new());
+        let waiting = tokio::spawn({
+            let activity = Arc::clone(&activity);
+            async move { activity.silent_for(Duration::from_secs(10), Duration::from_millis(1500)).await }
+        });
+        tokio::task::yield_now().await;
+        activity.touch(true);
+        let closed = tokio::time::timeout(Duration::from_secs(2), waiting).await;
+        assert!(closed.is_ok(), "closed 1.5 s after the last byte, not at the first-byte deadline");
     }
 
     #[test]
