@@ -13,7 +13,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::domain::Invalid;
+use crate::domain::{Context, Invalid, Part, readable_text};
+use crate::store::{Change, StatusUpdate};
 
 /// Shortest accepted secret that callers must present (webhook secrets, verify tokens, signing keys).
 pub const MIN_SECRET_LEN: usize = 16;
@@ -22,7 +23,7 @@ pub const MIN_SECRET_LEN: usize = 16;
 const REDACTED: &str = "[redacted]";
 
 /// A message extracted from a provider payload, before it becomes an [`crate::domain::InboundMessage`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ParsedMessage {
     /// The provider's id, unique per client and channel.
     pub external_id: String,
@@ -30,8 +31,79 @@ pub struct ParsedMessage {
     pub handle: String,
     /// Their display name, if given.
     pub name: Option<String>,
-    /// The text, or a description of non-text content.
+    /// The readable text of all its parts.
     pub text: String,
+    /// What it is made of.
+    pub parts: Vec<Part>,
+    /// What it answers, whether it was forwarded, the ad it came from.
+    pub context: Context,
+    /// The channel's stable user id when the handle is something else.
+    pub user_id: Option<String>,
+    /// The sender's public username.
+    pub username: Option<String>,
+}
+
+impl ParsedMessage {
+    /// A message of `parts`, its text made readable from them.
+    pub fn new(external_id: String, handle: String, parts: Vec<Part>) -> Self {
+        Self {
+            external_id,
+            handle,
+            name: None,
+            text: readable_text(&parts),
+            parts,
+            context: Context::default(),
+            user_id: None,
+            username: None,
+        }
+    }
+}
+
+/// Everything one provider call carried.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// New customer messages.
+    pub messages: Vec<ParsedMessage>,
+    /// Changes to stored messages and contacts.
+    pub changes: Vec<Change>,
+    /// Delivery reports on our messages.
+    pub statuses: Vec<StatusUpdate>,
+    /// Updates acknowledged and not used, by kind (from a closed list, so they can label a metric).
+    pub ignored: Vec<&'static str>,
+}
+
+/// The label of an update kind recado does not use: itself if it is in `known`, else `other`.
+fn ignored_kind(kind: &str, known: &[&'static str]) -> &'static str {
+    known.iter().find(|candidate| **candidate == kind).copied().unwrap_or("other")
+}
+
+/// A string field of a JSON object, if present and a string.
+fn text_at<'a>(value: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(serde_json::Value::as_str)
+}
+
+/// A non-empty string field, trimmed of nothing, as owned text.
+fn owned_at(value: &serde_json::Value, key: &str) -> Option<String> {
+    text_at(value, key).filter(|text| !text.is_empty()).map(str::to_owned)
+}
+
+/// An id field that providers send as a number or a string.
+fn id_at(value: &serde_json::Value, key: &str) -> Option<String> {
+    match value.get(key)? {
+        serde_json::Value::String(text) if !text.is_empty() => Some(text.clone()),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// A number field that providers send as a number or a numeric string.
+fn number_at(value: &serde_json::Value, key: &str) -> Option<f64> {
+    match value.get(key)? {
+        serde_json::Value::Number(number) => number.as_f64(),
+        serde_json::Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|number: &f64| number.is_finite())
 }
 
 /// HMAC-SHA256 of `body` with `secret`, as lowercase hex.

@@ -7,6 +7,7 @@ mod article;
 mod chain;
 mod client;
 mod message;
+mod parts;
 
 pub use article::{ArticleContent, ArticleId};
 pub use chain::merge_chain;
@@ -17,6 +18,9 @@ pub use client::{
 pub use message::{
     ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, InboundMessage, MessageKind, PluginState,
     Priority, Role,
+};
+pub use parts::{
+    Context, Location, Media, MediaKind, Order, OrderItem, Part, Referral, SharedContact, readable_text,
 };
 
 use std::fmt;

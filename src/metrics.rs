@@ -30,6 +30,12 @@ struct IngestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpdateLabels {
+    channel: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -66,6 +72,8 @@ struct Inner {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     ingested: Family<IngestLabels, Counter>,
+    changes: Family<UpdateLabels, Counter>,
+    ignored: Family<UpdateLabels, Counter>,
     processed: Counter,
     deliveries: Family<OutcomeLabels, Counter>,
     outbox: Family<StateLabels, Gauge>,
@@ -94,6 +102,18 @@ impl Metrics {
         registry.register("http_request_duration_seconds", "Time to answer HTTP requests", latency.clone());
         let ingested = Family::<IngestLabels, Counter>::default();
         registry.register("ingested_messages", "Inbound messages received, new or duplicate", ingested.clone());
+        let changes = Family::<UpdateLabels, Counter>::default();
+        registry.register(
+            "channel_changes",
+            "Edits, reactions, deletions and identity changes applied to stored messages and contacts",
+            changes.clone(),
+        );
+        let ignored = Family::<UpdateLabels, Counter>::default();
+        registry.register(
+            "channel_updates_ignored",
+            "Provider updates acknowledged and not used (service messages, other webhook fields), by kind",
+            ignored.clone(),
+        );
         let processed = Counter::default();
         registry.register("processed_messages", "Inbound messages processed by the pipeline", processed.clone());
         let deliveries = Family::<OutcomeLabels, Counter>::default();
@@ -130,6 +150,8 @@ impl Metrics {
                 requests,
                 latency,
                 ingested,
+                changes,
+                ignored,
                 processed,
                 deliveries,
                 outbox,
@@ -176,6 +198,16 @@ impl Metrics {
                 .get_or_create(&IngestLabels { channel: channel.to_owned(), outcome: "duplicate" })
                 .inc_by(duplicate);
         }
+    }
+
+    /// Records a change reported on `channel` and applied.
+    pub fn channel_change(&self, channel: &'static str, kind: &'static str) {
+        self.inner.changes.get_or_create(&UpdateLabels { channel, kind }).inc();
+    }
+
+    /// Records an update on `channel` acknowledged and not used.
+    pub fn update_ignored(&self, channel: &'static str, kind: &'static str) {
+        self.inner.ignored.get_or_create(&UpdateLabels { channel, kind }).inc();
     }
 
     /// Records processed messages.

@@ -29,7 +29,7 @@ pub use conversations::{
     ContactView, ConversationDetail, ConversationFilter, ConversationPage, ConversationSummary, Delivery, MessageView,
     RoutingChange, Scope, SlaClock,
 };
-pub use ingest::{IngestOutcome, StatusUpdate};
+pub use ingest::{Change, InboundBatch, IngestOutcome, IngestReport, StatusUpdate, Target};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
 pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision};
 pub use plugins::{

@@ -1,10 +1,12 @@
 //! Telegram Bot API: the `Update` webhook, its secret-token header, and `sendMessage`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::ParsedMessage;
-use crate::domain::Invalid;
+use super::{Parsed, ParsedMessage, id_at, number_at, owned_at, readable_text, text_at};
+use crate::domain::{Context, Invalid, Location, Media, MediaKind, Part, SharedContact};
+use crate::store::{Change, Target};
 
 /// Default Bot API base URL.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
@@ -74,80 +76,373 @@ impl TelegramConfig {
     }
 }
 
-#[derive(Deserialize)]
-struct Update {
-    update_id: i64,
-    #[serde(default)]
-    message: Option<Message>,
-}
+/// Update kinds recado does not use, named in the ignored-updates metric.
+const OTHER_UPDATES: &[&str] = &[
+    "channel_post",
+    "edited_channel_post",
+    "message_reaction_count",
+    "inline_query",
+    "chosen_inline_result",
+    "callback_query",
+    "shipping_query",
+    "pre_checkout_query",
+    "purchased_paid_media",
+    "poll",
+    "poll_answer",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+    "chat_boost",
+    "removed_chat_boost",
+    "service",
+    "business_outgoing",
+    "malformed",
+];
 
-#[derive(Deserialize)]
-struct Message {
-    message_id: i64,
-    chat: Chat,
-    #[serde(default)]
-    from: Option<User>,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    caption: Option<String>,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
-}
+/// Message fields that make it a service message (someone joined, a title changed, a message was
+/// pinned...): an event in the chat, never something the customer wrote.
+const SERVICE_FIELDS: &[&str] = &[
+    "new_chat_members",
+    "left_chat_member",
+    "new_chat_title",
+    "new_chat_photo",
+    "delete_chat_photo",
+    "group_chat_created",
+    "supergroup_chat_created",
+    "channel_chat_created",
+    "message_auto_delete_timer_changed",
+    "migrate_to_chat_id",
+    "migrate_from_chat_id",
+    "pinned_message",
+    "users_shared",
+    "chat_shared",
+    "connected_website",
+    "write_access_allowed",
+    "proximity_alert_triggered",
+    "boost_added",
+    "chat_background_set",
+    "forum_topic_created",
+    "forum_topic_edited",
+    "forum_topic_closed",
+    "forum_topic_reopened",
+    "general_forum_topic_hidden",
+    "general_forum_topic_unhidden",
+    "giveaway_created",
+    "giveaway_completed",
+    "video_chat_scheduled",
+    "video_chat_started",
+    "video_chat_ended",
+    "video_chat_participants_invited",
+    "chat_owner_left",
+    "chat_owner_changed",
+    "paid_message_price_changed",
+    "direct_message_price_changed",
+    "checklist_tasks_done",
+    "checklist_tasks_added",
+];
 
-#[derive(Deserialize)]
-struct Chat {
-    id: i64,
-}
+/// Message fields that are not content: who, where, when, how it was sent.
+const ENVELOPE_FIELDS: &[&str] = &[
+    "message_id",
+    "message_thread_id",
+    "from",
+    "sender_chat",
+    "sender_boost_count",
+    "sender_business_bot",
+    "date",
+    "business_connection_id",
+    "chat",
+    "forward_origin",
+    "forward_from",
+    "forward_from_chat",
+    "forward_from_message_id",
+    "forward_signature",
+    "forward_sender_name",
+    "forward_date",
+    "is_topic_message",
+    "is_automatic_forward",
+    "reply_to_message",
+    "external_reply",
+    "quote",
+    "reply_to_story",
+    "via_bot",
+    "edit_date",
+    "has_protected_content",
+    "is_from_offline",
+    "media_group_id",
+    "author_signature",
+    "entities",
+    "caption_entities",
+    "show_caption_above_media",
+    "has_media_spoiler",
+    "link_preview_options",
+    "effect_id",
+    "reply_markup",
+    "caption",
+    "text",
+];
 
-#[derive(Deserialize)]
-struct User {
-    #[serde(default)]
-    first_name: Option<String>,
-    #[serde(default)]
-    last_name: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-}
-
-/// Content kinds we name when a message has no text.
-const CONTENT_KINDS: &[&str] =
-    &["photo", "voice", "audio", "video", "document", "sticker", "location", "contact", "video_note"];
-
-/// Parses an `Update`. Returns `Ok(None)` for updates that carry no new message (edits, callbacks...),
-/// which are acknowledged and ignored.
+/// Parses an `Update`. Only invalid JSON is an error; every update is acknowledged, and those recado does
+/// not use are counted as ignored.
 ///
-/// The external id is `<chat id>:<message id>`: message ids are only unique within a chat.
-pub fn parse(body: &[u8]) -> Result<Option<ParsedMessage>, serde_json::Error> {
-    let update: Update = serde_json::from_slice(body)?;
-    let _ = update.update_id;
-    let Some(message) = update.message else { return Ok(None) };
-    let name = message.from.as_ref().and_then(|user| {
-        let full: Vec<&str> = [user.first_name.as_deref(), user.last_name.as_deref()].into_iter().flatten().collect();
-        if full.is_empty() { user.username.clone() } else { Some(full.join(" ")) }
-    });
-    let text = match (message.text, message.caption) {
-        (Some(text), _) => text,
-        (None, Some(caption)) => caption,
-        (None, None) => {
-            let kind = CONTENT_KINDS.iter().find(|kind| message.rest.contains_key(**kind)).unwrap_or(&"unsupported");
-            format!("[{kind} message]")
+/// A customer writing to the bot is keyed by chat: the handle is the chat id and the external id
+/// `<chat id>:<message id>` (message ids are only unique within a chat). A customer writing to a connected
+/// Telegram Business account is keyed by the connection too (`business:<connection>:<chat id>`), because
+/// replies must go out through that connection.
+pub fn parse(body: &[u8]) -> Result<Parsed, serde_json::Error> {
+    let update: Value = serde_json::from_slice(body)?;
+    let mut parsed = Parsed::default();
+    let event_id = id_at(&update, "update_id").map(|id| format!("update:{id}"));
+    if let Some(message) = update.get("message") {
+        parse_message(message, None, &mut parsed);
+    } else if let Some(message) = update.get("business_message") {
+        match owned_at(message, "business_connection_id") {
+            Some(connection) => parse_message(message, Some(&connection), &mut parsed),
+            None => parsed.ignored.push("malformed"),
         }
+    } else if let Some(message) = update.get("edited_message").or_else(|| update.get("edited_business_message")) {
+        parse_edit(message, event_id, &mut parsed);
+    } else if let Some(deleted) = update.get("deleted_business_messages") {
+        parse_deletion(deleted, event_id, &mut parsed);
+    } else if let Some(reaction) = update.get("message_reaction") {
+        parse_reaction(reaction, event_id, &mut parsed);
+    } else if let Some(connection) = update.get("business_connection") {
+        parse_connection(connection, &mut parsed);
+    } else {
+        let kind = update
+            .as_object()
+            .and_then(|fields| fields.keys().find(|key| *key != "update_id"))
+            .map_or("malformed", |key| super::ignored_kind(key, OTHER_UPDATES));
+        parsed.ignored.push(kind);
+    }
+    Ok(parsed)
+}
+
+/// The chat a message is in and, for business chats, the connection: our handle and external-id prefix.
+struct Chat {
+    id: String,
+    handle: String,
+}
+
+impl Chat {
+    fn of(message: &Value, business: Option<&str>) -> Option<Self> {
+        let id = id_at(&message["chat"], "id")?;
+        let handle = match business {
+            Some(connection) => format!("business:{connection}:{id}"),
+            None => id.clone(),
+        };
+        Some(Self { id, handle })
+    }
+
+    fn external_id(&self, message_id: &str) -> String {
+        format!("{}:{message_id}", self.handle)
+    }
+
+    fn target(&self, message_id: String) -> Target {
+        Target { external_id: self.external_id(&message_id), provider_id: message_id, handle: self.handle.clone() }
+    }
+}
+
+fn parse_message(message: &Value, business: Option<&str>, parsed: &mut Parsed) {
+    let (Some(chat), Some(message_id)) = (Chat::of(message, business), id_at(message, "message_id")) else {
+        parsed.ignored.push("malformed");
+        return;
     };
-    Ok(Some(ParsedMessage {
-        external_id: format!("{}:{}", message.chat.id, message.message_id),
-        handle: message.chat.id.to_string(),
-        name,
-        text,
+    if SERVICE_FIELDS.iter().any(|field| message.get(*field).is_some()) {
+        parsed.ignored.push("service");
+        return;
+    }
+    let from = message.get("from");
+    // In a business chat the business account's own messages (sent from its phone, or by its bot) arrive
+    // too; only the customer's (sender = the private chat's user) are customer messages.
+    let from_customer = from.and_then(|from| id_at(from, "id")).is_some_and(|from| from == chat.id);
+    if business.is_some() && (!from_customer || message.get("sender_business_bot").is_some()) {
+        parsed.ignored.push("business_outgoing");
+        return;
+    }
+    let mut parsed_message = ParsedMessage::new(chat.external_id(&message_id), chat.handle.clone(), content(message));
+    if let Some(from) = from {
+        let full: Vec<&str> = [text_at(from, "first_name"), text_at(from, "last_name")].into_iter().flatten().collect();
+        parsed_message.username = owned_at(from, "username");
+        parsed_message.name =
+            if full.is_empty() { parsed_message.username.clone() } else { Some(full.join(" ")) };
+    }
+    parsed_message.context = Context {
+        reply_to: message.get("reply_to_message").and_then(|reply| id_at(reply, "message_id")).map(|id| chat.external_id(&id)),
+        forwarded: ["forward_origin", "forward_from", "forward_from_chat", "forward_date"]
+            .iter()
+            .any(|field| message.get(*field).is_some()),
+        ..Context::default()
+    };
+    parsed.messages.push(parsed_message);
+}
+
+fn parse_edit(message: &Value, event_id: Option<String>, parsed: &mut Parsed) {
+    let business = owned_at(message, "business_connection_id");
+    let (Some(event_id), Some(chat), Some(message_id)) =
+        (event_id, Chat::of(message, business.as_deref()), id_at(message, "message_id"))
+    else {
+        parsed.ignored.push("malformed");
+        return;
+    };
+    let parts = content(message);
+    parsed.changes.push(Change::Edit { event_id, target: chat.target(message_id), text: readable_text(&parts), parts });
+}
+
+fn parse_deletion(deleted: &Value, event_id: Option<String>, parsed: &mut Parsed) {
+    let business = owned_at(deleted, "business_connection_id");
+    let (Some(event_id), Some(chat)) = (event_id, Chat::of(deleted, business.as_deref())) else {
+        parsed.ignored.push("malformed");
+        return;
+    };
+    for message_id in deleted["message_ids"].as_array().into_iter().flatten() {
+        let message_id = match message_id {
+            Value::Number(number) => number.to_string(),
+            Value::String(text) => text.clone(),
+            _ => continue,
+        };
+        parsed.changes.push(Change::Deletion {
+            event_id: format!("{event_id}:{message_id}"),
+            target: chat.target(message_id),
+        });
+    }
+}
+
+fn parse_reaction(reaction: &Value, event_id: Option<String>, parsed: &mut Parsed) {
+    let (Some(event_id), Some(chat), Some(message_id)) =
+        (event_id, Chat::of(reaction, None), id_at(reaction, "message_id"))
+    else {
+        parsed.ignored.push("malformed");
+        return;
+    };
+    // Only a person's reaction in their own chat with the bot is a customer's (anonymous admins react as
+    // the chat).
+    if reaction.get("user").and_then(|user| id_at(user, "id")) != Some(chat.id.clone()) {
+        parsed.ignored.push("message_reaction_count");
+        return;
+    }
+    let emoji = reaction["new_reaction"].as_array().and_then(|reactions| reactions.first()).map(|kind| {
+        match text_at(kind, "type") {
+            Some("emoji") => text_at(kind, "emoji").unwrap_or("?").to_owned(),
+            Some("paid") => "⭐".to_owned(),
+            _ => "custom emoji".to_owned(),
+        }
+    });
+    parsed.changes.push(Change::Reaction { event_id, target: chat.target(message_id), emoji });
+}
+
+fn parse_connection(connection: &Value, parsed: &mut Parsed) {
+    let user = &connection["user"];
+    let (Some(id), Some(owner_user_id)) = (owned_at(connection, "id"), id_at(user, "id")) else {
+        parsed.ignored.push("malformed");
+        return;
+    };
+    // Rights arrived in Bot API 9.0; before that a `can_reply` flag on the connection itself.
+    let can_reply = connection
+        .get("rights")
+        .and_then(|rights| rights.get("can_reply"))
+        .or_else(|| connection.get("can_reply"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let owner_name = [text_at(user, "first_name"), text_at(user, "last_name")].into_iter().flatten().collect::<Vec<_>>();
+    parsed.changes.push(Change::BusinessConnection {
+        id,
+        owner_user_id,
+        owner_name: (!owner_name.is_empty()).then(|| owner_name.join(" ")),
+        enabled: connection.get("is_enabled").and_then(Value::as_bool).unwrap_or(false),
+        can_reply,
+    });
+}
+
+/// The parts of a message: its text, or its media with the caption, its place or card; content kinds we
+/// do not show become an unsupported part naming the kind.
+fn content(message: &Value) -> Vec<Part> {
+    let caption = owned_at(message, "caption");
+    let part = media(message, caption.clone())
+        .or_else(|| owned_at(message, "text").map(|text| Part::Text { text }))
+        .or_else(|| place(message))
+        .or_else(|| {
+            let contact = message.get("contact")?;
+            let name = [text_at(contact, "first_name"), text_at(contact, "last_name")].into_iter().flatten();
+            Some(Part::Contacts {
+                contacts: vec![SharedContact {
+                    name: name.collect::<Vec<_>>().join(" "),
+                    phones: owned_at(contact, "phone_number").into_iter().collect(),
+                }],
+            })
+        })
+        .or_else(|| caption.map(|text| Part::Text { text }));
+    let part = part.unwrap_or_else(|| {
+        let kind = message
+            .as_object()
+            .and_then(|fields| fields.keys().find(|key| !ENVELOPE_FIELDS.contains(&key.as_str())).cloned())
+            .unwrap_or_else(|| "empty".to_owned());
+        let detail = match kind.as_str() {
+            "poll" => owned_at(&message["poll"], "question"),
+            "dice" => owned_at(&message["dice"], "emoji"),
+            _ => None,
+        };
+        Part::Unsupported { kind, detail }
+    });
+    vec![part]
+}
+
+fn media(message: &Value, caption: Option<String>) -> Option<Part> {
+    // A photo comes in several sizes, smallest first; an animation also sets `document` (kept for old
+    // clients), so it is looked at first.
+    let (kind, file) = if let Some(sizes) = message.get("photo").and_then(Value::as_array) {
+        (MediaKind::Image, sizes.last()?)
+    } else {
+        [
+            ("animation", MediaKind::Animation),
+            ("video", MediaKind::Video),
+            ("video_note", MediaKind::VideoNote),
+            ("voice", MediaKind::Voice),
+            ("audio", MediaKind::Audio),
+            ("sticker", MediaKind::Sticker),
+            ("document", MediaKind::Document),
+        ]
+        .into_iter()
+        .find_map(|(field, kind)| message.get(field).map(|file| (kind, file)))?
+    };
+    Some(Part::Media(Media {
+        kind,
+        provider_id: owned_at(file, "file_id")?,
+        mime_type: owned_at(file, "mime_type"),
+        filename: owned_at(file, "file_name"),
+        caption,
+        size: file.get("file_size").and_then(Value::as_u64),
+        emoji: owned_at(file, "emoji"),
     }))
 }
 
-/// The URL and JSON body of a `sendMessage` call.
-pub fn send_request(config: &TelegramConfig, chat_id: &str, text: &str) -> (String, serde_json::Value) {
+fn place(message: &Value) -> Option<Part> {
+    let venue = message.get("venue");
+    let location = venue.map_or_else(|| message.get("location"), |venue| venue.get("location"))?;
+    Some(Part::Location(Location {
+        latitude: number_at(location, "latitude")?,
+        longitude: number_at(location, "longitude")?,
+        name: venue.and_then(|venue| owned_at(venue, "title")),
+        address: venue.and_then(|venue| owned_at(venue, "address")),
+        url: None,
+    }))
+}
+
+/// The URL and JSON body of a `sendMessage` call. A handle of a Telegram Business chat
+/// (`business:<connection>:<chat id>`) is answered through its connection.
+pub fn send_request(config: &TelegramConfig, handle: &str, text: &str) -> (String, serde_json::Value) {
     let url = format!("{}/bot{}/sendMessage", config.api_base_url.trim_end_matches('/'), config.bot_token);
+    let (connection, chat_id) = match handle.strip_prefix("business:").and_then(|rest| rest.rsplit_once(':')) {
+        Some((connection, chat_id)) => (Some(connection), chat_id),
+        None => (None, handle),
+    };
     // Chat ids are integers; send them as numbers when they are, as Telegram documents.
     let chat: serde_json::Value = chat_id.parse::<i64>().map(Into::into).unwrap_or_else(|_| chat_id.into());
-    (url, serde_json::json!({ "chat_id": chat, "text": text }))
+    let mut body = serde_json::json!({ "chat_id": chat, "text": text });
+    if let Some(connection) = connection {
+        body["business_connection_id"] = connection.into();
+    }
+    (url, body)
 }
 
 /// The message id from a successful `sendMessage` response.
@@ -169,7 +464,7 @@ mod tests {
         let body =
             br#"{"update_id": 7, "message": {"message_id": 42, "date": 1, "chat": {"id": -100, "type": "private"},
             "from": {"id": 5, "is_bot": false, "first_name": "Giulia", "last_name": "Rossi"}, "text": "Buongiorno"}}"#;
-        let parsed = parse(body).expect("valid").expect("a message");
+        let parsed = parse(body).expect("valid").messages.pop().expect("a message");
         assert_eq!(parsed.external_id, "-100:42");
         assert_eq!(parsed.handle, "-100");
         assert_eq!(parsed.name.as_deref(), Some("Giulia Rossi"));
@@ -177,10 +472,38 @@ mod tests {
     }
 
     #[test]
-    fn updates_without_a_message_are_ignored_and_media_is_described() {
-        assert_eq!(parse(br#"{"update_id": 8, "edited_message": {}}"#).expect("valid"), None);
-        let photo = br#"{"update_id": 9, "message": {"message_id": 1, "chat": {"id": 3}, "photo": []}}"#;
-        assert_eq!(parse(photo).expect("valid").expect("a message").text, "[photo message]");
+    fn business_chats_are_keyed_by_connection_and_answered_through_it() {
+        let body = br#"{"update_id": 9, "business_message": {"business_connection_id": "AbC:1", "message_id": 3,
+            "date": 1, "chat": {"id": 77, "type": "private"}, "from": {"id": 77, "first_name": "Ana"}, "text": "Hola"}}"#;
+        let message = parse(body).expect("valid").messages.pop().expect("a message");
+        assert_eq!(message.handle, "business:AbC:1:77");
+        assert_eq!(message.external_id, "business:AbC:1:77:3");
+        let config = TelegramConfig { bot_token: "1:AA".into(), secret_token: "s".into(), api_base_url: default_base() };
+        let (_, request) = send_request(&config, &message.handle, "Hola!");
+        assert_eq!(request, serde_json::json!({ "chat_id": 77, "text": "Hola!", "business_connection_id": "AbC:1" }));
+        let (_, request) = send_request(&config, "-100", "x");
+        assert_eq!(request, serde_json::json!({ "chat_id": -100, "text": "x" }));
+
+        // The business account's own message in that chat is not the customer's.
+        let own = br#"{"update_id": 10, "business_message": {"business_connection_id": "AbC:1", "message_id": 4,
+            "date": 1, "chat": {"id": 77, "type": "private"}, "from": {"id": 12, "first_name": "Shop"}, "text": "Hi"}}"#;
+        let parsed = parse(own).expect("valid");
+        assert!(parsed.messages.is_empty());
+        assert_eq!(parsed.ignored, ["business_outgoing"]);
+    }
+
+    #[test]
+    fn edits_change_the_message_and_service_messages_are_not_customer_messages() {
+        let edit = br#"{"update_id": 8, "edited_message": {"message_id": 1, "date": 1, "edit_date": 2,
+            "chat": {"id": 3, "type": "private"}, "text": "fixed"}}"#;
+        let parsed = parse(edit).expect("valid");
+        assert!(parsed.messages.is_empty());
+        assert!(matches!(&parsed.changes[..], [Change::Edit { target, text, .. }] if target.external_id == "3:1" && text == "fixed"));
+        let joined = br#"{"update_id": 11, "message": {"message_id": 2, "date": 1, "chat": {"id": -5, "type": "group"},
+            "new_chat_members": [{"id": 9, "is_bot": false, "first_name": "X"}]}}"#;
+        assert_eq!(parse(joined).expect("valid").ignored, ["service"]);
+        let photo = br#"{"update_id": 9, "message": {"message_id": 1, "chat": {"id": 3}, "photo": [{"file_id": "a"}]}}"#;
+        assert_eq!(parse(photo).expect("valid").messages[0].text, "[photo]");
         assert!(parse(b"{").is_err());
     }
 

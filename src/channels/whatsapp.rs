@@ -2,10 +2,13 @@
 //! `X-Hub-Signature-256` check, and the send-message call.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::ParsedMessage;
-use crate::domain::{DeliveryState, Invalid};
-use crate::store::StatusUpdate;
+use super::{Parsed, ParsedMessage, id_at, number_at, owned_at, readable_text, text_at};
+use crate::domain::{
+    Context, DeliveryState, Invalid, Location, Media, MediaKind, Order, OrderItem, Part, Referral, SharedContact,
+};
+use crate::store::{Change, StatusUpdate, Target};
 
 /// Default Graph API base URL.
 pub const DEFAULT_API_BASE_URL: &str = "https://graph.facebook.com/v21.0";
@@ -82,145 +85,340 @@ impl WhatsAppConfig {
 /// The name of the signature header.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
-#[derive(Deserialize)]
-struct Payload {
-    #[serde(default)]
-    entry: Vec<Entry>,
-}
+/// Webhook fields (`changes[].field`) other than `messages`, named in the ignored-updates metric.
+const OTHER_FIELDS: &[&str] = &[
+    "account_alerts",
+    "account_review_update",
+    "account_update",
+    "business_capability_update",
+    "business_status_update",
+    "calls",
+    "flows",
+    "history",
+    "message_echoes",
+    "message_template_components_update",
+    "message_template_quality_update",
+    "message_template_status_update",
+    "phone_number_name_update",
+    "phone_number_quality_update",
+    "security",
+    "smb_app_state_sync",
+    "smb_message_echoes",
+    "template_category_update",
+    "user_id_update",
+    "user_preferences",
+];
 
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(default)]
-    changes: Vec<Change>,
-}
+/// Kinds of `messages[]` entries that are not customer messages and carry nothing recado uses.
+const IGNORED_MESSAGE_KINDS: &[&str] = &["request_welcome", "system", "malformed"];
 
-#[derive(Deserialize)]
-struct Change {
-    #[serde(default)]
-    field: String,
-    #[serde(default)]
-    value: Value,
-}
-
-#[derive(Deserialize, Default)]
-struct Value {
-    #[serde(default)]
-    contacts: Vec<Contact>,
-    #[serde(default)]
-    messages: Vec<Message>,
-    #[serde(default)]
-    statuses: Vec<Status>,
-}
-
-#[derive(Deserialize)]
-struct Contact {
-    wa_id: String,
-    #[serde(default)]
-    profile: Option<Profile>,
-}
-
-#[derive(Deserialize)]
-struct Profile {
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    id: String,
-    from: String,
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    text: Option<Text>,
-    #[serde(default)]
-    button: Option<Button>,
-    #[serde(default)]
-    interactive: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Text {
-    body: String,
-}
-
-#[derive(Deserialize)]
-struct Button {
-    text: String,
-}
-
-#[derive(Deserialize)]
-struct Status {
-    id: String,
-    status: String,
-    #[serde(default)]
-    biz_opaque_callback_data: Option<String>,
-    #[serde(default)]
-    errors: Vec<serde_json::Value>,
-}
-
-/// What one webhook call carried.
-#[derive(Debug, Default)]
-pub struct Parsed {
-    /// Customer messages.
-    pub messages: Vec<ParsedMessage>,
-    /// Delivery reports on our messages.
-    pub statuses: Vec<StatusUpdate>,
-}
-
-/// Parses a webhook body. Unknown fields and change kinds are ignored (Meta adds them over time); content we
-/// cannot show as text is stored as a description, so the assistant still sees that something arrived.
+/// Parses a webhook body. Only invalid JSON is an error: Meta adds fields and kinds over time, and a batch
+/// must never be refused for one entry we do not understand (Meta would retry it, then drop the whole
+/// batch). Unknown content is kept as an unsupported part; unknown fields are counted as ignored.
 pub fn parse(body: &[u8]) -> Result<Parsed, serde_json::Error> {
-    let payload: Payload = serde_json::from_slice(body)?;
+    let payload: Value = serde_json::from_slice(body)?;
     let mut parsed = Parsed::default();
-    for change in payload.entry.into_iter().flat_map(|entry| entry.changes) {
-        if change.field != "messages" {
+    let changes = payload.get("entry").and_then(Value::as_array).into_iter().flatten().flat_map(|entry| {
+        entry.get("changes").and_then(Value::as_array).into_iter().flatten()
+    });
+    for change in changes {
+        let field = text_at(change, "field").unwrap_or_default();
+        if field != "messages" {
+            parsed.ignored.push(super::ignored_kind(field, OTHER_FIELDS));
             continue;
         }
-        let value = change.value;
-        for message in value.messages {
-            let name = value
-                .contacts
-                .iter()
-                .find(|contact| contact.wa_id == message.from)
-                .and_then(|contact| contact.profile.as_ref())
-                .and_then(|profile| profile.name.clone());
-            let text = match (&message.text, &message.button, &message.interactive) {
-                (Some(text), _, _) => text.body.clone(),
-                (None, Some(button), _) => button.text.clone(),
-                (None, None, Some(interactive)) => interactive_title(interactive),
-                _ => format!("[{} message]", if message.kind.is_empty() { "unsupported" } else { &message.kind }),
-            };
-            parsed.messages.push(ParsedMessage { external_id: message.id, handle: message.from, name, text });
+        let Some(value) = change.get("value") else { continue };
+        let contacts: &[Value] = value.get("contacts").and_then(Value::as_array).map_or(&[], Vec::as_slice);
+        for message in value.get("messages").and_then(Value::as_array).into_iter().flatten() {
+            parse_message(message, contacts, &mut parsed);
         }
-        for status in value.statuses {
-            let state = match status.status.as_str() {
-                "sent" => DeliveryState::Sent,
-                "delivered" => DeliveryState::Delivered,
-                "read" => DeliveryState::Read,
-                "failed" => DeliveryState::Failed,
-                _ => continue,
-            };
-            let error = (!status.errors.is_empty()).then(|| serde_json::Value::Array(status.errors).to_string());
-            parsed.statuses.push(StatusUpdate {
-                outbox_id: status.biz_opaque_callback_data,
-                provider_message_id: status.id,
-                state,
-                error,
-            });
+        for status in value.get("statuses").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(status) = parse_status(status) {
+                parsed.statuses.push(status);
+            }
         }
     }
     Ok(parsed)
 }
 
-/// The title of a button or list reply.
-fn interactive_title(interactive: &serde_json::Value) -> String {
-    ["button_reply", "list_reply"]
-        .iter()
-        .find_map(|key| interactive.get(key)?.get("title")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "[interactive message]".to_owned())
+/// The sender of a message: the phone number (`from`, `wa_id`) when WhatsApp shares it, else the
+/// business-scoped user id (customers with a username may hide their number).
+struct Sender {
+    handle: String,
+    user_id: Option<String>,
+    name: Option<String>,
+    username: Option<String>,
 }
 
-/// The URL and JSON body of a text send.
+fn sender(message: &Value, contacts: &[Value]) -> Option<Sender> {
+    let phone = owned_at(message, "from");
+    let user_id = owned_at(message, "from_user_id");
+    let contact = contacts
+        .iter()
+        .find(|contact| {
+            (phone.is_some() && text_at(contact, "wa_id") == phone.as_deref())
+                || (user_id.is_some() && text_at(contact, "user_id") == user_id.as_deref())
+        })
+        .or(if contacts.len() == 1 { contacts.first() } else { None });
+    let user_id = user_id.or_else(|| contact.and_then(|contact| owned_at(contact, "user_id")));
+    let handle = phone.or_else(|| contact.and_then(|contact| owned_at(contact, "wa_id"))).or_else(|| user_id.clone())?;
+    let profile = contact.and_then(|contact| contact.get("profile"));
+    Some(Sender {
+        handle,
+        user_id,
+        name: profile.and_then(|profile| owned_at(profile, "name")),
+        username: profile.and_then(|profile| owned_at(profile, "username")),
+    })
+}
+
+fn parse_message(message: &Value, contacts: &[Value], parsed: &mut Parsed) {
+    let (Some(id), Some(sender)) = (owned_at(message, "id"), sender(message, contacts)) else {
+        // A system message has no contacts array and, for a user id change, no `from`.
+        if text_at(message, "type") == Some("system") {
+            parse_system(message, parsed);
+        } else {
+            parsed.ignored.push("malformed");
+        }
+        return;
+    };
+    let kind = text_at(message, "type").unwrap_or("unsupported");
+    let target = |external_id: String| Target {
+        provider_id: external_id.clone(),
+        external_id,
+        handle: sender.handle.clone(),
+    };
+    match kind {
+        "reaction" => {
+            let reaction = &message["reaction"];
+            let Some(original) = owned_at(reaction, "message_id") else {
+                parsed.ignored.push("malformed");
+                return;
+            };
+            // An empty or missing emoji takes the reaction back.
+            let emoji = owned_at(reaction, "emoji");
+            parsed.changes.push(Change::Reaction { event_id: id, target: target(original), emoji });
+        }
+        "edit" => {
+            let edit = &message["edit"];
+            let Some(original) = owned_at(edit, "original_message_id") else {
+                parsed.ignored.push("malformed");
+                return;
+            };
+            let inner = &edit["message"];
+            let parts = content(text_at(inner, "type").unwrap_or("unsupported"), inner);
+            parsed.changes.push(Change::Edit {
+                event_id: id,
+                target: target(original),
+                text: readable_text(&parts),
+                parts,
+            });
+        }
+        "revoke" => match owned_at(&message["revoke"], "original_message_id") {
+            Some(original) => parsed.changes.push(Change::Deletion { event_id: id, target: target(original) }),
+            None => parsed.ignored.push("malformed"),
+        },
+        "system" => parse_system(message, parsed),
+        "request_welcome" => parsed.ignored.push("request_welcome"),
+        _ => {
+            let mut parsed_message = ParsedMessage::new(id, sender.handle, content(kind, message));
+            parsed_message.name = sender.name;
+            parsed_message.user_id = sender.user_id;
+            parsed_message.username = sender.username;
+            parsed_message.context = context(message);
+            parsed.messages.push(parsed_message);
+        }
+    }
+}
+
+/// A customer changed their number or their user id; anything else WhatsApp says about an account is
+/// acknowledged and counted.
+fn parse_system(message: &Value, parsed: &mut Parsed) {
+    let system = &message["system"];
+    let id = owned_at(message, "id");
+    let change = match (text_at(system, "type"), id) {
+        (Some("user_changed_number"), Some(event_id)) => {
+            owned_at(message, "from").zip(owned_at(system, "wa_id").or_else(|| owned_at(system, "new_wa_id"))).map(
+                |(from, to)| Change::NumberChange { event_id, from, to },
+            )
+        }
+        (Some("user_changed_user_id"), Some(event_id)) => owned_at(system, "previous_user_id")
+            .zip(owned_at(system, "user_id"))
+            .map(|(from, to)| Change::UserIdChange { event_id, from, to }),
+        _ => None,
+    };
+    match change {
+        Some(change) => parsed.changes.push(change),
+        None => parsed.ignored.push(super::ignored_kind("system", IGNORED_MESSAGE_KINDS)),
+    }
+}
+
+/// The parts of a message of `kind`, whose content is under `message[kind]`.
+fn content(kind: &str, message: &Value) -> Vec<Part> {
+    let body = &message[kind];
+    let part = match kind {
+        "text" => text_at(body, "body").map(|text| Part::Text { text: text.to_owned() }),
+        "image" | "video" | "audio" | "document" | "sticker" => media(kind, body),
+        "location" => location(body),
+        "contacts" => Some(Part::Contacts {
+            contacts: message["contacts"].as_array().into_iter().flatten().map(shared_contact).collect(),
+        }),
+        "interactive" => interactive(body),
+        "button" => text_at(body, "text").map(|title| Part::Choice {
+            title: title.to_owned(),
+            id: owned_at(body, "payload"),
+            description: None,
+        }),
+        "order" => Some(order(body)),
+        _ => None,
+    };
+    let part = part.unwrap_or_else(|| Part::Unsupported { kind: kind.to_owned(), detail: error_detail(message) });
+    vec![part]
+}
+
+fn media(kind: &str, body: &Value) -> Option<Part> {
+    let media_kind = match kind {
+        "image" => MediaKind::Image,
+        "video" => MediaKind::Video,
+        "audio" if body.get("voice").and_then(Value::as_bool) == Some(true) => MediaKind::Voice,
+        "audio" => MediaKind::Audio,
+        "document" => MediaKind::Document,
+        _ => MediaKind::Sticker,
+    };
+    Some(Part::Media(Media {
+        kind: media_kind,
+        provider_id: owned_at(body, "id")?,
+        mime_type: owned_at(body, "mime_type"),
+        filename: owned_at(body, "filename"),
+        caption: owned_at(body, "caption"),
+        size: None,
+        emoji: None,
+    }))
+}
+
+fn location(body: &Value) -> Option<Part> {
+    Some(Part::Location(Location {
+        latitude: number_at(body, "latitude")?,
+        longitude: number_at(body, "longitude")?,
+        name: owned_at(body, "name"),
+        address: owned_at(body, "address"),
+        url: owned_at(body, "url"),
+    }))
+}
+
+fn shared_contact(card: &Value) -> SharedContact {
+    let name = &card["name"];
+    let formatted = owned_at(name, "formatted_name").unwrap_or_else(|| {
+        [text_at(name, "first_name"), text_at(name, "last_name")].into_iter().flatten().collect::<Vec<_>>().join(" ")
+    });
+    let phones = card["phones"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|phone| owned_at(phone, "phone").or_else(|| owned_at(phone, "wa_id")))
+        .collect();
+    SharedContact { name: formatted, phones }
+}
+
+fn interactive(body: &Value) -> Option<Part> {
+    if let Some(reply) = ["button_reply", "list_reply"].iter().find_map(|key| body.get(*key)) {
+        return Some(Part::Choice {
+            title: owned_at(reply, "title")?,
+            id: owned_at(reply, "id"),
+            description: owned_at(reply, "description"),
+        });
+    }
+    // A WhatsApp Flow's answers: the form's fields arrive as JSON text.
+    let flow = body.get("nfm_reply")?;
+    Some(Part::Choice {
+        title: owned_at(flow, "body").unwrap_or_else(|| "Form sent".to_owned()),
+        id: owned_at(flow, "name"),
+        description: owned_at(flow, "response_json"),
+    })
+}
+
+fn order(body: &Value) -> Part {
+    let items = body["product_items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| {
+            Some(OrderItem {
+                product_id: owned_at(item, "product_retailer_id")?,
+                quantity: number_at(item, "quantity").unwrap_or(1.0),
+                price: number_at(item, "item_price"),
+                currency: owned_at(item, "currency"),
+            })
+        })
+        .collect();
+    Part::Order(Order { catalog_id: owned_at(body, "catalog_id"), items, note: owned_at(body, "text") })
+}
+
+/// The title (and details) of the first error Meta attached to a message it could not deliver whole.
+fn error_detail(message: &Value) -> Option<String> {
+    let error = message.get("errors").and_then(Value::as_array).and_then(|errors| errors.first())?;
+    let title = owned_at(error, "title").or_else(|| owned_at(error, "message"))?;
+    Some(match error.get("error_data").and_then(|data| owned_at(data, "details")) {
+        Some(details) if details != title => format!("{title} ({details})"),
+        _ => title,
+    })
+}
+
+fn context(message: &Value) -> Context {
+    let context = &message["context"];
+    let referral = message.get("referral").map(|referral| Referral {
+        source_type: owned_at(referral, "source_type"),
+        source_id: owned_at(referral, "source_id"),
+        source_url: owned_at(referral, "source_url"),
+        headline: owned_at(referral, "headline"),
+        body: owned_at(referral, "body"),
+    });
+    Context {
+        // `context.id` is the quoted message; a forwarded message has no id.
+        reply_to: owned_at(context, "id"),
+        forwarded: context.get("forwarded").and_then(Value::as_bool).unwrap_or(false),
+        frequently_forwarded: context.get("frequently_forwarded").and_then(Value::as_bool).unwrap_or(false),
+        referral,
+    }
+}
+
+fn parse_status(status: &Value) -> Option<StatusUpdate> {
+    let state = match text_at(status, "status")? {
+        "sent" => DeliveryState::Sent,
+        "delivered" => DeliveryState::Delivered,
+        "read" => DeliveryState::Read,
+        "failed" => DeliveryState::Failed,
+        _ => return None,
+    };
+    let errors: Vec<String> = status
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|error| {
+            let code = id_at(error, "code").unwrap_or_else(|| "?".to_owned());
+            let title = owned_at(error, "title").or_else(|| owned_at(error, "message")).unwrap_or_default();
+            match error.get("error_data").and_then(|data| owned_at(data, "details")) {
+                Some(details) if details != title => format!("{code} {title}: {details}"),
+                _ => format!("{code} {title}"),
+            }
+        })
+        .collect();
+    Some(StatusUpdate {
+        outbox_id: owned_at(status, "biz_opaque_callback_data"),
+        provider_message_id: owned_at(status, "id")?,
+        state,
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+    })
+}
+
+/// Returns true if and only if `handle` is a business-scoped user id (`US.13491208655302741918`), not a
+/// phone number: a customer whose number WhatsApp does not share.
+pub fn is_user_id(handle: &str) -> bool {
+    handle.contains('.')
+}
+
+/// The URL and JSON body of a text send. A customer known only by a business-scoped user id is addressed
+/// by `recipient`; a phone number by `to`.
 pub fn send_request(
     config: &WhatsAppConfig,
     recipient: &str,
@@ -228,14 +426,15 @@ pub fn send_request(
     outbox_id: &str,
 ) -> (String, serde_json::Value) {
     let url = format!("{}/{}/messages", config.api_base_url.trim_end_matches('/'), config.phone_number_id);
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": recipient,
         "type": "text",
         "text": { "preview_url": false, "body": text },
         "biz_opaque_callback_data": outbox_id,
     });
+    let address = if is_user_id(recipient) { "recipient" } else { "to" };
+    body[address] = recipient.into();
     (url, body)
 }
 
@@ -276,7 +475,7 @@ mod tests {
         let ids: Vec<_> = parsed.messages.iter().map(|m| m.external_id.as_str()).collect();
         assert_eq!(ids, ["wamid.1", "wamid.2", "wamid.3"]);
         assert_eq!(parsed.messages[0].name.as_deref(), Some("Núria"));
-        assert_eq!(parsed.messages[1].text, "[image message]");
+        assert_eq!(parsed.messages[1].text, "[photo]");
         assert_eq!(parsed.messages[2].name, None);
         assert_eq!(parsed.statuses.len(), 1);
         assert_eq!(parsed.statuses[0].state, DeliveryState::Read);
@@ -296,6 +495,11 @@ mod tests {
         assert_eq!(url, "http://127.0.0.1:9/v21.0/1234/messages");
         assert_eq!(body["biz_opaque_callback_data"], "obx_9");
         assert_eq!(body["text"]["body"], "Hola");
+        assert_eq!(body["to"], "34600111222");
+        // A customer known only by a business-scoped user id is addressed by it.
+        let (_, body) = send_request(&config, "US.13491208655302741918", "Hola", "obx_9");
+        assert_eq!(body["recipient"], "US.13491208655302741918");
+        assert!(body.get("to").is_none());
         let response = serde_json::json!({ "messages": [{ "id": "wamid.X" }] });
         assert_eq!(sent_message_id(&response).as_deref(), Some("wamid.X"));
     }

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClientSlug, Invalid, Timestamp};
+use super::{ClientSlug, Context, Invalid, Part, Timestamp};
 
 /// The channel a contact writes on: `whatsapp`, `telegram`, `api` (the generic JSON API) or another label
 /// a client's own integration chooses. Part of the dedupe key, so a WhatsApp id never collides with a
@@ -57,8 +57,17 @@ pub struct InboundMessage {
     pub handle: String,
     /// The sender's display name, when the channel gives one.
     pub name: Option<String>,
-    /// The text (or a description of non-text content).
+    /// The readable text (see [`super::readable_text`]).
     pub text: String,
+    /// What the message is made of; empty for a plain text message.
+    pub parts: Vec<Part>,
+    /// What it answers, whether it was forwarded, the ad it came from.
+    pub context: Context,
+    /// The channel's stable id of the sender when the handle is something else (WhatsApp's business-scoped
+    /// user id beside the phone number).
+    pub user_id: Option<String>,
+    /// The sender's public username on the channel.
+    pub username: Option<String>,
     /// When we received it.
     pub received_at: Timestamp,
 }
@@ -69,6 +78,23 @@ impl InboundMessage {
     pub const MAX_TEXT_CHARS: usize = 16_384;
     /// Longest external id or handle.
     pub const MAX_ID_LEN: usize = 256;
+    /// Most parts in one message (a WhatsApp contacts message may carry many cards).
+    pub const MAX_PARTS: usize = 64;
+
+    /// Cuts what is longer than we store (text, name, parts) instead of refusing it: for provider webhooks,
+    /// whose batches must not be refused for one message.
+    pub fn fit(&mut self) {
+        if let Some((cut, _)) = self.text.char_indices().nth(Self::MAX_TEXT_CHARS - 1) {
+            self.text.truncate(cut);
+            self.text.push('…');
+        }
+        if let Some(name) = &mut self.name
+            && let Some((cut, _)) = name.char_indices().nth(200)
+        {
+            name.truncate(cut);
+        }
+        self.parts.truncate(Self::MAX_PARTS);
+    }
 
     /// Validates the fields that come from outside.
     pub fn validate(&self) -> Result<(), Invalid> {
@@ -83,6 +109,14 @@ impl InboundMessage {
         }
         if self.text.chars().count() > Self::MAX_TEXT_CHARS {
             return Err(Invalid::new("text", format!("must be at most {} characters", Self::MAX_TEXT_CHARS)));
+        }
+        if self.parts.len() > Self::MAX_PARTS {
+            return Err(Invalid::new("parts", format!("must be at most {}", Self::MAX_PARTS)));
+        }
+        for (field, value) in [("from.user_id", &self.user_id), ("from.username", &self.username)] {
+            if value.as_ref().is_some_and(|value| value.is_empty() || value.len() > Self::MAX_ID_LEN) {
+                return Err(Invalid::new(field, "must be 1 to 256 bytes"));
+            }
         }
         Ok(())
     }

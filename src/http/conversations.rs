@@ -25,7 +25,13 @@ fn summary_json(summary: &ConversationSummary) -> Value {
     json!({
         "id": summary.id,
         "client": summary.client,
-        "contact": { "id": summary.contact.id, "handle": summary.contact.handle, "name": summary.contact.name },
+        "contact": {
+            "id": summary.contact.id,
+            "handle": summary.contact.handle,
+            "name": summary.contact.name,
+            "user_id": summary.contact.user_id,
+            "username": summary.contact.username,
+        },
         "channel": summary.channel,
         "status": summary.status,
         "queue": summary.queue,
@@ -65,6 +71,15 @@ fn message_json(message: &MessageView) -> Value {
             "last_error": delivery.last_error,
             "updated_at": delivery.updated_at.to_rfc3339(),
         })),
+        "parts": message.parts,
+        "context": message.context,
+        "reactions": message.reactions,
+        "edited_at": message.edited_at.map(|t| t.to_rfc3339()),
+        "deleted_at": message.deleted_at.map(|t| t.to_rfc3339()),
+        "edits": message.edits.iter().map(|edit| json!({
+            "text": edit.text,
+            "replaced_at": edit.replaced_at.to_rfc3339(),
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -20,9 +20,9 @@ use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, Principal};
 use crate::channels::telegram::{self, TelegramConfig};
 use crate::channels::whatsapp::{self, WhatsAppConfig};
-use crate::channels::{ParsedMessage, verify_hmac_header};
+use crate::channels::{Parsed, ParsedMessage, verify_hmac_header};
 use crate::domain::{ChannelKind, ChannelName, ClientSlug, InboundMessage, Role, Timestamp};
-use crate::store::{IngestOutcome, StatusUpdate};
+use crate::store::{InboundBatch, IngestReport};
 
 /// Body of `POST /api/v1/clients/{slug}/messages`.
 #[derive(Deserialize)]
@@ -56,33 +56,80 @@ fn inbound(
         handle: parsed.handle,
         name: parsed.name,
         text: parsed.text,
+        parts: parsed.parts,
+        context: parsed.context,
+        user_id: parsed.user_id,
+        username: parsed.username,
         received_at,
     }
 }
 
-/// Stores messages and statuses, counts them and wakes the pipeline.
+/// Stores a batch, counts it and wakes the pipeline.
 async fn store(
     state: &AppState,
     client: ClientSlug,
     channel: &ChannelName,
-    messages: Vec<InboundMessage>,
-    statuses: Vec<StatusUpdate>,
-) -> Result<Vec<IngestOutcome>, ApiError> {
-    if messages.is_empty() && statuses.is_empty() {
-        return Ok(Vec::new());
+    batch: InboundBatch,
+) -> Result<IngestReport, ApiError> {
+    if batch.messages.is_empty() && batch.changes.is_empty() && batch.statuses.is_empty() {
+        return Ok(IngestReport::default());
     }
-    let outcomes = state.db.ingest(client, messages, statuses).await?;
-    let duplicates = outcomes.iter().filter(|outcome| outcome.duplicate).count() as u64;
     // Channel names of the message API are the client's choice: the label keeps to a closed set.
     let label = match channel.as_str() {
-        name @ (ChannelName::API | ChannelName::WHATSAPP | ChannelName::TELEGRAM) => name,
+        ChannelName::API => ChannelName::API,
+        ChannelName::WHATSAPP => ChannelName::WHATSAPP,
+        ChannelName::TELEGRAM => ChannelName::TELEGRAM,
         _ => "other",
     };
-    state.metrics.ingested(label, outcomes.len() as u64 - duplicates, duplicates);
-    if outcomes.iter().any(|outcome| !outcome.duplicate) {
+    for change in &batch.changes {
+        state.metrics.channel_change(label, change.kind());
+    }
+    let report = state.db.ingest(client, channel.clone(), batch).await?;
+    let duplicates = report.messages.iter().filter(|outcome| outcome.duplicate).count() as u64;
+    state.metrics.ingested(label, report.messages.len() as u64 - duplicates, duplicates);
+    if report.messages.iter().any(|outcome| !outcome.duplicate) {
         state.pipeline.wake();
     }
-    Ok(outcomes)
+    Ok(report)
+}
+
+/// Turns what a webhook carried into a batch: messages that are too long for us are cut rather than
+/// refused, because a refused webhook is retried and then dropped with every other message of its batch.
+fn batch_of(state: &AppState, client: &ClientSlug, channel: &'static str, parsed: Parsed) -> InboundBatch {
+    for kind in &parsed.ignored {
+        state.metrics.update_ignored(channel, kind);
+    }
+    let channel_name = ChannelName::known(channel);
+    let now = Timestamp::now();
+    let messages = parsed
+        .messages
+        .into_iter()
+        .filter_map(|message| {
+            let mut message = inbound(client, &channel_name, message, now);
+            message.fit();
+            match message.validate() {
+                Ok(()) => Some(message),
+                Err(error) => {
+                    // An id or handle longer than any provider sends: not a real message.
+                    tracing::debug!(%error, "webhook message dropped");
+                    state.metrics.update_ignored(channel, "malformed");
+                    None
+                }
+            }
+        })
+        .collect();
+    InboundBatch { messages, changes: parsed.changes, statuses: parsed.statuses }
+}
+
+/// The JSON answer to a provider: what was stored of its call.
+fn webhook_answer(report: &IngestReport, statuses: usize, ignored: usize) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "messages": report.messages.len(),
+        "duplicates": report.messages.iter().filter(|outcome| outcome.duplicate).count(),
+        "changes": report.changes_applied,
+        "statuses": statuses,
+        "ignored": ignored,
+    }))
 }
 
 /// `POST /api/v1/clients/{slug}/messages`: admin or the client's own token. 201 for a new message, 200 with
@@ -101,16 +148,15 @@ pub(super) async fn messages_create(
         Some(name) => ChannelName::parse(name)?,
         None => ChannelName::known(ChannelName::API),
     };
-    let parsed = ParsedMessage {
-        external_id: body.external_id,
-        handle: body.from.handle,
-        name: body.from.name,
-        text: body.text,
-    };
+    let mut parsed = ParsedMessage::new(body.external_id, body.from.handle, Vec::new());
+    parsed.name = body.from.name;
+    parsed.text = body.text;
     let message = inbound(&client, &channel, parsed, Timestamp::now());
     message.validate()?;
-    let outcome = store(&state, client, &channel, vec![message], Vec::new())
+    let batch = InboundBatch { messages: vec![message], ..InboundBatch::default() };
+    let outcome = store(&state, client, &channel, batch)
         .await?
+        .messages
         .pop()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("ingest returned no outcome")))?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
@@ -194,20 +240,10 @@ pub(super) async fn whatsapp_receive(
         return Err(invalid_signature());
     }
     let parsed = whatsapp::parse(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
-    let channel = ChannelName::known(ChannelName::WHATSAPP);
-    let now = Timestamp::now();
-    let messages: Vec<InboundMessage> =
-        parsed.messages.into_iter().map(|message| inbound(&client, &channel, message, now)).collect();
-    for message in &messages {
-        message.validate()?;
-    }
-    let statuses = parsed.statuses.len();
-    let outcomes = store(&state, client, &channel, messages, parsed.statuses).await?;
-    Ok(Json(serde_json::json!({
-        "messages": outcomes.len(),
-        "duplicates": outcomes.iter().filter(|outcome| outcome.duplicate).count(),
-        "statuses": statuses,
-    })))
+    let (statuses, ignored) = (parsed.statuses.len(), parsed.ignored.len());
+    let batch = batch_of(&state, &client, ChannelName::WHATSAPP, parsed);
+    let report = store(&state, client, &ChannelName::known(ChannelName::WHATSAPP), batch).await?;
+    Ok(webhook_answer(&report, statuses, ignored))
 }
 
 fn invalid_signature() -> ApiError {
@@ -217,8 +253,8 @@ fn invalid_signature() -> ApiError {
     }
 }
 
-/// `POST /webhooks/telegram/{slug}`: stores the message of an `Update`; other updates are acknowledged and
-/// ignored so Telegram does not retry them.
+/// `POST /webhooks/telegram/{slug}`: stores the message of an `Update` or applies the change it reports;
+/// other updates are acknowledged and counted, so Telegram does not retry them.
 ///
 /// The channel and the secret header are checked before a byte of the body is read.
 pub(super) async fn telegram_receive(
@@ -242,19 +278,15 @@ pub(super) async fn telegram_receive(
     let (_, body) = state.admission.ingest_body.read(request).await?;
     let _slot = state.admission.ingest.admit(client.as_str())?;
     let parsed = telegram::parse(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
-    let Some(parsed) = parsed else {
-        return Ok(Json(serde_json::json!({ "ignored": true })));
-    };
-    let channel = ChannelName::known(ChannelName::TELEGRAM);
-    let message = inbound(&client, &channel, parsed, Timestamp::now());
-    message.validate()?;
-    let outcome = store(&state, client, &channel, vec![message], Vec::new())
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("ingest returned no outcome")))?;
-    Ok(Json(serde_json::json!({
-        "message_id": outcome.message_id,
-        "conversation_id": outcome.conversation_id,
-        "duplicate": outcome.duplicate,
-    })))
+    let ignored = parsed.ignored.len();
+    let batch = batch_of(&state, &client, ChannelName::TELEGRAM, parsed);
+    let report = store(&state, client, &ChannelName::known(ChannelName::TELEGRAM), batch).await?;
+    let mut answer = webhook_answer(&report, 0, ignored);
+    // One update carries at most one message: name it, as this route always has.
+    if let Some(outcome) = report.messages.first() {
+        answer["message_id"] = outcome.message_id.clone().into();
+        answer["conversation_id"] = outcome.conversation_id.clone().into();
+        answer["duplicate"] = outcome.duplicate.into();
+    }
+    Ok(answer)
 }

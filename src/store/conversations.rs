@@ -60,6 +60,10 @@ pub struct ContactView {
     pub handle: String,
     /// Display name, if known.
     pub name: Option<String>,
+    /// The channel's stable user id, when it differs from the handle (WhatsApp's business-scoped id).
+    pub user_id: Option<String>,
+    /// Public username on the channel.
+    pub username: Option<String>,
 }
 
 /// A conversation as listed in the inbox.
@@ -131,6 +135,11 @@ pub struct Delivery {
     pub updated_at: Timestamp,
 }
 
+/// A JSON column as a value; a column that does not parse (never written by us) reads as null.
+fn json_column(text: String) -> serde_json::Value {
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
 /// One message of a thread.
 #[derive(Debug, Clone)]
 pub struct MessageView {
@@ -150,6 +159,27 @@ pub struct MessageView {
     pub state: String,
     /// Delivery of outbound messages.
     pub delivery: Option<Delivery>,
+    /// What the message is made of (JSON array of parts; empty for plain text).
+    pub parts: serde_json::Value,
+    /// What it answers, whether it was forwarded, the ad it came from (JSON object).
+    pub context: serde_json::Value,
+    /// Reactions to it (JSON array of `{by, emoji, at}`).
+    pub reactions: serde_json::Value,
+    /// When the customer last edited it.
+    pub edited_at: Option<Timestamp>,
+    /// When the customer deleted it.
+    pub deleted_at: Option<Timestamp>,
+    /// Earlier versions, oldest first, when edited.
+    pub edits: Vec<EarlierVersion>,
+}
+
+/// A message's text before an edit.
+#[derive(Debug, Clone)]
+pub struct EarlierVersion {
+    /// The text it had.
+    pub text: String,
+    /// When the edit replaced it.
+    pub replaced_at: Timestamp,
 }
 
 /// A conversation with its latest messages, oldest first.
@@ -176,14 +206,20 @@ const SUMMARY_COLUMNS: &str =
     "c.id, c.client_id, c.contact_id, k.handle, k.name, c.channel, c.status, c.queue, c.assignee,
      c.priority, c.tags, c.message_count, c.preview, c.opened_at, c.last_activity_at, c.first_inbound_at,
      c.first_human_reply_at, c.closed_at, c.escalation_level, c.sla_state, c.sla_started_at, c.sla_warn_at,
-     c.sla_due_at";
+     c.sla_due_at, k.user_id, k.username";
 
 fn summary_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSummary> {
     let tags: String = row.get(10)?;
     Ok(ConversationSummary {
         id: row.get(0)?,
         client: row.get(1)?,
-        contact: ContactView { id: row.get(2)?, handle: row.get(3)?, name: row.get(4)? },
+        contact: ContactView {
+            id: row.get(2)?,
+            handle: row.get(3)?,
+            name: row.get(4)?,
+            user_id: row.get(23)?,
+            username: row.get(24)?,
+        },
         channel: row.get(5)?,
         status: row.get::<_, String>(6)?.parse().unwrap_or(ConversationStatus::Open),
         queue: row.get(7)?,
@@ -296,7 +332,8 @@ impl Db {
             let mut messages: Vec<MessageView> = connection
                 .prepare_cached(
                     "SELECT m.id, m.direction, m.kind, m.text, m.author, m.created_at, m.state,
-                            o.id, o.state, o.attempts, o.last_error, o.updated_at
+                            o.id, o.state, o.attempts, o.last_error, o.updated_at,
+                            m.parts, m.context, m.reactions, m.edited_at, m.deleted_at
                      FROM messages m
                      LEFT JOIN outbox o ON o.client_id = m.client_id AND o.message_id = m.id
                      WHERE m.client_id = ?1 AND m.conversation_id = ?2
@@ -323,12 +360,29 @@ impl Db {
                         created_at: Timestamp(row.get(5)?),
                         state: row.get(6)?,
                         delivery,
+                        parts: json_column(row.get(12)?),
+                        context: json_column(row.get(13)?),
+                        reactions: json_column(row.get(14)?),
+                        edited_at: row.get::<_, Option<i64>>(15)?.map(Timestamp),
+                        deleted_at: row.get::<_, Option<i64>>(16)?.map(Timestamp),
+                        edits: Vec::new(),
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let has_more = messages.len() > limit;
             messages.truncate(limit);
             messages.reverse();
+            for message in messages.iter_mut().filter(|message| message.edited_at.is_some()) {
+                message.edits = connection
+                    .prepare_cached(
+                        "SELECT text, replaced_at FROM message_edits WHERE client_id = ?1 AND message_id = ?2
+                         ORDER BY replaced_at, rowid",
+                    )?
+                    .query_map(params![summary.client, message.id], |row| {
+                        Ok(EarlierVersion { text: row.get(0)?, replaced_at: Timestamp(row.get(1)?) })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+            }
             Ok(ConversationDetail { summary, messages, has_more })
         })
         .await

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_suggestions.sql"),
     include_str!("migrations/0004_plugins.sql"),
     include_str!("migrations/0005_sla.sql"),
+    include_str!("migrations/0006_channels.sql"),
 ];
 
 /// The schema version this build writes.

@@ -153,12 +153,18 @@ async fn messages_left_unprocessed_are_processed_after_a_restart() {
         handle: "+1".into(),
         name: None,
         text: "hello?".into(),
+        parts: Vec::new(),
+        context: recado::domain::Context::default(),
+        user_id: None,
+        username: None,
         received_at: recado::domain::Timestamp::now(),
     };
     let client = message.client.clone();
     first.stop().await;
     let db = recado::store::Db::open(&recado::config::Settings::for_tests(dir.path()).storage).expect("open");
-    let outcome = db.ingest(client, vec![message], vec![]).await.expect("stored").remove(0);
+    let channel = message.channel.clone();
+    let batch = recado::store::InboundBatch { messages: vec![message], ..Default::default() };
+    let outcome = db.ingest(client, channel, batch).await.expect("stored").messages.remove(0);
     db.close().await;
 
     let second = spawn_in(dir.path(), |_| {}).await;

@@ -189,7 +189,8 @@ async fn telegram_updates_need_the_secret_token_and_are_deduplicated() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(ignored["ignored"], true);
+    assert_eq!(ignored["ignored"], 1, "acknowledged and counted");
+    assert_eq!(ignored["messages"], 0);
     let conversation = app.conversation(first["conversation_id"].as_str().expect("id")).await;
     assert_eq!(conversation["contact"]["handle"], "4242");
     assert_eq!(conversation["contact"]["name"], "Giulia");

@@ -1,0 +1,48 @@
+-- Channels as customers use them: the parts of a message beside its text, edits, reactions and deletions
+-- of stored messages, WhatsApp's business-scoped user ids, and Telegram Business connections.
+
+ALTER TABLE messages ADD COLUMN parts TEXT NOT NULL DEFAULT '[]';      -- JSON array of parts
+ALTER TABLE messages ADD COLUMN context TEXT NOT NULL DEFAULT '{}';    -- JSON: reply_to, forwarded, referral
+ALTER TABLE messages ADD COLUMN reactions TEXT NOT NULL DEFAULT '[]';  -- JSON array of {by, emoji, at}
+ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+ALTER TABLE messages ADD COLUMN deleted_at INTEGER;
+
+-- Earlier versions of an edited message, oldest first.
+CREATE TABLE message_edits (
+    client_id   TEXT    NOT NULL,
+    message_id  TEXT    NOT NULL,
+    replaced_at INTEGER NOT NULL,
+    text        TEXT    NOT NULL,               -- the text before this edit
+    parts       TEXT    NOT NULL,
+    FOREIGN KEY (client_id, message_id) REFERENCES messages (client_id, id)
+);
+CREATE INDEX message_edits_by_message ON message_edits (client_id, message_id, replaced_at);
+
+-- Provider events that change stored data (edits, reactions, deletions, identity changes), by the
+-- provider's id: a retried webhook applies each at most once.
+CREATE TABLE channel_events (
+    client_id   TEXT    NOT NULL,
+    channel     TEXT    NOT NULL,
+    external_id TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (client_id, channel, external_id)
+);
+
+-- WhatsApp identifies a customer by a business-scoped user id (BSUID) beside, or instead of, the phone.
+ALTER TABLE contacts ADD COLUMN user_id TEXT;
+ALTER TABLE contacts ADD COLUMN username TEXT;
+CREATE UNIQUE INDEX contacts_by_user_id ON contacts (client_id, channel, user_id) WHERE user_id IS NOT NULL;
+
+-- A Telegram Business account connected to a client's bot: customers write to the business account, and
+-- replies go out through the connection.
+CREATE TABLE telegram_business_connections (
+    client_id      TEXT    NOT NULL REFERENCES clients (id),
+    id             TEXT    NOT NULL,
+    owner_user_id  TEXT    NOT NULL,
+    owner_name     TEXT,
+    enabled        INTEGER NOT NULL,
+    can_reply      INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    PRIMARY KEY (client_id, id)
+);
