@@ -19,9 +19,7 @@ pub use message::{
     ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, InboundMessage, MessageKind, PluginState,
     Priority, Role,
 };
-pub use parts::{
-    Context, Location, Media, MediaKind, Order, OrderItem, Part, Referral, SharedContact, readable_text,
-};
+pub use parts::{Context, Location, Media, MediaKind, Order, OrderItem, Part, Referral, SharedContact, readable_text};
 
 use std::fmt;
 

@@ -80,6 +80,7 @@ impl TelegramConfig {
 const OTHER_UPDATES: &[&str] = &[
     "channel_post",
     "edited_channel_post",
+    "message_reaction",
     "message_reaction_count",
     "inline_query",
     "chosen_inline_result",
@@ -264,11 +265,13 @@ fn parse_message(message: &Value, business: Option<&str>, parsed: &mut Parsed) {
     if let Some(from) = from {
         let full: Vec<&str> = [text_at(from, "first_name"), text_at(from, "last_name")].into_iter().flatten().collect();
         parsed_message.username = owned_at(from, "username");
-        parsed_message.name =
-            if full.is_empty() { parsed_message.username.clone() } else { Some(full.join(" ")) };
+        parsed_message.name = if full.is_empty() { parsed_message.username.clone() } else { Some(full.join(" ")) };
     }
     parsed_message.context = Context {
-        reply_to: message.get("reply_to_message").and_then(|reply| id_at(reply, "message_id")).map(|id| chat.external_id(&id)),
+        reply_to: message
+            .get("reply_to_message")
+            .and_then(|reply| id_at(reply, "message_id"))
+            .map(|id| chat.external_id(&id)),
         forwarded: ["forward_origin", "forward_from", "forward_from_chat", "forward_date"]
             .iter()
             .any(|field| message.get(*field).is_some()),
@@ -301,10 +304,9 @@ fn parse_deletion(deleted: &Value, event_id: Option<String>, parsed: &mut Parsed
             Value::String(text) => text.clone(),
             _ => continue,
         };
-        parsed.changes.push(Change::Deletion {
-            event_id: format!("{event_id}:{message_id}"),
-            target: chat.target(message_id),
-        });
+        parsed
+            .changes
+            .push(Change::Deletion { event_id: format!("{event_id}:{message_id}"), target: chat.target(message_id) });
     }
 }
 
@@ -318,7 +320,7 @@ fn parse_reaction(reaction: &Value, event_id: Option<String>, parsed: &mut Parse
     // Only a person's reaction in their own chat with the bot is a customer's (anonymous admins react as
     // the chat).
     if reaction.get("user").and_then(|user| id_at(user, "id")) != Some(chat.id.clone()) {
-        parsed.ignored.push("message_reaction_count");
+        parsed.ignored.push("message_reaction");
         return;
     }
     let emoji = reaction["new_reaction"].as_array().and_then(|reactions| reactions.first()).map(|kind| {
@@ -344,7 +346,8 @@ fn parse_connection(connection: &Value, parsed: &mut Parsed) {
         .or_else(|| connection.get("can_reply"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let owner_name = [text_at(user, "first_name"), text_at(user, "last_name")].into_iter().flatten().collect::<Vec<_>>();
+    let owner_name =
+        [text_at(user, "first_name"), text_at(user, "last_name")].into_iter().flatten().collect::<Vec<_>>();
     parsed.changes.push(Change::BusinessConnection {
         id,
         owner_user_id,
@@ -354,25 +357,29 @@ fn parse_connection(connection: &Value, parsed: &mut Parsed) {
     });
 }
 
-/// The parts of a message: its text, or its media with the caption, its place or card; content kinds we
-/// do not show become an unsupported part naming the kind.
+/// The parts of a message: its media with the caption, its text, its place or card; content kinds we do
+/// not show become an unsupported part naming the kind.
 fn content(message: &Value) -> Vec<Part> {
     let caption = owned_at(message, "caption");
-    let part = media(message, caption.clone())
-        .or_else(|| owned_at(message, "text").map(|text| Part::Text { text }))
-        .or_else(|| place(message))
-        .or_else(|| {
-            let contact = message.get("contact")?;
-            let name = [text_at(contact, "first_name"), text_at(contact, "last_name")].into_iter().flatten();
-            Some(Part::Contacts {
-                contacts: vec![SharedContact {
-                    name: name.collect::<Vec<_>>().join(" "),
-                    phones: owned_at(contact, "phone_number").into_iter().collect(),
-                }],
-            })
-        })
-        .or_else(|| caption.map(|text| Part::Text { text }));
-    let part = part.unwrap_or_else(|| {
+    let mut parts = Vec::new();
+    let media = media(message, caption.clone());
+    let has_media = media.is_some();
+    parts.extend(media);
+    parts.extend(owned_at(message, "text").map(|text| Part::Text { text }));
+    parts.extend(place(message));
+    if let Some(contact) = message.get("contact") {
+        let name = [text_at(contact, "first_name"), text_at(contact, "last_name")].into_iter().flatten();
+        parts.push(Part::Contacts {
+            contacts: vec![SharedContact {
+                name: name.collect::<Vec<_>>().join(" "),
+                phones: owned_at(contact, "phone_number").into_iter().collect(),
+            }],
+        });
+    }
+    if !has_media && let Some(caption) = caption {
+        parts.push(Part::Text { text: caption });
+    }
+    if parts.is_empty() {
         let kind = message
             .as_object()
             .and_then(|fields| fields.keys().find(|key| !ENVELOPE_FIELDS.contains(&key.as_str())).cloned())
@@ -382,9 +389,9 @@ fn content(message: &Value) -> Vec<Part> {
             "dice" => owned_at(&message["dice"], "emoji"),
             _ => None,
         };
-        Part::Unsupported { kind, detail }
-    });
-    vec![part]
+        parts.push(Part::Unsupported { kind, detail });
+    }
+    parts
 }
 
 fn media(message: &Value, caption: Option<String>) -> Option<Part> {
@@ -478,7 +485,8 @@ mod tests {
         let message = parse(body).expect("valid").messages.pop().expect("a message");
         assert_eq!(message.handle, "business:AbC:1:77");
         assert_eq!(message.external_id, "business:AbC:1:77:3");
-        let config = TelegramConfig { bot_token: "1:AA".into(), secret_token: "s".into(), api_base_url: default_base() };
+        let config =
+            TelegramConfig { bot_token: "1:AA".into(), secret_token: "s".into(), api_base_url: default_base() };
         let (_, request) = send_request(&config, &message.handle, "Hola!");
         assert_eq!(request, serde_json::json!({ "chat_id": 77, "text": "Hola!", "business_connection_id": "AbC:1" }));
         let (_, request) = send_request(&config, "-100", "x");
@@ -498,11 +506,14 @@ mod tests {
             "chat": {"id": 3, "type": "private"}, "text": "fixed"}}"#;
         let parsed = parse(edit).expect("valid");
         assert!(parsed.messages.is_empty());
-        assert!(matches!(&parsed.changes[..], [Change::Edit { target, text, .. }] if target.external_id == "3:1" && text == "fixed"));
+        assert!(
+            matches!(&parsed.changes[..], [Change::Edit { target, text, .. }] if target.external_id == "3:1" && text == "fixed")
+        );
         let joined = br#"{"update_id": 11, "message": {"message_id": 2, "date": 1, "chat": {"id": -5, "type": "group"},
             "new_chat_members": [{"id": 9, "is_bot": false, "first_name": "X"}]}}"#;
         assert_eq!(parse(joined).expect("valid").ignored, ["service"]);
-        let photo = br#"{"update_id": 9, "message": {"message_id": 1, "chat": {"id": 3}, "photo": [{"file_id": "a"}]}}"#;
+        let photo =
+            br#"{"update_id": 9, "message": {"message_id": 1, "chat": {"id": 3}, "photo": [{"file_id": "a"}]}}"#;
         assert_eq!(parse(photo).expect("valid").messages[0].text, "[photo]");
         assert!(parse(b"{").is_err());
     }

@@ -118,9 +118,12 @@ const IGNORED_MESSAGE_KINDS: &[&str] = &["request_welcome", "system", "malformed
 pub fn parse(body: &[u8]) -> Result<Parsed, serde_json::Error> {
     let payload: Value = serde_json::from_slice(body)?;
     let mut parsed = Parsed::default();
-    let changes = payload.get("entry").and_then(Value::as_array).into_iter().flatten().flat_map(|entry| {
-        entry.get("changes").and_then(Value::as_array).into_iter().flatten()
-    });
+    let changes = payload
+        .get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|entry| entry.get("changes").and_then(Value::as_array).into_iter().flatten());
     for change in changes {
         let field = text_at(change, "field").unwrap_or_default();
         if field != "messages" {
@@ -161,7 +164,8 @@ fn sender(message: &Value, contacts: &[Value]) -> Option<Sender> {
         })
         .or(if contacts.len() == 1 { contacts.first() } else { None });
     let user_id = user_id.or_else(|| contact.and_then(|contact| owned_at(contact, "user_id")));
-    let handle = phone.or_else(|| contact.and_then(|contact| owned_at(contact, "wa_id"))).or_else(|| user_id.clone())?;
+    let handle =
+        phone.or_else(|| contact.and_then(|contact| owned_at(contact, "wa_id"))).or_else(|| user_id.clone())?;
     let profile = contact.and_then(|contact| contact.get("profile"));
     Some(Sender {
         handle,
@@ -182,11 +186,8 @@ fn parse_message(message: &Value, contacts: &[Value], parsed: &mut Parsed) {
         return;
     };
     let kind = text_at(message, "type").unwrap_or("unsupported");
-    let target = |external_id: String| Target {
-        provider_id: external_id.clone(),
-        external_id,
-        handle: sender.handle.clone(),
-    };
+    let target =
+        |external_id: String| Target { provider_id: external_id.clone(), external_id, handle: sender.handle.clone() };
     match kind {
         "reaction" => {
             let reaction = &message["reaction"];
@@ -236,11 +237,9 @@ fn parse_system(message: &Value, parsed: &mut Parsed) {
     let system = &message["system"];
     let id = owned_at(message, "id");
     let change = match (text_at(system, "type"), id) {
-        (Some("user_changed_number"), Some(event_id)) => {
-            owned_at(message, "from").zip(owned_at(system, "wa_id").or_else(|| owned_at(system, "new_wa_id"))).map(
-                |(from, to)| Change::NumberChange { event_id, from, to },
-            )
-        }
+        (Some("user_changed_number"), Some(event_id)) => owned_at(message, "from")
+            .zip(owned_at(system, "wa_id").or_else(|| owned_at(system, "new_wa_id")))
+            .map(|(from, to)| Change::NumberChange { event_id, from, to }),
         (Some("user_changed_user_id"), Some(event_id)) => owned_at(system, "previous_user_id")
             .zip(owned_at(system, "user_id"))
             .map(|(from, to)| Change::UserIdChange { event_id, from, to }),

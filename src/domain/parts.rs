@@ -272,10 +272,18 @@ fn describe(part: &Part) -> String {
             }
             text
         }
-        Part::Unsupported { kind, detail } => match detail {
-            Some(detail) => format!("[unsupported {kind} message: {detail}]"),
-            None => format!("[unsupported {kind} message]"),
-        },
+        Part::Unsupported { kind, detail } => {
+            // WhatsApp names content it cannot deliver `unsupported`: do not say it twice.
+            let label = if kind == "unsupported" {
+                "unsupported message".to_owned()
+            } else {
+                format!("unsupported {kind} message")
+            };
+            match detail {
+                Some(detail) => format!("[{label}: {detail}]"),
+                None => format!("[{label}]"),
+            }
+        }
     }
 }
 

@@ -322,7 +322,12 @@ enum Applied {
     NoTarget,
 }
 
-fn apply_change(connection: &Connection, client: &ClientSlug, channel: &ChannelName, change: &Change) -> Result<Applied> {
+fn apply_change(
+    connection: &Connection,
+    client: &ClientSlug,
+    channel: &ChannelName,
+    change: &Change,
+) -> Result<Applied> {
     let slug = client.as_str();
     let now = Timestamp::now().millis();
     if let Change::BusinessConnection { id, owner_user_id, owner_name, enabled, can_reply } = change {
@@ -383,7 +388,8 @@ fn apply_change(connection: &Connection, client: &ClientSlug, channel: &ChannelN
             // A customer has one reaction per message on both channels: a new one replaces the old.
             reactions.retain(|reaction| reaction.get("by").and_then(|by| by.as_str()) != Some(CUSTOMER));
             if let Some(emoji) = emoji {
-                reactions.push(serde_json::json!({ "by": CUSTOMER, "emoji": emoji, "at": Timestamp(now).to_rfc3339() }));
+                reactions
+                    .push(serde_json::json!({ "by": CUSTOMER, "emoji": emoji, "at": Timestamp(now).to_rfc3339() }));
             }
             connection.execute(
                 "UPDATE messages SET reactions = ?3 WHERE client_id = ?1 AND id = ?2",
@@ -447,7 +453,14 @@ fn find_target(
 
 /// Moves a contact from one handle to another after a number change, merging with a contact already at the
 /// new handle, and notes the change in the contact's open conversation.
-fn move_contact(connection: &Connection, slug: &str, channel: &ChannelName, from: &str, to: &str, now: i64) -> Result<bool> {
+fn move_contact(
+    connection: &Connection,
+    slug: &str,
+    channel: &ChannelName,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> Result<bool> {
     let find = |handle: &str| -> Result<Option<String>> {
         Ok(connection
             .prepare_cached("SELECT id FROM contacts WHERE client_id = ?1 AND channel = ?2 AND handle = ?3")?

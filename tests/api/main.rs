@@ -2,6 +2,7 @@
 #![allow(unreachable_pub)] // One test binary: `pub` in its modules only means "shared with the other test modules".
 
 mod articles;
+mod channel_fixtures;
 mod cli;
 mod clients;
 mod conversations;
