@@ -3,6 +3,7 @@
 
 mod articles;
 mod channel_fixtures;
+mod channel_properties;
 mod cli;
 mod clients;
 mod conversations;
