@@ -10,10 +10,12 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::kb::language::Detectors;
 use crate::kb::{Knowledge, SearchIndex};
+use crate::media::{Fetcher, MediaHandle};
 use crate::metrics::Metrics;
 use crate::outbox::{Deliverer, OutboxHandle};
 use crate::pipeline::{self, Pipeline, PipelineHandle};
@@ -47,6 +49,9 @@ impl Application {
         let metrics = Metrics::new();
         let rules = Rules::new(&settings.plugins, settings.storage.plugin_cache_path(), metrics.clone())
             .context("starting the plugin engine")?;
+        let blobs_path = settings.storage.blobs_path();
+        let blobs =
+            Blobs::open(&blobs_path).with_context(|| format!("opening the media store in {}", blobs_path.display()))?;
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("binding {}", settings.http.listen))?;
@@ -54,6 +59,8 @@ impl Application {
             db,
             pipeline: PipelineHandle::default(),
             outbox: OutboxHandle::default(),
+            media: MediaHandle::default(),
+            blobs,
             metrics,
             knowledge,
             rules,
@@ -95,6 +102,14 @@ impl Application {
         let workers = CancellationToken::new();
         let deliverer = Deliverer::new(state.db.clone(), settings.outbox.clone(), state.metrics.clone())?;
         let delivery = tokio::spawn(deliverer.run(state.outbox.clone(), workers.clone()));
+        let fetcher = Fetcher::new(
+            state.db.clone(),
+            state.blobs.clone(),
+            settings.media.clone(),
+            settings.outbox.allow_private_targets,
+            state.metrics.clone(),
+        )?;
+        let downloads = tokio::spawn(fetcher.run(state.media.clone(), workers.clone()));
         let pipeline = Pipeline {
             db: state.db.clone(),
             outbox: state.outbox.clone(),
@@ -121,7 +136,13 @@ impl Application {
         workers.cancel();
         // Outbound calls are bounded by the provider timeout; give them that long to record their outcome.
         let worker_grace = settings.outbox.request_timeout() + Duration::from_secs(2);
-        let workers = [("delivery", delivery), ("processing", processing), ("indexing", indexing), ("clocks", clocks)];
+        let workers = [
+            ("delivery", delivery),
+            ("downloads", downloads),
+            ("processing", processing),
+            ("indexing", indexing),
+            ("clocks", clocks),
+        ];
         for (name, handle) in workers {
             match tokio::time::timeout(worker_grace, handle).await {
                 Ok(Ok(())) => {}

@@ -48,6 +48,56 @@ pub struct Settings {
     pub search: SearchSettings,
     /// Rule plugins: upload checks, compilation and per-call limits.
     pub plugins: PluginSettings,
+    /// Downloading customers' media from the providers.
+    pub media: MediaSettings,
+}
+
+/// Media downloads: photos, voice notes and documents customers send, fetched from the provider soon after
+/// they arrive (provider URLs expire) and kept under the data directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSettings {
+    /// Largest file kept; a larger one is refused and noted on its message.
+    pub max_bytes: u64,
+    /// Downloads in flight at once.
+    pub concurrency: usize,
+    /// Attempts before a download is given up (it can be retried by hand).
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles with each attempt (with jitter).
+    pub base_backoff_ms: u64,
+    /// Longest delay between attempts.
+    pub max_backoff_ms: u64,
+    /// Timeout of one download, lookup included.
+    pub request_timeout_ms: u64,
+    /// How often the worker looks for due downloads when nothing wakes it.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            // WhatsApp documents go up to 100 MB, Telegram bots may fetch up to 20 MB.
+            max_bytes: 100 * 1024 * 1024,
+            concurrency: 4,
+            max_attempts: 6,
+            base_backoff_ms: 2_000,
+            max_backoff_ms: 600_000,
+            request_timeout_ms: 120_000,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+impl MediaSettings {
+    /// `request_timeout_ms` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// How long a claimed download stays claimed before another attempt may take it.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.saturating_mul(2).saturating_add(5_000))
+    }
 }
 
 /// Rule-plugin settings.
@@ -132,6 +182,11 @@ impl Default for SearchSettings {
 }
 
 impl StorageSettings {
+    /// Directory of stored media, content-addressed.
+    pub fn blobs_path(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
+
     /// Directory of the search index.
     pub fn index_path(&self) -> PathBuf {
         self.data_dir.join("index")
@@ -385,6 +440,10 @@ impl Settings {
         settings.outbox.poll_interval_ms = 100;
         settings.pipeline.sweep_interval_ms = 200;
         settings.pipeline.sla_poll_interval_ms = 100;
+        settings.media.base_backoff_ms = 50;
+        settings.media.max_backoff_ms = 500;
+        settings.media.request_timeout_ms = 2_000;
+        settings.media.poll_interval_ms = 100;
         settings
     }
 
@@ -461,7 +520,18 @@ impl Settings {
             ("plugins.uploads_per_hour_per_client", plugins.uploads_per_hour_per_client > 0, "must be greater than 0"),
             ("plugins.max_versions_per_client", plugins.max_versions_per_client > 0, "must be greater than 0"),
         ];
-        for (key, ok, message) in plugin_checks {
+        let media = &self.media;
+        let media_checks: [(&'static str, bool, &str); 4] = [
+            ("media.max_bytes", media.max_bytes >= 1024, "must be at least 1024"),
+            ("media.concurrency", (1..=256).contains(&media.concurrency), "must be between 1 and 256"),
+            ("media.max_attempts", media.max_attempts > 0, "must be greater than 0"),
+            (
+                "media.max_backoff_ms",
+                media.max_backoff_ms >= media.base_backoff_ms,
+                "must be at least media.base_backoff_ms",
+            ),
+        ];
+        for (key, ok, message) in plugin_checks.into_iter().chain(media_checks) {
             if !ok {
                 return Err(Error::Invalid { key, message: message.to_owned() });
             }

@@ -144,6 +144,8 @@ pub mod id_prefix {
     pub const PLUGIN: &str = "plg";
     /// Escalations.
     pub const ESCALATION: &str = "esc";
+    /// Media files customers sent.
+    pub const MEDIA: &str = "med";
 }
 
 /// Returns true if and only if `id` looks like an id we generated with `prefix`.

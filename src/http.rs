@@ -14,6 +14,7 @@ mod conversations;
 mod error;
 mod extract;
 mod ingest;
+mod media;
 mod ops;
 mod plugins;
 mod server;
@@ -38,8 +39,10 @@ use tower::timeout::TimeoutLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::kb::Knowledge;
+use crate::media::MediaHandle;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
 use crate::pipeline::PipelineHandle;
@@ -58,6 +61,10 @@ pub struct AppState {
     pub pipeline: PipelineHandle,
     /// Wakes delivery.
     pub outbox: OutboxHandle,
+    /// Wakes media downloads.
+    pub media: MediaHandle,
+    /// Stored media files.
+    pub blobs: Blobs,
     /// Metrics.
     pub metrics: Metrics,
     /// The knowledge base: search, language detection, learned boosts.
@@ -116,6 +123,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conversations/{id}/reopen", post(conversations::conversations_reopen))
         .route("/api/v1/conversations/{id}/assign", post(conversations::conversations_assign))
         .route("/api/v1/messages/{id}/decisions", get(conversations::messages_decisions))
+        .route("/api/v1/media/{id}", get(media::media_show))
+        .route("/api/v1/media/{id}/retry", post(media::media_retry))
         .route("/api/v1/messages/{id}/suggestions", get(suggestions::suggestions_for_message))
         .route("/api/v1/clients/{slug}/suggestions", get(suggestions::suggestions_for_query))
         .route("/api/v1/suggestions/feedback", post(suggestions::suggestions_feedback))

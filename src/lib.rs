@@ -8,7 +8,9 @@
 //! - [`pipeline`]: stored messages to applied decisions (defaults and rule-plugin chains).
 //! - [`plugins`]: the WebAssembly rule-plugin host, upload checks and compilation, chains.
 //! - [`sla`]: first-response clocks, warnings and `on-overdue` escalations.
+//! - [`media`]: downloading customers' media from the providers into [`blobs`].
 pub mod app;
+pub mod blobs;
 pub mod channels;
 pub mod config;
 pub mod demo;
@@ -16,6 +18,7 @@ pub mod domain;
 pub mod http;
 pub mod kb;
 pub mod loadgen;
+pub mod media;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;

@@ -73,6 +73,7 @@ struct Inner {
     latency: Family<RouteLabels, Histogram>,
     ingested: Family<IngestLabels, Counter>,
     changes: Family<UpdateLabels, Counter>,
+    media: Family<OutcomeLabels, Counter>,
     ignored: Family<UpdateLabels, Counter>,
     processed: Counter,
     deliveries: Family<OutcomeLabels, Counter>,
@@ -105,7 +106,7 @@ impl Metrics {
         let changes = Family::<UpdateLabels, Counter>::default();
         registry.register(
             "channel_changes",
-            "Edits, reactions, deletions and identity changes applied to stored messages and contacts",
+            "Edits, reactions, deletions and identity changes reported by channels, by kind",
             changes.clone(),
         );
         let ignored = Family::<UpdateLabels, Counter>::default();
@@ -113,6 +114,12 @@ impl Metrics {
             "channel_updates_ignored",
             "Provider updates acknowledged and not used (service messages, other webhook fields), by kind",
             ignored.clone(),
+        );
+        let media = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "media_downloads",
+            "Media download attempts by outcome (stored, retry, failed)",
+            media.clone(),
         );
         let processed = Counter::default();
         registry.register("processed_messages", "Inbound messages processed by the pipeline", processed.clone());
@@ -151,6 +158,7 @@ impl Metrics {
                 latency,
                 ingested,
                 changes,
+                media,
                 ignored,
                 processed,
                 deliveries,
@@ -203,6 +211,11 @@ impl Metrics {
     /// Records a change reported on `channel` and applied.
     pub fn channel_change(&self, channel: &'static str, kind: &'static str) {
         self.inner.changes.get_or_create(&UpdateLabels { channel, kind }).inc();
+    }
+
+    /// Records a media download attempt's outcome.
+    pub fn media_download(&self, outcome: &'static str) {
+        self.inner.media.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     /// Records an update on `channel` acknowledged and not used.

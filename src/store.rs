@@ -14,6 +14,7 @@ mod articles;
 mod clients;
 mod conversations;
 mod ingest;
+mod media;
 mod migrations;
 mod outbox;
 mod pipeline;
@@ -30,6 +31,7 @@ pub use conversations::{
     RoutingChange, Scope, SlaClock,
 };
 pub use ingest::{Change, InboundBatch, IngestOutcome, IngestReport, StatusUpdate, Target};
+pub use media::{ClaimedMedia, MediaOutcome, MediaView};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
 pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision};
 pub use plugins::{

@@ -76,6 +76,7 @@ fn message_json(message: &MessageView) -> Value {
         "reactions": message.reactions,
         "edited_at": message.edited_at.map(|t| t.to_rfc3339()),
         "deleted_at": message.deleted_at.map(|t| t.to_rfc3339()),
+        "media": message.media.iter().map(super::media::media_json).collect::<Vec<_>>(),
         "edits": message.edits.iter().map(|edit| json!({
             "text": edit.text,
             "replaced_at": edit.replaced_at.to_rfc3339(),

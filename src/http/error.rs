@@ -41,6 +41,15 @@ pub enum ApiError {
     /// 409: the change conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 409 with its own code: the object is not in a state that allows this (a file not downloaded yet, a
+    /// WhatsApp conversation whose reply window has closed).
+    #[error("{message}")]
+    State {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// 409 for an edit of a version that is no longer current; carries the current object.
     #[error("the version you edited is no longer current")]
     StaleVersion(Box<serde_json::Value>),
@@ -116,6 +125,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::State { code, .. } => (StatusCode::CONFLICT, code),
             Self::StaleVersion(_) => (StatusCode::CONFLICT, "version_conflict"),
             Self::PreconditionRequired(_) => (StatusCode::PRECONDITION_REQUIRED, "version_required"),
             Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),

@@ -84,7 +84,14 @@ async fn store(
     for change in &batch.changes {
         state.metrics.channel_change(label, change.kind());
     }
+    let has_media = batch
+        .messages
+        .iter()
+        .any(|message| message.parts.iter().any(|part| matches!(part, crate::domain::Part::Media(_))));
     let report = state.db.ingest(client, channel.clone(), batch).await?;
+    if has_media {
+        state.media.wake();
+    }
     let duplicates = report.messages.iter().filter(|outcome| outcome.duplicate).count() as u64;
     state.metrics.ingested(label, report.messages.len() as u64 - duplicates, duplicates);
     if report.messages.iter().any(|outcome| !outcome.duplicate) {

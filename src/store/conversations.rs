@@ -26,7 +26,7 @@ impl Scope {
         }
     }
 
-    fn client(&self) -> Option<&str> {
+    pub(super) fn client(&self) -> Option<&str> {
         match self {
             Self::All => None,
             Self::Client(slug) => Some(slug.as_str()),
@@ -171,6 +171,8 @@ pub struct MessageView {
     pub deleted_at: Option<Timestamp>,
     /// Earlier versions, oldest first, when edited.
     pub edits: Vec<EarlierVersion>,
+    /// Its media files and their download state.
+    pub media: Vec<super::MediaView>,
 }
 
 /// A message's text before an edit.
@@ -366,12 +368,16 @@ impl Db {
                         edited_at: row.get::<_, Option<i64>>(15)?.map(Timestamp),
                         deleted_at: row.get::<_, Option<i64>>(16)?.map(Timestamp),
                         edits: Vec::new(),
+                        media: Vec::new(),
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let has_more = messages.len() > limit;
             messages.truncate(limit);
             messages.reverse();
+            for message in messages.iter_mut().filter(|message| message.direction == Direction::In) {
+                message.media = super::media::media_of(connection, &summary.client, &message.id)?;
+            }
             for message in messages.iter_mut().filter(|message| message.edited_at.is_some()) {
                 message.edits = connection
                     .prepare_cached(

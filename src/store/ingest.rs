@@ -240,6 +240,16 @@ fn ingest_one(
             serde_json::to_string(&message.parts)?,
             serde_json::to_string(&message.context)?,
         ])?;
+    let media: Vec<(usize, &crate::domain::Media)> = message
+        .parts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, part)| match part {
+            Part::Media(media) => Some((index, media)),
+            _ => None,
+        })
+        .collect();
+    super::media::queue_downloads(connection, client, &message.channel, &message_id, &media, now)?;
     let preview: String = message.text.chars().take(PREVIEW_CHARS).collect();
     connection
         .prepare_cached(

@@ -244,6 +244,10 @@ pub enum Behaviour {
     Hang,
     /// This status with a body quoting the request's path and headers, as a careless provider might.
     Echo(u16),
+    /// This status with this JSON body.
+    Json(u16, Value),
+    /// 200 with these bytes as the body (a file download).
+    Bytes(Vec<u8>),
 }
 
 /// One request the fake provider received.
@@ -261,9 +265,13 @@ impl Received {
     }
 }
 
+/// Scripts for requests whose path starts with a prefix, looked at before the shared script.
+type RouteScripts = Vec<(String, VecDeque<Behaviour>)>;
+
 #[derive(Clone, Default)]
 struct ProviderState {
     script: Arc<Mutex<VecDeque<Behaviour>>>,
+    routes: Arc<Mutex<RouteScripts>>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -292,6 +300,16 @@ impl FakeProvider {
         Self { url: format!("http://{addr}"), state, _server: server }
     }
 
+    /// Appends behaviours for requests whose path starts with `prefix` (other requests, such as the
+    /// automatic acknowledgements the pipeline sends, keep to the shared script).
+    pub fn script_for(&self, prefix: &str, behaviours: Vec<Behaviour>) {
+        let mut routes = self.state.routes.lock().expect("lock");
+        match routes.iter_mut().find(|(known, _)| known == prefix) {
+            Some((_, queue)) => queue.extend(behaviours),
+            None => routes.push((prefix.to_owned(), behaviours.into())),
+        }
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().expect("lock").clone()
     }
@@ -317,12 +335,19 @@ async fn provider_handler(
     body: Bytes,
 ) -> axum::response::Response {
     state.received.lock().expect("lock").push(Received {
-        path: uri.path().to_owned(),
+        path: uri.path_and_query().map_or_else(|| uri.path().to_owned(), ToString::to_string),
         headers,
         body,
         at: Instant::now(),
     });
-    let behaviour = state.script.lock().expect("lock").pop_front().unwrap_or(Behaviour::Ok);
+    let routed = state
+        .routes
+        .lock()
+        .expect("lock")
+        .iter_mut()
+        .find(|(prefix, queue)| uri.path().starts_with(prefix.as_str()) && !queue.is_empty())
+        .and_then(|(_, queue)| queue.pop_front());
+    let behaviour = routed.or_else(|| state.script.lock().expect("lock").pop_front()).unwrap_or(Behaviour::Ok);
     match behaviour {
         Behaviour::Ok => {
             let n = state.received.lock().expect("lock").len();
@@ -345,6 +370,10 @@ async fn provider_handler(
                 .collect();
             let body = json!({ "error": { "message": format!("bad request to {} with {headers:?}", received.path) } });
             (StatusCode::from_u16(code).expect("status"), axum::Json(body)).into_response()
+        }
+        Behaviour::Json(code, body) => (StatusCode::from_u16(code).expect("status"), axum::Json(body)).into_response(),
+        Behaviour::Bytes(bytes) => {
+            (StatusCode::OK, [("content-type", "application/octet-stream")], bytes).into_response()
         }
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(30)).await;

@@ -11,6 +11,7 @@ mod crash;
 mod helpers;
 mod ingest;
 mod isolation;
+mod media;
 mod outbox;
 mod plugins;
 mod robustness;

@@ -46,3 +46,32 @@ CREATE TABLE telegram_business_connections (
     updated_at     INTEGER NOT NULL,
     PRIMARY KEY (client_id, id)
 );
+
+-- Media customers sent, one row per media part: downloaded from the provider in the background into the
+-- content-addressed blob store.
+CREATE TABLE media (
+    client_id       TEXT    NOT NULL,
+    id              TEXT    NOT NULL,
+    message_id      TEXT    NOT NULL,
+    part            INTEGER NOT NULL,           -- index of the part in the message's parts
+    channel         TEXT    NOT NULL,           -- whatsapp | telegram: whose API fetches it
+    provider_id     TEXT    NOT NULL,           -- WhatsApp media id, Telegram file_id
+    kind            TEXT    NOT NULL,           -- image | video | voice | document ...
+    declared_type   TEXT,                       -- the MIME type the provider stated
+    filename        TEXT,
+    state           TEXT    NOT NULL,           -- pending | fetching | stored | failed
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until     INTEGER,
+    last_error      TEXT,
+    sha256          TEXT,                       -- the blob, once stored
+    size            INTEGER,
+    content_type    TEXT,                       -- the type sniffed from the bytes
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (client_id, id),
+    FOREIGN KEY (client_id, message_id) REFERENCES messages (client_id, id)
+);
+CREATE UNIQUE INDEX media_by_id ON media (id);
+CREATE INDEX media_due ON media (state, next_attempt_at);
+CREATE INDEX media_by_message ON media (client_id, message_id, part);

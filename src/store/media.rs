@@ -1,0 +1,254 @@
+//! Media customers sent: a row per media part, queued at ingest in the message's transaction, claimed by the
+//! download worker with a lease (as the outbox is), and looked up for serving within the caller's scope.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::conversations::Scope;
+use super::{Db, Error, Result};
+use crate::domain::{ChannelName, ClientSlug, Media, Timestamp, id_prefix, new_id};
+
+/// A download claimed by the worker.
+#[derive(Debug, Clone)]
+pub struct ClaimedMedia {
+    /// The client.
+    pub client: String,
+    /// Our id.
+    pub id: String,
+    /// The channel whose API fetches it.
+    pub channel: String,
+    /// The provider's id of the file.
+    pub provider_id: String,
+    /// The type the provider stated.
+    pub declared_type: Option<String>,
+    /// Attempts including this one.
+    pub attempts: u32,
+}
+
+/// How a download attempt ended.
+#[derive(Debug, Clone)]
+pub enum MediaOutcome {
+    /// Stored as this blob.
+    Stored {
+        /// SHA-256 of the bytes.
+        sha256: String,
+        /// Size in bytes.
+        size: u64,
+        /// The type sniffed from the bytes.
+        content_type: String,
+    },
+    /// Try again at `at`.
+    Retry {
+        /// When.
+        at: Timestamp,
+        /// What went wrong (no secrets).
+        error: String,
+    },
+    /// Given up: too large, gone at the provider, or out of attempts.
+    Failed {
+        /// Why (no secrets).
+        error: String,
+    },
+}
+
+/// A media file as listed on its message and served.
+#[derive(Debug, Clone)]
+pub struct MediaView {
+    /// Our id.
+    pub id: String,
+    /// The client.
+    pub client: String,
+    /// The message it belongs to.
+    pub message_id: String,
+    /// Index of its part in the message.
+    pub part: i64,
+    /// `pending`, `fetching`, `stored` or `failed`.
+    pub state: String,
+    /// The file's name, if the customer's app gave one.
+    pub filename: Option<String>,
+    /// The type sniffed from the bytes (stored files), else the one the provider stated.
+    pub content_type: Option<String>,
+    /// Size in bytes, once stored.
+    pub size: Option<i64>,
+    /// SHA-256 of the bytes, once stored.
+    pub sha256: Option<String>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Attempts made.
+    pub attempts: i64,
+}
+
+/// Queues the download of each media part of a new message (channels whose API we can fetch from).
+pub(super) fn queue_downloads(
+    connection: &Connection,
+    client: &ClientSlug,
+    channel: &ChannelName,
+    message_id: &str,
+    media: &[(usize, &Media)],
+    now: i64,
+) -> Result<()> {
+    if !matches!(channel.as_str(), ChannelName::WHATSAPP | ChannelName::TELEGRAM) {
+        return Ok(());
+    }
+    for (part, media) in media {
+        connection
+            .prepare_cached(
+                "INSERT INTO media (client_id, id, message_id, part, channel, provider_id, kind, declared_type,
+                                    filename, state, next_attempt_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10)",
+            )?
+            .execute(params![
+                client.as_str(),
+                new_id(id_prefix::MEDIA),
+                message_id,
+                i64::try_from(*part).unwrap_or(i64::MAX),
+                channel.as_str(),
+                media.provider_id,
+                serde_json::to_value(media.kind)?.as_str().unwrap_or("document"),
+                media.mime_type,
+                media.filename,
+                now
+            ])?;
+    }
+    Ok(())
+}
+
+const VIEW_COLUMNS: &str = "id, client_id, message_id, part, state, filename, COALESCE(content_type, declared_type),
+     size, sha256, last_error, attempts";
+
+fn view_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MediaView> {
+    Ok(MediaView {
+        id: row.get(0)?,
+        client: row.get(1)?,
+        message_id: row.get(2)?,
+        part: row.get(3)?,
+        state: row.get(4)?,
+        filename: row.get(5)?,
+        content_type: row.get(6)?,
+        size: row.get(7)?,
+        sha256: row.get(8)?,
+        last_error: row.get(9)?,
+        attempts: row.get(10)?,
+    })
+}
+
+/// The media of a message, by part.
+pub(super) fn media_of(connection: &Connection, client: &str, message_id: &str) -> Result<Vec<MediaView>> {
+    let sql = format!("SELECT {VIEW_COLUMNS} FROM media WHERE client_id = ?1 AND message_id = ?2 ORDER BY part");
+    Ok(connection
+        .prepare_cached(&sql)?
+        .query_map(params![client, message_id], view_from_row)?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+impl Db {
+    /// Claims up to `limit` due downloads for `lease`.
+    pub async fn claim_media(&self, limit: usize, lease: std::time::Duration) -> Result<Vec<ClaimedMedia>> {
+        self.write(move |connection| {
+            let now = Timestamp::now();
+            let mut claimed: Vec<ClaimedMedia> = connection
+                .prepare_cached(
+                    "SELECT client_id, id, channel, provider_id, declared_type, attempts FROM media
+                     WHERE (state = 'pending' AND next_attempt_at <= ?1) OR (state = 'fetching' AND lease_until <= ?1)
+                     ORDER BY next_attempt_at LIMIT ?2",
+                )?
+                .query_map(params![now.millis(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                    Ok(ClaimedMedia {
+                        client: row.get(0)?,
+                        id: row.get(1)?,
+                        channel: row.get(2)?,
+                        provider_id: row.get(3)?,
+                        declared_type: row.get(4)?,
+                        attempts: row.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let lease_until = now.plus(lease).millis();
+            for media in &mut claimed {
+                media.attempts += 1;
+                connection
+                    .prepare_cached(
+                        "UPDATE media SET state = 'fetching', attempts = ?3, lease_until = ?4, updated_at = ?5
+                         WHERE client_id = ?1 AND id = ?2",
+                    )?
+                    .execute(params![media.client, media.id, media.attempts, lease_until, now.millis()])?;
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    /// When the next pending download is due, if any.
+    pub async fn next_media_due(&self) -> Result<Option<Timestamp>> {
+        self.read(|connection| {
+            let due: Option<i64> =
+                connection.query_row("SELECT MIN(next_attempt_at) FROM media WHERE state = 'pending'", [], |row| {
+                    row.get(0)
+                })?;
+            Ok(due.map(Timestamp))
+        })
+        .await
+    }
+
+    /// Records how a download attempt ended.
+    pub async fn record_media(&self, client: String, id: String, outcome: MediaOutcome) -> Result<()> {
+        self.write(move |connection| {
+            let now = Timestamp::now().millis();
+            match outcome {
+                MediaOutcome::Stored { sha256, size, content_type } => connection.execute(
+                    "UPDATE media SET state = 'stored', sha256 = ?3, size = ?4, content_type = ?5, last_error = NULL,
+                            lease_until = NULL, updated_at = ?6
+                     WHERE client_id = ?1 AND id = ?2",
+                    params![client, id, sha256, i64::try_from(size).unwrap_or(i64::MAX), content_type, now],
+                )?,
+                MediaOutcome::Retry { at, error } => connection.execute(
+                    "UPDATE media SET state = 'pending', next_attempt_at = ?3, last_error = ?4, lease_until = NULL,
+                            updated_at = ?5
+                     WHERE client_id = ?1 AND id = ?2",
+                    params![client, id, at.millis(), error, now],
+                )?,
+                MediaOutcome::Failed { error } => connection.execute(
+                    "UPDATE media SET state = 'failed', last_error = ?3, lease_until = NULL, updated_at = ?4
+                     WHERE client_id = ?1 AND id = ?2",
+                    params![client, id, error, now],
+                )?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    /// One media file, if `scope` may see its client.
+    pub async fn media(&self, scope: Scope, id: String) -> Result<MediaView> {
+        self.read(move |connection| {
+            let sql = format!("SELECT {VIEW_COLUMNS} FROM media WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)");
+            connection
+                .prepare_cached(&sql)?
+                .query_row(params![id, scope.client()], view_from_row)
+                .optional()?
+                .ok_or(Error::NotFound("media"))
+        })
+        .await
+    }
+
+    /// Queues a failed download again, with a fresh set of attempts. Returns the media as it now is.
+    pub async fn retry_media(&self, scope: Scope, id: String) -> Result<MediaView> {
+        self.write(move |connection| {
+            let changed = connection.execute(
+                "UPDATE media SET state = 'pending', attempts = 0, next_attempt_at = ?3, updated_at = ?3
+                 WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2) AND state = 'failed'",
+                params![id, scope.client(), Timestamp::now().millis()],
+            )?;
+            let sql = format!("SELECT {VIEW_COLUMNS} FROM media WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)");
+            let media = connection
+                .prepare_cached(&sql)?
+                .query_row(params![id, scope.client()], view_from_row)
+                .optional()?
+                .ok_or(Error::NotFound("media"))?;
+            if changed == 0 && media.state != "pending" {
+                return Err(Error::Conflict(format!("the download is {}, not failed", media.state)));
+            }
+            Ok(media)
+        })
+        .await
+    }
+}
