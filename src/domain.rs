@@ -13,13 +13,15 @@ pub use article::{ArticleContent, ArticleId};
 pub use chain::merge_chain;
 pub use client::{
     BusinessHours, ClientDefaults, ClientProfile, ClientSlug, EscalationContact, Interval, Sla, SuggestionSettings,
-    Weekday,
+    Weekday, WhatsAppTemplate,
 };
 pub use message::{
     ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, InboundMessage, MessageKind, PluginState,
     Priority, Role,
 };
-pub use parts::{Context, Location, Media, MediaKind, Order, OrderItem, Part, Referral, SharedContact, readable_text};
+pub use parts::{
+    Context, Location, Media, MediaKind, Order, OrderItem, Outbound, Part, Referral, SharedContact, readable_text,
+};
 
 use std::fmt;
 

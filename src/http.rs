@@ -119,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conversations", get(conversations::conversations_list))
         .route("/api/v1/conversations/{id}", get(conversations::conversations_show))
         .route("/api/v1/conversations/{id}/replies", post(conversations::conversations_reply))
+        .route("/api/v1/conversations/{id}/templates", post(conversations::conversations_template))
         .route("/api/v1/conversations/{id}/close", post(conversations::conversations_close))
         .route("/api/v1/conversations/{id}/reopen", post(conversations::conversations_reopen))
         .route("/api/v1/conversations/{id}/assign", post(conversations::conversations_assign))

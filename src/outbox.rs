@@ -21,7 +21,7 @@ use crate::channels::webhook::{self, OutboundPayload, WebhookConfig};
 use crate::channels::whatsapp::{self, WhatsAppConfig};
 use crate::channels::{self, PublicResolver, hmac_sha256_hex};
 use crate::config::OutboxSettings;
-use crate::domain::{ChannelKind, ClientSlug, Timestamp};
+use crate::domain::{ChannelKind, ClientSlug, Outbound, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::{Claimed, Db, DeliveryOutcome};
 
@@ -177,8 +177,14 @@ impl Deliverer {
                     Ok(None) => return not_configured("whatsapp"),
                     Err(error) => return storage_error(error),
                 };
+                let template = match &delivery.payload {
+                    Some(Outbound::Template { name, language, parameters }) => {
+                        Some((name.as_str(), language.as_str(), parameters.as_slice()))
+                    }
+                    _ => None,
+                };
                 let (url, body) =
-                    whatsapp::send_request(&config, &delivery.recipient, &delivery.text, &delivery.outbox_id);
+                    whatsapp::send_request(&config, &delivery.recipient, &delivery.text, &delivery.outbox_id, template);
                 let request = self.http.post(url).bearer_auth(&config.access_token).json(&body);
                 (request, ChannelKind::WhatsApp, config.secrets())
             }

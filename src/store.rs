@@ -66,6 +66,13 @@ pub enum Error {
     /// A value handed to the store breaks a rule of the domain (checked inside the transaction).
     #[error("{0}")]
     Invalid(#[from] crate::domain::Invalid),
+    /// A free-form message cannot be delivered: the channel's reply window has closed (WhatsApp: 24 hours
+    /// after the customer's last message; only a template may be sent).
+    #[error("the reply window closed")]
+    WindowClosed {
+        /// When it closed, if the customer ever wrote.
+        closed_at: Option<crate::domain::Timestamp>,
+    },
     /// The database was written by a newer recado.
     #[error("database schema version {found} is newer than this recado supports ({supported}); upgrade recado")]
     IncompatibleSchema {

@@ -416,22 +416,39 @@ pub fn is_user_id(handle: &str) -> bool {
     handle.contains('.')
 }
 
-/// The URL and JSON body of a text send. A customer known only by a business-scoped user id is addressed
-/// by `recipient`; a phone number by `to`.
+/// The URL and JSON body of a send: text, or an approved template. A customer known only by a
+/// business-scoped user id is addressed by `recipient`; a phone number by `to`.
 pub fn send_request(
     config: &WhatsAppConfig,
     recipient: &str,
     text: &str,
     outbox_id: &str,
+    template: Option<(&str, &str, &[String])>,
 ) -> (String, serde_json::Value) {
     let url = format!("{}/{}/messages", config.api_base_url.trim_end_matches('/'), config.phone_number_id);
     let mut body = serde_json::json!({
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "type": "text",
-        "text": { "preview_url": false, "body": text },
         "biz_opaque_callback_data": outbox_id,
     });
+    match template {
+        Some((name, language, parameters)) => {
+            let mut template = serde_json::json!({ "name": name, "language": { "code": language } });
+            if !parameters.is_empty() {
+                let parameters: Vec<serde_json::Value> = parameters
+                    .iter()
+                    .map(|parameter| serde_json::json!({ "type": "text", "text": parameter }))
+                    .collect();
+                template["components"] = serde_json::json!([{ "type": "body", "parameters": parameters }]);
+            }
+            body["type"] = "template".into();
+            body["template"] = template;
+        }
+        None => {
+            body["type"] = "text".into();
+            body["text"] = serde_json::json!({ "preview_url": false, "body": text });
+        }
+    }
     let address = if is_user_id(recipient) { "recipient" } else { "to" };
     body[address] = recipient.into();
     (url, body)
@@ -490,15 +507,24 @@ mod tests {
             access_token: "t".into(),
             api_base_url: "http://127.0.0.1:9/v21.0/".into(),
         };
-        let (url, body) = send_request(&config, "34600111222", "Hola", "obx_9");
+        let (url, body) = send_request(&config, "34600111222", "Hola", "obx_9", None);
         assert_eq!(url, "http://127.0.0.1:9/v21.0/1234/messages");
         assert_eq!(body["biz_opaque_callback_data"], "obx_9");
         assert_eq!(body["text"]["body"], "Hola");
         assert_eq!(body["to"], "34600111222");
         // A customer known only by a business-scoped user id is addressed by it.
-        let (_, body) = send_request(&config, "US.13491208655302741918", "Hola", "obx_9");
+        let (_, body) = send_request(&config, "US.13491208655302741918", "Hola", "obx_9", None);
         assert_eq!(body["recipient"], "US.13491208655302741918");
         assert!(body.get("to").is_none());
+        let parameters = ["Núria".to_owned(), "10:30".to_owned()];
+        let (_, body) = send_request(&config, "34600111222", "x", "obx_9", Some(("reminder", "es", &parameters)));
+        assert_eq!(body["type"], "template");
+        assert_eq!(
+            body["template"],
+            serde_json::json!({ "name": "reminder", "language": { "code": "es" }, "components": [{ "type": "body",
+                "parameters": [{ "type": "text", "text": "Núria" }, { "type": "text", "text": "10:30" }] }] })
+        );
+        assert!(body.get("text").is_none());
         let response = serde_json::json!({ "messages": [{ "id": "wamid.X" }] });
         assert_eq!(sent_message_id(&response).as_deref(), Some("wamid.X"));
     }

@@ -90,6 +90,60 @@ pub struct ClientProfile {
     /// How reply suggestions behave for this client.
     #[serde(default)]
     pub suggestions: SuggestionSettings,
+    /// WhatsApp message templates Meta has approved for this business: the only messages WhatsApp lets a
+    /// business send once the customer's 24-hour window has closed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub whatsapp_templates: Vec<WhatsAppTemplate>,
+}
+
+/// An approved WhatsApp message template, as registered with Meta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsAppTemplate {
+    /// Its name at Meta (`appointment_reminder`).
+    pub name: String,
+    /// Its language code at Meta (`es`, `pt_BR`, `en_US`).
+    pub language: String,
+    /// The body text with `{{1}}`, `{{2}}`... where parameters go, shown in the conversation.
+    #[serde(default)]
+    pub body: String,
+    /// How many body parameters it takes.
+    #[serde(default)]
+    pub parameters: u8,
+}
+
+impl WhatsAppTemplate {
+    fn validate(&self) -> Result<(), Invalid> {
+        let name_ok = (1..=512).contains(&self.name.len())
+            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            return Err(Invalid::new("name", "must be 1 to 512 of a-z, 0-9 and '_'"));
+        }
+        let language_ok = (2..=15).contains(&self.language.len())
+            && self.language.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
+        if !language_ok {
+            return Err(Invalid::new("language", "must be a WhatsApp language code such as es, en_US or pt_BR"));
+        }
+        if self.body.chars().count() > 1_024 {
+            return Err(Invalid::new("body", "must be at most 1024 characters"));
+        }
+        if self.parameters > 20 {
+            return Err(Invalid::new("parameters", "must be at most 20"));
+        }
+        Ok(())
+    }
+
+    /// The body with `parameters` in place of `{{1}}`, `{{2}}`...; the template's name when no body was given.
+    pub fn render(&self, parameters: &[String]) -> String {
+        if self.body.is_empty() {
+            return format!("[template {} ({}): {}]", self.name, self.language, parameters.join(", "));
+        }
+        let mut text = self.body.clone();
+        for (index, value) in parameters.iter().enumerate() {
+            text = text.replace(&format!("{{{{{}}}}}", index + 1), value);
+        }
+        text
+    }
 }
 
 /// How reply suggestions behave for a client.
@@ -128,6 +182,7 @@ impl ClientProfile {
             queues: Vec::new(),
             defaults: ClientDefaults::default(),
             suggestions: SuggestionSettings::default(),
+            whatsapp_templates: Vec::new(),
         }
     }
 
@@ -160,6 +215,12 @@ impl ClientProfile {
         self.defaults.validate().map_err(|e| e.within("defaults"))?;
         if !(0.0..=1_000.0).contains(&self.suggestions.min_score) {
             return Err(Invalid::new("suggestions.min_score", "must be between 0 and 1000"));
+        }
+        if self.whatsapp_templates.len() > 250 {
+            return Err(Invalid::new("whatsapp_templates", "at most 250 templates"));
+        }
+        for (index, template) in self.whatsapp_templates.iter().enumerate() {
+            template.validate().map_err(|e| e.within(&format!("whatsapp_templates[{index}]")))?;
         }
         Ok(())
     }
@@ -572,6 +633,7 @@ mod tests {
             queues: Vec::new(),
             defaults: ClientDefaults::default(),
             suggestions: SuggestionSettings::default(),
+            whatsapp_templates: Vec::new(),
         }
     }
 

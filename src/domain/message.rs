@@ -15,6 +15,13 @@ use super::{ClientSlug, Context, Invalid, Part, Timestamp};
 pub struct ChannelName(String);
 
 impl ChannelName {
+    /// How long after the customer's last message a free-form reply may be sent on `channel`, if the
+    /// channel limits it: WhatsApp's customer service window is 24 hours; after it only approved templates
+    /// are delivered (Meta error 131047).
+    pub fn reply_window(channel: &str) -> Option<std::time::Duration> {
+        (channel == Self::WHATSAPP).then_some(std::time::Duration::from_secs(24 * 3600))
+    }
+
     /// WhatsApp Cloud API.
     pub const WHATSAPP: &str = "whatsapp";
     /// Telegram Bot API.

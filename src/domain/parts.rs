@@ -211,6 +211,35 @@ pub struct Referral {
     pub body: Option<String>,
 }
 
+/// What an outbound message carries beyond its text: how the channel must send it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Outbound {
+    /// An approved WhatsApp template (the only thing WhatsApp delivers after the 24-hour window).
+    Template {
+        /// Its name at Meta.
+        name: String,
+        /// Its language code at Meta.
+        language: String,
+        /// Body parameters, in order.
+        parameters: Vec<String>,
+    },
+    /// A file, with the message's text as its caption.
+    Attachment {
+        /// How the channel should present it.
+        kind: MediaKind,
+        /// The stored file.
+        sha256: String,
+        /// Its type.
+        content_type: String,
+        /// Its name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filename: Option<String>,
+        /// Its size in bytes.
+        size: u64,
+    },
+}
+
 /// The text of a message as people and rules read it: the text itself, captions after a bracketed
 /// description of each attachment, places and cards written out, an order's lines and note.
 pub fn readable_text(parts: &[Part]) -> String {

@@ -148,6 +148,7 @@ const PROFILE_FIELDS: &[&str] = &[
     "escalation_contact",
     "defaults",
     "suggestions",
+    "whatsapp_templates",
 ];
 
 /// `PUT /api/v1/clients/{slug}/channels/{kind}` (admin): stores a channel's settings, secrets included; the

@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, Principal};
-use crate::domain::{ClientSlug, ConversationStatus, Priority, id_prefix, is_id_with_prefix, parse_label, parse_text};
+use crate::domain::{
+    ChannelName, ClientSlug, ConversationStatus, Outbound, Priority, id_prefix, is_id_with_prefix, parse_label,
+    parse_text,
+};
 use crate::store::{ConversationFilter, ConversationSummary, MessageView, RoutingChange};
 
 /// Largest inbox page.
@@ -171,6 +174,13 @@ pub(super) async fn conversations_show(
     let mut body = summary_json(&detail.summary);
     body["messages"] = detail.messages.iter().map(message_json).collect();
     body["has_more"] = detail.has_more.into();
+    if let Some(window) = ChannelName::reply_window(&detail.summary.channel) {
+        let closes_at = detail.last_customer_message_at.map(|at| at.plus(window));
+        body["reply_window"] = json!({
+            "open": closes_at.is_some_and(|closes_at| closes_at > crate::domain::Timestamp::now()),
+            "closes_at": closes_at.map(|at| at.to_rfc3339()),
+        });
+    }
     Ok(Json(body))
 }
 
@@ -190,10 +200,20 @@ pub(super) async fn conversations_reply(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = conversation_id(id)?;
     let text = parse_text("text", &body.text, MAX_REPLY_CHARS)?;
+    send_reply(&state, &principal, id, text, None).await
+}
+
+/// Stores a reply, queues it, and answers with the stored message (delivery state included).
+async fn send_reply(
+    state: &AppState,
+    principal: &Principal,
+    id: String,
+    text: String,
+    payload: Option<Outbound>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let scope = principal.scope();
-    let message_id = state.db.reply(scope.clone(), id.clone(), principal.name.clone(), text).await?;
+    let message_id = state.db.reply(scope.clone(), id.clone(), principal.name.clone(), text, payload).await?;
     state.outbox.wake();
-    // Read back what was stored, delivery state included.
     let detail = state.db.conversation(scope, id, 20).await?;
     let message = detail
         .messages
@@ -202,6 +222,62 @@ pub(super) async fn conversations_reply(
         .map(message_json)
         .unwrap_or_else(|| json!({ "id": message_id }));
     Ok((StatusCode::CREATED, Json(json!({ "conversation_id": detail.summary.id, "message": message }))))
+}
+
+/// Body of a template send.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TemplateBody {
+    name: String,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    parameters: Vec<String>,
+}
+
+/// `POST /api/v1/conversations/{id}/templates`: sends one of the client's approved WhatsApp templates, the
+/// way to write to a customer after the 24-hour window has closed.
+pub(super) async fn conversations_template(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<TemplateBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = conversation_id(id)?;
+    let detail = state.db.conversation(principal.scope(), id.clone(), 1).await?;
+    if detail.summary.channel != ChannelName::WHATSAPP {
+        return Err(ApiError::Invalid("templates are sent on WhatsApp conversations only".into()));
+    }
+    let client = ClientSlug::parse(&detail.summary.client)?;
+    let profile = state.db.client(client).await?.profile;
+    let template = profile
+        .whatsapp_templates
+        .iter()
+        .find(|template| template.name == body.name && body.language.as_ref().is_none_or(|l| *l == template.language))
+        .ok_or_else(|| {
+            ApiError::Invalid(format!(
+                "name: the client's profile lists no approved template {:?}{}",
+                body.name,
+                body.language.as_ref().map(|language| format!(" in {language}")).unwrap_or_default()
+            ))
+        })?;
+    if body.parameters.len() != usize::from(template.parameters) {
+        return Err(ApiError::Invalid(format!(
+            "parameters: the template {} takes {} parameters, {} given",
+            template.name,
+            template.parameters,
+            body.parameters.len()
+        )));
+    }
+    for (index, parameter) in body.parameters.iter().enumerate() {
+        parse_text(&format!("parameters[{index}]"), parameter, 1_024)?;
+    }
+    let payload = Outbound::Template {
+        name: template.name.clone(),
+        language: template.language.clone(),
+        parameters: body.parameters.clone(),
+    };
+    send_reply(&state, &principal, id, template.render(&body.parameters), Some(payload)).await
 }
 
 async fn set_status(

@@ -195,6 +195,20 @@ impl From<store::Error> for ApiError {
         match error {
             store::Error::NotFound(what) => Self::NotFound(what.to_owned()),
             store::Error::Conflict(message) => Self::Conflict(message),
+            store::Error::WindowClosed { closed_at } => Self::State {
+                code: "reply_window_closed",
+                message: match closed_at {
+                    Some(at) => format!(
+                        "WhatsApp delivers free-form replies only within 24 hours of the customer's last message; \
+                         this conversation's window closed at {}. Send an approved template instead \
+                         (POST /api/v1/conversations/{{id}}/templates).",
+                        at.to_rfc3339()
+                    ),
+                    None => "the customer has not written on WhatsApp yet, so no free-form reply can be delivered; \
+                             send an approved template instead (POST /api/v1/conversations/{id}/templates)"
+                        .to_owned(),
+                },
+            },
             store::Error::Invalid(invalid) => Self::Invalid(invalid.to_string()),
             store::Error::Unavailable(_) | store::Error::Closed => {
                 tracing::warn!(%error, "storage unavailable");

@@ -4,9 +4,11 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::clients::audit;
-use super::outbox::enqueue;
+use super::outbox::enqueue_with;
 use super::{Db, Error, Result};
-use crate::domain::{ClientSlug, ConversationStatus, DeliveryState, Direction, MessageKind, Priority, Timestamp};
+use crate::domain::{
+    ChannelName, ClientSlug, ConversationStatus, DeliveryState, Direction, MessageKind, Outbound, Priority, Timestamp,
+};
 
 /// Which clients' data a caller may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +137,19 @@ pub struct Delivery {
     pub updated_at: Timestamp,
 }
 
+/// When the conversation's customer last wrote, on any of their conversations: the start of the channel's
+/// reply window.
+fn last_customer_message_at(connection: &Connection, summary: &ConversationSummary) -> Result<Option<Timestamp>> {
+    let at: Option<i64> = connection
+        .prepare_cached(
+            "SELECT MAX(m.created_at) FROM messages m
+             JOIN conversations c ON c.client_id = m.client_id AND c.id = m.conversation_id
+             WHERE c.client_id = ?1 AND c.contact_id = ?2 AND m.direction = 'in' AND m.kind = 'customer'",
+        )?
+        .query_row(params![summary.client, summary.contact.id], |row| row.get(0))?;
+    Ok(at.map(Timestamp))
+}
+
 /// A JSON column as a value; a column that does not parse (never written by us) reads as null.
 fn json_column(text: String) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
@@ -193,6 +208,8 @@ pub struct ConversationDetail {
     pub messages: Vec<MessageView>,
     /// True if and only if older messages were left out.
     pub has_more: bool,
+    /// When the customer last wrote (any of their conversations): the reply window runs from here.
+    pub last_customer_message_at: Option<Timestamp>,
 }
 
 /// One page of the inbox.
@@ -389,16 +406,36 @@ impl Db {
                     })?
                     .collect::<rusqlite::Result<_>>()?;
             }
-            Ok(ConversationDetail { summary, messages, has_more })
+            let last_customer_message_at = last_customer_message_at(connection, &summary)?;
+            Ok(ConversationDetail { summary, messages, has_more, last_customer_message_at })
         })
         .await
     }
 
     /// Stores a reply by `author` and queues its delivery, in one transaction. Returns the message id.
-    pub async fn reply(&self, scope: Scope, conversation_id: String, author: String, text: String) -> Result<String> {
+    ///
+    /// On a channel with a reply window (WhatsApp), a free-form reply after the window has closed is refused
+    /// with [`Error::WindowClosed`], checked in the same transaction; a template is always allowed.
+    pub async fn reply(
+        &self,
+        scope: Scope,
+        conversation_id: String,
+        author: String,
+        text: String,
+        payload: Option<Outbound>,
+    ) -> Result<String> {
         self.write(move |connection| {
             let summary = load_summary(connection, &scope, &conversation_id)?;
-            let message_id = enqueue(connection, &summary, MessageKind::Assistant, Some(&author), &text)?;
+            let template = matches!(payload, Some(Outbound::Template { .. }));
+            if let Some(window) = ChannelName::reply_window(&summary.channel).filter(|_| !template) {
+                let last = last_customer_message_at(connection, &summary)?;
+                let closes_at = last.map(|at| at.plus(window));
+                if closes_at.is_none_or(|closes_at| closes_at <= Timestamp::now()) {
+                    return Err(Error::WindowClosed { closed_at: closes_at });
+                }
+            }
+            let message_id =
+                enqueue_with(connection, &summary, MessageKind::Assistant, Some(&author), &text, payload.as_ref())?;
             // The first human reply stops the first-response clock (an automatic acknowledgement does not).
             connection.execute(
                 "UPDATE conversations SET first_human_reply_at = COALESCE(first_human_reply_at, ?3),

@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 
 use super::conversations::ConversationSummary;
 use super::{Db, Result};
-use crate::domain::{ChannelKind, ChannelName, MessageKind, Timestamp, id_prefix, new_id};
+use crate::domain::{ChannelKind, ChannelName, MessageKind, Outbound, Timestamp, id_prefix, new_id};
 
 /// A delivery claimed by a worker.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct Claimed {
     pub kind: MessageKind,
     /// Attempts including this one.
     pub attempts: u32,
+    /// How it is sent when it is more than text.
+    pub payload: Option<Outbound>,
 }
 
 /// The outcome of one delivery attempt.
@@ -85,8 +87,27 @@ pub(crate) fn enqueue(
     author: Option<&str>,
     text: &str,
 ) -> Result<String> {
+    enqueue_with(connection, conversation, kind, author, text, None)
+}
+
+/// Like [`enqueue`], sent as `payload` describes (a template, an attachment).
+pub(crate) fn enqueue_with(
+    connection: &Connection,
+    conversation: &ConversationSummary,
+    kind: MessageKind,
+    author: Option<&str>,
+    text: &str,
+    payload: Option<&Outbound>,
+) -> Result<String> {
     let adapter = adapter_for(&conversation.channel);
-    enqueue_to(connection, conversation, kind, author, text, adapter, &conversation.contact.handle)
+    let message_id = enqueue_to(connection, conversation, kind, author, text, adapter, &conversation.contact.handle)?;
+    if let Some(payload) = payload {
+        connection.execute(
+            "UPDATE outbox SET payload = ?3 WHERE client_id = ?1 AND message_id = ?2",
+            params![conversation.client, message_id, serde_json::to_string(payload)?],
+        )?;
+    }
+    Ok(message_id)
 }
 
 /// Like [`enqueue`], to another recipient (an owner notice goes to the client's escalation contact). Such a
@@ -148,7 +169,8 @@ impl Db {
             let now = Timestamp::now();
             let mut claimed: Vec<Claimed> = connection
                 .prepare_cached(
-                    "SELECT o.client_id, o.id, o.message_id, o.adapter, o.recipient, m.text, m.conversation_id, m.kind, o.attempts
+                    "SELECT o.client_id, o.id, o.message_id, o.adapter, o.recipient, m.text, m.conversation_id, m.kind, o.attempts,
+                            o.payload
                      FROM outbox o JOIN messages m ON m.client_id = o.client_id AND m.id = o.message_id
                      WHERE (o.state = 'pending' AND o.next_attempt_at <= ?1)
                         OR (o.state = 'sending' AND o.lease_until <= ?1)
@@ -165,6 +187,9 @@ impl Db {
                         conversation_id: row.get(6)?,
                         kind: row.get::<_, String>(7)?.parse().unwrap_or(MessageKind::System),
                         attempts: row.get(8)?,
+                        payload: row
+                            .get::<_, Option<String>>(9)?
+                            .and_then(|payload| serde_json::from_str(&payload).ok()),
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;

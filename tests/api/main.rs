@@ -14,6 +14,7 @@ mod isolation;
 mod media;
 mod outbox;
 mod plugins;
+mod reply_window;
 mod robustness;
 mod security;
 mod sla;

@@ -75,3 +75,6 @@ CREATE TABLE media (
 CREATE UNIQUE INDEX media_by_id ON media (id);
 CREATE INDEX media_due ON media (state, next_attempt_at);
 CREATE INDEX media_by_message ON media (client_id, message_id, part);
+
+-- How an outbound message is sent when it is more than text: a WhatsApp template, an attachment (JSON).
+ALTER TABLE outbox ADD COLUMN payload TEXT;
