@@ -100,7 +100,8 @@ impl Application {
         let Self { listener, router, state, shutdown } = self;
         let settings = Arc::clone(&state.settings);
         let workers = CancellationToken::new();
-        let deliverer = Deliverer::new(state.db.clone(), settings.outbox.clone(), state.metrics.clone())?;
+        let deliverer =
+            Deliverer::new(state.db.clone(), state.blobs.clone(), settings.outbox.clone(), state.metrics.clone())?;
         let delivery = tokio::spawn(deliverer.run(state.outbox.clone(), workers.clone()));
         let fetcher = Fetcher::new(
             state.db.clone(),

@@ -59,6 +59,9 @@ pub struct Settings {
 pub struct MediaSettings {
     /// Largest file kept; a larger one is refused and noted on its message.
     pub max_bytes: u64,
+    /// Largest attachment an assistant may send with a reply (WhatsApp takes images up to 5 MB, audio and
+    /// video up to 16 MB, documents up to 100 MB; Telegram bots send up to 50 MB).
+    pub max_upload_bytes: usize,
     /// Downloads in flight at once.
     pub concurrency: usize,
     /// Attempts before a download is given up (it can be retried by hand).
@@ -78,6 +81,7 @@ impl Default for MediaSettings {
         Self {
             // WhatsApp documents go up to 100 MB, Telegram bots may fetch up to 20 MB.
             max_bytes: 100 * 1024 * 1024,
+            max_upload_bytes: 16 * 1024 * 1024,
             concurrency: 4,
             max_attempts: 6,
             base_backoff_ms: 2_000,
@@ -521,8 +525,9 @@ impl Settings {
             ("plugins.max_versions_per_client", plugins.max_versions_per_client > 0, "must be greater than 0"),
         ];
         let media = &self.media;
-        let media_checks: [(&'static str, bool, &str); 4] = [
+        let media_checks: [(&'static str, bool, &str); 5] = [
             ("media.max_bytes", media.max_bytes >= 1024, "must be at least 1024"),
+            ("media.max_upload_bytes", media.max_upload_bytes >= 1024, "must be at least 1024"),
             ("media.concurrency", (1..=256).contains(&media.concurrency), "must be between 1 and 256"),
             ("media.max_attempts", media.max_attempts > 0, "must be greater than 0"),
             (

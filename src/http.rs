@@ -103,6 +103,15 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(admission.clone(), admission::admit_token))
         .layer(middleware::from_fn_with_state(BodyRule::new(http, upload_limit), admission::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
+    // An attachment plus the caption and the multipart framing.
+    let attachment_limit = state.settings.media.max_upload_bytes.saturating_add(64 * 1024);
+    let attachments = Router::new()
+        .route("/api/v1/conversations/{id}/attachments", post(conversations::conversations_attachment))
+        .layer(DefaultBodyLimit::max(attachment_limit))
+        .layer(request_timeout(&state.settings))
+        .layer(middleware::from_fn_with_state(admission.clone(), admission::admit_token))
+        .layer(middleware::from_fn_with_state(BodyRule::new(http, attachment_limit), admission::read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
     let api = Router::new()
         .route("/api/v1/clients", get(clients::clients_list).post(clients::clients_create))
         .route("/api/v1/clients/{slug}", get(clients::clients_show).patch(clients::clients_update))
@@ -143,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks)
         .merge(message_api)
         .merge(uploads)
+        .merge(attachments)
         .merge(api)
         .merge(ops)
         .fallback(not_found)

@@ -361,7 +361,7 @@ fn storage_failure(error: std::io::Error) -> Failure {
 
 /// The type of a file: sniffed from its first bytes; else the provider's word for it when it names a plain
 /// media type; else opaque bytes. What a customer's app claims never makes a file HTML.
-fn content_type(head: &[u8], declared: Option<&str>) -> String {
+pub fn content_type(head: &[u8], declared: Option<&str>) -> String {
     if let Some(kind) = infer::get(head) {
         let sniffed = kind.mime_type();
         // Markup sniffed from the bytes is still only bytes to us: nothing we serve may render as a page.

@@ -21,7 +21,10 @@ use crate::channels::webhook::{self, OutboundPayload, WebhookConfig};
 use crate::channels::whatsapp::{self, WhatsAppConfig};
 use crate::channels::{self, PublicResolver, hmac_sha256_hex};
 use crate::config::OutboxSettings;
-use crate::domain::{ChannelKind, ClientSlug, Outbound, Timestamp};
+use base64::Engine as _;
+
+use crate::blobs::Blobs;
+use crate::domain::{ChannelKind, ClientSlug, MediaKind, Outbound, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::{Claimed, Db, DeliveryOutcome};
 
@@ -44,6 +47,7 @@ impl OutboxHandle {
 /// The delivery worker.
 pub struct Deliverer {
     db: Db,
+    blobs: Blobs,
     http: reqwest::Client,
     settings: OutboxSettings,
     metrics: Metrics,
@@ -62,7 +66,7 @@ impl Deliverer {
     ///
     /// # Errors
     /// The HTTP client cannot be built (TLS roots unavailable).
-    pub fn new(db: Db, settings: OutboxSettings, metrics: Metrics) -> anyhow::Result<Self> {
+    pub fn new(db: Db, blobs: Blobs, settings: OutboxSettings, metrics: Metrics) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
             .timeout(settings.request_timeout())
             .connect_timeout(Duration::from_secs(5))
@@ -74,7 +78,7 @@ impl Deliverer {
             builder = builder.dns_resolver(Arc::new(PublicResolver));
         }
         let http = builder.build()?;
-        Ok(Self { db, http, settings, metrics })
+        Ok(Self { db, blobs, http, settings, metrics })
     }
 
     /// Delivers until `shutdown` is cancelled, then waits for the sends in flight.
@@ -164,29 +168,40 @@ impl Deliverer {
         Duration::from_millis(millis)
     }
 
-    /// One provider call. Every error text it returns has the channel's secrets removed: it is stored as the
-    /// delivery's `last_error`, shown to assistants and clients, and logged.
+    /// One provider call (two for a WhatsApp attachment: upload, then send). Every error text it returns has
+    /// the channel's secrets removed: it is stored as the delivery's `last_error`, shown to assistants and
+    /// clients, and logged.
     async fn attempt(&self, delivery: &Claimed) -> Attempt {
         let Ok(client) = ClientSlug::parse(&delivery.client) else {
             return Attempt::Permanent(format!("invalid client id {:?}", delivery.client));
         };
-        let (request, kind, secrets) = match delivery.adapter {
+        let attachment = match &delivery.payload {
+            Some(Outbound::Attachment { kind, sha256, content_type, filename, caption, .. }) => {
+                match self.blobs.read(sha256).await {
+                    Ok(bytes) => Some(File {
+                        kind: media_kind_name(*kind),
+                        bytes,
+                        sha256,
+                        content_type,
+                        filename: filename.clone().unwrap_or_else(|| format!("attachment.{}", extension(content_type))),
+                        caption,
+                    }),
+                    Err(error) => {
+                        return Attempt::Permanent(format!("the attachment is missing from the media store: {error}"));
+                    }
+                }
+            }
+            _ => None,
+        };
+        match delivery.adapter {
             ChannelKind::WhatsApp => {
                 let config: WhatsAppConfig = match self.db.channel(client, ChannelKind::WhatsApp).await {
                     Ok(Some(config)) => config,
                     Ok(None) => return not_configured("whatsapp"),
                     Err(error) => return storage_error(error),
                 };
-                let template = match &delivery.payload {
-                    Some(Outbound::Template { name, language, parameters }) => {
-                        Some((name.as_str(), language.as_str(), parameters.as_slice()))
-                    }
-                    _ => None,
-                };
-                let (url, body) =
-                    whatsapp::send_request(&config, &delivery.recipient, &delivery.text, &delivery.outbox_id, template);
-                let request = self.http.post(url).bearer_auth(&config.access_token).json(&body);
-                (request, ChannelKind::WhatsApp, config.secrets())
+                let secrets = config.secrets();
+                redacted(self.whatsapp(delivery, &config, attachment).await, &secrets)
             }
             ChannelKind::Telegram => {
                 let config: TelegramConfig = match self.db.channel(client, ChannelKind::Telegram).await {
@@ -194,14 +209,39 @@ impl Deliverer {
                     Ok(None) => return not_configured("telegram"),
                     Err(error) => return storage_error(error),
                 };
-                let (url, body) = telegram::send_request(&config, &delivery.recipient, &delivery.text);
-                (self.http.post(url).json(&body), ChannelKind::Telegram, config.secrets())
+                let request = match attachment {
+                    Some(file) => {
+                        match telegram::file_send_request(
+                            &config,
+                            &delivery.recipient,
+                            file.kind,
+                            file.caption,
+                            file.bytes,
+                            &file.filename,
+                            file.content_type,
+                        ) {
+                            Ok((url, form)) => self.http.post(url).multipart(form),
+                            Err(error) => {
+                                return Attempt::Permanent(format!("the file cannot be sent: {}", error.without_url()));
+                            }
+                        }
+                    }
+                    None => {
+                        let (url, body) = telegram::send_request(&config, &delivery.recipient, &delivery.text);
+                        self.http.post(url).json(&body)
+                    }
+                };
+                redacted(self.send(request, ChannelKind::Telegram).await, &config.secrets())
             }
             ChannelKind::Webhook => {
                 let config: WebhookConfig = match self.db.channel(client, ChannelKind::Webhook).await {
                     Ok(Some(config)) => config,
                     Ok(None) => return not_configured("webhook"),
                     Err(error) => return storage_error(error),
+                };
+                let text = match &attachment {
+                    Some(file) => file.caption,
+                    None => delivery.text.as_str(),
                 };
                 let payload = OutboundPayload {
                     outbox_id: &delivery.outbox_id,
@@ -210,7 +250,15 @@ impl Deliverer {
                     client: &delivery.client,
                     kind: delivery.kind.as_str(),
                     to: &delivery.recipient,
-                    text: &delivery.text,
+                    text,
+                    attachment: attachment.as_ref().map(|file| webhook::Attachment {
+                        kind: file.kind,
+                        filename: Some(file.filename.as_str()),
+                        content_type: file.content_type,
+                        size: file.bytes.len() as u64,
+                        sha256: file.sha256,
+                        data_base64: base64::engine::general_purpose::STANDARD.encode(&file.bytes),
+                    }),
                 };
                 let body = match serde_json::to_vec(&payload) {
                     Ok(body) => body,
@@ -224,23 +272,71 @@ impl Deliverer {
                     .header(webhook::SIGNATURE_HEADER, signature)
                     .header("idempotency-key", &delivery.outbox_id)
                     .body(body);
-                (request, ChannelKind::Webhook, config.secrets())
+                redacted(self.send(request, ChannelKind::Webhook).await, &config.secrets())
             }
-        };
-        match self.send(request, kind).await {
-            Attempt::Retryable { error, retry_after } => {
-                Attempt::Retryable { error: redact(&error, &secrets), retry_after }
-            }
-            Attempt::Permanent(error) => Attempt::Permanent(redact(&error, &secrets)),
-            sent @ Attempt::Sent(_) => sent,
         }
     }
 
+    /// A WhatsApp send: text or template at once; a file is uploaded first and sent by its media id.
+    async fn whatsapp(&self, delivery: &Claimed, config: &WhatsAppConfig, attachment: Option<File<'_>>) -> Attempt {
+        let Some(file) = attachment else {
+            let template = match &delivery.payload {
+                Some(Outbound::Template { name, language, parameters }) => {
+                    Some((name.as_str(), language.as_str(), parameters.as_slice()))
+                }
+                _ => None,
+            };
+            let (url, body) =
+                whatsapp::send_request(config, &delivery.recipient, &delivery.text, &delivery.outbox_id, template);
+            let request = self.http.post(url).bearer_auth(&config.access_token).json(&body);
+            return self.send(request, ChannelKind::WhatsApp).await;
+        };
+        let (url, form) = match whatsapp::upload_request(config, file.bytes, &file.filename, file.content_type) {
+            Ok(upload) => upload,
+            Err(error) => return Attempt::Permanent(format!("the file cannot be sent: {}", error.without_url())),
+        };
+        let uploaded = match self
+            .call(self.http.post(url).bearer_auth(&config.access_token).multipart(form), ChannelKind::WhatsApp)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(failed) => return failed,
+        };
+        let Some(media_id) = whatsapp::uploaded_media_id(&uploaded) else {
+            return Attempt::Retryable {
+                error: "whatsapp media upload answered without an id".into(),
+                retry_after: None,
+            };
+        };
+        let (url, body) = whatsapp::media_send_request(
+            config,
+            &delivery.recipient,
+            &delivery.outbox_id,
+            file.kind,
+            &media_id,
+            file.caption,
+            Some(&file.filename),
+        );
+        self.send(self.http.post(url).bearer_auth(&config.access_token).json(&body), ChannelKind::WhatsApp).await
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder, kind: ChannelKind) -> Attempt {
+        match self.call(request, kind).await {
+            Ok(json) => Attempt::Sent(match kind {
+                ChannelKind::WhatsApp => whatsapp::sent_message_id(&json),
+                ChannelKind::Telegram => telegram::sent_message_id(&json),
+                ChannelKind::Webhook => None,
+            }),
+            Err(failed) => failed,
+        }
+    }
+
+    /// One call: the answer's JSON on success, else how it failed.
+    async fn call(&self, request: reqwest::RequestBuilder, kind: ChannelKind) -> Result<serde_json::Value, Attempt> {
         let request = match request.build() {
             Ok(request) => request,
             Err(error) => {
-                return Attempt::Permanent(format!("{kind} request cannot be built: {}", error.without_url()));
+                return Err(Attempt::Permanent(format!("{kind} request cannot be built: {}", error.without_url())));
             }
         };
         // A literal address never reaches the resolver: check it here, for settings saved before the rules
@@ -251,7 +347,7 @@ impl Deliverer {
             _ => None,
         };
         if !self.settings.allow_private_targets && literal.is_some_and(channels::is_internal) {
-            return Attempt::Permanent(format!("{kind} refused: the URL points at an internal address"));
+            return Err(Attempt::Permanent(format!("{kind} refused: the URL points at an internal address")));
         }
         let response = match self.http.execute(request).await {
             Ok(response) => response,
@@ -259,10 +355,10 @@ impl Deliverer {
                 let what = if error.is_timeout() { "timed out" } else { "request failed" };
                 // The URL is dropped at the source: Telegram's carries the bot token (`/bot<token>/...`).
                 let error = error.without_url();
-                return Attempt::Retryable {
+                return Err(Attempt::Retryable {
                     error: format!("{kind} {what}: {}", error_chain(&error)),
                     retry_after: None,
-                };
+                });
             }
         };
         let status = response.status();
@@ -271,12 +367,7 @@ impl Deliverer {
         let body = read_capped(response, 64 * 1024).await;
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         if status.is_success() {
-            let provider_id = match kind {
-                ChannelKind::WhatsApp => whatsapp::sent_message_id(&json),
-                ChannelKind::Telegram => telegram::sent_message_id(&json),
-                ChannelKind::Webhook => None,
-            };
-            return Attempt::Sent(provider_id);
+            return Ok(json);
         }
         let detail = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         let error = format!("{kind} answered {status}: {detail}");
@@ -286,10 +377,52 @@ impl Deliverer {
             || status.is_server_error()
         {
             let retry_after = header_retry_after.or_else(|| telegram::retry_after(&json).map(Duration::from_secs));
-            Attempt::Retryable { error, retry_after }
+            Err(Attempt::Retryable { error, retry_after })
         } else {
-            Attempt::Permanent(error)
+            Err(Attempt::Permanent(error))
         }
+    }
+}
+
+/// A file to send, read from the media store.
+struct File<'a> {
+    kind: &'static str,
+    bytes: Vec<u8>,
+    sha256: &'a str,
+    content_type: &'a str,
+    filename: String,
+    caption: &'a str,
+}
+
+/// How the channels name a kind of file: `image`, `audio`, `video`, or `document` for everything else.
+fn media_kind_name(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Image => "image",
+        MediaKind::Audio | MediaKind::Voice => "audio",
+        MediaKind::Video | MediaKind::VideoNote | MediaKind::Animation => "video",
+        MediaKind::Document | MediaKind::Sticker => "document",
+    }
+}
+
+/// A file name extension for a type, for files sent without a name.
+fn extension(content_type: &str) -> &'static str {
+    match content_type {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "application/pdf" => "pdf",
+        "audio/mpeg" => "mp3",
+        "audio/ogg" => "ogg",
+        "video/mp4" => "mp4",
+        _ => "bin",
+    }
+}
+
+fn redacted(attempt: Attempt, secrets: &[String]) -> Attempt {
+    match attempt {
+        Attempt::Retryable { error, retry_after } => Attempt::Retryable { error: redact(&error, secrets), retry_after },
+        Attempt::Permanent(error) => Attempt::Permanent(redact(&error, secrets)),
+        sent @ Attempt::Sent(_) => sent,
     }
 }
 

@@ -452,6 +452,39 @@ pub fn send_request(config: &TelegramConfig, handle: &str, text: &str) -> (Strin
     (url, body)
 }
 
+/// The URL and form of a file send (`sendPhoto`, `sendAudio`, `sendVideo`, `sendDocument`), through the
+/// business connection for Telegram Business chats.
+pub fn file_send_request(
+    config: &TelegramConfig,
+    handle: &str,
+    kind: &str,
+    caption: &str,
+    bytes: Vec<u8>,
+    filename: &str,
+    content_type: &str,
+) -> Result<(String, reqwest::multipart::Form), reqwest::Error> {
+    let (method, field) = match kind {
+        "image" => ("sendPhoto", "photo"),
+        "audio" => ("sendAudio", "audio"),
+        "video" => ("sendVideo", "video"),
+        _ => ("sendDocument", "document"),
+    };
+    let url = format!("{}/bot{}/{method}", config.api_base_url.trim_end_matches('/'), config.bot_token);
+    let (connection, chat_id) = match handle.strip_prefix("business:").and_then(|rest| rest.rsplit_once(':')) {
+        Some((connection, chat_id)) => (Some(connection), chat_id),
+        None => (None, handle),
+    };
+    let file = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()).mime_str(content_type)?;
+    let mut form = reqwest::multipart::Form::new().text("chat_id", chat_id.to_owned()).part(field, file);
+    if !caption.is_empty() {
+        form = form.text("caption", caption.to_owned());
+    }
+    if let Some(connection) = connection {
+        form = form.text("business_connection_id", connection.to_owned());
+    }
+    Ok((url, form))
+}
+
 /// The message id from a successful `sendMessage` response.
 pub fn sent_message_id(response: &serde_json::Value) -> Option<String> {
     response.get("result")?.get("message_id")?.as_i64().map(|id| id.to_string())

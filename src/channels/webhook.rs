@@ -61,6 +61,26 @@ pub struct OutboundPayload<'a> {
     pub kind: &'a str,
     /// The recipient's handle.
     pub to: &'a str,
-    /// The text.
+    /// The text (an attachment's caption).
     pub text: &'a str,
+    /// The attached file, if any, inline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment<'a>>,
+}
+
+/// A file sent with an outbound message, inline in the webhook's JSON.
+#[derive(Debug, Serialize)]
+pub struct Attachment<'a> {
+    /// `image`, `audio`, `video` or `document`.
+    pub kind: &'a str,
+    /// The file's name.
+    pub filename: Option<&'a str>,
+    /// Its type.
+    pub content_type: &'a str,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: &'a str,
+    /// The bytes, base64 (standard alphabet, padded).
+    pub data_base64: String,
 }

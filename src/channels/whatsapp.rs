@@ -454,6 +454,59 @@ pub fn send_request(
     (url, body)
 }
 
+/// The URL and form of a media upload (`POST /{phone-number-id}/media`), whose answer's `id` a send then
+/// names: our files are not on a public URL Meta could fetch.
+pub fn upload_request(
+    config: &WhatsAppConfig,
+    bytes: Vec<u8>,
+    filename: &str,
+    content_type: &str,
+) -> Result<(String, reqwest::multipart::Form), reqwest::Error> {
+    let url = format!("{}/{}/media", config.api_base_url.trim_end_matches('/'), config.phone_number_id);
+    let file = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()).mime_str(content_type)?;
+    let form = reqwest::multipart::Form::new()
+        .text("messaging_product", "whatsapp")
+        .text("type", content_type.to_owned())
+        .part("file", file);
+    Ok((url, form))
+}
+
+/// The body of a media send, once uploaded: `kind` is `image`, `audio`, `video` or `document`; audio takes
+/// no caption, documents keep their file name.
+pub fn media_send_request(
+    config: &WhatsAppConfig,
+    recipient: &str,
+    outbox_id: &str,
+    kind: &str,
+    media_id: &str,
+    caption: &str,
+    filename: Option<&str>,
+) -> (String, serde_json::Value) {
+    let url = format!("{}/{}/messages", config.api_base_url.trim_end_matches('/'), config.phone_number_id);
+    let mut media = serde_json::json!({ "id": media_id });
+    if kind != "audio" && !caption.is_empty() {
+        media["caption"] = caption.into();
+    }
+    if let (Some(filename), "document") = (filename, kind) {
+        media["filename"] = filename.into();
+    }
+    let mut body = serde_json::json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "type": kind,
+        "biz_opaque_callback_data": outbox_id,
+    });
+    body[kind] = media;
+    let address = if is_user_id(recipient) { "recipient" } else { "to" };
+    body[address] = recipient.into();
+    (url, body)
+}
+
+/// The media id from a successful upload response.
+pub fn uploaded_media_id(response: &serde_json::Value) -> Option<String> {
+    response.get("id")?.as_str().map(str::to_owned)
+}
+
 /// The message id (`wamid...`) from a successful send response.
 pub fn sent_message_id(response: &serde_json::Value) -> Option<String> {
     response.get("messages")?.get(0)?.get("id")?.as_str().map(str::to_owned)

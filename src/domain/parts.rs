@@ -237,6 +237,9 @@ pub enum Outbound {
         filename: Option<String>,
         /// Its size in bytes.
         size: u64,
+        /// The caption (the message's text is the readable form, with the file described).
+        #[serde(default)]
+        caption: String,
     },
 }
 

@@ -12,8 +12,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, Principal};
 use crate::domain::{
-    ChannelName, ClientSlug, ConversationStatus, Outbound, Priority, id_prefix, is_id_with_prefix, parse_label,
-    parse_text,
+    ChannelName, ClientSlug, ConversationStatus, Media, MediaKind, Outbound, Part, Priority, id_prefix,
+    is_id_with_prefix, parse_label, parse_text, readable_text,
 };
 use crate::store::{ConversationFilter, ConversationSummary, MessageView, RoutingChange};
 
@@ -222,6 +222,82 @@ async fn send_reply(
         .map(message_json)
         .unwrap_or_else(|| json!({ "id": message_id }));
     Ok((StatusCode::CREATED, Json(json!({ "conversation_id": detail.summary.id, "message": message }))))
+}
+
+/// `POST /api/v1/conversations/{id}/attachments` (multipart: `file`, optional `text` as its caption): sends a
+/// file (image, audio, video or document) through the conversation's channel. The file's type is sniffed
+/// from its bytes; it is kept in the media store, listed on the message and served like customers' files.
+pub(super) async fn conversations_attachment(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(id): AppPath<String>,
+    mut multipart: axum::extract::Multipart,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = conversation_id(id)?;
+    let invalid_form = |error: axum::extract::multipart::MultipartError| {
+        ApiError::bad_request("invalid_multipart", format!("the form cannot be read: {}", error.body_text()))
+    };
+    let mut caption = String::new();
+    let mut file = None;
+    while let Some(field) = multipart.next_field().await.map_err(invalid_form)? {
+        match field.name() {
+            Some("text") => caption = field.text().await.map_err(invalid_form)?,
+            Some("file") => {
+                let filename = field.file_name().map(clean_filename);
+                let declared = field.content_type().map(str::to_owned);
+                file = Some((field.bytes().await.map_err(invalid_form)?, filename, declared));
+            }
+            other => {
+                return Err(ApiError::Invalid(format!("{}: unknown field (send file and text)", other.unwrap_or(""))));
+            }
+        }
+    }
+    let Some((bytes, filename, declared)) = file.filter(|(bytes, _, _)| !bytes.is_empty()) else {
+        return Err(ApiError::Invalid("file: an attachment needs a non-empty file".into()));
+    };
+    if bytes.len() > state.settings.media.max_upload_bytes {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the file is larger than {} bytes (media.max_upload_bytes)",
+            state.settings.media.max_upload_bytes
+        )));
+    }
+    let caption = if caption.trim().is_empty() { String::new() } else { parse_text("text", &caption, 1_024)? };
+    let content_type = crate::media::content_type(&bytes[..bytes.len().min(8192)], declared.as_deref());
+    let kind = match content_type.as_str() {
+        "image/jpeg" | "image/png" | "image/webp" => MediaKind::Image,
+        audio if audio.starts_with("audio/") => MediaKind::Audio,
+        video if video.starts_with("video/") => MediaKind::Video,
+        _ => MediaKind::Document,
+    };
+    let channel = state.db.conversation(principal.scope(), id.clone(), 1).await?.summary.channel;
+    if kind == MediaKind::Audio && !caption.is_empty() && channel == ChannelName::WHATSAPP {
+        return Err(ApiError::Invalid(
+            "text: WhatsApp delivers audio without a caption; send the text as a reply of its own".into(),
+        ));
+    }
+    let mut writer = state.blobs.writer().await.map_err(|error| ApiError::Internal(error.into()))?;
+    writer.write(bytes).await.map_err(|error| ApiError::Internal(error.into()))?;
+    let stored = writer.finish().await.map_err(|error| ApiError::Internal(error.into()))?;
+    let part = Part::Media(Media {
+        kind,
+        provider_id: stored.sha256.clone(),
+        mime_type: Some(content_type.clone()),
+        filename: filename.clone(),
+        caption: (!caption.is_empty()).then(|| caption.clone()),
+        size: Some(stored.size),
+        emoji: None,
+    });
+    let payload =
+        Outbound::Attachment { kind, sha256: stored.sha256, content_type, filename, size: stored.size, caption };
+    send_reply(&state, &principal, id, readable_text(&[part]), Some(payload)).await
+}
+
+/// A file name as sent by a browser or a script, reduced to its last path segment without control
+/// characters, at most 200 characters.
+fn clean_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    if cleaned.trim().is_empty() { "attachment".to_owned() } else { cleaned }
 }
 
 /// Body of a template send.

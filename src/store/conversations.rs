@@ -392,7 +392,7 @@ impl Db {
             let has_more = messages.len() > limit;
             messages.truncate(limit);
             messages.reverse();
-            for message in messages.iter_mut().filter(|message| message.direction == Direction::In) {
+            for message in &mut messages {
                 message.media = super::media::media_of(connection, &summary.client, &message.id)?;
             }
             for message in messages.iter_mut().filter(|message| message.edited_at.is_some()) {
@@ -436,6 +436,9 @@ impl Db {
             }
             let message_id =
                 enqueue_with(connection, &summary, MessageKind::Assistant, Some(&author), &text, payload.as_ref())?;
+            if let Some(payload) = &payload {
+                super::media::record_outbound(connection, &summary.client, &summary.channel, &message_id, payload)?;
+            }
             // The first human reply stops the first-response clock (an automatic acknowledgement does not).
             connection.execute(
                 "UPDATE conversations SET first_human_reply_at = COALESCE(first_human_reply_at, ?3),

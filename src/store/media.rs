@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::conversations::Scope;
 use super::{Db, Error, Result};
-use crate::domain::{ChannelName, ClientSlug, Media, Timestamp, id_prefix, new_id};
+use crate::domain::{ChannelName, ClientSlug, Media, Outbound, Timestamp, id_prefix, new_id};
 
 /// A download claimed by the worker.
 #[derive(Debug, Clone)]
@@ -109,6 +109,37 @@ pub(super) fn queue_downloads(
                 now
             ])?;
     }
+    Ok(())
+}
+
+/// Lists a file we send (an assistant's attachment, already in the blob store) on its outbound message, so
+/// it is shown and served like the customers' files.
+pub(super) fn record_outbound(
+    connection: &Connection,
+    client: &str,
+    channel: &str,
+    message_id: &str,
+    payload: &Outbound,
+) -> Result<()> {
+    let Outbound::Attachment { kind, sha256, content_type, filename, size, .. } = payload else { return Ok(()) };
+    let now = Timestamp::now().millis();
+    connection.execute(
+        "INSERT INTO media (client_id, id, message_id, part, channel, provider_id, kind, declared_type, filename,
+                            state, next_attempt_at, sha256, size, content_type, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 0, ?4, '', ?5, ?6, ?7, 'stored', ?8, ?9, ?10, ?6, ?8, ?8)",
+        params![
+            client,
+            new_id(id_prefix::MEDIA),
+            message_id,
+            channel,
+            serde_json::to_value(kind)?.as_str().unwrap_or("document"),
+            content_type,
+            filename,
+            now,
+            sha256,
+            i64::try_from(*size).unwrap_or(i64::MAX)
+        ],
+    )?;
     Ok(())
 }
 

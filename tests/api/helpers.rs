@@ -263,6 +263,11 @@ impl Received {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("provider got JSON")
     }
+
+    /// The body as JSON, or null for another kind of body (a multipart upload).
+    pub fn json_or_null(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
 }
 
 /// Scripts for requests whose path starts with a prefix, looked at before the shared script.

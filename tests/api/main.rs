@@ -2,6 +2,7 @@
 #![allow(unreachable_pub)] // One test binary: `pub` in its modules only means "shared with the other test modules".
 
 mod articles;
+mod attachments;
 mod channel_fixtures;
 mod channel_properties;
 mod cli;
