@@ -3,7 +3,8 @@
 //!
 //! Each media part is queued at ingest in the message's transaction. The worker claims due downloads with
 //! a lease, asks the provider where the file is (WhatsApp: `GET /{media-id}` on the Graph API; Telegram:
-//! `getFile`), then streams it into the [`Blobs`] store under a size cap, sniffing its type from the bytes.
+//! `getFile`; a URL given to the message API is fetched as it is), then streams it into the [`Blobs`]
+//! store under a size cap, sniffing its type from the bytes.
 //! Every attempt looks the file up afresh, so an expired link is retried with a new one. Lookups the
 //! provider refuses (the file is gone, too large) fail at once; other failures are retried with backoff;
 //! a failed download says why on its message and can be retried by hand.
@@ -205,7 +206,12 @@ impl Fetcher {
                 let secrets = config.secrets();
                 (self.locate_telegram(&config, &media.provider_id).await, secrets)
             }
-            other => return Err(Failure::Final(format!("media of the {other} channel cannot be fetched"))),
+            // A file the message API was given by URL: fetched as it is, under the same address rules.
+            _ => {
+                channels::validate_target_url("url", &media.provider_id, self.allow_private_targets)
+                    .map_err(|error| Failure::Final(format!("the file's url is refused: {error}")))?;
+                (Ok(Located { url: media.provider_id.clone(), bearer: None, size: None }), Vec::new())
+            }
         };
         let result = match located {
             Ok(located) => self.download(located, media.declared_type.as_deref()).await,

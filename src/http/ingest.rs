@@ -21,7 +21,11 @@ use super::extract::{AppJson, AppPath, AppQuery, Principal};
 use crate::channels::telegram::{self, TelegramConfig};
 use crate::channels::whatsapp::{self, WhatsAppConfig};
 use crate::channels::{Parsed, ParsedMessage, verify_hmac_header};
-use crate::domain::{ChannelKind, ChannelName, ClientSlug, InboundMessage, Role, Timestamp};
+use base64::Engine as _;
+
+use crate::domain::{
+    ChannelKind, ChannelName, ClientSlug, Context, InboundMessage, Media, MediaKind, Part, Role, Timestamp,
+};
 use crate::store::{InboundBatch, IngestReport};
 
 /// Body of `POST /api/v1/clients/{slug}/messages`.
@@ -30,9 +34,39 @@ use crate::store::{InboundBatch, IngestReport};
 pub(super) struct NewMessage {
     external_id: String,
     from: Sender,
+    /// The text; may be left out when the message has parts or attachments.
+    #[serde(default)]
     text: String,
     #[serde(default)]
     channel: Option<String>,
+    /// Structured content beside the text: places, contact cards, button choices, orders.
+    #[serde(default)]
+    parts: Vec<Part>,
+    /// Files: fetched from a URL (under the same rules as every outbound call) or given inline.
+    #[serde(default)]
+    attachments: Vec<NewAttachment>,
+    /// What the message answers, whether it was forwarded, the ad it came from.
+    #[serde(default)]
+    context: Option<Context>,
+}
+
+/// A file sent with a message through the API: exactly one of `url` and `data_base64`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAttachment {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    data_base64: Option<String>,
+    #[serde(default)]
+    filename: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    caption: Option<String>,
+    /// `image`, `video`, `audio`, `voice`, `document`...; guessed from the type when left out.
+    #[serde(default)]
+    kind: Option<MediaKind>,
 }
 
 #[derive(Deserialize)]
@@ -155,9 +189,33 @@ pub(super) async fn messages_create(
         Some(name) => ChannelName::parse(name)?,
         None => ChannelName::known(ChannelName::API),
     };
-    let mut parsed = ParsedMessage::new(body.external_id, body.from.handle, Vec::new());
+    let mut parts = Vec::new();
+    if !body.text.is_empty() {
+        parts.push(Part::Text { text: body.text.clone() });
+    }
+    for (index, part) in body.parts.into_iter().enumerate() {
+        if matches!(part, Part::Media(_)) {
+            return Err(ApiError::Invalid(format!("parts[{index}]: files go in attachments")));
+        }
+        parts.push(part);
+    }
+    for (index, attachment) in body.attachments.into_iter().enumerate() {
+        parts.push(attachment_part(&state, attachment).await.map_err(|error| match error {
+            ApiError::Invalid(message) => ApiError::Invalid(format!("attachments[{index}].{message}")),
+            other => other,
+        })?);
+    }
+    if parts.is_empty() {
+        return Err(ApiError::Invalid("text: a message needs a text, parts or attachments".into()));
+    }
+    let mut parsed = ParsedMessage::new(body.external_id, body.from.handle, parts);
     parsed.name = body.from.name;
-    parsed.text = body.text;
+    // A plain text message stays plain: its text as given, no parts to store.
+    if parsed.parts.len() == 1 && matches!(parsed.parts[0], Part::Text { .. }) {
+        parsed.text = body.text;
+        parsed.parts.clear();
+    }
+    parsed.context = body.context.unwrap_or_default();
     let message = inbound(&client, &channel, parsed, Timestamp::now());
     message.validate()?;
     let batch = InboundBatch { messages: vec![message], ..InboundBatch::default() };
@@ -173,6 +231,52 @@ pub(super) async fn messages_create(
         "duplicate": outcome.duplicate,
     });
     Ok((status, Json(body)).into_response())
+}
+
+/// Turns an API attachment into a media part: inline data is stored at once (`sha256:<hash>`), a URL is
+/// checked now and fetched by the media worker like a provider's file.
+async fn attachment_part(state: &AppState, attachment: NewAttachment) -> Result<Part, ApiError> {
+    let allow_private = state.settings.outbox.allow_private_targets;
+    let filename = attachment.filename.map(|name| name.chars().filter(|c| !c.is_control()).take(200).collect());
+    let declared = attachment.content_type.clone();
+    let (provider_id, size, mime_type) = match (attachment.url, attachment.data_base64) {
+        (Some(url), None) => {
+            crate::channels::validate_target_url("url", &url, allow_private)?;
+            (url, None, declared)
+        }
+        (None, Some(data)) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|error| ApiError::Invalid(format!("data_base64: not base64: {error}")))?;
+            if bytes.is_empty() {
+                return Err(ApiError::Invalid("data_base64: the file is empty".into()));
+            }
+            let content_type = crate::media::content_type(&bytes[..bytes.len().min(8192)], declared.as_deref());
+            let mut writer = state.blobs.writer().await.map_err(|error| ApiError::Internal(error.into()))?;
+            writer.write(bytes.into()).await.map_err(|error| ApiError::Internal(error.into()))?;
+            let stored = writer.finish().await.map_err(|error| ApiError::Internal(error.into()))?;
+            (format!("sha256:{}", stored.sha256), Some(stored.size), Some(content_type))
+        }
+        _ => return Err(ApiError::Invalid("url: give exactly one of url and data_base64".into())),
+    };
+    // By the type when known, else by the file name's (or the URL's) extension.
+    let name = filename.clone().unwrap_or_else(|| provider_id.rsplit('/').next().unwrap_or_default().to_owned());
+    let extension = name.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase()).unwrap_or_default();
+    let kind =
+        attachment.kind.unwrap_or_else(|| match (mime_type.as_deref().unwrap_or_default(), extension.as_str()) {
+            (image, _) if image.starts_with("image/") => MediaKind::Image,
+            (audio, _) if audio.starts_with("audio/") => MediaKind::Audio,
+            (video, _) if video.starts_with("video/") => MediaKind::Video,
+            ("", "jpg" | "jpeg" | "png" | "webp" | "gif" | "heic") => MediaKind::Image,
+            ("", "mp3" | "ogg" | "oga" | "opus" | "m4a" | "aac" | "amr") => MediaKind::Audio,
+            ("", "mp4" | "mov" | "webm" | "3gp") => MediaKind::Video,
+            _ => MediaKind::Document,
+        });
+    let caption = match attachment.caption {
+        Some(caption) => Some(crate::domain::parse_text("caption", &caption, 4_096)?),
+        None => None,
+    };
+    Ok(Part::Media(Media { kind, provider_id, mime_type, filename, caption, size, emoji: None }))
 }
 
 /// Loads a channel's settings, answering 404 for an unknown client or an unconfigured channel (a provider

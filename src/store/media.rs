@@ -77,7 +77,9 @@ pub struct MediaView {
     pub attempts: i64,
 }
 
-/// Queues the download of each media part of a new message (channels whose API we can fetch from).
+/// Records each media part of a new message: provider files (WhatsApp, Telegram) and URLs given to the
+/// message API are queued for download; files given inline to the API (`sha256:<hash>`, already in the
+/// blob store) are listed as stored.
 pub(super) fn queue_downloads(
     connection: &Connection,
     client: &ClientSlug,
@@ -86,15 +88,18 @@ pub(super) fn queue_downloads(
     media: &[(usize, &Media)],
     now: i64,
 ) -> Result<()> {
-    if !matches!(channel.as_str(), ChannelName::WHATSAPP | ChannelName::TELEGRAM) {
-        return Ok(());
-    }
+    let provider = matches!(channel.as_str(), ChannelName::WHATSAPP | ChannelName::TELEGRAM);
     for (part, media) in media {
+        let stored = media.provider_id.strip_prefix("sha256:").filter(|_| !provider);
+        let url = !provider && media.provider_id.starts_with("http");
+        if !provider && stored.is_none() && !url {
+            continue;
+        }
         connection
             .prepare_cached(
                 "INSERT INTO media (client_id, id, message_id, part, channel, provider_id, kind, declared_type,
-                                    filename, state, next_attempt_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10)",
+                                    filename, state, next_attempt_at, sha256, size, content_type, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?11, ?11)",
             )?
             .execute(params![
                 client.as_str(),
@@ -106,7 +111,11 @@ pub(super) fn queue_downloads(
                 serde_json::to_value(media.kind)?.as_str().unwrap_or("document"),
                 media.mime_type,
                 media.filename,
-                now
+                if stored.is_some() { "stored" } else { "pending" },
+                now,
+                stored,
+                media.size.map(|size| i64::try_from(size).unwrap_or(i64::MAX)),
+                stored.and(media.mime_type.as_deref()),
             ])?;
     }
     Ok(())

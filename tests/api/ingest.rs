@@ -176,3 +176,69 @@ async fn messages_left_unprocessed_are_processed_after_a_restart() {
     assert_eq!(conversation["messages"][0]["id"], outcome.message_id.as_str());
     second.stop().await;
 }
+
+#[tokio::test]
+async fn the_message_api_takes_parts_and_attachments_by_url_or_inline() {
+    use base64::Engine as _;
+
+    let files = crate::helpers::FakeProvider::start(Vec::new()).await;
+    let jpeg = {
+        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00];
+        bytes.resize(2_000, 3);
+        bytes
+    };
+    files.script_for("/uploads/", vec![crate::helpers::Behaviour::Bytes(jpeg.clone())]);
+    let app = spawn_app().await;
+    let token = app.create_client("shop").await;
+    let pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n".to_vec();
+    let body = json!({
+        "external_id": "web-1",
+        "from": { "handle": "visitor-9", "name": "Marta" },
+        "text": "Mireu la foto i la factura",
+        "parts": [{ "type": "location", "latitude": 41.3874, "longitude": 2.1686, "name": "Botiga" }],
+        "attachments": [
+            { "url": format!("{}/uploads/crown.jpg", files.url), "caption": "la corona" },
+            { "data_base64": base64::engine::general_purpose::STANDARD.encode(&pdf), "filename": "factura.pdf" }
+        ],
+        "context": { "reply_to": "msg-earlier", "forwarded": true }
+    });
+    let (status, created) = app.post("/api/v1/clients/shop/messages", &token, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let conversation = created["conversation_id"].as_str().expect("id");
+    let detail = app
+        .wait_for_conversation(conversation, "both files stored", |detail| {
+            let media = detail["messages"][0]["media"].as_array().cloned().unwrap_or_default();
+            media.len() == 2 && media.iter().all(|file| file["state"] == "stored")
+        })
+        .await;
+    let message = &detail["messages"][0];
+    let text = message["text"].as_str().expect("text");
+    for needle in ["Mireu la foto", "[location: Botiga", "[photo] la corona", "[document: factura.pdf]"] {
+        assert!(text.contains(needle), "{needle:?} missing from {text:?}");
+    }
+    assert_eq!(message["context"]["reply_to"], "msg-earlier");
+    let types: Vec<&str> =
+        message["media"].as_array().expect("media").iter().map(|m| m["content_type"].as_str().expect("type")).collect();
+    assert_eq!(types, ["image/jpeg", "application/pdf"]);
+
+    // A URL into the operator's network is refused when private targets are not allowed; so are bad forms.
+    let strict = crate::helpers::spawn_app_with(|settings| settings.outbox.allow_private_targets = false).await;
+    let token = strict.create_client("shop").await;
+    for (attachments, needle) in [
+        (json!([{ "url": "http://169.254.169.254/latest/meta-data" }]), "attachments[0].url"),
+        (json!([{ "url": "https://example.com/a.jpg", "data_base64": "AAAA" }]), "exactly one"),
+        (json!([{ "data_base64": "not base64!" }]), "data_base64"),
+    ] {
+        let body = json!({ "external_id": "x", "from": { "handle": "h" }, "attachments": attachments });
+        let (status, error) = strict.post("/api/v1/clients/shop/messages", &token, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+        assert!(error["error"]["message"].as_str().expect("message").contains(needle), "{error}");
+    }
+    let (status, error) = strict
+        .post("/api/v1/clients/shop/messages", &token, json!({ "external_id": "y", "from": { "handle": "h" } }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a message needs some content: {error}");
+    assert_eq!(strict.table_counts(&["messages"])[0], 0, "nothing half-written");
+    strict.stop().await;
+    app.stop().await;
+}

@@ -129,6 +129,30 @@ async fn whatsapp_replies_carry_the_outbox_id_and_statuses_move_the_delivery_for
         assert_eq!(response.status(), StatusCode::OK);
     }
     assert_eq!(delivery_of(&app.conversation(&conversation).await, &message)["state"], "read");
+
+    // A failure Meta reports later names its code and title (the shape of Meta's failed-status example).
+    let second = reply(&app, &conversation, "Li confirmem dimarts.").await;
+    let delivery = wait_for_state(&app, &conversation, &second, "sent").await;
+    let callback = json!({ "entry": [{ "changes": [{ "field": "messages", "value": { "statuses": [{
+        "id": "wamid.failed", "status": "failed", "timestamp": "1700000000", "recipient_id": "34600111222",
+        "biz_opaque_callback_data": delivery["outbox_id"],
+        "errors": [{ "code": 131047, "title": "Re-engagement message", "message": "Re-engagement message",
+            "error_data": { "details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number." },
+            "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/" }] }] } }] }] })
+    .to_string();
+    let response = app
+        .http
+        .post(format!("{}/webhooks/whatsapp/dental", app.base))
+        .header("x-hub-signature-256", whatsapp_signature("s3-meta-app-secret", callback.as_bytes()))
+        .body(callback)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let failed = delivery_of(&app.conversation(&conversation).await, &second).clone();
+    assert_eq!(failed["state"], "failed");
+    let error = failed["last_error"].as_str().expect("the error");
+    assert!(error.starts_with("131047 Re-engagement message: Message failed to send"), "{error}");
 }
 
 #[tokio::test]
