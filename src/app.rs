@@ -55,6 +55,7 @@ impl Application {
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("binding {}", settings.http.listen))?;
+        let shutdown = CancellationToken::new();
         let state = AppState {
             db,
             pipeline: PipelineHandle::default(),
@@ -65,10 +66,11 @@ impl Application {
             knowledge,
             rules,
             admission: http::Admission::new(&settings.http),
+            stopping: shutdown.clone(),
             settings: Arc::new(settings),
         };
         let router = http::router(state.clone());
-        Ok(Self { listener, router, state, shutdown: CancellationToken::new() })
+        Ok(Self { listener, router, state, shutdown })
     }
 
     /// The address actually bound (useful with port 0).

@@ -233,6 +233,10 @@ pub struct HttpSettings {
     pub max_concurrent_api: usize,
     /// Of `max_concurrent_api`, how many one token may use.
     pub max_concurrent_api_per_token: usize,
+    /// Live event streams (`GET /api/v1/events`) open at once; more get 503.
+    pub max_event_streams: usize,
+    /// Of `max_event_streams`, how many one token may hold.
+    pub max_event_streams_per_token: usize,
     /// Requests per second one token may make on the API routes (not ingest) once its burst is used; past
     /// it, 429.
     pub api_requests_per_second_per_token: u32,
@@ -269,6 +273,8 @@ impl Default for HttpSettings {
             max_concurrent_ingest_per_client: 128,
             max_concurrent_api: 256,
             max_concurrent_api_per_token: 32,
+            max_event_streams: 256,
+            max_event_streams_per_token: 4,
             api_requests_per_second_per_token: 50,
             api_requests_burst_per_token: 200,
             auth_failures_per_minute: 30,
@@ -453,7 +459,7 @@ impl Settings {
 
     fn validate(&self) -> Result<(), Error> {
         let http = &self.http;
-        let checks: [(&'static str, bool, &str); 21] = [
+        let checks: [(&'static str, bool, &str); 22] = [
             ("http.header_read_timeout_ms", self.http.header_read_timeout_ms > 0, "must be greater than 0"),
             ("http.first_byte_timeout_ms", http.first_byte_timeout_ms > 0, "must be greater than 0"),
             (
@@ -471,6 +477,7 @@ impl Settings {
                 "must be greater than 0",
             ),
             ("http.max_concurrent_api_per_token", http.max_concurrent_api_per_token > 0, "must be greater than 0"),
+            ("http.max_event_streams_per_token", http.max_event_streams_per_token > 0, "must be greater than 0"),
             ("http.auth_failures_burst", http.auth_failures_burst > 0, "must be greater than 0"),
             (
                 "http.api_requests_per_second_per_token",

@@ -12,6 +12,7 @@ mod articles;
 mod clients;
 mod conversations;
 mod error;
+mod events;
 mod extract;
 mod ingest;
 mod media;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Budgets and body rules.
     pub(crate) admission: Admission,
+    /// Cancelled when the server begins to shut down: long-lived responses (event streams) end then.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Builds every route with its layers (see [`admission`] for the order a request passes them in).
@@ -133,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conversations/{id}/reopen", post(conversations::conversations_reopen))
         .route("/api/v1/conversations/{id}/assign", post(conversations::conversations_assign))
         .route("/api/v1/messages/{id}/decisions", get(conversations::messages_decisions))
+        .route("/api/v1/events", get(events::events_stream))
         .route("/api/v1/media/{id}", get(media::media_show))
         .route("/api/v1/media/{id}/retry", post(media::media_retry))
         .route("/api/v1/messages/{id}/suggestions", get(suggestions::suggestions_for_message))

@@ -13,6 +13,7 @@
 mod articles;
 mod clients;
 mod conversations;
+mod events;
 mod ingest;
 mod media;
 mod migrations;
@@ -30,6 +31,7 @@ pub use conversations::{
     ContactView, ConversationDetail, ConversationFilter, ConversationPage, ConversationSummary, Delivery, MessageView,
     RoutingChange, Scope, SlaClock,
 };
+pub use events::EventRecord;
 pub use ingest::{Change, InboundBatch, IngestOutcome, IngestReport, StatusUpdate, Target};
 pub use media::{ClaimedMedia, MediaOutcome, MediaView};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
@@ -190,6 +192,8 @@ struct Inner {
     writer_thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
     /// Seals channel secrets.
     secrets: Arc<secrets::SecretKey>,
+    /// Changes after commits that may have recorded events.
+    event_ticks: tokio::sync::watch::Sender<u64>,
 }
 
 /// Creates the data directory (mode 0700) and the database file (mode 0600) when they do not exist, and
@@ -270,6 +274,7 @@ impl Db {
                 writable,
                 writer_thread: std::sync::Mutex::new(Some(handle)),
                 secrets: Arc::new(secrets),
+                event_ticks: tokio::sync::watch::Sender::new(0),
             }),
         })
     }

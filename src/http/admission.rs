@@ -348,6 +348,8 @@ pub(crate) struct Admission {
     pub(crate) ingest: Arc<Budget>,
     /// Every other API route, one share per token.
     pub(crate) api: Arc<Budget>,
+    /// Live event streams, one share per token (held for as long as the stream is open).
+    pub(crate) events: Arc<Budget>,
     /// Failed authentications per address.
     pub(crate) auth_failures: Arc<AuthFailures>,
     /// Requests per token on the API routes.
@@ -370,6 +372,12 @@ impl Admission {
                 "api",
                 settings.max_concurrent_api,
                 settings.max_concurrent_api_per_token,
+                settings.retry_after_seconds,
+            ),
+            events: Budget::new(
+                "events",
+                settings.max_event_streams.max(1),
+                settings.max_event_streams_per_token,
                 settings.retry_after_seconds,
             ),
             auth_failures: AuthFailures::new(settings.auth_failures_per_minute, settings.auth_failures_burst),

@@ -4,8 +4,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use serde_json::json;
+
 use super::clients::load_client;
-use super::{Db, Result};
+use super::{Db, Result, events};
 use crate::domain::{
     ChannelName, ClientSlug, DeliveryState, InboundMessage, MessageKind, Part, Timestamp, id_prefix, new_id,
 };
@@ -157,27 +159,31 @@ impl Db {
     /// first copy with `duplicate: true` and changes nothing. Each change is applied at most once, keyed by
     /// its event id.
     pub async fn ingest(&self, client: ClientSlug, channel: ChannelName, batch: InboundBatch) -> Result<IngestReport> {
-        self.write(move |connection| {
-            let default_queue = load_client(connection, &client)?.profile.defaults.queue;
-            let mut report = IngestReport { messages: Vec::with_capacity(batch.messages.len()), ..Default::default() };
-            for message in &batch.messages {
-                debug_assert_eq!(message.client, client);
-                debug_assert_eq!(message.channel, channel);
-                report.messages.push(ingest_one(connection, &client, default_queue.as_deref(), message)?);
-            }
-            for change in &batch.changes {
-                match apply_change(connection, &client, &channel, change)? {
-                    Applied::Now => report.changes_applied += 1,
-                    Applied::Before => report.changes_repeated += 1,
-                    Applied::NoTarget => report.changes_unmatched += 1,
+        let report = self
+            .write(move |connection| {
+                let default_queue = load_client(connection, &client)?.profile.defaults.queue;
+                let mut report =
+                    IngestReport { messages: Vec::with_capacity(batch.messages.len()), ..Default::default() };
+                for message in &batch.messages {
+                    debug_assert_eq!(message.client, client);
+                    debug_assert_eq!(message.channel, channel);
+                    report.messages.push(ingest_one(connection, &client, default_queue.as_deref(), message)?);
                 }
-            }
-            for status in &batch.statuses {
-                apply_status(connection, &client, status)?;
-            }
-            Ok(report)
-        })
-        .await
+                for change in &batch.changes {
+                    match apply_change(connection, &client, &channel, change)? {
+                        Applied::Now => report.changes_applied += 1,
+                        Applied::Before => report.changes_repeated += 1,
+                        Applied::NoTarget => report.changes_unmatched += 1,
+                    }
+                }
+                for status in &batch.statuses {
+                    apply_status(connection, &client, status)?;
+                }
+                Ok(report)
+            })
+            .await?;
+        self.events_committed();
+        Ok(report)
     }
 }
 
@@ -250,6 +256,7 @@ fn ingest_one(
         })
         .collect();
     super::media::queue_downloads(connection, client, &message.channel, &message_id, &media, now)?;
+    events::record_for_message(connection, slug, "message.created", &message_id, &json!({ "kind": "customer" }))?;
     let preview: String = message.text.chars().take(PREVIEW_CHARS).collect();
     connection
         .prepare_cached(
@@ -350,6 +357,8 @@ fn apply_change(
                  updated_at = excluded.updated_at",
             params![slug, id, owner_user_id, owner_name, enabled, can_reply, now],
         )?;
+        let data = json!({ "business_connection": id, "enabled": enabled, "can_reply": can_reply });
+        events::record(connection, slug, "channel.changed", None, &data)?;
         return Ok(Applied::Now);
     }
     let event_id = match change {
@@ -383,6 +392,7 @@ fn apply_change(
                 "UPDATE messages SET text = ?3, parts = ?4, edited_at = ?5 WHERE client_id = ?1 AND id = ?2",
                 params![slug, message_id, text, serde_json::to_string(parts)?, now],
             )?;
+            events::record_for_message(connection, slug, "message.edited", &message_id, &json!({}))?;
             true
         }
         Change::Reaction { target, emoji, .. } => {
@@ -405,6 +415,7 @@ fn apply_change(
                 "UPDATE messages SET reactions = ?3 WHERE client_id = ?1 AND id = ?2",
                 params![slug, message_id, serde_json::to_string(&reactions)?],
             )?;
+            events::record_for_message(connection, slug, "message.reaction", &message_id, &json!({ "emoji": emoji }))?;
             true
         }
         Change::Deletion { target, .. } => {
@@ -415,16 +426,22 @@ fn apply_change(
                 "UPDATE messages SET deleted_at = COALESCE(deleted_at, ?3) WHERE client_id = ?1 AND id = ?2",
                 params![slug, message_id, now],
             )?;
+            events::record_for_message(connection, slug, "message.deleted", &message_id, &json!({}))?;
             true
         }
         Change::NumberChange { from, to, .. } => move_contact(connection, slug, channel, from, to, now)?,
         Change::UserIdChange { from, to, .. } => {
-            connection.execute(
+            let changed = connection.execute(
                 "UPDATE contacts SET user_id = ?4, updated_at = ?5
                  WHERE client_id = ?1 AND channel = ?2 AND user_id = ?3
                    AND NOT EXISTS (SELECT 1 FROM contacts WHERE client_id = ?1 AND channel = ?2 AND user_id = ?4)",
                 params![slug, channel.as_str(), from, to, now],
-            )? > 0
+            )? > 0;
+            if changed {
+                let data = json!({ "user_id_from": from, "user_id_to": to });
+                events::record(connection, slug, "contact.changed", None, &data)?;
+            }
+            changed
         }
         Change::BusinessConnection { .. } => unreachable!("handled above"),
     };
@@ -499,6 +516,8 @@ fn move_contact(
             |row| row.get(0),
         )
         .optional()?;
+    let data = json!({ "contact_id": id, "handle_from": from, "handle_to": to });
+    events::record(connection, slug, "contact.changed", open.as_deref(), &data)?;
     if let Some(conversation_id) = open {
         // A note for the people in the conversation: not inbound (it is not the customer's and must not start
         // clocks or reach the rules), never sent.
@@ -564,5 +583,5 @@ fn apply_status(connection: &Connection, client: &ClientSlug, status: &StatusUpd
             crate::domain::Timestamp::now().millis()
         ],
     )?;
-    Ok(())
+    super::outbox::delivery_event(connection, client.as_str(), &outbox_id)
 }

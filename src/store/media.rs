@@ -252,9 +252,22 @@ impl Db {
                     params![client, id, error, now],
                 )?,
             };
+            let row: Option<(String, String)> = connection
+                .query_row(
+                    "SELECT message_id, state FROM media WHERE client_id = ?1 AND id = ?2",
+                    params![client, id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            if let Some((message_id, state)) = row.filter(|(_, state)| state != "pending") {
+                let data = serde_json::json!({ "media_id": id, "state": state });
+                super::events::record_for_message(connection, &client, "media.updated", &message_id, &data)?;
+            }
             Ok(())
         })
-        .await
+        .await?;
+        self.events_committed();
+        Ok(())
     }
 
     /// One media file, if `scope` may see its client.

@@ -5,11 +5,27 @@
 //! right after, so a normal run never sends twice. Only a process that dies between the call and the record
 //! leaves a `sending` row whose lease runs out; it is sent again (at most once more per crash).
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::conversations::ConversationSummary;
 use super::{Db, Result};
 use crate::domain::{ChannelKind, ChannelName, MessageKind, Outbound, Timestamp, id_prefix, new_id};
+
+/// Records a `delivery.updated` event with the delivery's state as it now is.
+pub(super) fn delivery_event(connection: &Connection, client: &str, outbox_id: &str) -> Result<()> {
+    let row: Option<(String, String)> = connection
+        .query_row(
+            "SELECT message_id, state FROM outbox WHERE client_id = ?1 AND id = ?2",
+            params![client, outbox_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((message_id, state)) = row {
+        let data = serde_json::json!({ "outbox_id": outbox_id, "state": state });
+        super::events::record_for_message(connection, client, "delivery.updated", &message_id, &data)?;
+    }
+    Ok(())
+}
 
 /// A delivery claimed by a worker.
 #[derive(Debug, Clone)]
@@ -238,9 +254,11 @@ impl Db {
                     )?;
                 }
             }
-            Ok(())
+            delivery_event(connection, &client, &outbox_id)
         })
-        .await
+        .await?;
+        self.events_committed();
+        Ok(())
     }
 
     /// When the next delivery falls due (a pending attempt or an expiring lease), if any.

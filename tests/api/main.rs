@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod conversations;
 mod crash;
+mod events;
 mod helpers;
 mod ingest;
 mod isolation;

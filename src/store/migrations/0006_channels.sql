@@ -78,3 +78,15 @@ CREATE INDEX media_by_message ON media (client_id, message_id, part);
 
 -- How an outbound message is sent when it is more than text: a WhatsApp template, an attachment (JSON).
 ALTER TABLE outbox ADD COLUMN payload TEXT;
+
+-- What changed, in commit order, for live event streams: a reader resumes after the last id it saw.
+CREATE TABLE events (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: ids only grow
+    client_id       TEXT    NOT NULL,
+    kind            TEXT    NOT NULL,                   -- message.created, message.edited, ...
+    conversation_id TEXT,
+    message_id      TEXT,
+    data            TEXT    NOT NULL,                   -- JSON
+    at              INTEGER NOT NULL
+);
+CREATE INDEX events_by_client ON events (client_id, seq);

@@ -1,0 +1,131 @@
+//! `GET /api/v1/events`: live events as server-sent events, read from the durable event log.
+//!
+//! Each event has the log's id (`id:`), its kind (`event:`) and a JSON body naming the client, conversation
+//! and message it concerns. A stream starts after the newest event, or after the id in `Last-Event-ID` (or
+//! `?after=`) to resume without a gap. The stream reads the log only as fast as the caller reads the stream
+//! (nothing is buffered for a slow reader beyond one page), wakes on each commit rather than polling, and
+//! holds a slot of the events budget (`http.max_event_streams`, a share per token) while open. A client
+//! token sees only its client's events.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use serde::Deserialize;
+
+use super::AppState;
+use super::admission::Slot;
+use super::error::ApiError;
+use super::extract::{AppQuery, Principal};
+use crate::store::{Db, EventRecord, Scope};
+
+/// Events read from the log at a time.
+const PAGE: usize = 200;
+/// Longest wait for a commit before looking at the log anyway.
+const IDLE_LOOK: Duration = Duration::from_secs(5);
+/// Pause after a wake, so a burst of commits is read as one page.
+const SETTLE: Duration = Duration::from_millis(20);
+
+/// Query of the event stream.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EventsQuery {
+    /// Resume after this event id (as `Last-Event-ID` does).
+    after: Option<i64>,
+}
+
+struct Reader {
+    db: Db,
+    scope: Scope,
+    after: i64,
+    page: VecDeque<EventRecord>,
+    ticks: tokio::sync::watch::Receiver<u64>,
+    stopping: tokio_util::sync::CancellationToken,
+    _slot: Slot,
+}
+
+/// `GET /api/v1/events`: the event stream of what the caller may see.
+pub(super) async fn events_stream(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    AppQuery(query): AppQuery<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let slot = state.admission.events.admit(&principal.token_id)?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request("invalid_event_id", "Last-Event-ID is not an id"))
+        })
+        .transpose()?;
+    let after = match resume.or(query.after) {
+        Some(after) => after.max(0),
+        None => state.db.latest_event().await?,
+    };
+    let ticks = state.db.event_ticks();
+    let reader = Reader {
+        db: state.db.clone(),
+        scope: principal.scope(),
+        after,
+        page: VecDeque::new(),
+        ticks,
+        stopping: state.stopping.clone(),
+        _slot: slot,
+    };
+    let stream = futures::stream::unfold(reader, |mut reader| async move {
+        loop {
+            if reader.stopping.is_cancelled() {
+                // Shutting down: the caller reconnects elsewhere (or later) with Last-Event-ID.
+                return None;
+            }
+            if let Some(record) = reader.page.pop_front() {
+                return Some((Ok(to_event(&record)), reader));
+            }
+            // Mark the current tick seen before reading, so a commit during the read wakes the next wait.
+            reader.ticks.borrow_and_update();
+            match reader.db.events_after(reader.scope.clone(), reader.after, PAGE).await {
+                Ok(records) if !records.is_empty() => {
+                    reader.after = records.last().map_or(reader.after, |record| record.seq);
+                    reader.page.extend(records);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    // The caller reconnects with Last-Event-ID and loses nothing.
+                    tracing::warn!(%error, "reading the event log failed; closing the stream");
+                    return None;
+                }
+            }
+            tokio::select! {
+                changed = reader.ticks.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                }
+                () = tokio::time::sleep(IDLE_LOOK) => {}
+                () = reader.stopping.cancelled() => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn to_event(record: &EventRecord) -> Event {
+    let data = serde_json::json!({
+        "client": record.client,
+        "conversation_id": record.conversation_id,
+        "message_id": record.message_id,
+        "at": record.at.to_rfc3339(),
+        "data": record.data,
+    });
+    Event::default().id(record.seq.to_string()).event(&record.kind).data(data.to_string())
+}
