@@ -106,6 +106,16 @@ fn number_at(value: &serde_json::Value, key: &str) -> Option<f64> {
     .filter(|number: &f64| number.is_finite())
 }
 
+/// `text` with every occurrence of each secret replaced: the last line of defence for texts that quote a
+/// request or a provider's answer (a provider may echo the token it was sent).
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        text = text.replace(secret.as_str(), REDACTED);
+    }
+    text
+}
+
 /// HMAC-SHA256 of `body` with `secret`, as lowercase hex.
 pub fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");

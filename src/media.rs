@@ -13,7 +13,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng as _;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::blobs::{BlobWriter, Blobs};
 use crate::channels::telegram::TelegramConfig;
 use crate::channels::whatsapp::WhatsAppConfig;
-use crate::channels::{self, PublicResolver};
+use crate::channels::{self, PublicResolver, redact};
 use crate::config::MediaSettings;
 use crate::domain::{ChannelKind, ClientSlug, Timestamp};
 use crate::metrics::Metrics;
@@ -185,11 +184,8 @@ impl Fetcher {
         }
     }
 
-    /// Exponential backoff with full jitter, as the outbox's.
     fn backoff(&self, attempts: u32) -> Duration {
-        let exponent = attempts.saturating_sub(1).min(30);
-        let ceiling = self.settings.base_backoff_ms.saturating_mul(1u64 << exponent).min(self.settings.max_backoff_ms);
-        Duration::from_millis(rand::rng().random_range(ceiling / 2..=ceiling.max(1)))
+        crate::outbox::jittered_backoff(self.settings.base_backoff_ms, self.settings.max_backoff_ms, attempts)
     }
 
     /// One attempt: look the file up, download it. Error texts have the channel's secrets removed.
@@ -381,14 +377,6 @@ pub fn content_type(head: &[u8], declared: Option<&str>) -> String {
         }
         _ => "application/octet-stream".to_owned(),
     }
-}
-
-fn redact(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_owned();
-    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-        text = text.replace(secret.as_str(), "[redacted]");
-    }
-    text
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channels::telegram::{self, TelegramConfig};
 use crate::channels::webhook::{self, OutboundPayload, WebhookConfig};
 use crate::channels::whatsapp::{self, WhatsAppConfig};
-use crate::channels::{self, PublicResolver, hmac_sha256_hex};
+use crate::channels::{self, PublicResolver, hmac_sha256_hex, redact};
 use crate::config::OutboxSettings;
 use base64::Engine as _;
 
@@ -160,12 +160,8 @@ impl Deliverer {
         }
     }
 
-    /// Exponential backoff with full jitter: a random delay in `[d/2, d]`, `d = base * 2^(attempt-1)`, capped.
     fn backoff(&self, attempts: u32) -> Duration {
-        let exponent = attempts.saturating_sub(1).min(30);
-        let ceiling = self.settings.base_backoff_ms.saturating_mul(1u64 << exponent).min(self.settings.max_backoff_ms);
-        let millis = rand::rng().random_range(ceiling / 2..=ceiling.max(1));
-        Duration::from_millis(millis)
+        jittered_backoff(self.settings.base_backoff_ms, self.settings.max_backoff_ms, attempts)
     }
 
     /// One provider call (two for a WhatsApp attachment: upload, then send). Every error text it returns has
@@ -435,14 +431,12 @@ fn storage_error(error: crate::store::Error) -> Attempt {
     Attempt::Retryable { error: format!("loading channel settings failed: {error}"), retry_after: None }
 }
 
-/// `text` with every occurrence of each secret replaced: the last line of defence for texts that quote a
-/// request or a provider's answer (a provider may echo the token it was sent).
-fn redact(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_owned();
-    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-        text = text.replace(secret.as_str(), "[redacted]");
-    }
-    text
+/// Exponential backoff with full jitter: a random delay in `[d/2, d]`, `d = base * 2^(attempts-1)`, capped
+/// at `max` (milliseconds). Shared by the workers that retry provider calls.
+pub(crate) fn jittered_backoff(base_ms: u64, max_ms: u64, attempts: u32) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(30);
+    let ceiling = base_ms.saturating_mul(1u64 << exponent).min(max_ms);
+    Duration::from_millis(rand::rng().random_range(ceiling / 2..=ceiling.max(1)))
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
