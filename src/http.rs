@@ -63,6 +63,7 @@ pub struct AppState {
     /// Wakes delivery.
     pub outbox: OutboxHandle,
     /// Wakes media downloads.
+    #[from_ref(skip)]
     pub media: MediaHandle,
     /// Stored media files.
     pub blobs: Blobs,

@@ -26,3 +26,4 @@ pub mod plugins;
 pub mod sla;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

@@ -13,8 +13,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::blobs::{BlobWriter, Blobs};
@@ -25,19 +23,10 @@ use crate::config::MediaSettings;
 use crate::domain::{ChannelKind, ClientSlug, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::{ClaimedMedia, Db, MediaOutcome};
+use crate::worker::{self, ClaimWorker, Limits, Wake};
 
 /// Handle used to wake the download worker when media is queued.
-#[derive(Clone, Default)]
-pub struct MediaHandle {
-    wake: Arc<Notify>,
-}
-
-impl MediaHandle {
-    /// Tells the worker there is something to fetch.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-}
+pub type MediaHandle = Wake;
 
 /// Types a browser may show in place (never HTML, SVG or anything scriptable).
 const SHOWN_INLINE: &[&str] = &[
@@ -87,6 +76,23 @@ struct Located {
     size: Option<u64>,
 }
 
+impl ClaimWorker for Fetcher {
+    type Item = ClaimedMedia;
+    const NAME: &'static str = "media";
+
+    async fn claim(&self, limit: usize) -> crate::store::Result<Vec<ClaimedMedia>> {
+        self.db.claim_media(limit, self.settings.lease()).await
+    }
+
+    async fn next_due(&self) -> crate::store::Result<Option<Timestamp>> {
+        self.db.next_media_due().await
+    }
+
+    async fn work(&self, media: ClaimedMedia) {
+        self.fetch(media).await;
+    }
+}
+
 impl Fetcher {
     /// Builds the worker and its HTTP client (no redirects; internal addresses refused unless allowed).
     ///
@@ -111,53 +117,16 @@ impl Fetcher {
         Ok(Self { db, blobs, http, settings, allow_private_targets, metrics })
     }
 
-    /// Fetches until `shutdown` is cancelled, then waits for the downloads in flight.
+    /// Fetches until `shutdown` is cancelled. A download may take minutes, so those in flight are dropped
+    /// then: their lease runs out and they are fetched again, and a partial file never reaches its content
+    /// address.
     pub async fn run(self, handle: MediaHandle, shutdown: CancellationToken) {
-        let this = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(this.settings.concurrency));
-        let mut in_flight = JoinSet::new();
-        let poll = Duration::from_millis(this.settings.poll_interval_ms);
-        loop {
-            while in_flight.try_join_next().is_some() {}
-            let available = permits.available_permits();
-            let claimed = if available == 0 || shutdown.is_cancelled() {
-                Vec::new()
-            } else {
-                this.db.claim_media(available, this.settings.lease()).await.unwrap_or_else(|error| {
-                    tracing::error!(%error, "claiming media downloads failed");
-                    Vec::new()
-                })
-            };
-            let claimed_any = !claimed.is_empty();
-            for media in claimed {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
-                let this = Arc::clone(&this);
-                in_flight.spawn(async move {
-                    this.fetch(media).await;
-                    drop(permit);
-                });
-            }
-            if claimed_any && permits.available_permits() > 0 {
-                continue;
-            }
-            let wait = match this.db.next_media_due().await {
-                Ok(Some(due)) => {
-                    Duration::from_millis(u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0))
-                        .min(poll)
-                }
-                _ => poll,
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = handle.wake.notified() => {}
-                () = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            }
-        }
-        // A download may take minutes; dropping it is safe (its lease runs out and it is fetched again, and
-        // a partial file never reaches its content address).
-        in_flight.abort_all();
-        while in_flight.join_next().await.is_some() {}
+        let limits = Limits {
+            concurrency: self.settings.concurrency,
+            poll: Duration::from_millis(self.settings.poll_interval_ms),
+            abort_on_shutdown: true,
+        };
+        worker::run(self, limits, handle, shutdown).await;
     }
 
     async fn fetch(&self, media: ClaimedMedia) {

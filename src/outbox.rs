@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use reqwest::StatusCode;
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::telegram::{self, TelegramConfig};
@@ -27,22 +25,13 @@ use crate::blobs::Blobs;
 use crate::domain::{ChannelKind, ClientSlug, MediaKind, Outbound, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::{Claimed, Db, DeliveryOutcome};
+use crate::worker::{self, ClaimWorker, Limits, Wake};
 
 /// The longest `Retry-After` we honour; a provider asking for more is retried after this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Handle used to wake the delivery worker when a message is queued.
-#[derive(Clone, Default)]
-pub struct OutboxHandle {
-    wake: Arc<Notify>,
-}
-
-impl OutboxHandle {
-    /// Tells the worker there is something to send.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-}
+pub type OutboxHandle = Wake;
 
 /// The delivery worker.
 pub struct Deliverer {
@@ -59,6 +48,23 @@ enum Attempt {
     Sent(Option<String>),
     Retryable { error: String, retry_after: Option<Duration> },
     Permanent(String),
+}
+
+impl ClaimWorker for Deliverer {
+    type Item = Claimed;
+    const NAME: &'static str = "delivery";
+
+    async fn claim(&self, limit: usize) -> crate::store::Result<Vec<Claimed>> {
+        self.db.claim_deliveries(limit, self.settings.lease()).await
+    }
+
+    async fn next_due(&self) -> crate::store::Result<Option<Timestamp>> {
+        self.db.next_delivery_due().await
+    }
+
+    async fn work(&self, delivery: Claimed) {
+        self.deliver(delivery).await;
+    }
 }
 
 impl Deliverer {
@@ -81,54 +87,15 @@ impl Deliverer {
         Ok(Self { db, blobs, http, settings, metrics })
     }
 
-    /// Delivers until `shutdown` is cancelled, then waits for the sends in flight.
+    /// Delivers until `shutdown` is cancelled, then lets the sends in flight finish and record their
+    /// outcome, so nothing is left `sending` needlessly.
     pub async fn run(self, handle: OutboxHandle, shutdown: CancellationToken) {
-        let this = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(this.settings.concurrency));
-        let mut in_flight = JoinSet::new();
-        let poll = Duration::from_millis(this.settings.poll_interval_ms);
-        loop {
-            while in_flight.try_join_next().is_some() {}
-            let available = permits.available_permits();
-            let claimed = if available == 0 || shutdown.is_cancelled() {
-                Vec::new()
-            } else {
-                match this.db.claim_deliveries(available, this.settings.lease()).await {
-                    Ok(claimed) => claimed,
-                    Err(error) => {
-                        tracing::error!(%error, "claiming deliveries failed");
-                        Vec::new()
-                    }
-                }
-            };
-            let claimed_any = !claimed.is_empty();
-            for delivery in claimed {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
-                let this = Arc::clone(&this);
-                in_flight.spawn(async move {
-                    this.deliver(delivery).await;
-                    drop(permit);
-                });
-            }
-            if claimed_any && permits.available_permits() > 0 {
-                continue;
-            }
-            let wait = match this.db.next_delivery_due().await {
-                Ok(Some(due)) => {
-                    Duration::from_millis(u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0))
-                        .min(poll)
-                }
-                _ => poll,
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = handle.wake.notified() => {}
-                () = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            }
-        }
-        // Let the calls in flight finish and record their outcome, so nothing is left `sending` needlessly.
-        while in_flight.join_next().await.is_some() {}
+        let limits = Limits {
+            concurrency: self.settings.concurrency,
+            poll: Duration::from_millis(self.settings.poll_interval_ms),
+            abort_on_shutdown: false,
+        };
+        worker::run(self, limits, handle, shutdown).await;
     }
 
     async fn deliver(&self, delivery: Claimed) {

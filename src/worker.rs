@@ -1,0 +1,99 @@
+//! The shape of the workers that claim due rows from the store and work on them concurrently (deliveries,
+//! media downloads): claim up to the free slots, run each claimed item in a task of its own, then sleep until
+//! the next item falls due, a wake-up, or a slot frees; stop claiming at shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Timestamp;
+
+/// Wakes a worker when there is new work (a message queued, a file to fetch). Clone freely.
+#[derive(Clone, Default)]
+pub struct Wake {
+    notify: Arc<Notify>,
+}
+
+impl Wake {
+    /// Tells the worker there is something to do. A wake-up while it is busy is kept for its next wait.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// A worker of claimed items.
+pub(crate) trait ClaimWorker: Send + Sync + 'static {
+    /// One claimed unit of work.
+    type Item: Send + 'static;
+    /// The worker's name in logs.
+    const NAME: &'static str;
+    /// Claims up to `limit` due items (under a lease, so a crash leaves them to be claimed again).
+    fn claim(&self, limit: usize) -> impl Future<Output = crate::store::Result<Vec<Self::Item>>> + Send;
+    /// When the next item falls due, if any.
+    fn next_due(&self) -> impl Future<Output = crate::store::Result<Option<Timestamp>>> + Send;
+    /// Works on one item and records its outcome.
+    fn work(&self, item: Self::Item) -> impl Future<Output = ()> + Send;
+}
+
+/// How a worker runs.
+pub(crate) struct Limits {
+    /// Items worked on at once.
+    pub concurrency: usize,
+    /// Longest sleep when nothing wakes the worker.
+    pub poll: Duration,
+    /// At shutdown, drop the items in flight instead of waiting for them (for long, idempotent work whose
+    /// lease makes it claimable again).
+    pub abort_on_shutdown: bool,
+}
+
+/// Runs `worker` until `shutdown` is cancelled.
+pub(crate) async fn run<W: ClaimWorker>(worker: W, limits: Limits, wake: Wake, shutdown: CancellationToken) {
+    let worker = Arc::new(worker);
+    let permits = Arc::new(Semaphore::new(limits.concurrency));
+    let mut in_flight = JoinSet::new();
+    loop {
+        while in_flight.try_join_next().is_some() {}
+        let available = permits.available_permits();
+        let claimed = if available == 0 || shutdown.is_cancelled() {
+            Vec::new()
+        } else {
+            worker.claim(available).await.unwrap_or_else(|error| {
+                tracing::error!(worker = W::NAME, %error, "claiming work failed");
+                Vec::new()
+            })
+        };
+        let claimed_any = !claimed.is_empty();
+        for item in claimed {
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+            let worker = Arc::clone(&worker);
+            in_flight.spawn(async move {
+                worker.work(item).await;
+                drop(permit);
+            });
+        }
+        if claimed_any && permits.available_permits() > 0 {
+            continue;
+        }
+        let wait = match worker.next_due().await {
+            Ok(Some(due)) => {
+                Duration::from_millis(u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0))
+                    .min(limits.poll)
+            }
+            _ => limits.poll,
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = wake.notify.notified() => {}
+            () = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    }
+    if limits.abort_on_shutdown {
+        in_flight.abort_all();
+    }
+    while in_flight.join_next().await.is_some() {}
+}
