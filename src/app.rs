@@ -21,6 +21,7 @@ use crate::outbox::{Deliverer, OutboxHandle};
 use crate::pipeline::{self, Pipeline, PipelineHandle};
 use crate::plugins::runtime::Rules;
 use crate::store::Db;
+use crate::worker::Workers;
 
 /// A built, bound, not yet running server.
 pub struct Application {
@@ -67,6 +68,7 @@ impl Application {
             rules,
             admission: http::Admission::new(&settings.http),
             stopping: shutdown.clone(),
+            workers: Workers::default(),
             settings: Arc::new(settings),
         };
         let router = http::router(state.clone());
@@ -104,7 +106,8 @@ impl Application {
         let workers = CancellationToken::new();
         let deliverer =
             Deliverer::new(state.db.clone(), state.blobs.clone(), settings.outbox.clone(), state.metrics.clone())?;
-        let delivery = tokio::spawn(deliverer.run(state.outbox.clone(), workers.clone()));
+        let watch = &state.workers;
+        let delivery = watch.spawn("delivery", deliverer.run(state.outbox.clone(), workers.clone()), workers.clone());
         let fetcher = Fetcher::new(
             state.db.clone(),
             state.blobs.clone(),
@@ -112,7 +115,7 @@ impl Application {
             settings.outbox.allow_private_targets,
             state.metrics.clone(),
         )?;
-        let downloads = tokio::spawn(fetcher.run(state.media.clone(), workers.clone()));
+        let downloads = watch.spawn("downloads", fetcher.run(state.media.clone(), workers.clone()), workers.clone());
         let pipeline = Pipeline {
             db: state.db.clone(),
             outbox: state.outbox.clone(),
@@ -122,17 +125,20 @@ impl Application {
             rules: state.rules.clone(),
             index: state.knowledge.index().clone(),
         };
-        let clocks = tokio::spawn(crate::sla::run(
-            pipeline.clone(),
-            Duration::from_millis(settings.pipeline.sla_poll_interval_ms),
+        let sla_poll = Duration::from_millis(settings.pipeline.sla_poll_interval_ms);
+        let clocks =
+            watch.spawn("clocks", crate::sla::run(pipeline.clone(), sla_poll, workers.clone()), workers.clone());
+        let processing = watch.spawn(
+            "processing",
+            pipeline::run(pipeline, state.pipeline.clone(), workers.clone()),
             workers.clone(),
-        ));
-        let processing = tokio::spawn(pipeline::run(pipeline, state.pipeline.clone(), workers.clone()));
-        let indexing = tokio::spawn(state.knowledge.index().clone().run(
-            state.db.clone(),
-            Duration::from_millis(settings.search.poll_interval_ms),
+        );
+        let index_poll = Duration::from_millis(settings.search.poll_interval_ms);
+        let indexing = watch.spawn(
+            "indexing",
+            state.knowledge.index().clone().run(state.db.clone(), index_poll, workers.clone()),
             workers.clone(),
-        ));
+        );
 
         http::serve(listener, router, settings.http.clone(), state.metrics.clone(), shutdown).await;
         tracing::info!("HTTP server stopped; stopping workers");

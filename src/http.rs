@@ -79,6 +79,8 @@ pub struct AppState {
     pub(crate) admission: Admission,
     /// Cancelled when the server begins to shut down: long-lived responses (event streams) end then.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// The background workers, watched (`/readyz` is red while one is down).
+    pub workers: crate::worker::Workers,
 }
 
 /// Builds every route with its layers (see [`admission`] for the order a request passes them in).

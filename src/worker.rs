@@ -1,16 +1,60 @@
-//! The shape of the workers that claim due rows from the store and work on them concurrently (deliveries,
-//! media downloads): claim up to the free slots, run each claimed item in a task of its own, then sleep until
-//! the next item falls due, a wake-up, or a slot frees; stop claiming at shutdown.
+//! Background workers: how they are watched, and the shape of those that claim due rows from the store.
+//!
+//! - [`Workers`] spawns every worker watched: one that stops before shutdown (a panic, an early return) is
+//!   logged at once and marked down, which turns `/readyz` red, instead of the server going on
+//!   acknowledging messages that nobody processes.
+//! - [`run`] is the loop of the workers that claim due rows and work on them concurrently (deliveries, media
+//!   downloads): claim up to the free slots, run each claimed item in a task of its own, then sleep until
+//!   the next item falls due, a wake-up, or a slot frees; stop claiming at shutdown.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Timestamp;
+
+/// The background workers of a server, watched. Clone freely.
+#[derive(Clone, Default)]
+pub struct Workers {
+    down: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl Workers {
+    /// Spawns `work` as the worker `name`. The returned handle completes when the worker has stopped; if it
+    /// stops while `stopping` is not cancelled, it is logged and marked down.
+    pub fn spawn(
+        &self,
+        name: &'static str,
+        work: impl Future<Output = ()> + Send + 'static,
+        stopping: CancellationToken,
+    ) -> JoinHandle<()> {
+        let worker = tokio::spawn(work);
+        let workers = self.clone();
+        tokio::spawn(async move {
+            let outcome = worker.await;
+            if stopping.is_cancelled() {
+                if let Err(error) = outcome {
+                    tracing::error!(worker = name, %error, "worker failed while stopping");
+                }
+                return;
+            }
+            match outcome {
+                Ok(()) => tracing::error!(worker = name, "worker stopped before shutdown; the server is not ready"),
+                Err(error) => tracing::error!(worker = name, %error, "worker failed; the server is not ready"),
+            }
+            workers.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name);
+        })
+    }
+
+    /// The workers that have stopped before shutdown, by name.
+    pub fn down(&self) -> Vec<&'static str> {
+        self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
 
 /// Wakes a worker when there is new work (a message queued, a file to fetch). Clone freely.
 #[derive(Clone, Default)]
@@ -96,4 +140,29 @@ pub(crate) async fn run<W: ClaimWorker>(worker: W, limits: Limits, wake: Wake, s
         in_flight.abort_all();
     }
     while in_flight.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_worker_that_dies_before_shutdown_is_marked_down_and_one_stopped_by_shutdown_is_not() {
+        let workers = Workers::default();
+        let stopping = CancellationToken::new();
+        let dying = workers.spawn("dying", async { panic!("a bug") }, stopping.clone());
+        let returning = workers.spawn("returning", async {}, stopping.clone());
+        dying.await.expect("the watch itself never fails");
+        returning.await.expect("the watch itself never fails");
+        let mut down = workers.down();
+        down.sort_unstable();
+        assert_eq!(down, ["dying", "returning"]);
+
+        let healthy = Workers::default();
+        let stop = stopping.clone();
+        let handle = healthy.spawn("healthy", async move { stop.cancelled().await }, stopping.clone());
+        stopping.cancel();
+        handle.await.expect("stopped");
+        assert!(healthy.down().is_empty(), "stopping at shutdown is not a failure");
+    }
 }

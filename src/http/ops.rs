@@ -14,10 +14,14 @@ pub(super) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 while the store takes writes; 503 after a commit failed for lack of space or I/O,
-/// until one succeeds again.
+/// `GET /readyz`: 200 while the store takes writes and every background worker runs; 503 after a commit
+/// failed for lack of space or I/O (until one succeeds again), or once a worker has stopped (until restart).
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
-    if state.db.is_writable() {
+    let down = state.workers.down();
+    if !down.is_empty() {
+        let message = format!("background workers stopped: {}; see the log", down.join(", "));
+        error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &message)
+    } else if state.db.is_writable() {
         Json(serde_json::json!({ "status": "ready" })).into_response()
     } else {
         error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the store cannot write; check disk space")
