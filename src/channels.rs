@@ -11,6 +11,7 @@ pub mod whatsapp;
 use std::net::{IpAddr, Ipv4Addr};
 
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::domain::{Context, Invalid, Part, readable_text};
@@ -21,6 +22,56 @@ pub const MIN_SECRET_LEN: usize = 16;
 
 /// What `Debug` shows in place of a secret.
 const REDACTED: &str = "[redacted]";
+
+/// A channel credential (app secret, access token, bot token, webhook secret). `Debug` shows `[redacted]`, so
+/// neither a log line nor an error built with `{:?}` can carry it; the bytes are zeroed when dropped. It is
+/// serialised only to be stored with its channel, sealed (`store/secrets.rs`); the API shows a channel's
+/// `public_view()`, never its settings.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(secrecy::SecretString);
+
+impl Secret {
+    /// The secret itself, for the call that needs it.
+    pub fn expose(&self) -> &str {
+        use secrecy::ExposeSecret as _;
+        self.0.expose_secret()
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.expose().len()
+    }
+
+    /// Returns true if and only if it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.into())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value.into())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.expose())
+    }
+}
 
 /// A message extracted from a provider payload, before it becomes an [`crate::domain::InboundMessage`].
 #[derive(Debug, Clone, PartialEq)]

@@ -137,7 +137,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         let token = db.create_token(Role::Client, Some(slug.clone()), "loadgen".into()).await?.token;
         let telegram = TelegramConfig {
             bot_token: "1:load".into(),
-            secret_token: format!("secret{index}"),
+            secret_token: format!("secret{index}").into(),
             api_base_url: "http://127.0.0.1:9".into(),
         };
         db.put_channel(slug.clone(), ChannelKind::Telegram, telegram, "loadgen".into()).await?;

@@ -206,7 +206,7 @@ impl Fetcher {
             return Err(Failure::Final("the media id is not one WhatsApp issues".into()));
         }
         let url = format!("{}/{media_id}", config.api_base_url.trim_end_matches('/'));
-        let answer = self.lookup(self.http.get(url).bearer_auth(&config.access_token), "whatsapp").await?;
+        let answer = self.lookup(self.http.get(url).bearer_auth(config.access_token.expose()), "whatsapp").await?;
         let url = answer
             .get("url")
             .and_then(|url| url.as_str())
@@ -215,7 +215,7 @@ impl Fetcher {
             .map_err(|error| Failure::Final(format!("whatsapp media url refused: {error}")))?;
         Ok(Located {
             url: url.to_owned(),
-            bearer: Some(config.access_token.clone()),
+            bearer: Some(config.access_token.expose().to_owned()),
             size: answer.get("file_size").and_then(serde_json::Value::as_u64),
         })
     }
@@ -223,7 +223,8 @@ impl Fetcher {
     /// `getFile` on the Bot API, then the file under `/file/bot<token>/<file_path>`.
     async fn locate_telegram(&self, config: &TelegramConfig, file_id: &str) -> Result<Located, Failure> {
         let base = config.api_base_url.trim_end_matches('/');
-        let request = self.http.get(format!("{base}/bot{}/getFile", config.bot_token)).query(&[("file_id", file_id)]);
+        let request =
+            self.http.get(format!("{base}/bot{}/getFile", config.bot_token.expose())).query(&[("file_id", file_id)]);
         let answer = self.lookup(request, "telegram").await?;
         let result = answer.get("result").cloned().unwrap_or_default();
         let path = result.get("file_path").and_then(|path| path.as_str()).ok_or_else(|| {
@@ -233,7 +234,7 @@ impl Fetcher {
             return Err(Failure::Final("telegram answered an unusable file_path".into()));
         }
         Ok(Located {
-            url: format!("{base}/file/bot{}/{path}", config.bot_token),
+            url: format!("{base}/file/bot{}/{path}", config.bot_token.expose()),
             bearer: None,
             size: result.get("file_size").and_then(serde_json::Value::as_u64),
         })

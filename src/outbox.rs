@@ -227,7 +227,7 @@ impl Deliverer {
                     Ok(body) => body,
                     Err(error) => return Attempt::Permanent(format!("cannot encode the payload: {error}")),
                 };
-                let signature = format!("sha256={}", hmac_sha256_hex(&config.secret, &body));
+                let signature = format!("sha256={}", hmac_sha256_hex(config.secret.expose(), &body));
                 let request = self
                     .http
                     .post(&config.url)
@@ -251,7 +251,7 @@ impl Deliverer {
             };
             let (url, body) =
                 whatsapp::send_request(config, &delivery.recipient, &delivery.text, &delivery.outbox_id, template);
-            let request = self.http.post(url).bearer_auth(&config.access_token).json(&body);
+            let request = self.http.post(url).bearer_auth(config.access_token.expose()).json(&body);
             return self.send(request, ChannelKind::WhatsApp).await;
         };
         let (url, form) = match whatsapp::upload_request(config, file.bytes, &file.filename, file.content_type) {
@@ -259,7 +259,7 @@ impl Deliverer {
             Err(error) => return Attempt::Permanent(format!("the file cannot be sent: {}", error.without_url())),
         };
         let uploaded = match self
-            .call(self.http.post(url).bearer_auth(&config.access_token).multipart(form), ChannelKind::WhatsApp)
+            .call(self.http.post(url).bearer_auth(config.access_token.expose()).multipart(form), ChannelKind::WhatsApp)
             .await
         {
             Ok(answer) => answer,
@@ -280,7 +280,8 @@ impl Deliverer {
             file.caption,
             Some(&file.filename),
         );
-        self.send(self.http.post(url).bearer_auth(&config.access_token).json(&body), ChannelKind::WhatsApp).await
+        self.send(self.http.post(url).bearer_auth(config.access_token.expose()).json(&body), ChannelKind::WhatsApp)
+            .await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, kind: ChannelKind) -> Attempt {

@@ -573,12 +573,18 @@ mod tests {
     #[test]
     fn a_client_whose_plugins_use_up_their_time_gets_defaults_and_others_keep_their_rules() {
         let dir = tempfile::tempdir().expect("dir");
-        let rules =
-            Rules::new(&crate::config::PluginSettings::default(), dir.path().into(), Metrics::new()).expect("engine");
+        // The slow client's call spins until its deadline (400 ms; fuel does not run out first), far past the
+        // 150 ms budget below; the fast client's four calls take a few milliseconds even on a busy machine, so
+        // the outcome does not depend on how loaded the machine is.
+        let settings = crate::config::PluginSettings {
+            fuel: u64::MAX / 4,
+            deadline_ms: 400,
+            ..crate::config::PluginSettings::default()
+        };
+        let rules = Rules::new(&settings, dir.path().into(), Metrics::new()).expect("engine");
         let slow = ClientSlug::parse("slow").expect("slug");
         let fast = ClientSlug::parse("client-a").expect("slug");
         let mut chains = HashMap::new();
-        // Every call spins until its fuel or its deadline runs out: far longer than the 5 ms budget below.
         chains.insert(slow.clone(), chain_of(&rules, "hostile", r#"{"behaviour": "loop"}"#));
         chains.insert(fast.clone(), chain_of(&rules, "hostile", r#"{"behaviour": "kv-counter"}"#));
         let mut messages = Vec::new();
@@ -591,7 +597,7 @@ mod tests {
         let batch = PendingBatch { messages, ..PendingBatch::default() };
         let no_kb = |_: &PendingMessage, _: &str| -> KbSearch { Arc::new(|_, _| Vec::new()) };
         let decided =
-            decide_in_order(batch, &chains, &Detectors::default(), Some((&rules, &no_kb)), Duration::from_millis(5));
+            decide_in_order(batch, &chains, &Detectors::default(), Some((&rules, &no_kb)), Duration::from_millis(150));
         let slow_runs: Vec<usize> = decided.iter().filter(|d| d.client == slow).map(|d| d.runs.len()).collect();
         // The first call uses up the budget: the client's later messages in the batch run no plugin at all.
         assert_eq!(slow_runs, [1, 0, 0, 0]);

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::{Parsed, ParsedMessage, id_at, number_at, owned_at, readable_text, text_at};
+use super::{Parsed, ParsedMessage, Secret, id_at, number_at, owned_at, readable_text, text_at};
 use crate::domain::{Context, Invalid, Location, Media, MediaKind, Part, SharedContact};
 use crate::store::{Change, Target};
 
@@ -15,13 +15,13 @@ pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
 /// A client's Telegram bot settings. Secrets are never returned by the API.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelegramConfig {
     /// The bot token from BotFather.
-    pub bot_token: String,
+    pub bot_token: Secret,
     /// The `secret_token` given to `setWebhook`; Telegram sends it in every webhook call.
-    pub secret_token: String,
+    pub secret_token: Secret,
     /// The Bot API base URL (a test provider in tests).
     #[serde(default = "default_base")]
     pub api_base_url: String,
@@ -31,31 +31,22 @@ fn default_base() -> String {
     DEFAULT_API_BASE_URL.to_owned()
 }
 
-impl std::fmt::Debug for TelegramConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TelegramConfig")
-            .field("bot_token", &super::REDACTED)
-            .field("secret_token", &super::REDACTED)
-            .field("api_base_url", &self.api_base_url)
-            .finish()
-    }
-}
-
 impl TelegramConfig {
     /// The values that must never appear in an error, a response or a log line.
     pub fn secrets(&self) -> Vec<String> {
-        vec![self.bot_token.clone(), self.secret_token.clone()]
+        vec![self.bot_token.expose().to_owned(), self.secret_token.expose().to_owned()]
     }
 
     /// Checks the fields.
     pub fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
-        if self.bot_token.trim().is_empty() || self.bot_token.len() > 256 || self.bot_token.contains('/') {
+        let bot_token = self.bot_token.expose();
+        if bot_token.trim().is_empty() || bot_token.len() > 256 || bot_token.contains('/') {
             return Err(Invalid::new("bot_token", "must be 1 to 256 characters without '/'"));
         }
         // Telegram allows 1-256 characters of A-Z, a-z, 0-9, '_' and '-' for secret_token; a short one could be
         // guessed, so we ask for at least MIN_SECRET_LEN.
         let valid_secret = (super::MIN_SECRET_LEN..=256).contains(&self.secret_token.len())
-            && self.secret_token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            && self.secret_token.expose().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid_secret {
             return Err(Invalid::new(
                 "secret_token",
@@ -72,7 +63,7 @@ impl TelegramConfig {
 
     /// Returns true if and only if `header` equals the configured secret (constant-time).
     pub fn verify(&self, header: Option<&[u8]>) -> bool {
-        header.is_some_and(|value| bool::from(value.ct_eq(self.secret_token.as_bytes())))
+        header.is_some_and(|value| bool::from(value.ct_eq(self.secret_token.expose().as_bytes())))
     }
 }
 
@@ -438,7 +429,7 @@ fn place(message: &Value) -> Option<Part> {
 /// The URL and JSON body of a `sendMessage` call. A handle of a Telegram Business chat
 /// (`business:<connection>:<chat id>`) is answered through its connection.
 pub fn send_request(config: &TelegramConfig, handle: &str, text: &str) -> (String, serde_json::Value) {
-    let url = format!("{}/bot{}/sendMessage", config.api_base_url.trim_end_matches('/'), config.bot_token);
+    let url = format!("{}/bot{}/sendMessage", config.api_base_url.trim_end_matches('/'), config.bot_token.expose());
     let (connection, chat_id) = match handle.strip_prefix("business:").and_then(|rest| rest.rsplit_once(':')) {
         Some((connection, chat_id)) => (Some(connection), chat_id),
         None => (None, handle),
@@ -469,7 +460,7 @@ pub fn file_send_request(
         "video" => ("sendVideo", "video"),
         _ => ("sendDocument", "document"),
     };
-    let url = format!("{}/bot{}/{method}", config.api_base_url.trim_end_matches('/'), config.bot_token);
+    let url = format!("{}/bot{}/{method}", config.api_base_url.trim_end_matches('/'), config.bot_token.expose());
     let (connection, chat_id) = match handle.strip_prefix("business:").and_then(|rest| rest.rsplit_once(':')) {
         Some((connection, chat_id)) => (Some(connection), chat_id),
         None => (None, handle),

@@ -5,31 +5,26 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Secret;
 use crate::domain::Invalid;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-recado-signature-256";
 
 /// A client's webhook settings. The secret is never returned by the API.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where outbound messages are POSTed.
     pub url: String,
     /// The HMAC key of the signature header.
-    pub secret: String,
-}
-
-impl std::fmt::Debug for WebhookConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookConfig").field("url", &self.url).field("secret", &super::REDACTED).finish()
-    }
+    pub secret: Secret,
 }
 
 impl WebhookConfig {
     /// The values that must never appear in an error, a response or a log line.
     pub fn secrets(&self) -> Vec<String> {
-        vec![self.secret.clone()]
+        vec![self.secret.expose().to_owned()]
     }
 
     /// Checks the fields.

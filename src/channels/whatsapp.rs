@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Parsed, ParsedMessage, id_at, number_at, owned_at, readable_text, text_at};
+use super::{Parsed, ParsedMessage, Secret, id_at, number_at, owned_at, readable_text, text_at};
 use crate::domain::{
     Context, DeliveryState, Invalid, Location, Media, MediaKind, Order, OrderItem, Part, Referral, SharedContact,
 };
@@ -14,17 +14,17 @@ use crate::store::{Change, StatusUpdate, Target};
 pub const DEFAULT_API_BASE_URL: &str = "https://graph.facebook.com/v21.0";
 
 /// A client's WhatsApp Cloud API settings. Secrets are never returned by the API.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsAppConfig {
     /// The Meta app secret: key of the webhook signature.
-    pub app_secret: String,
+    pub app_secret: Secret,
     /// The token Meta echoes in the subscription handshake.
-    pub verify_token: String,
+    pub verify_token: Secret,
     /// The business phone number id messages are sent from.
     pub phone_number_id: String,
     /// The access token for the Graph API.
-    pub access_token: String,
+    pub access_token: Secret,
     /// The Graph API base URL (a test provider in tests).
     #[serde(default = "default_base")]
     pub api_base_url: String,
@@ -34,31 +34,19 @@ fn default_base() -> String {
     DEFAULT_API_BASE_URL.to_owned()
 }
 
-impl std::fmt::Debug for WhatsAppConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WhatsAppConfig")
-            .field("app_secret", &super::REDACTED)
-            .field("verify_token", &super::REDACTED)
-            .field("phone_number_id", &self.phone_number_id)
-            .field("access_token", &super::REDACTED)
-            .field("api_base_url", &self.api_base_url)
-            .finish()
-    }
-}
-
 impl WhatsAppConfig {
     /// The values that must never appear in an error, a response or a log line.
     pub fn secrets(&self) -> Vec<String> {
-        vec![self.app_secret.clone(), self.verify_token.clone(), self.access_token.clone()]
+        [&self.app_secret, &self.verify_token, &self.access_token].map(|secret| secret.expose().to_owned()).to_vec()
     }
 
     /// Checks the fields (not the credentials themselves, which only Meta can check).
     pub fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
         for (field, value) in [
-            ("app_secret", &self.app_secret),
-            ("verify_token", &self.verify_token),
-            ("phone_number_id", &self.phone_number_id),
-            ("access_token", &self.access_token),
+            ("app_secret", self.app_secret.expose()),
+            ("verify_token", self.verify_token.expose()),
+            ("phone_number_id", self.phone_number_id.as_str()),
+            ("access_token", self.access_token.expose()),
         ] {
             if value.trim().is_empty() || value.len() > 1024 {
                 return Err(Invalid::new(field, "must be 1 to 1024 characters"));

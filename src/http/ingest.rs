@@ -314,7 +314,7 @@ pub(super) async fn whatsapp_verify(
         return Err(failures.throttled());
     }
     let (_, config): (_, WhatsAppConfig) = channel_config(&state, &slug, ChannelKind::WhatsApp).await?;
-    let token_matches: bool = query.verify_token.as_bytes().ct_eq(config.verify_token.as_bytes()).into();
+    let token_matches: bool = query.verify_token.as_bytes().ct_eq(config.verify_token.expose().as_bytes()).into();
     if query.mode != "subscribe" || !token_matches {
         failures.record(peer.ip());
         return Err(ApiError::Forbidden("the verify token does not match".into()));
@@ -346,7 +346,7 @@ pub(super) async fn whatsapp_receive(
     };
     let (_, body) = state.admission.ingest_body.read(request).await?;
     let _slot = state.admission.ingest.admit(client.as_str())?;
-    if !verify_hmac_header(&config.app_secret, &body, Some(&signature)) {
+    if !verify_hmac_header(config.app_secret.expose(), &body, Some(&signature)) {
         failures.record(peer.ip());
         return Err(invalid_signature());
     }

@@ -57,7 +57,7 @@ async fn seed(data_dir: &Path) -> Vec<String> {
         db.create_client(slug.clone(), profile, "test".into()).await.expect("client");
         let telegram = TelegramConfig {
             bot_token: "1:x".into(),
-            secret_token: format!("secret{index}"),
+            secret_token: format!("secret{index}").into(),
             api_base_url: "http://127.0.0.1:9".into(),
         };
         db.put_channel(slug.clone(), ChannelKind::Telegram, telegram, "test".into()).await.expect("channel");
