@@ -128,6 +128,15 @@ fn ignored_kind(kind: &str, known: &[&'static str]) -> &'static str {
     known.iter().find(|candidate| **candidate == kind).copied().unwrap_or("other")
 }
 
+/// A provider's id of a file (WhatsApp media id, Telegram `file_id`), if it has the shape providers use:
+/// letters, digits, `_` and `-`. Anything else (a URL, a `sha256:` name of a stored file) could make recado
+/// fetch or serve a file the provider never sent.
+fn file_id_at(value: &serde_json::Value, key: &str) -> Option<String> {
+    let id = id_at(value, key)?;
+    let plain = id.len() <= 512 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    plain.then_some(id)
+}
+
 /// A string field of a JSON object, if present and a string.
 fn text_at<'a>(value: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(serde_json::Value::as_str)

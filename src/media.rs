@@ -160,13 +160,14 @@ impl Fetcher {
     /// One attempt: look the file up, download it. Error texts have the channel's secrets removed.
     async fn attempt(&self, media: &ClaimedMedia) -> Result<MediaOutcome, Failure> {
         let client = ClientSlug::parse(&media.client).map_err(|error| Failure::Final(error.to_string()))?;
+        let url = crate::store::is_media_url(&media.provider_id);
         let (located, secrets) = match media.channel.as_str() {
-            "whatsapp" => {
+            "whatsapp" if !url => {
                 let config: WhatsAppConfig = self.config(client, ChannelKind::WhatsApp).await?;
                 let secrets = config.secrets();
                 (self.locate_whatsapp(&config, &media.provider_id).await, secrets)
             }
-            "telegram" => {
+            "telegram" if !url => {
                 let config: TelegramConfig = self.config(client, ChannelKind::Telegram).await?;
                 let secrets = config.secrets();
                 (self.locate_telegram(&config, &media.provider_id).await, secrets)

@@ -33,6 +33,7 @@ pub use conversations::{
 };
 pub use events::EventRecord;
 pub use ingest::{Change, InboundBatch, IngestOutcome, IngestReport, StatusUpdate, Target};
+pub(crate) use media::is_url as is_media_url;
 pub use media::{ClaimedMedia, MediaOutcome, MediaView};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
 pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision};

@@ -405,7 +405,7 @@ fn media(message: &Value, caption: Option<String>) -> Option<Part> {
     };
     Some(Part::Media(Media {
         kind,
-        provider_id: owned_at(file, "file_id")?,
+        provider_id: super::file_id_at(file, "file_id")?,
         mime_type: owned_at(file, "mime_type"),
         filename: owned_at(file, "file_name"),
         caption,

@@ -273,7 +273,7 @@ fn media(kind: &str, body: &Value) -> Option<Part> {
     };
     Some(Part::Media(Media {
         kind: media_kind,
-        provider_id: owned_at(body, "id")?,
+        provider_id: super::file_id_at(body, "id")?,
         mime_type: owned_at(body, "mime_type"),
         filename: owned_at(body, "filename"),
         caption: owned_at(body, "caption"),
@@ -537,6 +537,19 @@ mod tests {
         assert_eq!(parsed.statuses.len(), 1);
         assert_eq!(parsed.statuses[0].state, DeliveryState::Read);
         assert_eq!(parsed.statuses[0].outbox_id.as_deref(), Some("obx_1"));
+    }
+
+    #[test]
+    fn a_media_id_that_is_not_a_providers_id_never_becomes_a_file() {
+        for id in
+            ["sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9", "http://10.0.0.1/x", "a/b"]
+        {
+            let body = serde_json::json!({ "entry": [{ "changes": [{ "field": "messages", "value": { "messages": [
+                { "id": "wamid.1", "from": "34600111222", "type": "image", "image": { "id": id, "caption": "hola" } }] } }] }] });
+            let parsed = parse(body.to_string().as_bytes()).expect("valid");
+            let parts = &parsed.messages[0].parts;
+            assert!(matches!(&parts[..], [Part::Unsupported { kind, .. }] if kind == "image"), "{id}: {parts:?}");
+        }
     }
 
     #[test]

@@ -90,8 +90,9 @@ pub(super) fn queue_downloads(
 ) -> Result<()> {
     let provider = matches!(channel.as_str(), ChannelName::WHATSAPP | ChannelName::TELEGRAM);
     for (part, media) in media {
-        let stored = media.provider_id.strip_prefix("sha256:").filter(|_| !provider);
-        let url = !provider && media.provider_id.starts_with("http");
+        // The message API may name any channel, "whatsapp" included: its files are told apart by their id.
+        let stored = media.provider_id.strip_prefix("sha256:");
+        let url = is_url(&media.provider_id);
         if !provider && stored.is_none() && !url {
             continue;
         }
@@ -150,6 +151,12 @@ pub(super) fn record_outbound(
         ],
     )?;
     Ok(())
+}
+
+/// Returns true if and only if a media part's id is a URL (a file given by URL to the message API), never a
+/// provider's id.
+pub(crate) fn is_url(provider_id: &str) -> bool {
+    provider_id.starts_with("https://") || provider_id.starts_with("http://")
 }
 
 const VIEW_COLUMNS: &str = "id, client_id, message_id, part, state, filename, COALESCE(content_type, declared_type),
