@@ -14,8 +14,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::domain::{Context, Invalid, Part, readable_text};
-use crate::store::{Change, StatusUpdate};
+use crate::domain::{Change, Context, Invalid, Part, StatusUpdate, readable_text};
 
 /// Shortest accepted secret that callers must present (webhook secrets, verify tokens, signing keys).
 pub const MIN_SECRET_LEN: usize = 16;

@@ -8,6 +8,7 @@ mod chain;
 mod client;
 mod message;
 mod parts;
+mod update;
 
 pub use article::{ArticleContent, ArticleId};
 pub use chain::merge_chain;
@@ -22,6 +23,7 @@ pub use message::{
 pub use parts::{
     Context, Location, Media, MediaKind, Order, OrderItem, Outbound, Part, Referral, SharedContact, readable_text,
 };
+pub use update::{Change, StatusUpdate, Target};
 
 use std::fmt;
 

@@ -9,8 +9,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::store::OutboxBacklog;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
@@ -246,8 +244,8 @@ impl Metrics {
     }
 
     /// Sets the outbox backlog gauges.
-    pub fn set_outbox_backlog(&self, backlog: &OutboxBacklog) {
-        for (state, count) in [("pending", backlog.pending), ("sending", backlog.sending), ("dead", backlog.dead)] {
+    pub fn set_outbox_backlog(&self, pending: u64, sending: u64, dead: u64) {
+        for (state, count) in [("pending", pending), ("sending", sending), ("dead", dead)] {
             self.inner.outbox.get_or_create(&StateLabels { state }).set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }

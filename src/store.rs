@@ -32,7 +32,7 @@ pub use conversations::{
     RoutingChange, Scope, SlaClock,
 };
 pub use events::EventRecord;
-pub use ingest::{Change, InboundBatch, IngestOutcome, IngestReport, StatusUpdate, Target};
+pub use ingest::{InboundBatch, IngestOutcome, IngestReport};
 pub(crate) use media::is_url as is_media_url;
 pub use media::{ClaimedMedia, MediaOutcome, MediaView};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};

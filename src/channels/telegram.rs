@@ -5,8 +5,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::{Parsed, ParsedMessage, Secret, id_at, number_at, owned_at, readable_text, text_at};
-use crate::domain::{Context, Invalid, Location, Media, MediaKind, Part, SharedContact};
-use crate::store::{Change, Target};
+use crate::domain::{Change, Context, Invalid, Location, Media, MediaKind, Part, SharedContact, Target};
 
 /// Default Bot API base URL.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";

@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use super::{Parsed, ParsedMessage, Secret, id_at, number_at, owned_at, readable_text, text_at};
 use crate::domain::{
-    Context, DeliveryState, Invalid, Location, Media, MediaKind, Order, OrderItem, Part, Referral, SharedContact,
+    Change, Context, DeliveryState, Invalid, Location, Media, MediaKind, Order, OrderItem, Part, Referral,
+    SharedContact, StatusUpdate, Target,
 };
-use crate::store::{Change, StatusUpdate, Target};
 
 /// Default Graph API base URL.
 pub const DEFAULT_API_BASE_URL: &str = "https://graph.facebook.com/v21.0";

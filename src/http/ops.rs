@@ -31,7 +31,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 /// `GET /metrics`: Prometheus text.
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     match state.db.outbox_backlog().await {
-        Ok(backlog) => state.metrics.set_outbox_backlog(&backlog),
+        Ok(backlog) => state.metrics.set_outbox_backlog(backlog.pending, backlog.sending, backlog.dead),
         Err(error) => tracing::warn!(%error, "reading the outbox backlog for metrics failed"),
     }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
