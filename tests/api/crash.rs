@@ -188,6 +188,7 @@ async fn acknowledged_messages_survive_kill_9_without_duplicates_and_are_all_pro
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
+    assert!(!decisions.is_empty(), "the messages are there");
     assert!(decisions.iter().all(|count| *count == 1), "exactly one decision per message");
     let acks_per_conversation: Vec<i64> = connection
         .prepare("SELECT SUM(CASE WHEN kind = 'auto_ack' THEN 1 ELSE 0 END) FROM messages GROUP BY client_id, conversation_id")
@@ -196,6 +197,7 @@ async fn acknowledged_messages_survive_kill_9_without_duplicates_and_are_all_pro
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
+    assert!(!acks_per_conversation.is_empty(), "the conversations are there");
     assert!(
         acks_per_conversation.iter().all(|count| *count == 1),
         "one acknowledgement per conversation: {acks_per_conversation:?}"

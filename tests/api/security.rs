@@ -358,6 +358,7 @@ async fn no_secret_appears_in_any_response_or_log_line_after_every_channel_fails
             Failure::Echoes if view["channel"] == "api" => "answered 400",
             Failure::Echoes => "[redacted]",
         };
+        assert!(!errors.is_empty(), "the failed deliveries carry their errors");
         assert!(errors.iter().all(|error| error.contains(expected)), "{errors:?} should say {expected:?}");
         for token in [&server.admin, &assistant, client_token] {
             let (_, text) =
