@@ -141,7 +141,7 @@ fn text_at<'a>(value: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(serde_json::Value::as_str)
 }
 
-/// A non-empty string field, trimmed of nothing, as owned text.
+/// A non-empty string field, as owned text (kept as sent: not trimmed).
 fn owned_at(value: &serde_json::Value, key: &str) -> Option<String> {
     text_at(value, key).filter(|text| !text.is_empty()).map(str::to_owned)
 }

@@ -8,7 +8,9 @@
 //! - [`pipeline`]: stored messages to applied decisions (defaults and rule-plugin chains).
 //! - [`plugins`]: the WebAssembly rule-plugin host, upload checks and compilation, chains.
 //! - [`sla`]: first-response clocks, warnings and `on-overdue` escalations.
-//! - [`media`]: downloading customers' media from the providers into [`blobs`].
+//! - [`channels`]: provider wire formats: every kind of update parsed, sends built, signatures, SSRF checks.
+//! - [`outbox`], [`media`]: delivery of outbound messages; downloading customers' media into [`blobs`]; both
+//!   on the claim-and-work loop of [`worker`], which also watches every background worker.
 pub mod app;
 pub mod blobs;
 pub mod channels;

@@ -168,6 +168,8 @@ fn webhook_answer(report: &IngestReport, statuses: usize, ignored: usize) -> Jso
         "messages": report.messages.len(),
         "duplicates": report.messages.iter().filter(|outcome| outcome.duplicate).count(),
         "changes": report.changes_applied,
+        "changes_repeated": report.changes_repeated,
+        "changes_unmatched": report.changes_unmatched,
         "statuses": statuses,
         "ignored": ignored,
     }))

@@ -396,8 +396,13 @@ impl Db {
             let has_more = messages.len() > limit;
             messages.truncate(limit);
             messages.reverse();
-            for message in &mut messages {
-                message.media = super::media::media_of(connection, &summary.client, &message.id)?;
+            if let Some(oldest) = messages.first() {
+                let since = oldest.created_at.millis();
+                for media in super::media::media_of_page(connection, &summary.client, &summary.id, since)? {
+                    if let Some(message) = messages.iter_mut().find(|message| message.id == media.message_id) {
+                        message.media.push(media);
+                    }
+                }
             }
             for message in messages.iter_mut().filter(|message| message.edited_at.is_some()) {
                 message.edits = connection

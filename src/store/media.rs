@@ -178,12 +178,23 @@ fn view_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MediaView> {
     })
 }
 
-/// The media of a message, by part.
-pub(super) fn media_of(connection: &Connection, client: &str, message_id: &str) -> Result<Vec<MediaView>> {
-    let sql = format!("SELECT {VIEW_COLUMNS} FROM media WHERE client_id = ?1 AND message_id = ?2 ORDER BY part");
+/// The media of the messages of a conversation created at or after `since` (the page being shown), by
+/// message and part: one query for the page rather than one per message.
+pub(super) fn media_of_page(
+    connection: &Connection,
+    client: &str,
+    conversation_id: &str,
+    since: i64,
+) -> Result<Vec<MediaView>> {
+    let sql = format!(
+        "SELECT {VIEW_COLUMNS} FROM media
+         WHERE client_id = ?1 AND message_id IN (
+             SELECT id FROM messages WHERE client_id = ?1 AND conversation_id = ?2 AND created_at >= ?3)
+         ORDER BY message_id, part"
+    );
     Ok(connection
         .prepare_cached(&sql)?
-        .query_map(params![client, message_id], view_from_row)?
+        .query_map(params![client, conversation_id, since], view_from_row)?
         .collect::<rusqlite::Result<_>>()?)
 }
 

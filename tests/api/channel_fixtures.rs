@@ -231,9 +231,15 @@ async fn run_through_the_webhooks(channel: &str, file: &str) {
         for body in case["before"].as_array().into_iter().flatten() {
             post(&app, &slug, channel, body).await;
         }
-        post(&app, &slug, channel, &case["body"]).await;
-        // A provider retry changes nothing.
-        post(&app, &slug, channel, &case["body"]).await;
+        let first = post(&app, &slug, channel, &case["body"]).await;
+        // A provider retry changes nothing: each change is found applied before (a connection's state is
+        // simply set again).
+        let retry = post(&app, &slug, channel, &case["body"]).await;
+        let changes = case["expect"]["parse"]["changes"].as_array().map_or(0, Vec::len) as u64;
+        let count = |answer: &Value, field: &str| answer[field].as_u64().expect("a count");
+        assert_eq!(count(&first, "changes") + count(&first, "changes_unmatched"), changes, "{name}: {first}");
+        assert_eq!(count(&retry, "changes") + count(&retry, "changes_repeated"), changes, "{name}: {retry}");
+        assert_eq!(count(&retry, "changes_unmatched"), 0, "{name}: {retry}");
 
         let expect = &case["expect"];
         let (customer, notes, contacts) = stored(&app, &slug).await;

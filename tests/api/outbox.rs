@@ -17,6 +17,20 @@ async fn conversation_with_webhook(app: &TestApp, slug: &str, secret: &str, prov
     inbound["conversation_id"].as_str().expect("id").to_owned()
 }
 
+/// Posts a body to the `dental` client's WhatsApp webhook, signed, and expects it acknowledged.
+async fn post_signed(app: &TestApp, body: &Value) {
+    let body = body.to_string();
+    let response = app
+        .http
+        .post(format!("{}/webhooks/whatsapp/dental", app.base))
+        .header("x-hub-signature-256", whatsapp_signature("s3-meta-app-secret", body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 async fn reply(app: &TestApp, conversation: &str, text: &str) -> String {
     let (status, body) = app
         .post(&format!("/api/v1/conversations/{conversation}/replies"), &app.assistant, json!({ "text": text }))
@@ -86,17 +100,8 @@ async fn whatsapp_replies_carry_the_outbox_id_and_statuses_move_the_delivery_for
     )
     .await;
     let inbound = json!({ "entry": [{ "changes": [{ "field": "messages", "value": {
-        "messages": [{ "id": "wamid.in", "from": "34600111222", "type": "text", "text": { "body": "Hola" } }] } }] }] })
-    .to_string();
-    let response = app
-        .http
-        .post(format!("{}/webhooks/whatsapp/dental", app.base))
-        .header("x-hub-signature-256", whatsapp_signature("s3-meta-app-secret", inbound.as_bytes()))
-        .body(inbound)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), StatusCode::OK);
+        "messages": [{ "id": "wamid.in", "from": "34600111222", "type": "text", "text": { "body": "Hola" } }] } }] }] });
+    post_signed(&app, &inbound).await;
     let (_, list) = app.get("/api/v1/conversations?client=dental", &app.admin).await;
     let conversation = list["conversations"][0]["id"].as_str().expect("id").to_owned();
     let message = reply(&app, &conversation, "Bon dia! Sí, tenim hora.").await;
@@ -116,17 +121,8 @@ async fn whatsapp_replies_carry_the_outbox_id_and_statuses_move_the_delivery_for
     // Meta reports "read", then a late "delivered": the state stays at read.
     for status in ["read", "delivered"] {
         let callback = json!({ "entry": [{ "changes": [{ "field": "messages", "value": {
-            "statuses": [{ "id": "wamid.whatever", "status": status, "biz_opaque_callback_data": outbox_id }] } }] }] })
-        .to_string();
-        let response = app
-            .http
-            .post(format!("{}/webhooks/whatsapp/dental", app.base))
-            .header("x-hub-signature-256", whatsapp_signature("s3-meta-app-secret", callback.as_bytes()))
-            .body(callback)
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(response.status(), StatusCode::OK);
+            "statuses": [{ "id": "wamid.whatever", "status": status, "biz_opaque_callback_data": outbox_id }] } }] }] });
+        post_signed(&app, &callback).await;
     }
     assert_eq!(delivery_of(&app.conversation(&conversation).await, &message)["state"], "read");
 
@@ -138,17 +134,8 @@ async fn whatsapp_replies_carry_the_outbox_id_and_statuses_move_the_delivery_for
         "biz_opaque_callback_data": delivery["outbox_id"],
         "errors": [{ "code": 131047, "title": "Re-engagement message", "message": "Re-engagement message",
             "error_data": { "details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number." },
-            "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/" }] }] } }] }] })
-    .to_string();
-    let response = app
-        .http
-        .post(format!("{}/webhooks/whatsapp/dental", app.base))
-        .header("x-hub-signature-256", whatsapp_signature("s3-meta-app-secret", callback.as_bytes()))
-        .body(callback)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), StatusCode::OK);
+            "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/" }] }] } }] }] });
+    post_signed(&app, &callback).await;
     let failed = delivery_of(&app.conversation(&conversation).await, &second).clone();
     assert_eq!(failed["state"], "failed");
     let error = failed["last_error"].as_str().expect("the error");
