@@ -6,6 +6,7 @@
 mod article;
 mod chain;
 mod client;
+mod ids;
 mod message;
 mod parts;
 mod update;
@@ -16,9 +17,11 @@ pub use client::{
     BusinessHours, ClientDefaults, ClientProfile, ClientSlug, EscalationContact, Interval, Sla, SuggestionSettings,
     Weekday, WhatsAppTemplate,
 };
+pub(crate) use ids::new_id;
+pub use ids::{ContactId, ConversationId, EscalationId, MediaId, MessageId, OutboxId, PluginId, TypedId};
 pub use message::{
-    ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, InboundMessage, MessageKind, PluginState,
-    Priority, Role,
+    ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, HookKind, InboundMessage, LogLevel,
+    LogLine, MediaState, MessageKind, MessageState, PluginState, Priority, Role, SlaState,
 };
 pub use parts::{
     Context, Location, Media, MediaKind, Order, OrderItem, Outbound, Part, Referral, SharedContact, readable_text,
@@ -127,41 +130,6 @@ impl fmt::Display for Timestamp {
     }
 }
 
-/// Generates a fresh identifier with a readable prefix, e.g. `msg_0193...`.
-///
-/// UUIDv7 keeps ids roughly time-ordered, which keeps the B-tree inserts at the right edge.
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
-}
-
-/// Prefixes of the identifiers we generate, one per kind of object.
-pub mod id_prefix {
-    /// Conversations.
-    pub const CONVERSATION: &str = "cnv";
-    /// Messages, inbound and outbound.
-    pub const MESSAGE: &str = "msg";
-    /// Contacts.
-    pub const CONTACT: &str = "ctc";
-    /// Outbox rows (one per delivery of an outbound message).
-    pub const OUTBOX: &str = "obx";
-    /// Uploaded plugin versions.
-    pub const PLUGIN: &str = "plg";
-    /// Escalations.
-    pub const ESCALATION: &str = "esc";
-    /// Media files customers sent.
-    pub const MEDIA: &str = "med";
-}
-
-/// Returns true if and only if `id` looks like an id we generated with `prefix`.
-///
-/// Used to answer 404 early for ids that cannot exist, without touching the database.
-pub fn is_id_with_prefix(id: &str, prefix: &str) -> bool {
-    id.len() == prefix.len() + 33
-        && id.starts_with(prefix)
-        && id.as_bytes()[prefix.len()] == b'_'
-        && id[prefix.len() + 1..].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// Checks that `value` is a short label made of `[a-z0-9_-]`, used for queues, channels and tags.
 pub fn parse_label(field: &str, value: &str, max_len: usize) -> Result<String, Invalid> {
     if value.is_empty() || value.len() > max_len {
@@ -187,14 +155,6 @@ pub fn parse_text(field: &str, value: &str, max_chars: usize) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_ids_are_recognised_by_their_prefix() {
-        let id = new_id(id_prefix::MESSAGE);
-        assert!(is_id_with_prefix(&id, id_prefix::MESSAGE));
-        assert!(!is_id_with_prefix(&id, id_prefix::CONVERSATION));
-        assert!(!is_id_with_prefix("msg_nothex", id_prefix::MESSAGE));
-    }
 
     #[test]
     fn timestamps_render_as_rfc3339_with_milliseconds() {

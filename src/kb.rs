@@ -14,7 +14,7 @@ pub mod template;
 
 use std::path::Path;
 
-use crate::domain::ClientSlug;
+use crate::domain::{ClientSlug, MessageId};
 use crate::store::{Db, ImportSummary};
 
 /// Why an import did not happen.
@@ -123,7 +123,7 @@ type Boosts = Arc<HashMap<String, f32>>;
 #[derive(Debug, Clone)]
 pub struct Pick {
     /// The message the suggestions were for.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// The articles shown, in order.
     pub shown: Vec<ArticleId>,
     /// The article used, if any.
@@ -237,7 +237,7 @@ impl Knowledge {
         &self,
         db: &Db,
         scope: Scope,
-        message_id: String,
+        message_id: MessageId,
         k: usize,
         assistant: Option<String>,
     ) -> Result<Suggestions, Error> {
@@ -246,7 +246,7 @@ impl Knowledge {
             contact_name: context.contact_name.clone(),
             client_name: Some(context.profile.name.clone()),
             assistant_name: assistant,
-            conversation_id: Some(context.conversation_id.clone()),
+            conversation_id: Some(context.conversation_id.to_string()),
         };
         self.suggest(
             db,

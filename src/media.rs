@@ -159,7 +159,7 @@ impl Fetcher {
 
     /// One attempt: look the file up, download it. Error texts have the channel's secrets removed.
     async fn attempt(&self, media: &ClaimedMedia) -> Result<MediaOutcome, Failure> {
-        let client = ClientSlug::parse(&media.client).map_err(|error| Failure::Final(error.to_string()))?;
+        let client = media.client.clone();
         let url = crate::store::is_media_url(&media.provider_id);
         let (located, secrets) = match media.channel.as_str() {
             "whatsapp" if !url => {

@@ -22,7 +22,7 @@ use crate::config::OutboxSettings;
 use base64::Engine as _;
 
 use crate::blobs::Blobs;
-use crate::domain::{ChannelKind, ClientSlug, MediaKind, Outbound, Timestamp};
+use crate::domain::{ChannelKind, MediaKind, Outbound, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::{Claimed, Db, DeliveryOutcome};
 use crate::worker::{self, ClaimWorker, Limits, Wake};
@@ -135,9 +135,7 @@ impl Deliverer {
     /// the channel's secrets removed: it is stored as the delivery's `last_error`, shown to assistants and
     /// clients, and logged.
     async fn attempt(&self, delivery: &Claimed) -> Attempt {
-        let Ok(client) = ClientSlug::parse(&delivery.client) else {
-            return Attempt::Permanent(format!("invalid client id {:?}", delivery.client));
-        };
+        let client = delivery.client.clone();
         let attachment = match &delivery.payload {
             Some(Outbound::Attachment { kind, sha256, content_type, filename, caption, .. }) => {
                 match self.blobs.read(sha256).await {
@@ -207,10 +205,10 @@ impl Deliverer {
                     None => delivery.text.as_str(),
                 };
                 let payload = OutboundPayload {
-                    outbox_id: &delivery.outbox_id,
-                    message_id: &delivery.message_id,
-                    conversation_id: &delivery.conversation_id,
-                    client: &delivery.client,
+                    outbox_id: delivery.outbox_id.as_str(),
+                    message_id: delivery.message_id.as_str(),
+                    conversation_id: delivery.conversation_id.as_str(),
+                    client: delivery.client.as_str(),
                     kind: delivery.kind.as_str(),
                     to: &delivery.recipient,
                     text,
@@ -233,7 +231,7 @@ impl Deliverer {
                     .post(&config.url)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .header(webhook::SIGNATURE_HEADER, signature)
-                    .header("idempotency-key", &delivery.outbox_id)
+                    .header("idempotency-key", delivery.outbox_id.as_str())
                     .body(body);
                 redacted(self.send(request, ChannelKind::Webhook).await, &config.secrets())
             }
@@ -249,8 +247,13 @@ impl Deliverer {
                 }
                 _ => None,
             };
-            let (url, body) =
-                whatsapp::send_request(config, &delivery.recipient, &delivery.text, &delivery.outbox_id, template);
+            let (url, body) = whatsapp::send_request(
+                config,
+                &delivery.recipient,
+                &delivery.text,
+                delivery.outbox_id.as_str(),
+                template,
+            );
             let request = self.http.post(url).bearer_auth(config.access_token.expose()).json(&body);
             return self.send(request, ChannelKind::WhatsApp).await;
         };
@@ -274,7 +277,7 @@ impl Deliverer {
         let (url, body) = whatsapp::media_send_request(
             config,
             &delivery.recipient,
-            &delivery.outbox_id,
+            delivery.outbox_id.as_str(),
             file.kind,
             &media_id,
             file.caption,

@@ -14,16 +14,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PipelineSettings;
-use crate::domain::{ClientSlug, Decision, PluginState, Timestamp};
+use crate::domain::{ClientSlug, ConversationId, Decision, HookKind, LogLine, MessageId, PluginState, Timestamp};
 use crate::kb::SearchIndex;
 use crate::kb::language::Detectors;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
 use crate::plugins::runtime::{ChainLink, Hook, Rules, kb_search_for};
 use crate::plugins::{KbSearch, MessageCall, PluginContact, PluginContext, PluginMessage};
-use crate::store::{
-    Db, LogLine, PendingBatch, PendingMessage, PluginRecord, PluginRun, ProcessedDecision, RunningPlugin,
-};
+use crate::store::{Db, PendingBatch, PendingMessage, PluginRecord, PluginRun, ProcessedDecision, RunningPlugin};
 
 /// Source name of decisions made from the client's defaults.
 pub const DEFAULTS_SOURCE: &str = "defaults";
@@ -120,7 +118,7 @@ impl LoadedChain {
             match rules.loaded(db, client, plugin).await {
                 Ok(loaded) => chain.links.push(ChainLink { plugin: plugin.clone(), loaded }),
                 Err(error) => {
-                    tracing::warn!(client = client.as_str(), plugin = plugin.id, error = %format!("{error:#}"), "plugin does not load");
+                    tracing::warn!(client = client.as_str(), plugin = %plugin.id, error = %format!("{error:#}"), "plugin does not load");
                     chain.broken.push((plugin.clone(), format!("could not start: {error:#}")));
                 }
             }
@@ -144,14 +142,14 @@ pub fn message_call(message: &PendingMessage, language: &str) -> MessageCall {
     let at = message.received_at;
     MessageCall {
         message: PluginMessage {
-            id: message.message_id.clone(),
-            channel: message.channel.clone(),
+            id: message.message_id.to_string(),
+            channel: message.channel.to_string(),
             text: message.text.clone(),
             language: Some(language.to_owned()),
             received_at: at.millis(),
         },
         contact: PluginContact {
-            id: message.contact.id.clone(),
+            id: message.contact.id.to_string(),
             handle: message.contact.handle.clone(),
             name: message.contact.name.clone(),
             tags: Vec::new(),
@@ -164,7 +162,7 @@ pub fn message_call(message: &PendingMessage, language: &str) -> MessageCall {
             timezone: profile.timezone.clone(),
             within_business_hours: profile.business_hours.is_open(at, &profile.timezone),
             languages: profile.languages.clone(),
-            conversation_id: message.conversation_id.clone(),
+            conversation_id: message.conversation_id.to_string(),
             messages_in_conversation: message.messages_in_conversation,
             unanswered_inbound: message.unanswered_inbound,
             last_acknowledged_at: message.last_acknowledged_at.map(Timestamp::millis),
@@ -257,8 +255,8 @@ fn decide_in_order(
     budget: Duration,
 ) -> Vec<ProcessedDecision> {
     let PendingBatch { messages, mut kv, .. } = batch;
-    let mut acknowledged: HashMap<String, Timestamp> = HashMap::new();
-    let mut languages: HashMap<String, String> = HashMap::new();
+    let mut acknowledged: HashMap<ConversationId, Timestamp> = HashMap::new();
+    let mut languages: HashMap<ConversationId, String> = HashMap::new();
     let mut spent: HashMap<ClientSlug, Duration> = HashMap::new();
     messages
         .into_iter()
@@ -361,9 +359,9 @@ pub async fn process_available(pipeline: &Pipeline) -> crate::store::Result<usiz
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReplayItem {
     /// The message.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Its conversation.
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// Its text.
     pub text: String,
     /// The language it was decided in.
@@ -452,7 +450,7 @@ pub async fn replay(
         recorded.push(
             decisions
                 .into_iter()
-                .find(|record| record.plugin_id.is_none() && record.applied && record.hook == "on-message")
+                .find(|record| record.plugin_id.is_none() && record.applied && record.hook == HookKind::OnMessage)
                 .and_then(|record| record.decision),
         );
     }
@@ -490,15 +488,7 @@ pub async fn replay(
                     language,
                     candidate: candidate_decision,
                     candidate_failure: run.as_ref().and_then(|run| run.failure.clone()),
-                    candidate_logs: run
-                        .as_ref()
-                        .map(|run| {
-                            run.logs
-                                .iter()
-                                .map(|(level, message)| LogLine { level: level.clone(), message: message.clone() })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    candidate_logs: run.as_ref().map(|run| run.logs.clone()).unwrap_or_default(),
                     fuel: run.as_ref().map_or(0, |run| run.fuel),
                     duration_us: run.as_ref().map_or(0, |run| run.duration_us),
                     active,
@@ -520,7 +510,7 @@ pub async fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ClientDefaults, ClientProfile, ClientSlug};
+    use crate::domain::{ChannelName, ClientDefaults, ClientProfile, ClientSlug, ContactId, PluginId};
 
     fn pending(id: &str, conversation: &str, at: i64) -> PendingMessage {
         let mut defaults = ClientDefaults { auto_acknowledge: true, ..ClientDefaults::default() };
@@ -528,9 +518,9 @@ mod tests {
         PendingMessage {
             client: ClientSlug::parse("client-a").expect("slug"),
             profile: ClientProfile { defaults, ..ClientProfile::new("A", "Europe/Madrid", &["es"]) },
-            message_id: id.into(),
-            conversation_id: conversation.into(),
-            channel: "api".into(),
+            message_id: MessageId::from_stored(id.into()),
+            conversation_id: ConversationId::from_stored(conversation.into()),
+            channel: ChannelName::known(ChannelName::API),
             text: "hola".into(),
             received_at: Timestamp(at),
             inbound_in_conversation: 1,
@@ -539,7 +529,12 @@ mod tests {
             last_acknowledged_at: None,
             last_human_reply_at: None,
             conversation_language: None,
-            contact: crate::store::ContactFacts::default(),
+            contact: crate::store::ContactFacts {
+                id: ContactId::from_stored(format!("k-{conversation}")),
+                handle: "+34600000000".into(),
+                name: None,
+                is_new: true,
+            },
         }
     }
 
@@ -551,7 +546,7 @@ mod tests {
         let acknowledged: Vec<_> = decide_in_order(batch, &HashMap::new(), &Detectors::default(), None, Duration::ZERO)
             .into_iter()
             .filter(|d| d.decision.acknowledge.is_some())
-            .map(|d| d.message_id)
+            .map(|d| d.message_id.to_string())
             .collect();
         assert_eq!(acknowledged, ["m1", "m3"]);
     }
@@ -560,7 +555,7 @@ mod tests {
     fn chain_of(rules: &Rules, component: &str, config: &str) -> LoadedChain {
         let loaded = rules.host().load(&crate::plugins::test_support::example_component(component)).expect("loads");
         let plugin = RunningPlugin {
-            id: format!("plg_{component}"),
+            id: PluginId::from_stored(format!("plg_{component}")),
             name: component.into(),
             version: "1".into(),
             sha256: String::new(),

@@ -19,7 +19,7 @@ use wasmtime::{
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::domain::{Decision, Escalation, Priority, parse_label};
+use crate::domain::{Decision, Escalation, LogLevel, LogLine, Priority, parse_label};
 
 pub mod check;
 pub mod compile;
@@ -123,7 +123,7 @@ pub struct Outcome {
     /// The validated decision, or why there is none.
     pub result: Result<Decision, Failure>,
     /// Log lines kept, with their level.
-    pub logs: Vec<(String, String)>,
+    pub logs: Vec<LogLine>,
     /// Key-value writes to commit (empty unless the call succeeded).
     pub kv_writes: Vec<(String, String)>,
     /// Instructions used.
@@ -231,7 +231,7 @@ struct CallState {
     call_limits: Limits,
     host_calls: u32,
     host_budget_hit: bool,
-    logs: Vec<(String, String)>,
+    logs: Vec<LogLine>,
     kv: HashMap<String, String>,
     kv_writes: Vec<(String, String)>,
     kb_search: KbSearch,
@@ -274,11 +274,11 @@ impl bindings::recado::plugin::host::Host for CallState {
         self.charge()?;
         if self.logs.len() < self.call_limits.log_lines {
             let level = match level {
-                wit::LogLevel::Trace => "trace",
-                wit::LogLevel::Debug => "debug",
-                wit::LogLevel::Info => "info",
-                wit::LogLevel::Warn => "warn",
-                wit::LogLevel::Error => "error",
+                wit::LogLevel::Trace => LogLevel::Trace,
+                wit::LogLevel::Debug => LogLevel::Debug,
+                wit::LogLevel::Info => LogLevel::Info,
+                wit::LogLevel::Warn => LogLevel::Warn,
+                wit::LogLevel::Error => LogLevel::Error,
             };
             let mut line = message;
             if line.len() > self.call_limits.log_line_bytes {
@@ -288,7 +288,7 @@ impl bindings::recado::plugin::host::Host for CallState {
                 }
                 line.truncate(cut);
             }
-            self.logs.push((level.to_owned(), line));
+            self.logs.push(LogLine { level, message: line });
         }
         Ok(())
     }

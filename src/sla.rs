@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Decision, Escalation, Priority, Timestamp};
+use crate::domain::{Decision, Escalation, Priority, SlaState, Timestamp};
 use crate::pipeline::{DEFAULTS_SOURCE, LoadedChain, Pipeline, with_defaults};
 use crate::plugins::PluginContext;
 use crate::plugins::runtime::{Hook, kb_search_for};
@@ -66,7 +66,7 @@ pub async fn process_due(pipeline: &Pipeline, now: Timestamp) -> crate::store::R
         let due = pipeline.db.due_clocks(now, BATCH).await?;
         let count = due.len();
         for clock in due {
-            let done = if clock.state == "running" && clock.due_at.millis() > now.millis() {
+            let done = if clock.state == SlaState::Running && clock.due_at.millis() > now.millis() {
                 let warned = pipeline.db.warn_clock(clock).await?;
                 if warned {
                     pipeline.metrics.sla_event("warning");
@@ -98,7 +98,7 @@ async fn overdue(pipeline: &Pipeline, clock: DueClock, now: Timestamp) -> crate:
         timezone: profile.timezone.clone(),
         within_business_hours: profile.business_hours.is_open(now, &profile.timezone),
         languages: profile.languages.clone(),
-        conversation_id: clock.conversation_id.clone(),
+        conversation_id: clock.conversation_id.to_string(),
         messages_in_conversation: context.messages,
         unanswered_inbound: context.unanswered_inbound,
         last_acknowledged_at: context.last_acknowledged_at.map(Timestamp::millis),

@@ -22,6 +22,7 @@ mod pipeline;
 mod plugins;
 mod secrets;
 mod sla;
+mod sql;
 mod suggestions;
 mod tokens;
 
@@ -37,9 +38,7 @@ pub(crate) use media::is_url as is_media_url;
 pub use media::{ClaimedMedia, MediaOutcome, MediaView};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
 pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision};
-pub use plugins::{
-    DecisionFilter, DecisionRecord, LogLine, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,
-};
+pub use plugins::{DecisionFilter, DecisionRecord, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin};
 pub use sla::{DueClock, OverdueContext, OverdueDecision};
 pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};
 pub use tokens::{NewToken, TokenRecord};

@@ -61,6 +61,13 @@ impl ArticleId {
     }
 }
 
+impl std::str::FromStr for ArticleId {
+    type Err = Invalid;
+    fn from_str(value: &str) -> Result<Self, Invalid> {
+        Self::parse(value)
+    }
+}
+
 impl fmt::Display for ArticleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -43,6 +43,13 @@ impl AsRef<str> for ClientSlug {
     }
 }
 
+impl std::str::FromStr for ClientSlug {
+    type Err = Invalid;
+    fn from_str(value: &str) -> Result<Self, Invalid> {
+        Self::parse(value)
+    }
+}
+
 impl fmt::Display for ClientSlug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

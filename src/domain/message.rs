@@ -18,8 +18,8 @@ impl ChannelName {
     /// How long after the customer's last message a free-form reply may be sent on `channel`, if the
     /// channel limits it: WhatsApp's customer service window is 24 hours; after it only approved templates
     /// are delivered (Meta error 131047).
-    pub fn reply_window(channel: &str) -> Option<std::time::Duration> {
-        (channel == Self::WHATSAPP).then_some(std::time::Duration::from_secs(24 * 3600))
+    pub fn reply_window(&self) -> Option<std::time::Duration> {
+        (self.0 == Self::WHATSAPP).then_some(std::time::Duration::from_secs(24 * 3600))
     }
 
     /// WhatsApp Cloud API.
@@ -42,6 +42,13 @@ impl ChannelName {
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl FromStr for ChannelName {
+    type Err = Invalid;
+    fn from_str(value: &str) -> Result<Self, Invalid> {
+        Self::parse(value)
     }
 }
 
@@ -245,6 +252,76 @@ text_enum!(
         Webhook => "webhook",
     }
 );
+
+text_enum!(
+    /// Where a conversation's first-response clock stands.
+    SlaState {
+        /// Started by a customer message; no person has answered.
+        Running => "running",
+        /// Past the warning point, not yet due.
+        Warned => "warned",
+        /// Past due; `on-overdue` ran.
+        Overdue => "overdue",
+        /// A person answered in time.
+        Met => "met",
+        /// A person answered after it was due.
+        MetLate => "met_late",
+        /// Closed before anyone answered: nobody is waiting any more.
+        Stopped => "stopped",
+    }
+);
+
+text_enum!(
+    /// Where a stored message stands in processing.
+    MessageState {
+        /// An inbound message waiting for its client's rules.
+        Received => "received",
+        /// An inbound message the rules have decided on.
+        Processed => "processed",
+        /// An outbound message handed to the outbox (its delivery says the rest).
+        Queued => "queued",
+        /// A note in the thread that is never sent.
+        Noted => "noted",
+    }
+);
+
+text_enum!(
+    /// Where a media file's download stands.
+    MediaState {
+        /// Waiting for a download attempt.
+        Pending => "pending",
+        /// Claimed by a worker.
+        Fetching => "fetching",
+        /// Kept in the blob store.
+        Stored => "stored",
+        /// Given up on (the reason is kept); a person may retry.
+        Failed => "failed",
+    }
+);
+
+text_enum!(
+    /// The hook of a rule plugin a run called.
+    HookKind {
+        /// A customer message arrived.
+        OnMessage => "on-message",
+        /// A conversation's first-response clock ran out.
+        OnOverdue => "on-overdue",
+    }
+);
+
+text_enum!(
+    /// The level of a plugin's log line.
+    LogLevel { Trace => "trace", Debug => "debug", Info => "info", Warn => "warn", Error => "error" }
+);
+
+/// A line a plugin logged during a run (cut to the host's limit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// How important the plugin said it was.
+    pub level: LogLevel,
+    /// The text.
+    pub message: String,
+}
 
 text_enum!(
     /// Conversation priority.

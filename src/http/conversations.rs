@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{AppJson, AppPath, AppQuery, Principal};
+use super::extract::{AppJson, AppQuery, IdPath, Principal};
 use crate::domain::{
-    ChannelName, ClientSlug, ConversationStatus, Media, MediaKind, Outbound, Part, Priority, id_prefix,
-    is_id_with_prefix, parse_label, parse_text, readable_text,
+    ChannelName, ClientSlug, ConversationId, ConversationStatus, Media, MediaKind, MessageId, Outbound, Part, Priority,
+    parse_label, parse_text, readable_text,
 };
 use crate::store::{ConversationFilter, ConversationSummary, MessageView, RoutingChange};
 
@@ -87,15 +87,6 @@ fn message_json(message: &MessageView) -> Value {
     })
 }
 
-/// Ids we generate have a fixed shape; anything else cannot exist, so answer 404 without a query.
-fn conversation_id(id: String) -> Result<String, ApiError> {
-    if is_id_with_prefix(&id, id_prefix::CONVERSATION) {
-        Ok(id)
-    } else {
-        Err(ApiError::NotFound("conversation".into()))
-    }
-}
-
 /// Query of the inbox list.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,7 +140,7 @@ pub(super) async fn conversations_list(
     let page = state.db.conversations(principal.scope(), filter).await?;
     Ok(Json(json!({
         "conversations": page.conversations.iter().map(summary_json).collect::<Vec<_>>(),
-        "next_cursor": page.next.map(|(at, id)| encode_cursor(at, &id)),
+        "next_cursor": page.next.map(|(at, id)| encode_cursor(at, id.as_str())),
     })))
 }
 
@@ -165,16 +156,15 @@ pub(super) struct ShowQuery {
 pub(super) async fn conversations_show(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<ConversationId>,
     AppQuery(query): AppQuery<ShowQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = conversation_id(id)?;
     let limit = query.limit.unwrap_or(200).clamp(1, MAX_MESSAGES);
     let detail = state.db.conversation(principal.scope(), id, limit).await?;
     let mut body = summary_json(&detail.summary);
     body["messages"] = detail.messages.iter().map(message_json).collect();
     body["has_more"] = detail.has_more.into();
-    if let Some(window) = ChannelName::reply_window(&detail.summary.channel) {
+    if let Some(window) = detail.summary.channel.reply_window() {
         let closes_at = detail.last_customer_message_at.map(|at| at.plus(window));
         body["reply_window"] = json!({
             "open": closes_at.is_some_and(|closes_at| closes_at > crate::domain::Timestamp::now()),
@@ -195,10 +185,9 @@ pub(super) struct ReplyBody {
 pub(super) async fn conversations_reply(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<ConversationId>,
     AppJson(body): AppJson<ReplyBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = conversation_id(id)?;
     let text = parse_text("text", &body.text, MAX_REPLY_CHARS)?;
     send_reply(&state, &principal, id, text, None).await
 }
@@ -207,7 +196,7 @@ pub(super) async fn conversations_reply(
 async fn send_reply(
     state: &AppState,
     principal: &Principal,
-    id: String,
+    id: ConversationId,
     text: String,
     payload: Option<Outbound>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -230,10 +219,9 @@ async fn send_reply(
 pub(super) async fn conversations_attachment(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<ConversationId>,
     mut multipart: axum::extract::Multipart,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let id = conversation_id(id)?;
     let invalid_form = |error: axum::extract::multipart::MultipartError| {
         ApiError::bad_request("invalid_multipart", format!("the form cannot be read: {}", error.body_text()))
     };
@@ -270,7 +258,7 @@ pub(super) async fn conversations_attachment(
         _ => MediaKind::Document,
     };
     let channel = state.db.conversation(principal.scope(), id.clone(), 1).await?.summary.channel;
-    if kind == MediaKind::Audio && !caption.is_empty() && channel == ChannelName::WHATSAPP {
+    if kind == MediaKind::Audio && !caption.is_empty() && channel.as_str() == ChannelName::WHATSAPP {
         return Err(ApiError::Invalid(
             "text: WhatsApp delivers audio without a caption; send the text as a reply of its own".into(),
         ));
@@ -316,16 +304,14 @@ pub(super) struct TemplateBody {
 pub(super) async fn conversations_template(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<ConversationId>,
     AppJson(body): AppJson<TemplateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let id = conversation_id(id)?;
     let detail = state.db.conversation(principal.scope(), id.clone(), 1).await?;
-    if detail.summary.channel != ChannelName::WHATSAPP {
+    if detail.summary.channel.as_str() != ChannelName::WHATSAPP {
         return Err(ApiError::Invalid("templates are sent on WhatsApp conversations only".into()));
     }
-    let client = ClientSlug::parse(&detail.summary.client)?;
-    let profile = state.db.client(client).await?.profile;
+    let profile = state.db.client(detail.summary.client).await?.profile;
     let template = profile
         .whatsapp_templates
         .iter()
@@ -359,10 +345,9 @@ pub(super) async fn conversations_template(
 async fn set_status(
     state: AppState,
     principal: Principal,
-    id: String,
+    id: ConversationId,
     status: ConversationStatus,
 ) -> Result<Json<Value>, ApiError> {
-    let id = conversation_id(id)?;
     let summary = state.db.set_status(principal.scope(), id, status, principal.actor()).await?;
     Ok(Json(summary_json(&summary)))
 }
@@ -371,7 +356,7 @@ async fn set_status(
 pub(super) async fn conversations_close(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<ConversationId>,
 ) -> Result<Json<Value>, ApiError> {
     set_status(state, principal, id, ConversationStatus::Closed).await
 }
@@ -380,7 +365,7 @@ pub(super) async fn conversations_close(
 pub(super) async fn conversations_reopen(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<ConversationId>,
 ) -> Result<Json<Value>, ApiError> {
     set_status(state, principal, id, ConversationStatus::Open).await
 }
@@ -406,10 +391,9 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
 pub(super) async fn conversations_assign(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<ConversationId>,
     AppJson(body): AppJson<AssignBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = conversation_id(id)?;
     if let Some(Some(assignee)) = &body.assignee {
         parse_text("assignee", assignee, 200)?;
     }
@@ -425,11 +409,8 @@ pub(super) async fn conversations_assign(
 pub(super) async fn messages_decisions(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<MessageId>,
 ) -> Result<Json<Value>, ApiError> {
-    if !is_id_with_prefix(&id, id_prefix::MESSAGE) {
-        return Err(ApiError::NotFound("message".into()));
-    }
     let decisions = state.db.decisions_for(principal.scope(), id.clone()).await?;
     let decisions: Vec<Value> = decisions.iter().map(super::plugins::decision_json).collect();
     Ok(Json(json!({ "message_id": id, "decisions": decisions })))

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::{ClientSlug, Role};
+use crate::domain::{ClientSlug, Role, TypedId};
 use crate::store::Scope;
 
 /// `axum::Json` with [`ApiError`] rejections.
@@ -24,6 +24,24 @@ pub(super) struct AppPath<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub(super) struct AppQuery<T>(pub T);
+
+/// Parses an id taken from a path or a body. An id of the wrong shape cannot exist, so it is a 404 like an unknown
+/// one, answered without a query.
+pub(super) fn id_or_404<T: TypedId>(text: &str) -> Result<T, ApiError> {
+    T::parse_id(text).ok_or_else(|| ApiError::NotFound(T::KIND.into()))
+}
+
+/// An id as the only path parameter, parsed as [`id_or_404`] does.
+pub(super) struct IdPath<T>(pub T);
+
+impl<T: TypedId, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let AppPath(text) = AppPath::<String>::from_request_parts(parts, state).await?;
+        id_or_404(&text).map(Self)
+    }
+}
 
 /// The raw body, limited by the route's body limit, with [`ApiError`] rejections.
 pub(super) struct AppBytes(pub bytes::Bytes);

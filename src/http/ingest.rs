@@ -397,8 +397,8 @@ pub(super) async fn telegram_receive(
     let mut answer = webhook_answer(&report, 0, ignored);
     // One update carries at most one message: name it, as this route always has.
     if let Some(outcome) = report.messages.first() {
-        answer["message_id"] = outcome.message_id.clone().into();
-        answer["conversation_id"] = outcome.conversation_id.clone().into();
+        answer["message_id"] = outcome.message_id.to_string().into();
+        answer["conversation_id"] = outcome.conversation_id.to_string().into();
         answer["duplicate"] = outcome.duplicate.into();
     }
     Ok(answer)

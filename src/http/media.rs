@@ -15,8 +15,8 @@ use tokio_util::io::ReaderStream;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{AppPath, Principal};
-use crate::domain::{id_prefix, is_id_with_prefix};
+use super::extract::{IdPath, Principal};
+use crate::domain::{MediaId, MediaState};
 use crate::store::MediaView;
 
 /// The JSON description of a media file, as listed on its message.
@@ -31,22 +31,18 @@ pub(super) fn media_json(media: &MediaView) -> Value {
         "sha256": media.sha256,
         "last_error": media.last_error,
         "attempts": media.attempts,
-        "url": (media.state == "stored").then(|| format!("/api/v1/media/{}", media.id)),
+        "url": (media.state == MediaState::Stored).then(|| format!("/api/v1/media/{}", media.id)),
     })
-}
-
-fn media_id(id: String) -> Result<String, ApiError> {
-    if is_id_with_prefix(&id, id_prefix::MEDIA) { Ok(id) } else { Err(ApiError::NotFound("media".into())) }
 }
 
 /// `GET /api/v1/media/{id}`: the file's bytes. 404 for another client's file; 409 while it is not stored.
 pub(super) async fn media_show(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<MediaId>,
 ) -> Result<Response, ApiError> {
-    let media = state.db.media(principal.scope(), media_id(id)?).await?;
-    let (Some(sha256), "stored") = (media.sha256.as_deref(), media.state.as_str()) else {
+    let media = state.db.media(principal.scope(), id).await?;
+    let (Some(sha256), MediaState::Stored) = (media.sha256.as_deref(), media.state) else {
         let message = match &media.last_error {
             Some(error) => format!("the file is {}: {error}", media.state),
             None => format!("the file is {}", media.state),
@@ -56,7 +52,7 @@ pub(super) async fn media_show(
     let file = state.blobs.open_file(sha256).await.map_err(|error| ApiError::Internal(error.into()))?;
     let content_type = media.content_type.clone().unwrap_or_else(|| "application/octet-stream".to_owned());
     let disposition = if crate::media::shown_inline(&content_type) { "inline" } else { "attachment" };
-    let filename = media.filename.clone().unwrap_or_else(|| media.id.clone());
+    let filename = media.filename.clone().unwrap_or_else(|| media.id.to_string());
     let disposition = format!("{disposition}; filename*=UTF-8''{}", percent_encode(&filename));
     let mut response = Body::from_stream(ReaderStream::new(file)).into_response();
     let headers = response.headers_mut();
@@ -75,9 +71,9 @@ pub(super) async fn media_show(
 pub(super) async fn media_retry(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<MediaId>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let media = state.db.retry_media(principal.scope(), media_id(id)?).await?;
+    let media = state.db.retry_media(principal.scope(), id).await?;
     state.media.wake();
     Ok((StatusCode::ACCEPTED, Json(media_json(&media))))
 }

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{AppBytes, AppPath, AppQuery, Principal};
-use crate::domain::{ClientSlug, PluginState, Role, Timestamp, id_prefix, is_id_with_prefix, parse_label};
+use super::extract::{AppBytes, AppPath, AppQuery, Principal, id_or_404};
+use crate::domain::{ClientSlug, MessageId, PluginId, PluginState, Role, Timestamp, parse_label};
 use crate::plugins::LoadError;
 use crate::plugins::runtime::AdmitError;
 use crate::store::{DecisionFilter, DecisionRecord, PluginRecord};
@@ -66,10 +66,6 @@ fn managed_client(principal: &Principal, slug: &str) -> Result<ClientSlug, ApiEr
             Err(ApiError::Forbidden("managing plugins needs the client's token or an admin token".into()))
         }
     }
-}
-
-fn plugin_id(id: &str) -> Result<String, ApiError> {
-    if is_id_with_prefix(id, id_prefix::PLUGIN) { Ok(id.to_owned()) } else { Err(ApiError::NotFound("plugin".into())) }
 }
 
 impl From<MultipartRejection> for ApiError {
@@ -253,7 +249,7 @@ pub(super) async fn plugins_show(
     AppPath((slug, id)): AppPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let client = managed_client(&principal, &slug)?;
-    let plugin = state.db.plugin(client, plugin_id(&id)?).await?;
+    let plugin = state.db.plugin(client, id_or_404(&id)?).await?;
     Ok(Json(plugin_json(&plugin)))
 }
 
@@ -265,7 +261,7 @@ pub(super) async fn plugins_action(
     AppPath((slug, id, action)): AppPath<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let client = managed_client(&principal, &slug)?;
-    let id = plugin_id(&id)?;
+    let id: PluginId = id_or_404(&id)?;
     let actor = principal.actor();
     let plugin = match action.as_str() {
         "activate" => state.db.set_plugin_state(client, id, PluginState::Active, actor).await?,
@@ -298,7 +294,7 @@ pub(super) async fn plugins_replay(
     AppBytes(body): AppBytes,
 ) -> Result<Json<Value>, ApiError> {
     let client = managed_client(&principal, &slug)?;
-    let id = plugin_id(&id)?;
+    let id: PluginId = id_or_404(&id)?;
     // The body is optional: an empty one replays the default number of messages.
     let body: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayRequest::default()
@@ -359,11 +355,20 @@ pub(super) async fn decisions_list(
         ),
         None => None,
     };
-    let filter = DecisionFilter { plugin_id: query.plugin_id, message_id: query.message_id, after, limit };
+    // A filter with an id of the wrong shape matches nothing.
+    let (Some(plugin_id), Some(message_id)) = (
+        query.plugin_id.as_deref().map_or(Some(None), |text| PluginId::parse(text).map(Some)),
+        query.message_id.as_deref().map_or(Some(None), |text| MessageId::parse(text).map(Some)),
+    ) else {
+        return Ok(Json(json!({ "decisions": [], "next_cursor": null })));
+    };
+    let filter = DecisionFilter { plugin_id, message_id, after, limit };
     let records = state.db.decision_log(principal.scope(), client, filter).await?;
     let next_cursor = (records.len() == limit)
         .then(|| {
-            records.last().map(|record| encode_cursor(record.created_at.millis(), &record.message_id, &record.source))
+            records
+                .last()
+                .map(|record| encode_cursor(record.created_at.millis(), record.message_id.as_str(), &record.source))
         })
         .flatten();
     Ok(Json(json!({

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{AppJson, AppPath, AppQuery, Principal};
-use crate::domain::{ArticleId, Invalid, Role, id_prefix, is_id_with_prefix};
+use super::extract::{AppJson, AppPath, AppQuery, IdPath, Principal, id_or_404};
+use crate::domain::{ArticleId, Invalid, MessageId, Role};
 use crate::kb::{MAX_SUGGESTIONS, Pick, Suggestions};
 
 /// Longest query text, in characters. Longer texts are refused; only the first words of a long text are
@@ -66,12 +66,9 @@ pub(super) struct MessageParams {
 pub(super) async fn suggestions_for_message(
     State(state): State<AppState>,
     principal: Principal,
-    AppPath(id): AppPath<String>,
+    IdPath(id): IdPath<MessageId>,
     AppQuery(params): AppQuery<MessageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    if !is_id_with_prefix(&id, id_prefix::MESSAGE) {
-        return Err(ApiError::NotFound("message".into()));
-    }
     let k = params.k.unwrap_or(5).clamp(1, MAX_SUGGESTIONS);
     let result =
         state.knowledge.suggest_message(&state.db, principal.scope(), id, k, Some(principal.name.clone())).await?;
@@ -95,9 +92,7 @@ pub(super) async fn suggestions_feedback(
     principal: Principal,
     AppJson(body): AppJson<FeedbackBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if !is_id_with_prefix(&body.message_id, id_prefix::MESSAGE) {
-        return Err(ApiError::NotFound("message".into()));
-    }
+    let message_id: MessageId = id_or_404(&body.message_id)?;
     if body.shown.len() > MAX_SUGGESTIONS {
         return Err(Invalid::new("shown", format!("at most {MAX_SUGGESTIONS} articles")).into());
     }
@@ -115,7 +110,7 @@ pub(super) async fn suggestions_feedback(
         .feedback(
             &state.db,
             principal.scope(),
-            Pick { message_id: body.message_id, shown, picked, edited: body.edited },
+            Pick { message_id, shown, picked, edited: body.edited },
             principal.actor(),
             // Learned phrasings are knowledge-base writes: admins and the assistants who pick suggestions
             // make them; a client's own token only feeds the boost (clients do not write articles).

@@ -214,7 +214,7 @@ impl Rules {
         let loaded = if self.inner.cache.contains(&plugin.sha256, &self.inner.host.compatibility_key()) {
             self.load_cached(&plugin.sha256).await?
         } else {
-            tracing::info!(client = client.as_str(), plugin = plugin.id, "compiling a stored plugin again");
+            tracing::info!(client = client.as_str(), plugin = %plugin.id, "compiling a stored plugin again");
             let wasm = db.plugin_component(client.clone(), plugin.id.clone()).await?;
             self.admit(&wasm).await?.plugin
         };

@@ -7,7 +7,8 @@ use super::clients::audit;
 use super::outbox::enqueue_with;
 use super::{Db, Error, Result};
 use crate::domain::{
-    ChannelName, ClientSlug, ConversationStatus, DeliveryState, Direction, MessageKind, Outbound, Priority, Timestamp,
+    ChannelName, ClientSlug, ContactId, ConversationId, ConversationStatus, DeliveryState, Direction, MessageId,
+    MessageKind, MessageState, Outbound, OutboxId, Priority, SlaState, Timestamp,
 };
 
 /// Which clients' data a caller may see.
@@ -57,7 +58,7 @@ pub struct ConversationFilter {
 #[derive(Debug, Clone)]
 pub struct ContactView {
     /// Contact id.
-    pub id: String,
+    pub id: ContactId,
     /// Handle on the channel.
     pub handle: String,
     /// Display name, if known.
@@ -72,13 +73,13 @@ pub struct ContactView {
 #[derive(Debug, Clone)]
 pub struct ConversationSummary {
     /// Conversation id.
-    pub id: String,
+    pub id: ConversationId,
     /// Its client.
-    pub client: String,
+    pub client: ClientSlug,
     /// Who wrote.
     pub contact: ContactView,
     /// The channel it runs on.
-    pub channel: String,
+    pub channel: ChannelName,
     /// Open or closed.
     pub status: ConversationStatus,
     /// Queue, if routed.
@@ -112,8 +113,8 @@ pub struct ConversationSummary {
 /// The first-response clock of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlaClock {
-    /// `running`, `warned`, `overdue`, `met`, `met_late` or `stopped`.
-    pub state: String,
+    /// Where the clock stands.
+    pub state: SlaState,
     /// The customer message that started it.
     pub started_at: Timestamp,
     /// When the warning is (or was) raised.
@@ -126,7 +127,7 @@ pub struct SlaClock {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// Outbox id.
-    pub outbox_id: String,
+    pub outbox_id: OutboxId,
     /// Current state.
     pub state: DeliveryState,
     /// Attempts made so far.
@@ -159,7 +160,7 @@ fn json_column(text: String) -> serde_json::Value {
 #[derive(Debug, Clone)]
 pub struct MessageView {
     /// Message id.
-    pub id: String,
+    pub id: MessageId,
     /// In or out.
     pub direction: Direction,
     /// Who produced it.
@@ -170,8 +171,8 @@ pub struct MessageView {
     pub author: Option<String>,
     /// When it was stored.
     pub created_at: Timestamp,
-    /// Processing state of inbound messages (`received`, `processed`).
-    pub state: String,
+    /// Processing state: inbound `received` then `processed`; outbound `queued`; notes `noted`.
+    pub state: MessageState,
     /// Delivery of outbound messages.
     pub delivery: Option<Delivery>,
     /// What the message is made of (JSON array of parts; empty for plain text).
@@ -218,7 +219,7 @@ pub struct ConversationPage {
     /// Conversations, most recent activity first.
     pub conversations: Vec<ConversationSummary>,
     /// Position to continue from, if there may be more.
-    pub next: Option<(i64, String)>,
+    pub next: Option<(i64, ConversationId)>,
 }
 
 const SUMMARY_COLUMNS: &str =
@@ -240,33 +241,30 @@ fn summary_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSum
             username: row.get(24)?,
         },
         channel: row.get(5)?,
-        status: row.get::<_, String>(6)?.parse().unwrap_or(ConversationStatus::Open),
+        status: row.get(6)?,
         queue: row.get(7)?,
         assignee: row.get(8)?,
-        priority: row.get::<_, String>(9)?.parse().unwrap_or(Priority::Normal),
+        priority: row.get(9)?,
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         message_count: row.get(11)?,
         preview: row.get(12)?,
-        opened_at: Timestamp(row.get(13)?),
-        last_activity_at: Timestamp(row.get(14)?),
-        first_inbound_at: row.get::<_, Option<i64>>(15)?.map(Timestamp),
-        first_human_reply_at: row.get::<_, Option<i64>>(16)?.map(Timestamp),
-        closed_at: row.get::<_, Option<i64>>(17)?.map(Timestamp),
+        opened_at: row.get(13)?,
+        last_activity_at: row.get(14)?,
+        first_inbound_at: row.get(15)?,
+        first_human_reply_at: row.get(16)?,
+        closed_at: row.get(17)?,
         escalation_level: row.get(18)?,
-        sla: match row.get::<_, Option<String>>(19)? {
-            Some(state) => Some(SlaClock {
-                state,
-                started_at: Timestamp(row.get(20)?),
-                warn_at: Timestamp(row.get(21)?),
-                due_at: Timestamp(row.get(22)?),
-            }),
+        sla: match row.get::<_, Option<SlaState>>(19)? {
+            Some(state) => {
+                Some(SlaClock { state, started_at: row.get(20)?, warn_at: row.get(21)?, due_at: row.get(22)? })
+            }
             None => None,
         },
     })
 }
 
 /// Loads one conversation visible to `scope`, or [`Error::NotFound`].
-pub(super) fn load_summary(connection: &Connection, scope: &Scope, id: &str) -> Result<ConversationSummary> {
+pub(super) fn load_summary(connection: &Connection, scope: &Scope, id: &ConversationId) -> Result<ConversationSummary> {
     let sql = format!(
         "SELECT {SUMMARY_COLUMNS} FROM conversations c
          JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id
@@ -345,7 +343,7 @@ impl Db {
     }
 
     /// One conversation with its latest `limit` messages, oldest first.
-    pub async fn conversation(&self, scope: Scope, id: String, limit: usize) -> Result<ConversationDetail> {
+    pub async fn conversation(&self, scope: Scope, id: ConversationId, limit: usize) -> Result<ConversationDetail> {
         self.read(move |connection| {
             // Several statements make up the answer: one read transaction makes them one snapshot, so a
             // commit between them cannot show the messages of one state with the summary of another.
@@ -363,31 +361,31 @@ impl Db {
                      ORDER BY m.created_at DESC, m.id DESC LIMIT ?3",
                 )?
                 .query_map(params![summary.client, summary.id, i64::try_from(limit + 1).unwrap_or(i64::MAX)], |row| {
-                    let outbox_id: Option<String> = row.get(7)?;
+                    let outbox_id: Option<OutboxId> = row.get(7)?;
                     let delivery = match outbox_id {
                         Some(outbox_id) => Some(Delivery {
                             outbox_id,
-                            state: row.get::<_, String>(8)?.parse().unwrap_or(DeliveryState::Pending),
+                            state: row.get::<_, DeliveryState>(8)?,
                             attempts: row.get(9)?,
                             last_error: row.get(10)?,
-                            updated_at: Timestamp(row.get(11)?),
+                            updated_at: row.get(11)?,
                         }),
                         None => None,
                     };
                     Ok(MessageView {
                         id: row.get(0)?,
-                        direction: row.get::<_, String>(1)?.parse().unwrap_or(Direction::In),
-                        kind: row.get::<_, String>(2)?.parse().unwrap_or(MessageKind::System),
+                        direction: row.get::<_, Direction>(1)?,
+                        kind: row.get::<_, MessageKind>(2)?,
                         text: row.get(3)?,
                         author: row.get(4)?,
-                        created_at: Timestamp(row.get(5)?),
+                        created_at: row.get(5)?,
                         state: row.get(6)?,
                         delivery,
                         parts: json_column(row.get(12)?),
                         context: json_column(row.get(13)?),
                         reactions: json_column(row.get(14)?),
-                        edited_at: row.get::<_, Option<i64>>(15)?.map(Timestamp),
-                        deleted_at: row.get::<_, Option<i64>>(16)?.map(Timestamp),
+                        edited_at: row.get(15)?,
+                        deleted_at: row.get(16)?,
                         edits: Vec::new(),
                         media: Vec::new(),
                     })
@@ -411,7 +409,7 @@ impl Db {
                          ORDER BY replaced_at, rowid",
                     )?
                     .query_map(params![summary.client, message.id], |row| {
-                        Ok(EarlierVersion { text: row.get(0)?, replaced_at: Timestamp(row.get(1)?) })
+                        Ok(EarlierVersion { text: row.get(0)?, replaced_at: row.get(1)? })
                     })?
                     .collect::<rusqlite::Result<_>>()?;
             }
@@ -428,15 +426,15 @@ impl Db {
     pub async fn reply(
         &self,
         scope: Scope,
-        conversation_id: String,
+        conversation_id: ConversationId,
         author: String,
         text: String,
         payload: Option<Outbound>,
-    ) -> Result<String> {
+    ) -> Result<MessageId> {
         self.write(move |connection| {
             let summary = load_summary(connection, &scope, &conversation_id)?;
             let template = matches!(payload, Some(Outbound::Template { .. }));
-            if let Some(window) = ChannelName::reply_window(&summary.channel).filter(|_| !template) {
+            if let Some(window) = summary.channel.reply_window().filter(|_| !template) {
                 let last = last_customer_message_at(connection, &summary)?;
                 let closes_at = last.map(|at| at.plus(window));
                 if closes_at.is_none_or(|closes_at| closes_at <= Timestamp::now()) {
@@ -467,7 +465,7 @@ impl Db {
     pub async fn set_status(
         &self,
         scope: Scope,
-        conversation_id: String,
+        conversation_id: ConversationId,
         status: ConversationStatus,
         actor: String,
     ) -> Result<ConversationSummary> {
@@ -498,11 +496,10 @@ impl Db {
                                          ELSE sla_state END,
                         sla_next_at = CASE WHEN ?3 = 'closed' THEN NULL ELSE sla_next_at END
                  WHERE client_id = ?1 AND id = ?2",
-                params![summary.client, summary.id, status.as_str(), closed_at],
+                params![summary.client, summary.id, status, closed_at],
             )?;
-            let slug = ClientSlug::parse(&summary.client).map_err(|e| Error::Conflict(e.to_string()))?;
             let action = if status == ConversationStatus::Closed { "conversation.close" } else { "conversation.reopen" };
-            audit(connection, Some(&slug), &actor, action, &serde_json::json!({ "conversation_id": summary.id }))?;
+            audit(connection, Some(&summary.client), &actor, action, &serde_json::json!({ "conversation_id": summary.id }))?;
             load_summary(connection, &scope, &conversation_id)
         })
         .await
@@ -512,7 +509,7 @@ impl Db {
     pub async fn route(
         &self,
         scope: Scope,
-        conversation_id: String,
+        conversation_id: ConversationId,
         change: RoutingChange,
         actor: String,
     ) -> Result<ConversationSummary> {
@@ -523,12 +520,11 @@ impl Db {
             let priority = change.priority.unwrap_or(summary.priority);
             connection.execute(
                 "UPDATE conversations SET assignee = ?3, queue = ?4, priority = ?5 WHERE client_id = ?1 AND id = ?2",
-                params![summary.client, summary.id, assignee, queue, priority.as_str()],
+                params![summary.client, summary.id, assignee, queue, priority],
             )?;
-            let slug = ClientSlug::parse(&summary.client).map_err(|e| Error::Conflict(e.to_string()))?;
             audit(
                 connection,
-                Some(&slug),
+                Some(&summary.client),
                 &actor,
                 "conversation.route",
                 &serde_json::json!({ "conversation_id": summary.id, "assignee": assignee, "queue": queue, "priority": priority.as_str() }),
@@ -539,7 +535,7 @@ impl Db {
     }
 
     /// The message with `id`, if `scope` may see it: its client and conversation.
-    pub async fn message_location(&self, scope: Scope, id: String) -> Result<(String, String)> {
+    pub async fn message_location(&self, scope: Scope, id: MessageId) -> Result<(ClientSlug, ConversationId)> {
         self.read(move |connection| {
             connection
                 .query_row(

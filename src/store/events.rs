@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 
 use super::conversations::Scope;
 use super::{Db, Result};
-use crate::domain::Timestamp;
+use crate::domain::{ClientSlug, ConversationId, MessageId, Timestamp};
 
 /// One recorded event.
 #[derive(Debug, Clone)]
@@ -14,14 +14,14 @@ pub struct EventRecord {
     /// Its id: increasing in commit order, never reused.
     pub seq: i64,
     /// The client it concerns.
-    pub client: String,
+    pub client: ClientSlug,
     /// What happened (`message.created`, `message.edited`, `message.reaction`, `message.deleted`,
     /// `contact.changed`, `media.updated`, `delivery.updated`).
     pub kind: String,
     /// The conversation, if any.
-    pub conversation_id: Option<String>,
+    pub conversation_id: Option<ConversationId>,
     /// The message, if any.
-    pub message_id: Option<String>,
+    pub message_id: Option<MessageId>,
     /// Details of the change (JSON object).
     pub data: serde_json::Value,
     /// When.
@@ -33,7 +33,7 @@ pub(super) fn record_for_message(
     connection: &Connection,
     client: &str,
     kind: &str,
-    message_id: &str,
+    message_id: &MessageId,
     data: &serde_json::Value,
 ) -> Result<()> {
     connection
@@ -50,7 +50,7 @@ pub(super) fn record(
     connection: &Connection,
     client: &str,
     kind: &str,
-    conversation_id: Option<&str>,
+    conversation_id: Option<&ConversationId>,
     data: &serde_json::Value,
 ) -> Result<()> {
     connection
@@ -78,7 +78,7 @@ impl Db {
                         conversation_id: row.get(3)?,
                         message_id: row.get(4)?,
                         data: serde_json::from_str(&row.get::<_, String>(5)?).unwrap_or_default(),
-                        at: Timestamp(row.get(6)?),
+                        at: row.get(6)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?)

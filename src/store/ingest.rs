@@ -9,17 +9,17 @@ use serde_json::json;
 use super::clients::load_client;
 use super::{Db, Result, events};
 use crate::domain::{
-    Change, ChannelName, ClientSlug, DeliveryState, InboundMessage, MessageKind, Part, StatusUpdate, Target, Timestamp,
-    id_prefix, new_id,
+    Change, ChannelName, ClientSlug, ContactId, ConversationId, DeliveryState, InboundMessage, MessageId, MessageKind,
+    OutboxId, Part, StatusUpdate, Target, Timestamp,
 };
 
 /// What happened to one inbound message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestOutcome {
     /// Our id of the message (the earlier one for a duplicate).
-    pub message_id: String,
+    pub message_id: MessageId,
     /// The conversation it belongs to.
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// True if and only if the message had been stored before (a provider retry).
     pub duplicate: bool,
 }
@@ -94,7 +94,7 @@ fn ingest_one(
 ) -> Result<IngestOutcome> {
     let slug = client.as_str();
     let channel = message.channel.as_str();
-    let existing: Option<(String, String)> = connection
+    let existing: Option<(MessageId, ConversationId)> = connection
         .prepare_cached(
             "SELECT id, conversation_id FROM messages WHERE client_id = ?1 AND channel = ?2 AND external_id = ?3",
         )?
@@ -106,7 +106,7 @@ fn ingest_one(
 
     let now = message.received_at.millis();
     let contact_id = upsert_contact(connection, client, message)?;
-    let open: Option<String> = connection
+    let open: Option<ConversationId> = connection
         .prepare_cached(
             "SELECT id FROM conversations WHERE client_id = ?1 AND contact_id = ?2 AND status = 'open'
              ORDER BY opened_at DESC LIMIT 1",
@@ -116,7 +116,7 @@ fn ingest_one(
     let conversation_id = match open {
         Some(id) => id,
         None => {
-            let id = new_id(id_prefix::CONVERSATION);
+            let id = ConversationId::generate();
             connection
                 .prepare_cached(
                     "INSERT INTO conversations (client_id, id, contact_id, channel, status, queue, opened_at, last_activity_at)
@@ -127,7 +127,7 @@ fn ingest_one(
         }
     };
 
-    let message_id = new_id(id_prefix::MESSAGE);
+    let message_id = MessageId::generate();
     connection
         .prepare_cached(
             "INSERT INTO messages (client_id, id, conversation_id, direction, kind, channel, external_id, author, text,
@@ -171,15 +171,15 @@ fn ingest_one(
 /// Finds the sender's contact by handle or by channel user id, creating it if neither is known, and keeps
 /// one contact per person: when a handle and a user id first arrive together and each already has its own
 /// contact (a customer who wrote once without a phone number, once with), the two are merged.
-fn upsert_contact(connection: &Connection, client: &ClientSlug, message: &InboundMessage) -> Result<String> {
+fn upsert_contact(connection: &Connection, client: &ClientSlug, message: &InboundMessage) -> Result<ContactId> {
     let slug = client.as_str();
     let channel = message.channel.as_str();
     let now = message.received_at.millis();
-    let by_handle: Option<String> = connection
+    let by_handle: Option<ContactId> = connection
         .prepare_cached("SELECT id FROM contacts WHERE client_id = ?1 AND channel = ?2 AND handle = ?3")?
         .query_row(params![slug, channel, message.handle], |row| row.get(0))
         .optional()?;
-    let by_user_id: Option<String> = match &message.user_id {
+    let by_user_id: Option<ContactId> = match &message.user_id {
         Some(user_id) => connection
             .prepare_cached("SELECT id FROM contacts WHERE client_id = ?1 AND channel = ?2 AND user_id = ?3")?
             .query_row(params![slug, channel, user_id], |row| row.get(0))
@@ -200,7 +200,7 @@ fn upsert_contact(connection: &Connection, client: &ClientSlug, message: &Inboun
             id
         }
         (None, None) => {
-            let id = new_id(id_prefix::CONTACT);
+            let id = ContactId::generate();
             connection
                 .prepare_cached(
                     "INSERT INTO contacts (client_id, id, channel, handle, name, created_at, updated_at)
@@ -221,13 +221,13 @@ fn upsert_contact(connection: &Connection, client: &ClientSlug, message: &Inboun
 }
 
 /// Moves `other`'s conversations to `keep` and removes `other`.
-fn merge_contacts(connection: &Connection, slug: &str, keep: &str, other: &str) -> Result<()> {
+fn merge_contacts(connection: &Connection, slug: &str, keep: &ContactId, other: &ContactId) -> Result<()> {
     connection.execute(
         "UPDATE conversations SET contact_id = ?2 WHERE client_id = ?1 AND contact_id = ?3",
         params![slug, keep, other],
     )?;
     connection.execute("DELETE FROM contacts WHERE client_id = ?1 AND id = ?2", params![slug, other])?;
-    tracing::info!(client = slug, kept = keep, merged = other, "merged two contacts of one customer");
+    tracing::info!(client = slug, kept = %keep, merged = %other, "merged two contacts of one customer");
     Ok(())
 }
 
@@ -357,8 +357,8 @@ fn find_target(
     slug: &str,
     channel: &ChannelName,
     target: &Target,
-) -> Result<Option<(String, bool)>> {
-    let inbound: Option<String> = connection
+) -> Result<Option<(MessageId, bool)>> {
+    let inbound: Option<MessageId> = connection
         .prepare_cached(
             "SELECT id FROM messages WHERE client_id = ?1 AND channel = ?2 AND external_id = ?3 AND direction = 'in'",
         )?
@@ -367,7 +367,7 @@ fn find_target(
     if let Some(id) = inbound {
         return Ok(Some((id, true)));
     }
-    let outbound: Option<String> = connection
+    let outbound: Option<MessageId> = connection
         .prepare_cached(
             "SELECT message_id FROM outbox WHERE client_id = ?1 AND provider_message_id = ?2 AND recipient = ?3
              LIMIT 1",
@@ -387,7 +387,7 @@ fn move_contact(
     to: &str,
     now: i64,
 ) -> Result<bool> {
-    let find = |handle: &str| -> Result<Option<String>> {
+    let find = |handle: &str| -> Result<Option<ContactId>> {
         Ok(connection
             .prepare_cached("SELECT id FROM contacts WHERE client_id = ?1 AND channel = ?2 AND handle = ?3")?
             .query_row(params![slug, channel.as_str(), handle], |row| row.get(0))
@@ -407,7 +407,7 @@ fn move_contact(
             old
         }
     };
-    let open: Option<String> = connection
+    let open: Option<ConversationId> = connection
         .query_row(
             "SELECT id FROM conversations WHERE client_id = ?1 AND contact_id = ?2 AND status = 'open'
              ORDER BY opened_at DESC LIMIT 1",
@@ -416,7 +416,7 @@ fn move_contact(
         )
         .optional()?;
     let data = json!({ "contact_id": id, "handle_from": from, "handle_to": to });
-    events::record(connection, slug, "contact.changed", open.as_deref(), &data)?;
+    events::record(connection, slug, "contact.changed", open.as_ref(), &data)?;
     if let Some(conversation_id) = open {
         // A note for the people in the conversation: not inbound (it is not the customer's and must not start
         // clocks or reach the rules), never sent.
@@ -426,9 +426,9 @@ fn move_contact(
              VALUES (?1, ?2, ?3, 'out', ?4, ?5, NULL, NULL, ?6, ?7, 'noted')",
             params![
                 slug,
-                new_id(id_prefix::MESSAGE),
+                MessageId::generate(),
                 conversation_id,
-                MessageKind::System.as_str(),
+                MessageKind::System,
                 channel.as_str(),
                 format!("The customer changed their number from {from} to {to}; replies now go to {to}."),
                 now
@@ -440,7 +440,7 @@ fn move_contact(
 
 /// Moves an outbound delivery forward; never backwards (a late "delivered" after "read" is ignored).
 fn apply_status(connection: &Connection, client: &ClientSlug, status: &StatusUpdate) -> Result<()> {
-    let row: Option<(String, String)> = match &status.outbox_id {
+    let row: Option<(OutboxId, DeliveryState)> = match &status.outbox_id {
         Some(outbox_id) => connection
             .query_row(
                 "SELECT id, state FROM outbox WHERE client_id = ?1 AND id = ?2",
@@ -465,7 +465,6 @@ fn apply_status(connection: &Connection, client: &ClientSlug, status: &StatusUpd
         tracing::debug!(provider_message_id = %status.provider_message_id, "status for an unknown message");
         return Ok(());
     };
-    let current: DeliveryState = current.parse().unwrap_or(DeliveryState::Sent);
     if status.state.rank() <= current.rank() && current != DeliveryState::Sending {
         return Ok(());
     }
@@ -476,11 +475,11 @@ fn apply_status(connection: &Connection, client: &ClientSlug, status: &StatusUpd
         params![
             client.as_str(),
             outbox_id,
-            status.state.as_str(),
+            status.state,
             status.provider_message_id,
             status.error,
             crate::domain::Timestamp::now().millis()
         ],
     )?;
-    super::outbox::delivery_event(connection, client.as_str(), &outbox_id)
+    super::outbox::delivery_event(connection, client, &outbox_id)
 }

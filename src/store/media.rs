@@ -5,17 +5,19 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::conversations::Scope;
 use super::{Db, Error, Result};
-use crate::domain::{ChannelName, ClientSlug, Media, Outbound, Timestamp, id_prefix, new_id};
+use crate::domain::{
+    ChannelName, ClientSlug, ConversationId, Media, MediaId, MediaState, MessageId, Outbound, Timestamp,
+};
 
 /// A download claimed by the worker.
 #[derive(Debug, Clone)]
 pub struct ClaimedMedia {
     /// The client.
-    pub client: String,
+    pub client: ClientSlug,
     /// Our id.
-    pub id: String,
+    pub id: MediaId,
     /// The channel whose API fetches it.
-    pub channel: String,
+    pub channel: ChannelName,
     /// The provider's id of the file.
     pub provider_id: String,
     /// The type the provider stated.
@@ -54,15 +56,15 @@ pub enum MediaOutcome {
 #[derive(Debug, Clone)]
 pub struct MediaView {
     /// Our id.
-    pub id: String,
+    pub id: MediaId,
     /// The client.
-    pub client: String,
+    pub client: ClientSlug,
     /// The message it belongs to.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Index of its part in the message.
     pub part: i64,
-    /// `pending`, `fetching`, `stored` or `failed`.
-    pub state: String,
+    /// Where its download stands.
+    pub state: MediaState,
     /// The file's name, if the customer's app gave one.
     pub filename: Option<String>,
     /// The type sniffed from the bytes (stored files), else the one the provider stated.
@@ -84,7 +86,7 @@ pub(super) fn queue_downloads(
     connection: &Connection,
     client: &ClientSlug,
     channel: &ChannelName,
-    message_id: &str,
+    message_id: &MessageId,
     media: &[(usize, &Media)],
     now: i64,
 ) -> Result<()> {
@@ -104,7 +106,7 @@ pub(super) fn queue_downloads(
             )?
             .execute(params![
                 client.as_str(),
-                new_id(id_prefix::MEDIA),
+                MediaId::generate(),
                 message_id,
                 i64::try_from(*part).unwrap_or(i64::MAX),
                 channel.as_str(),
@@ -112,7 +114,7 @@ pub(super) fn queue_downloads(
                 serde_json::to_value(media.kind)?.as_str().unwrap_or("document"),
                 media.mime_type,
                 media.filename,
-                if stored.is_some() { "stored" } else { "pending" },
+                if stored.is_some() { MediaState::Stored } else { MediaState::Pending },
                 now,
                 stored,
                 media.size.map(|size| i64::try_from(size).unwrap_or(i64::MAX)),
@@ -126,9 +128,9 @@ pub(super) fn queue_downloads(
 /// it is shown and served like the customers' files.
 pub(super) fn record_outbound(
     connection: &Connection,
-    client: &str,
-    channel: &str,
-    message_id: &str,
+    client: &ClientSlug,
+    channel: &ChannelName,
+    message_id: &MessageId,
     payload: &Outbound,
 ) -> Result<()> {
     let Outbound::Attachment { kind, sha256, content_type, filename, size, .. } = payload else { return Ok(()) };
@@ -139,7 +141,7 @@ pub(super) fn record_outbound(
          VALUES (?1, ?2, ?3, 0, ?4, '', ?5, ?6, ?7, 'stored', ?8, ?9, ?10, ?6, ?8, ?8)",
         params![
             client,
-            new_id(id_prefix::MEDIA),
+            MediaId::generate(),
             message_id,
             channel,
             serde_json::to_value(kind)?.as_str().unwrap_or("document"),
@@ -182,8 +184,8 @@ fn view_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MediaView> {
 /// message and part: one query for the page rather than one per message.
 pub(super) fn media_of_page(
     connection: &Connection,
-    client: &str,
-    conversation_id: &str,
+    client: &ClientSlug,
+    conversation_id: &ConversationId,
     since: i64,
 ) -> Result<Vec<MediaView>> {
     let sql = format!(
@@ -238,17 +240,14 @@ impl Db {
     /// When the next pending download is due, if any.
     pub async fn next_media_due(&self) -> Result<Option<Timestamp>> {
         self.read(|connection| {
-            let due: Option<i64> =
-                connection.query_row("SELECT MIN(next_attempt_at) FROM media WHERE state = 'pending'", [], |row| {
-                    row.get(0)
-                })?;
-            Ok(due.map(Timestamp))
+            Ok(connection
+                .query_row("SELECT MIN(next_attempt_at) FROM media WHERE state = 'pending'", [], |row| row.get(0))?)
         })
         .await
     }
 
     /// Records how a download attempt ended.
-    pub async fn record_media(&self, client: String, id: String, outcome: MediaOutcome) -> Result<()> {
+    pub async fn record_media(&self, client: ClientSlug, id: MediaId, outcome: MediaOutcome) -> Result<()> {
         self.write(move |connection| {
             let now = Timestamp::now().millis();
             match outcome {
@@ -270,16 +269,16 @@ impl Db {
                     params![client, id, error, now],
                 )?,
             };
-            let row: Option<(String, String)> = connection
+            let row: Option<(MessageId, MediaState)> = connection
                 .query_row(
                     "SELECT message_id, state FROM media WHERE client_id = ?1 AND id = ?2",
                     params![client, id],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()?;
-            if let Some((message_id, state)) = row.filter(|(_, state)| state != "pending") {
+            if let Some((message_id, state)) = row.filter(|(_, state)| *state != MediaState::Pending) {
                 let data = serde_json::json!({ "media_id": id, "state": state });
-                super::events::record_for_message(connection, &client, "media.updated", &message_id, &data)?;
+                super::events::record_for_message(connection, client.as_str(), "media.updated", &message_id, &data)?;
             }
             Ok(())
         })
@@ -289,7 +288,7 @@ impl Db {
     }
 
     /// One media file, if `scope` may see its client.
-    pub async fn media(&self, scope: Scope, id: String) -> Result<MediaView> {
+    pub async fn media(&self, scope: Scope, id: MediaId) -> Result<MediaView> {
         self.read(move |connection| {
             let sql = format!("SELECT {VIEW_COLUMNS} FROM media WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)");
             connection
@@ -302,7 +301,7 @@ impl Db {
     }
 
     /// Queues a failed download again, with a fresh set of attempts. Returns the media as it now is.
-    pub async fn retry_media(&self, scope: Scope, id: String) -> Result<MediaView> {
+    pub async fn retry_media(&self, scope: Scope, id: MediaId) -> Result<MediaView> {
         self.write(move |connection| {
             let changed = connection.execute(
                 "UPDATE media SET state = 'pending', attempts = 0, next_attempt_at = ?3, updated_at = ?3
@@ -315,7 +314,7 @@ impl Db {
                 .query_row(params![id, scope.client()], view_from_row)
                 .optional()?
                 .ok_or(Error::NotFound("media"))?;
-            if changed == 0 && media.state != "pending" {
+            if changed == 0 && media.state != MediaState::Pending {
                 return Err(Error::Conflict(format!("the download is {}, not failed", media.state)));
             }
             Ok(media)

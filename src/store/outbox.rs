@@ -9,11 +9,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::conversations::ConversationSummary;
 use super::{Db, Result};
-use crate::domain::{ChannelKind, ChannelName, MessageKind, Outbound, Timestamp, id_prefix, new_id};
+use crate::domain::{
+    ChannelKind, ChannelName, ClientSlug, ConversationId, DeliveryState, MessageId, MessageKind, Outbound, OutboxId,
+    Timestamp,
+};
 
 /// Records a `delivery.updated` event with the delivery's state as it now is.
-pub(super) fn delivery_event(connection: &Connection, client: &str, outbox_id: &str) -> Result<()> {
-    let row: Option<(String, String)> = connection
+pub(super) fn delivery_event(connection: &Connection, client: &ClientSlug, outbox_id: &OutboxId) -> Result<()> {
+    let row: Option<(MessageId, DeliveryState)> = connection
         .query_row(
             "SELECT message_id, state FROM outbox WHERE client_id = ?1 AND id = ?2",
             params![client, outbox_id],
@@ -22,7 +25,7 @@ pub(super) fn delivery_event(connection: &Connection, client: &str, outbox_id: &
         .optional()?;
     if let Some((message_id, state)) = row {
         let data = serde_json::json!({ "outbox_id": outbox_id, "state": state });
-        super::events::record_for_message(connection, client, "delivery.updated", &message_id, &data)?;
+        super::events::record_for_message(connection, client.as_str(), "delivery.updated", &message_id, &data)?;
     }
     Ok(())
 }
@@ -31,11 +34,11 @@ pub(super) fn delivery_event(connection: &Connection, client: &str, outbox_id: &
 #[derive(Debug, Clone)]
 pub struct Claimed {
     /// The client whose credentials are used.
-    pub client: String,
+    pub client: ClientSlug,
     /// Outbox id (also sent to providers that echo it back).
-    pub outbox_id: String,
+    pub outbox_id: OutboxId,
     /// The message being delivered.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// How it goes out.
     pub adapter: ChannelKind,
     /// To whom, on that adapter.
@@ -43,7 +46,7 @@ pub struct Claimed {
     /// The text.
     pub text: String,
     /// The conversation (for webhook payloads).
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// What produced the message.
     pub kind: MessageKind,
     /// Attempts including this one.
@@ -86,8 +89,8 @@ pub struct OutboxBacklog {
 }
 
 /// The adapter that delivers messages of a conversation on `channel`.
-pub(crate) fn adapter_for(channel: &str) -> ChannelKind {
-    match channel {
+pub(crate) fn adapter_for(channel: &ChannelName) -> ChannelKind {
+    match channel.as_str() {
         ChannelName::WHATSAPP => ChannelKind::WhatsApp,
         ChannelName::TELEGRAM => ChannelKind::Telegram,
         _ => ChannelKind::Webhook,
@@ -102,7 +105,7 @@ pub(crate) fn enqueue(
     kind: MessageKind,
     author: Option<&str>,
     text: &str,
-) -> Result<String> {
+) -> Result<MessageId> {
     enqueue_with(connection, conversation, kind, author, text, None)
 }
 
@@ -114,7 +117,7 @@ pub(crate) fn enqueue_with(
     author: Option<&str>,
     text: &str,
     payload: Option<&Outbound>,
-) -> Result<String> {
+) -> Result<MessageId> {
     let adapter = adapter_for(&conversation.channel);
     let message_id = enqueue_to(connection, conversation, kind, author, text, adapter, &conversation.contact.handle)?;
     if let Some(payload) = payload {
@@ -136,9 +139,9 @@ pub(crate) fn enqueue_to(
     text: &str,
     adapter: ChannelKind,
     recipient: &str,
-) -> Result<String> {
+) -> Result<MessageId> {
     let now = Timestamp::now().millis();
-    let message_id = new_id(id_prefix::MESSAGE);
+    let message_id = MessageId::generate();
     connection
         .prepare_cached(
             "INSERT INTO messages (client_id, id, conversation_id, direction, kind, channel, external_id, author, text, created_at, state)
@@ -148,7 +151,7 @@ pub(crate) fn enqueue_to(
             conversation.client,
             message_id,
             conversation.id,
-            kind.as_str(),
+            kind,
             conversation.channel,
             author,
             text,
@@ -161,9 +164,9 @@ pub(crate) fn enqueue_to(
         )?
         .execute(params![
             conversation.client,
-            new_id(id_prefix::OUTBOX),
+            OutboxId::generate(),
             message_id,
-            adapter.as_str(),
+            adapter,
             recipient,
             now
         ])?;
@@ -197,11 +200,11 @@ impl Db {
                         client: row.get(0)?,
                         outbox_id: row.get(1)?,
                         message_id: row.get(2)?,
-                        adapter: row.get::<_, String>(3)?.parse().unwrap_or(ChannelKind::Webhook),
+                        adapter: row.get(3)?,
                         recipient: row.get(4)?,
                         text: row.get(5)?,
                         conversation_id: row.get(6)?,
-                        kind: row.get::<_, String>(7)?.parse().unwrap_or(MessageKind::System),
+                        kind: row.get(7)?,
                         attempts: row.get(8)?,
                         payload: row
                             .get::<_, Option<String>>(9)?
@@ -226,7 +229,12 @@ impl Db {
 
     /// Records the outcome of an attempt. A status webhook may have moved the row on already; then only the
     /// provider id is filled in.
-    pub async fn record_delivery(&self, client: String, outbox_id: String, outcome: DeliveryOutcome) -> Result<()> {
+    pub async fn record_delivery(
+        &self,
+        client: ClientSlug,
+        outbox_id: OutboxId,
+        outcome: DeliveryOutcome,
+    ) -> Result<()> {
         self.write(move |connection| {
             let now = Timestamp::now().millis();
             match outcome {
@@ -264,14 +272,14 @@ impl Db {
     /// When the next delivery falls due (a pending attempt or an expiring lease), if any.
     pub async fn next_delivery_due(&self) -> Result<Option<Timestamp>> {
         self.read(|connection| {
-            let due: Option<i64> = connection.query_row(
+            let due: Option<Timestamp> = connection.query_row(
                 "SELECT MIN(due) FROM (
                      SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'pending'
                      UNION ALL SELECT MIN(lease_until) FROM outbox WHERE state = 'sending')",
                 [],
                 |row| row.get(0),
             )?;
-            Ok(due.map(Timestamp))
+            Ok(due)
         })
         .await
     }

@@ -13,7 +13,8 @@ use super::plugins::{
 };
 use super::{Db, Error, Result};
 use crate::domain::{
-    ChannelKind, ClientProfile, ClientSlug, Decision, Escalation, MessageKind, Timestamp, id_prefix, new_id,
+    ChannelKind, ChannelName, ClientProfile, ClientSlug, ContactId, ConversationId, Decision, Escalation, EscalationId,
+    HookKind, MessageId, MessageKind, SlaState, Timestamp,
 };
 
 /// An inbound message waiting to be processed, with what the rules need to decide.
@@ -24,11 +25,11 @@ pub struct PendingMessage {
     /// The client's profile.
     pub profile: ClientProfile,
     /// The message id.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Its conversation.
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// Its channel.
-    pub channel: String,
+    pub channel: ChannelName,
     /// Its text.
     pub text: String,
     /// When it was received.
@@ -50,10 +51,10 @@ pub struct PendingMessage {
 }
 
 /// What rules know about a message's sender.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ContactFacts {
     /// Contact id.
-    pub id: String,
+    pub id: ContactId,
     /// Phone number or chat id.
     pub handle: String,
     /// Display name.
@@ -80,7 +81,7 @@ pub struct ProcessedDecision {
     /// The message's client.
     pub client: ClientSlug,
     /// The message.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Who decided: `defaults`, or a plugin and version.
     pub source: String,
     /// What was decided.
@@ -97,9 +98,9 @@ pub struct ProcessedDecision {
 pub(super) fn conversation_language(
     connection: &rusqlite::Connection,
     client: &ClientSlug,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     at: i64,
-    id: &str,
+    id: &MessageId,
 ) -> Result<Option<String>> {
     Ok(connection
         .prepare_cached(
@@ -126,10 +127,10 @@ fn message_context(
     connection: &Connection,
     client: ClientSlug,
     profile: ClientProfile,
-    message_id: String,
+    message_id: MessageId,
     only_received: bool,
 ) -> Result<Option<PendingMessage>> {
-    let row: Option<(String, String, String, i64)> = connection
+    let row: Option<(ConversationId, ChannelName, String, i64)> = connection
         .prepare_cached(
             "SELECT conversation_id, channel, text, created_at FROM messages
              WHERE client_id = ?1 AND id = ?2 AND direction = 'in' AND (?3 = 0 OR state = 'received')",
@@ -164,7 +165,7 @@ fn message_context(
             params![client.as_str(), conversation_id, received_at, message_id, last_human.unwrap_or(-1)],
             |row| row.get(0),
         )?;
-    let (contact_id, handle, name): (String, String, Option<String>) = connection
+    let (contact_id, handle, name): (ContactId, String, Option<String>) = connection
         .prepare_cached(
             "SELECT k.id, k.handle, k.name FROM conversations c
              JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id
@@ -219,7 +220,7 @@ pub(super) fn apply_routing(connection: &Connection, summary: &ConversationSumma
             summary.id,
             decision.queue.clone().or(summary.queue.clone()),
             decision.assignee.clone().or(summary.assignee.clone()),
-            decision.priority.unwrap_or(summary.priority).as_str(),
+            decision.priority.unwrap_or(summary.priority),
             serde_json::to_string(&tags)?
         ])?;
     Ok(())
@@ -231,17 +232,17 @@ pub(super) fn apply_routing(connection: &Connection, summary: &ConversationSumma
 pub(super) fn escalate(
     connection: &Connection,
     summary: &ConversationSummary,
-    message_id: Option<&str>,
+    message_id: Option<&MessageId>,
     trigger: &str,
     source: &str,
     escalation: &Escalation,
-) -> Result<String> {
-    let client = ClientSlug::parse(&summary.client)?;
-    let id = new_id(id_prefix::ESCALATION);
+) -> Result<EscalationId> {
+    let client = &summary.client;
+    let id = EscalationId::generate();
     let now = Timestamp::now().millis();
     let mut notification = None;
     if escalation.notify_owner {
-        let profile = load_client(connection, &client)?.profile;
+        let profile = load_client(connection, client)?.profile;
         if let Some(contact) = &profile.escalation_contact {
             let who = summary.contact.name.as_deref().unwrap_or(&summary.contact.handle);
             let text = format!(
@@ -281,24 +282,21 @@ pub(super) fn escalate(
 
 impl Db {
     /// Ids of up to `limit` messages still waiting to be processed, oldest first.
-    pub async fn unprocessed_messages(&self, limit: usize) -> Result<Vec<(ClientSlug, String)>> {
+    pub async fn unprocessed_messages(&self, limit: usize) -> Result<Vec<(ClientSlug, MessageId)>> {
         self.read(move |connection| {
-            let rows: Vec<(String, String)> = connection
+            Ok(connection
                 .prepare_cached(
                     "SELECT client_id, id FROM messages WHERE state = 'received' ORDER BY created_at, id LIMIT ?1",
                 )?
                 .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            rows.into_iter()
-                .map(|(client, id)| Ok((ClientSlug::parse(&client).map_err(|e| Error::Conflict(e.to_string()))?, id)))
-                .collect()
+                .collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
 
     /// The context of each given message that is still `received` (others are skipped), with the plugin
     /// chains of their clients.
-    pub async fn pending_context(&self, messages: Vec<(ClientSlug, String)>) -> Result<PendingBatch> {
+    pub async fn pending_context(&self, messages: Vec<(ClientSlug, MessageId)>) -> Result<PendingBatch> {
         self.read(move |connection| {
             let mut profiles: HashMap<ClientSlug, ClientProfile> = HashMap::new();
             let mut batch = PendingBatch::default();
@@ -336,7 +334,7 @@ impl Db {
     pub async fn recent_inbound(&self, client: ClientSlug, limit: usize) -> Result<Vec<PendingMessage>> {
         self.read(move |connection| {
             let profile = load_client(connection, &client)?.profile;
-            let ids: Vec<String> = connection
+            let ids: Vec<MessageId> = connection
                 .prepare_cached(
                     "SELECT id FROM messages WHERE client_id = ?1 AND direction = 'in'
                      ORDER BY created_at DESC, id DESC LIMIT ?2",
@@ -387,20 +385,27 @@ impl Db {
                         serde_json::to_string(&item.decision)?,
                         Timestamp::now().millis()
                     ])?;
-                record_runs(connection, &item.client, &item.message_id, "on-message", &item.runs, breaker_failures)?;
-                let conversation_id: String = connection
+                record_runs(
+                    connection,
+                    &item.client,
+                    &item.message_id,
+                    HookKind::OnMessage,
+                    &item.runs,
+                    breaker_failures,
+                )?;
+                let conversation_id: ConversationId = connection
                     .prepare_cached("SELECT conversation_id FROM messages WHERE client_id = ?1 AND id = ?2")?
                     .query_row(params![slug, item.message_id], |row| row.get(0))?;
                 if let Some((started, warn, due)) = item.sla {
                     // Only the first customer message starts the clock; a replied conversation has none.
                     connection
                         .prepare_cached(
-                            "UPDATE conversations SET sla_state = 'running', sla_started_at = ?3, sla_warn_at = ?4,
+                            "UPDATE conversations SET sla_state = ?6, sla_started_at = ?3, sla_warn_at = ?4,
                                     sla_due_at = ?5, sla_next_at = ?4
                              WHERE client_id = ?1 AND id = ?2 AND sla_state IS NULL
                                AND first_human_reply_at IS NULL AND status = 'open'",
                         )?
-                        .execute(params![slug, conversation_id, started.millis(), warn.millis(), due.millis()])?;
+                        .execute(params![slug, conversation_id, started, warn, due, SlaState::Running])?;
                 }
                 let scope = Scope::Client(item.client.clone());
                 let summary = load_summary(connection, &scope, &conversation_id)?;
@@ -419,23 +424,16 @@ impl Db {
     }
 
     /// The decisions recorded for one message (plugin runs included), if `scope` may see it.
-    pub async fn decisions_for(&self, scope: Scope, message_id: String) -> Result<Vec<DecisionRecord>> {
+    pub async fn decisions_for(&self, scope: Scope, message_id: MessageId) -> Result<Vec<DecisionRecord>> {
         self.read(move |connection| {
-            let client: String = connection
+            let client: ClientSlug = connection
                 .query_row(
                     "SELECT client_id FROM messages WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)",
-                    params![
-                        message_id,
-                        match &scope {
-                            Scope::All => None,
-                            Scope::Client(slug) => Some(slug.as_str()),
-                        }
-                    ],
+                    params![message_id, scope.client()],
                     |row| row.get(0),
                 )
                 .optional()?
                 .ok_or(Error::NotFound("message"))?;
-            let client = ClientSlug::parse(&client)?;
             let filter = DecisionFilter { message_id: Some(message_id), limit: 1_000, ..DecisionFilter::default() };
             query_decisions(connection, &client, &filter)
         })

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::clients::{audit, ensure_client};
 use super::conversations::Scope;
 use super::{Db, Error, Result};
-use crate::domain::{ClientSlug, Decision, PluginState, Timestamp, id_prefix, new_id};
+use crate::domain::{ClientSlug, Decision, HookKind, LogLine, MessageId, PluginId, PluginState, Timestamp};
 
 /// Most keys one installation may keep; writes of new keys past it are dropped (and logged in the run).
 pub const MAX_KV_KEYS: usize = 1_000;
@@ -23,7 +23,7 @@ pub struct PluginRecord {
     /// Its client.
     pub client: ClientSlug,
     /// Version id (`plg_...`).
-    pub id: String,
+    pub id: PluginId,
     /// Installation name.
     pub name: String,
     /// Version label given at upload.
@@ -67,7 +67,7 @@ pub struct NewPlugin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningPlugin {
     /// Version id.
-    pub id: String,
+    pub id: PluginId,
     /// Installation name.
     pub name: String,
     /// Version label.
@@ -84,7 +84,7 @@ pub struct RunningPlugin {
 #[derive(Debug, Clone)]
 pub struct PluginRun {
     /// The plugin version.
-    pub plugin_id: String,
+    pub plugin_id: PluginId,
     /// Its name.
     pub plugin_name: String,
     /// Its version label.
@@ -95,8 +95,8 @@ pub struct PluginRun {
     pub decision: Option<Decision>,
     /// Why it failed, if it did.
     pub failure: Option<String>,
-    /// Its log lines: `(level, text)`.
-    pub logs: Vec<(String, String)>,
+    /// Its log lines.
+    pub logs: Vec<LogLine>,
     /// Fuel used.
     pub fuel: u64,
     /// Wall time in microseconds.
@@ -109,15 +109,15 @@ pub struct PluginRun {
 #[derive(Debug, Clone)]
 pub struct DecisionRecord {
     /// The message it is about (for overdue runs, the conversation's latest inbound message).
-    pub message_id: String,
+    pub message_id: MessageId,
     /// `defaults`, `chain` or `plugin:<id>`.
     pub source: String,
-    /// Which hook: `on-message` or `on-overdue`.
-    pub hook: String,
+    /// Which hook.
+    pub hook: HookKind,
     /// Whether it was applied.
     pub applied: bool,
     /// The plugin version, for plugin runs.
-    pub plugin_id: Option<String>,
+    pub plugin_id: Option<PluginId>,
     /// Its name.
     pub plugin_name: Option<String>,
     /// Its version label.
@@ -136,22 +136,13 @@ pub struct DecisionRecord {
     pub created_at: Timestamp,
 }
 
-/// A log line of a plugin run.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LogLine {
-    /// `trace` to `error`.
-    pub level: String,
-    /// The text.
-    pub message: String,
-}
-
 /// Filters of the decisions list.
 #[derive(Debug, Clone, Default)]
 pub struct DecisionFilter {
     /// Only runs of this plugin version.
-    pub plugin_id: Option<String>,
+    pub plugin_id: Option<PluginId>,
     /// Only decisions about this message.
-    pub message_id: Option<String>,
+    pub message_id: Option<MessageId>,
     /// Only decisions after this one in the list's order (paging): `(created_at, message_id, source)`.
     pub after: Option<(i64, String, String)>,
     /// At most this many.
@@ -162,30 +153,24 @@ const PLUGIN_COLUMNS: &str = "client_id, id, name, version, sha256, size, config
                               failures, created_at, updated_at";
 
 fn plugin_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRecord> {
-    let slug: String = row.get(0)?;
-    let state: String = row.get(7)?;
     Ok(PluginRecord {
-        client: ClientSlug::parse(&slug).map_err(|error| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
-        })?,
+        client: row.get(0)?,
         id: row.get(1)?,
         name: row.get(2)?,
         version: row.get(3)?,
         sha256: row.get(4)?,
         size: u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
         config: row.get(6)?,
-        state: state.parse().map_err(|error: crate::domain::Invalid| {
-            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(error))
-        })?,
+        state: row.get(7)?,
         state_reason: row.get(8)?,
         position: row.get(9)?,
         failures: row.get(10)?,
-        created_at: Timestamp(row.get(11)?),
-        updated_at: Timestamp(row.get(12)?),
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
     })
 }
 
-fn load_plugin(connection: &Connection, client: &ClientSlug, id: &str) -> Result<PluginRecord> {
+fn load_plugin(connection: &Connection, client: &ClientSlug, id: &PluginId) -> Result<PluginRecord> {
     connection
         .prepare_cached(&format!("SELECT {PLUGIN_COLUMNS} FROM plugins WHERE client_id = ?1 AND id = ?2"))?
         .query_row(params![client.as_str(), id], plugin_from_row)
@@ -195,20 +180,22 @@ fn load_plugin(connection: &Connection, client: &ClientSlug, id: &str) -> Result
 
 /// The plugins of `client` that run on live traffic, in chain order.
 pub(super) fn running_plugins(connection: &Connection, client: &ClientSlug) -> Result<Vec<RunningPlugin>> {
-    let rows: Vec<(String, String, String, String, String, String)> = connection
+    Ok(connection
         .prepare_cached(
             "SELECT id, name, version, sha256, config, state FROM plugins
              WHERE client_id = ?1 AND state IN ('active', 'shadow') ORDER BY position, name",
         )?
         .query_map([client.as_str()], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+            Ok(RunningPlugin {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                version: row.get(2)?,
+                sha256: row.get(3)?,
+                config: row.get(4)?,
+                state: row.get(5)?,
+            })
         })?
-        .collect::<rusqlite::Result<_>>()?;
-    rows.into_iter()
-        .map(|(id, name, version, sha256, config, state)| {
-            Ok(RunningPlugin { id, name, version, sha256, config, state: state.parse()? })
-        })
-        .collect()
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// The key-value store of one installation.
@@ -224,21 +211,16 @@ pub(super) fn load_kv(connection: &Connection, client: &ClientSlug, name: &str) 
 pub(super) fn record_runs(
     connection: &Connection,
     client: &ClientSlug,
-    message_id: &str,
-    hook: &str,
+    message_id: &MessageId,
+    hook: HookKind,
     runs: &[PluginRun],
     breaker_failures: u32,
 ) -> Result<()> {
     let now = Timestamp::now().millis();
     for run in runs {
-        let logs: Vec<LogLine> = run
-            .logs
-            .iter()
-            .map(|(level, message)| LogLine { level: level.clone(), message: message.clone() })
-            .collect();
         let source = match hook {
-            "on-message" => format!("plugin:{}", run.plugin_id),
-            other => format!("plugin:{}:{other}", run.plugin_id),
+            HookKind::OnMessage => format!("plugin:{}", run.plugin_id),
+            HookKind::OnOverdue => format!("plugin:{}:{hook}", run.plugin_id),
         };
         connection
             .prepare_cached(
@@ -259,7 +241,7 @@ pub(super) fn record_runs(
                 run.plugin_version,
                 hook,
                 run.failure,
-                serde_json::to_string(&logs)?,
+                serde_json::to_string(&run.logs)?,
                 i64::try_from(run.fuel).unwrap_or(i64::MAX),
                 i64::try_from(run.duration_us).unwrap_or(i64::MAX),
             ])?;
@@ -300,7 +282,7 @@ pub(super) fn record_runs(
                 )?
                 .execute(params![client.as_str(), run.plugin_id, reason, now])?;
             if tripped > 0 {
-                tracing::warn!(client = client.as_str(), plugin = run.plugin_id, %reason, "plugin disabled");
+                tracing::warn!(client = client.as_str(), plugin = %run.plugin_id, %reason, "plugin disabled");
                 audit(
                     connection,
                     Some(client),
@@ -343,10 +325,10 @@ pub(super) fn query_decisions(
             ],
             |row| {
                 Ok((
-                    (row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?),
+                    (row.get::<_, MessageId>(0)?, row.get::<_, String>(1)?, row.get::<_, HookKind>(2)?),
                     (row.get::<_, bool>(3)?, row.get::<_, String>(4)?),
                     (
-                        row.get::<_, Option<String>>(5)?,
+                        row.get::<_, Option<PluginId>>(5)?,
                         row.get::<_, Option<String>>(6)?,
                         row.get::<_, Option<String>>(7)?,
                     ),
@@ -408,7 +390,7 @@ impl Db {
                                      (SELECT MAX(position) + 1 FROM plugins WHERE client_id = ?1), 0)",
                 )?
                 .query_row(params![client.as_str(), plugin.name], |row| row.get(0))?;
-            let id = new_id(id_prefix::PLUGIN);
+            let id = PluginId::generate();
             let now = Timestamp::now().millis();
             connection
                 .prepare_cached(
@@ -472,7 +454,7 @@ impl Db {
         self.write(move |connection| {
             ensure_client(connection, &client)?;
             /// Id, name, state and activation time of a version.
-            type Version = (String, String, String, Option<i64>);
+            type Version = (PluginId, String, PluginState, Option<i64>);
             let versions: Vec<Version> = connection
                 .prepare_cached(
                     "SELECT id, name, state, activated_at FROM plugins WHERE client_id = ?1
@@ -486,15 +468,15 @@ impl Db {
             }
             let mut pruned = Vec::new();
             for versions in by_name.values() {
-                let resting = |state: &str| state == "inactive" || state == "disabled";
+                let resting = |state: &PluginState| matches!(state, PluginState::Inactive | PluginState::Disabled);
                 let rollback_target = versions
                     .iter()
                     .filter(|(_, _, state, activated_at)| resting(state) && activated_at.is_some())
                     .max_by_key(|(_, _, _, activated_at)| *activated_at)
-                    .map(|(id, ..)| id.as_str());
+                    .map(|(id, ..)| id);
                 let prunable = versions
                     .iter()
-                    .filter(|(id, _, state, _)| resting(state) && Some(id.as_str()) != rollback_target)
+                    .filter(|(id, _, state, _)| resting(state) && Some(id) != rollback_target)
                     .skip(keep);
                 pruned.extend(prunable.map(|(id, ..)| id.clone()));
             }
@@ -538,12 +520,12 @@ impl Db {
     }
 
     /// One plugin version of `client`.
-    pub async fn plugin(&self, client: ClientSlug, id: String) -> Result<PluginRecord> {
+    pub async fn plugin(&self, client: ClientSlug, id: PluginId) -> Result<PluginRecord> {
         self.read(move |connection| load_plugin(connection, &client, &id)).await
     }
 
     /// The uploaded bytes of one plugin version.
-    pub async fn plugin_component(&self, client: ClientSlug, id: String) -> Result<Vec<u8>> {
+    pub async fn plugin_component(&self, client: ClientSlug, id: PluginId) -> Result<Vec<u8>> {
         self.read(move |connection| {
             connection
                 .prepare_cached("SELECT component FROM plugins WHERE client_id = ?1 AND id = ?2")?
@@ -569,7 +551,7 @@ impl Db {
     pub async fn set_plugin_state(
         &self,
         client: ClientSlug,
-        id: String,
+        id: PluginId,
         state: PluginState,
         actor: String,
     ) -> Result<PluginRecord> {
@@ -583,11 +565,11 @@ impl Db {
 
     /// Rolls the plugin name of version `id` back: activates the version of that name that was active
     /// before the current one. Fails with a conflict when there is none.
-    pub async fn rollback_plugin(&self, client: ClientSlug, id: String, actor: String) -> Result<PluginRecord> {
+    pub async fn rollback_plugin(&self, client: ClientSlug, id: PluginId, actor: String) -> Result<PluginRecord> {
         self.write(move |connection| {
             let plugin = load_plugin(connection, &client, &id)?;
             // The version that became active most recently before the currently active one.
-            let current: Option<(String, i64)> = connection
+            let current: Option<(PluginId, i64)> = connection
                 .prepare_cached(
                     "SELECT id, activated_at FROM plugins
                      WHERE client_id = ?1 AND name = ?2 AND state = 'active'",
@@ -598,7 +580,7 @@ impl Db {
                 Some((current_id, since)) => (Some(current_id), since),
                 None => (None, i64::MAX),
             };
-            let previous: Option<String> = connection
+            let previous: Option<PluginId> = connection
                 .prepare_cached(
                     "SELECT id FROM plugins
                      WHERE client_id = ?1 AND name = ?2 AND activated_at IS NOT NULL AND activated_at < ?3
@@ -669,7 +651,7 @@ fn change_state(
                     activated_at = CASE WHEN ?3 = 'active' THEN ?5 ELSE activated_at END
              WHERE client_id = ?1 AND id = ?2",
         )?
-        .execute(params![slug, plugin.id, state.as_str(), why, now])?;
+        .execute(params![slug, plugin.id, state, why, now])?;
     let action = match state {
         PluginState::Active => "plugin.activate",
         PluginState::Shadow => "plugin.shadow",

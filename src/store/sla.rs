@@ -11,7 +11,9 @@ use super::conversations::{Scope, load_summary};
 use super::pipeline::{apply_routing, escalate};
 use super::plugins::{PluginRun, RunningPlugin, load_kv, record_runs, running_plugins};
 use super::{Db, Result};
-use crate::domain::{ClientProfile, ClientSlug, Decision, Timestamp, new_id};
+use crate::domain::{
+    ClientProfile, ClientSlug, ConversationId, Decision, HookKind, MessageId, SlaState, Timestamp, new_id,
+};
 
 /// A conversation whose clock needs a look.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,9 +21,9 @@ pub struct DueClock {
     /// Its client.
     pub client: ClientSlug,
     /// The conversation.
-    pub conversation_id: String,
-    /// `running` (the warning is due, maybe the target too) or `warned` (the target is due).
-    pub state: String,
+    pub conversation_id: ConversationId,
+    /// `Running` (the warning is due, maybe the target too) or `Warned` (the target is due).
+    pub state: SlaState,
     /// When the clock started.
     pub started_at: Timestamp,
     /// The warning time.
@@ -38,7 +40,7 @@ pub struct OverdueContext {
     /// The client's profile.
     pub profile: ClientProfile,
     /// The latest customer message (decisions are recorded against it).
-    pub last_inbound_id: String,
+    pub last_inbound_id: MessageId,
     /// Messages in the conversation.
     pub messages: u32,
     /// Customer messages since the last human reply.
@@ -67,7 +69,7 @@ pub struct OverdueDecision {
 fn event(
     connection: &Connection,
     client: &str,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     kind: &str,
     detail: &serde_json::Value,
 ) -> Result<()> {
@@ -91,29 +93,24 @@ impl Db {
     /// Up to `limit` clocks that need a look at `now`, earliest first.
     pub async fn due_clocks(&self, now: Timestamp, limit: usize) -> Result<Vec<DueClock>> {
         self.read(move |connection| {
-            let rows: Vec<(String, String, String, i64, i64, i64, i64)> = connection
+            Ok(connection
                 .prepare_cached(
                     "SELECT client_id, id, sla_state, sla_started_at, sla_warn_at, sla_due_at, sla_next_at
                      FROM conversations WHERE sla_next_at IS NOT NULL AND sla_next_at <= ?1
                      ORDER BY sla_next_at LIMIT ?2",
                 )?
                 .query_map(params![now.millis(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            rows.into_iter()
-                .map(|(client, conversation_id, state, started, warn, due, next_at)| {
                     Ok(DueClock {
-                        client: ClientSlug::parse(&client)?,
-                        conversation_id,
-                        state,
-                        started_at: Timestamp(started),
-                        warn_at: Timestamp(warn),
-                        due_at: Timestamp(due),
-                        next_at,
+                        client: row.get(0)?,
+                        conversation_id: row.get(1)?,
+                        state: row.get(2)?,
+                        started_at: row.get(3)?,
+                        warn_at: row.get(4)?,
+                        due_at: row.get(5)?,
+                        next_at: row.get(6)?,
                     })
-                })
-                .collect()
+                })?
+                .collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
@@ -121,12 +118,11 @@ impl Db {
     /// When the next clock needs a look, if any runs.
     pub async fn next_clock_at(&self) -> Result<Option<Timestamp>> {
         self.read(|connection| {
-            let next: Option<i64> = connection.query_row(
+            Ok(connection.query_row(
                 "SELECT MIN(sla_next_at) FROM conversations WHERE sla_next_at IS NOT NULL",
                 [],
                 |row| row.get(0),
-            )?;
-            Ok(next.map(Timestamp))
+            )?)
         })
         .await
     }
@@ -155,7 +151,7 @@ impl Db {
     }
 
     /// What the rules need to decide about an overdue conversation of `client`.
-    pub async fn overdue_context(&self, client: ClientSlug, conversation_id: String) -> Result<OverdueContext> {
+    pub async fn overdue_context(&self, client: ClientSlug, conversation_id: ConversationId) -> Result<OverdueContext> {
         self.read(move |connection| {
             let profile = load_client(connection, &client)?.profile;
             let (messages, last_ack, last_human): (i64, Option<i64>, Option<i64>) = connection
@@ -167,7 +163,7 @@ impl Db {
                 .query_row(params![client.as_str(), conversation_id], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?;
-            let (unanswered, last_inbound): (i64, Option<String>) = connection
+            let (unanswered, last_inbound): (i64, Option<MessageId>) = connection
                 .prepare_cached(
                     "SELECT COUNT(*), (SELECT id FROM messages WHERE client_id = ?1 AND conversation_id = ?2
                                          AND direction = 'in' ORDER BY created_at DESC, id DESC LIMIT 1)
@@ -204,7 +200,7 @@ impl Db {
     pub async fn apply_overdue(
         &self,
         clock: DueClock,
-        last_inbound_id: String,
+        last_inbound_id: MessageId,
         decided: OverdueDecision,
         breaker_failures: u32,
     ) -> Result<bool> {
@@ -233,7 +229,14 @@ impl Db {
                     serde_json::to_string(&decided.decision)?,
                     Timestamp::now().millis()
                 ])?;
-            record_runs(connection, &clock.client, &last_inbound_id, "on-overdue", &decided.runs, breaker_failures)?;
+            record_runs(
+                connection,
+                &clock.client,
+                &last_inbound_id,
+                HookKind::OnOverdue,
+                &decided.runs,
+                breaker_failures,
+            )?;
             let summary = load_summary(connection, &Scope::Client(clock.client.clone()), &clock.conversation_id)?;
             apply_routing(connection, &summary, &decided.decision)?;
             let escalation = match &decided.decision.escalate {
@@ -256,7 +259,7 @@ impl Db {
     pub async fn conversation_events(
         &self,
         client: ClientSlug,
-        conversation_id: String,
+        conversation_id: ConversationId,
     ) -> Result<Vec<(String, serde_json::Value, Timestamp)>> {
         self.read(move |connection| {
             let rows: Vec<(String, String, i64)> = connection
@@ -279,7 +282,7 @@ impl Db {
     pub async fn escalations(
         &self,
         client: ClientSlug,
-        conversation_id: String,
+        conversation_id: ConversationId,
     ) -> Result<Vec<(String, u8, String, bool)>> {
         self.read(move |connection| {
             Ok(connection

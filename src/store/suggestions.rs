@@ -7,7 +7,9 @@ use super::clients::{audit, load_client};
 use super::conversations::Scope;
 use super::pipeline::conversation_language;
 use super::{Db, Error, Result};
-use crate::domain::{ArticleContent, ArticleId, ClientProfile, ClientSlug, Timestamp, new_id};
+use crate::domain::{
+    ArticleContent, ArticleId, ClientProfile, ClientSlug, ConversationId, MessageId, Timestamp, new_id,
+};
 
 /// A message and what is needed to suggest answers to it.
 #[derive(Debug, Clone)]
@@ -17,7 +19,7 @@ pub struct SuggestionContext {
     /// The client's profile.
     pub profile: ClientProfile,
     /// The conversation.
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// The message's text.
     pub text: String,
     /// The contact's name, if known.
@@ -32,7 +34,7 @@ pub struct SuggestionContext {
 #[derive(Debug, Clone)]
 pub struct Feedback {
     /// The message the suggestions were for.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// The articles shown, in order.
     pub shown: Vec<ArticleId>,
     /// The article used, if any.
@@ -48,13 +50,9 @@ pub const LEARNED_PHRASINGS_CAP: usize = 50;
 
 impl Db {
     /// The context of message `id`, if `scope` may see it.
-    pub async fn suggestion_context(&self, scope: Scope, id: String) -> Result<SuggestionContext> {
+    pub async fn suggestion_context(&self, scope: Scope, id: MessageId) -> Result<SuggestionContext> {
         self.read(move |connection| {
-            let client_filter = match &scope {
-                Scope::All => None,
-                Scope::Client(slug) => Some(slug.as_str().to_owned()),
-            };
-            type Row = (String, String, String, Option<String>, i64, Option<String>);
+            type Row = (ClientSlug, ConversationId, String, Option<String>, i64, Option<String>);
             let row: Option<Row> = connection
                 .prepare_cached(
                     "SELECT m.client_id, m.conversation_id, m.text, m.language, m.created_at, k.name
@@ -63,13 +61,12 @@ impl Db {
                      JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id
                      WHERE m.id = ?1 AND (?2 IS NULL OR m.client_id = ?2)",
                 )?
-                .query_row(params![id, client_filter], |row| {
+                .query_row(params![id, scope.client()], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
                 })
                 .optional()?;
             let (client, conversation_id, text, language, created_at, contact_name) =
                 row.ok_or(Error::NotFound("message"))?;
-            let client = ClientSlug::parse(&client)?;
             let conversation_language = conversation_language(connection, &client, &conversation_id, created_at, &id)?;
             let profile = load_client(connection, &client)?.profile;
             Ok(SuggestionContext {

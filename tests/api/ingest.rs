@@ -169,7 +169,7 @@ async fn messages_left_unprocessed_are_processed_after_a_restart() {
 
     let second = spawn_in(dir.path(), |_| {}).await;
     let conversation = second
-        .wait_for_conversation(&outcome.conversation_id, "the message processed after restart", |c| {
+        .wait_for_conversation(outcome.conversation_id.as_str(), "the message processed after restart", |c| {
             c["messages"][0]["state"] == "processed"
         })
         .await;

@@ -43,7 +43,7 @@ async fn customer_wrote(app: &TestApp, slug: &str, handle: &str, external_id: &s
     };
     let batch = InboundBatch { messages: vec![message.clone()], ..Default::default() };
     let report = app.db.ingest(message.client, message.channel, batch).await.expect("stored");
-    report.messages[0].conversation_id.clone()
+    report.messages[0].conversation_id.to_string()
 }
 
 /// The first template the fake Graph API received (automatic acknowledgements may arrive around it).

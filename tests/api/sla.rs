@@ -119,8 +119,11 @@ async fn clocks_that_fell_due_while_the_server_was_down_fire_after_a_restart() {
     pass_time(dir.path(), &id, "warning");
     let app = spawn_in(dir.path(), |_| {}).await;
     app.wait_for_conversation(&id, "the warning", |c| c["sla"]["state"] == "warned").await;
-    let events =
-        app.db.conversation_events(ClientSlug::parse("dental").expect("slug"), id.clone()).await.expect("events");
+    let events = app
+        .db
+        .conversation_events(ClientSlug::parse("dental").expect("slug"), conversation_id(&id))
+        .await
+        .expect("events");
     assert_eq!(events.iter().map(|(kind, _, _)| kind.as_str()).collect::<Vec<_>>(), ["sla.warning"]);
     app.stop().await;
 
@@ -130,7 +133,8 @@ async fn clocks_that_fell_due_while_the_server_was_down_fire_after_a_restart() {
     let conversation = app.wait_for_conversation(&id, "overdue", |c| c["sla"]["state"] == "overdue").await;
     assert_eq!(conversation["escalation_level"], 2, "the plugin's on-overdue escalation: {conversation:#}");
     assert!(conversation["tags"].as_array().expect("tags").contains(&json!("overdue")));
-    let escalations = app.db.escalations(ClientSlug::parse("dental").expect("slug"), id.clone()).await.expect("esc");
+    let escalations =
+        app.db.escalations(ClientSlug::parse("dental").expect("slug"), conversation_id(&id)).await.expect("esc");
     assert_eq!(escalations.len(), 1, "{escalations:?}");
     let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("sent").text().await.expect("text");
     assert!(metrics.contains("recado_sla_events_total{kind=\"overdue\"} 1"), "{metrics}");
@@ -150,7 +154,8 @@ async fn clocks_that_fell_due_while_the_server_was_down_fire_after_a_restart() {
     app.stop().await;
     let app = spawn_in(dir.path(), |_| {}).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let escalations = app.db.escalations(ClientSlug::parse("dental").expect("slug"), id.clone()).await.expect("esc");
+    let escalations =
+        app.db.escalations(ClientSlug::parse("dental").expect("slug"), conversation_id(&id)).await.expect("esc");
     assert_eq!(escalations.len(), 1);
 }
 
@@ -167,4 +172,9 @@ async fn without_plugins_the_defaults_escalate_an_overdue_conversation() {
     let conversation = app.wait_for_conversation(&id, "overdue", |c| c["sla"]["state"] == "overdue").await;
     assert_eq!(conversation["escalation_level"], 1);
     assert_eq!(conversation["priority"], "high");
+}
+
+/// The typed id of a conversation id read from the API.
+fn conversation_id(id: &str) -> recado::domain::ConversationId {
+    recado::domain::ConversationId::parse(id).expect("a conversation id")
 }
