@@ -124,6 +124,21 @@ impl Timestamp {
     }
 }
 
+/// Shown as RFC 3339 text, as every time in the API is.
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let parsed: jiff::Timestamp = text.parse().map_err(serde::de::Error::custom)?;
+        Ok(Self(parsed.as_millisecond()))
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
@@ -160,6 +175,9 @@ mod tests {
     fn timestamps_render_as_rfc3339_with_milliseconds() {
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
         assert_eq!(Timestamp(1_700_000_000_123).to_rfc3339(), "2023-11-14T22:13:20.123Z");
+        let json = serde_json::to_string(&Timestamp(1_700_000_000_123)).expect("serialises");
+        assert_eq!(json, "\"2023-11-14T22:13:20.123Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).expect("parses"), Timestamp(1_700_000_000_123));
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod extract;
 mod ingest;
 mod media;
 mod ops;
+mod paging;
 mod plugins;
 mod server;
 mod suggestions;

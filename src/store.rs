@@ -18,6 +18,7 @@ mod ingest;
 mod media;
 mod migrations;
 mod outbox;
+mod paging;
 mod pipeline;
 mod plugins;
 mod secrets;
@@ -26,10 +27,10 @@ mod sql;
 mod suggestions;
 mod tokens;
 
-pub use articles::{Article, ArticlePage, Edit, ImportSummary};
+pub use articles::{Article, Edit, ImportSummary};
 pub use clients::ClientRecord;
 pub use conversations::{
-    ContactView, ConversationDetail, ConversationFilter, ConversationPage, ConversationSummary, Delivery, MessageView,
+    ContactView, ConversationDetail, ConversationFilter, ConversationKey, ConversationSummary, Delivery, MessageView,
     RoutingChange, Scope, SlaClock,
 };
 pub use events::EventRecord;
@@ -37,8 +38,11 @@ pub use ingest::{InboundBatch, IngestOutcome, IngestReport};
 pub(crate) use media::is_url as is_media_url;
 pub use media::{ClaimedMedia, MediaOutcome, MediaView};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
+pub use paging::{Page, PageRequest};
 pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision};
-pub use plugins::{DecisionFilter, DecisionRecord, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin};
+pub use plugins::{
+    DecisionFilter, DecisionKey, DecisionRecord, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,
+};
 pub use sla::{DueClock, OverdueContext, OverdueDecision};
 pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};
 pub use tokens::{NewToken, TokenRecord};

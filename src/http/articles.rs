@@ -5,39 +5,26 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, Principal};
+use super::paging::{next_cursor, page_request};
 use crate::domain::{ArticleContent, ArticleId, Invalid};
 use crate::kb::template;
 use crate::store::{Article, Edit};
 
-/// Largest page of the article list.
-const MAX_PAGE: usize = 200;
-
-fn article_json(article: &Article) -> Value {
-    json!({
-        "id": article.id,
-        "client": article.client,
-        "language": article.content.language,
-        "title": article.content.title,
-        "questions": article.content.questions,
-        "body": article.content.body,
-        "tags": article.content.tags,
-        "shortcut": article.content.shortcut,
-        "version": article.version,
-        "created_at": article.created_at.to_rfc3339(),
-        "updated_at": article.updated_at.to_rfc3339(),
-        "updated_by": article.updated_by,
-    })
+/// A page of a client's articles.
+#[derive(Serialize)]
+pub(super) struct ArticleList {
+    articles: Vec<Article>,
+    next_cursor: Option<String>,
 }
 
 /// The article with its version as the `ETag`.
 fn article_response(status: StatusCode, article: &Article) -> Response {
-    let mut response = (status, Json(article_json(article))).into_response();
+    let mut response = (status, Json(article)).into_response();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", article.version)) {
         response.headers_mut().insert(header::ETAG, etag);
     }
@@ -117,15 +104,12 @@ pub(super) async fn articles_list(
     principal: Principal,
     AppPath(slug): AppPath<String>,
     AppQuery(query): AppQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ArticleList>, ApiError> {
     let client = principal.client_in_path(&slug)?;
     let text = query.q.filter(|q| !q.trim().is_empty()).map(|q| q.chars().take(200).collect::<String>());
-    let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
-    let page = state.db.articles(client, text, query.language, query.cursor, limit).await?;
-    Ok(Json(json!({
-        "articles": page.articles.iter().map(article_json).collect::<Vec<_>>(),
-        "next_cursor": page.next,
-    })))
+    let page = page_request(query.cursor.as_deref(), query.limit)?;
+    let page = state.db.articles(client, text, query.language, page).await?;
+    Ok(Json(ArticleList { next_cursor: next_cursor(page.next.as_ref()), articles: page.items }))
 }
 
 /// `POST .../kb/articles` (admin): the id is given or derived from the title.
@@ -177,7 +161,7 @@ pub(super) async fn articles_update(
             state.knowledge.index().wake();
             Ok(article_response(StatusCode::OK, &article))
         }
-        Edit::Stale(current) => Err(ApiError::StaleVersion(Box::new(article_json(&current)))),
+        Edit::Stale(current) => Err(ApiError::StaleVersion(current)),
     }
 }
 
@@ -205,6 +189,6 @@ pub(super) async fn articles_delete(
             state.knowledge.index().wake();
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        Edit::Stale(current) => Err(ApiError::StaleVersion(Box::new(article_json(&current)))),
+        Edit::Stale(current) => Err(ApiError::StaleVersion(current)),
     }
 }

@@ -4,87 +4,87 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppJson, AppQuery, IdPath, Principal};
+use super::media::MediaBody;
+use super::paging::{next_cursor, page_request};
+use super::plugins::DecisionBody;
 use crate::domain::{
     ChannelName, ClientSlug, ConversationId, ConversationStatus, Media, MediaKind, MessageId, Outbound, Part, Priority,
-    parse_label, parse_text, readable_text,
+    Timestamp, parse_label, parse_text, readable_text,
 };
 use crate::store::{ConversationFilter, ConversationSummary, MessageView, RoutingChange};
 
-/// Largest inbox page.
-const MAX_PAGE: usize = 200;
 /// Most messages returned with one conversation.
 const MAX_MESSAGES: usize = 1_000;
 /// Longest reply text, in characters (WhatsApp and Telegram both cap a text message at 4,096).
 const MAX_REPLY_CHARS: usize = 4_096;
 
-fn summary_json(summary: &ConversationSummary) -> Value {
-    json!({
-        "id": summary.id,
-        "client": summary.client,
-        "contact": {
-            "id": summary.contact.id,
-            "handle": summary.contact.handle,
-            "name": summary.contact.name,
-            "user_id": summary.contact.user_id,
-            "username": summary.contact.username,
-        },
-        "channel": summary.channel,
-        "status": summary.status,
-        "queue": summary.queue,
-        "assignee": summary.assignee,
-        "priority": summary.priority,
-        "tags": summary.tags,
-        "message_count": summary.message_count,
-        "preview": summary.preview,
-        "opened_at": summary.opened_at.to_rfc3339(),
-        "last_activity_at": summary.last_activity_at.to_rfc3339(),
-        "first_inbound_at": summary.first_inbound_at.map(|t| t.to_rfc3339()),
-        "first_human_reply_at": summary.first_human_reply_at.map(|t| t.to_rfc3339()),
-        "escalation_level": summary.escalation_level,
-        "sla": summary.sla.as_ref().map(|sla| json!({
-            "state": sla.state,
-            "started_at": sla.started_at.to_rfc3339(),
-            "warn_at": sla.warn_at.to_rfc3339(),
-            "due_at": sla.due_at.to_rfc3339(),
-        })),
-        "closed_at": summary.closed_at.map(|t| t.to_rfc3339()),
-    })
+/// A message as the API shows it: the stored view, with each media file's address.
+#[derive(Serialize)]
+pub(super) struct MessageBody {
+    #[serde(flatten)]
+    message: MessageView,
+    media: Vec<MediaBody>,
 }
 
-fn message_json(message: &MessageView) -> Value {
-    json!({
-        "id": message.id,
-        "direction": message.direction,
-        "kind": message.kind,
-        "text": message.text,
-        "author": message.author,
-        "created_at": message.created_at.to_rfc3339(),
-        "state": message.state,
-        "delivery": message.delivery.as_ref().map(|delivery| json!({
-            "outbox_id": delivery.outbox_id,
-            "state": delivery.state,
-            "attempts": delivery.attempts,
-            "last_error": delivery.last_error,
-            "updated_at": delivery.updated_at.to_rfc3339(),
-        })),
-        "parts": message.parts,
-        "context": message.context,
-        "reactions": message.reactions,
-        "edited_at": message.edited_at.map(|t| t.to_rfc3339()),
-        "deleted_at": message.deleted_at.map(|t| t.to_rfc3339()),
-        "media": message.media.iter().map(super::media::media_json).collect::<Vec<_>>(),
-        "edits": message.edits.iter().map(|edit| json!({
-            "text": edit.text,
-            "replaced_at": edit.replaced_at.to_rfc3339(),
-        })).collect::<Vec<_>>(),
-    })
+impl From<MessageView> for MessageBody {
+    fn from(mut message: MessageView) -> Self {
+        let media = std::mem::take(&mut message.media).into_iter().map(MediaBody::from).collect();
+        Self { message, media }
+    }
+}
+
+/// `GET /api/v1/conversations`.
+#[derive(Serialize)]
+pub(super) struct ConversationList {
+    conversations: Vec<ConversationSummary>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/conversations/{id}`: the conversation, its latest messages, and (on a channel that has
+/// one) whether the reply window is open.
+#[derive(Serialize)]
+pub(super) struct ConversationBody {
+    #[serde(flatten)]
+    summary: ConversationSummary,
+    messages: Vec<MessageBody>,
+    has_more: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_window: Option<ReplyWindow>,
+}
+
+/// Whether a free-form reply can still be delivered, and until when.
+#[derive(Serialize)]
+struct ReplyWindow {
+    open: bool,
+    closes_at: Option<Timestamp>,
+}
+
+/// A stored reply (or attachment, or template) and its conversation.
+#[derive(Serialize)]
+pub(super) struct Replied {
+    conversation_id: ConversationId,
+    message: RepliedMessage,
+}
+
+/// The reply as stored, delivery state included; only its id if so many messages arrived at once that it is
+/// no longer among the latest.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum RepliedMessage {
+    Stored(Box<MessageBody>),
+    Queued { id: MessageId },
+}
+
+/// `GET /api/v1/messages/{id}/decisions`.
+#[derive(Serialize)]
+pub(super) struct MessageDecisions {
+    message_id: MessageId,
+    decisions: Vec<DecisionBody>,
 }
 
 /// Query of the inbox list.
@@ -99,49 +99,22 @@ pub(super) struct ListQuery {
     limit: Option<usize>,
 }
 
-fn encode_cursor(at: i64, id: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{at}:{id}"))
-}
-
-fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let (at, id) = text.split_once(':')?;
-    Some((at.parse().ok()?, id.to_owned()))
-}
-
 /// `GET /api/v1/conversations`: newest activity first, filtered, with a cursor to the next page.
 pub(super) async fn conversations_list(
     State(state): State<AppState>,
     principal: Principal,
     AppQuery(query): AppQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationList>, ApiError> {
     let client = match &query.client {
         // An invalid slug cannot match any conversation.
         Some(slug) => Some(ClientSlug::parse(slug)?),
         None => None,
     };
     let status = query.status.as_deref().map(str::parse::<ConversationStatus>).transpose()?;
-    let after = match &query.cursor {
-        Some(cursor) => Some(
-            decode_cursor(cursor)
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not one we issued"))?,
-        ),
-        None => None,
-    };
-    let filter = ConversationFilter {
-        client,
-        status,
-        assignee: query.assignee,
-        queue: query.queue,
-        after,
-        limit: query.limit.unwrap_or(50).clamp(1, MAX_PAGE),
-    };
-    let page = state.db.conversations(principal.scope(), filter).await?;
-    Ok(Json(json!({
-        "conversations": page.conversations.iter().map(summary_json).collect::<Vec<_>>(),
-        "next_cursor": page.next.map(|(at, id)| encode_cursor(at, id.as_str())),
-    })))
+    let page = page_request(query.cursor.as_deref(), query.limit)?;
+    let filter = ConversationFilter { client, status, assignee: query.assignee, queue: query.queue };
+    let page = state.db.conversations(principal.scope(), filter, page).await?;
+    Ok(Json(ConversationList { next_cursor: next_cursor(page.next.as_ref()), conversations: page.items }))
 }
 
 /// Query of one conversation.
@@ -158,20 +131,19 @@ pub(super) async fn conversations_show(
     principal: Principal,
     IdPath(id): IdPath<ConversationId>,
     AppQuery(query): AppQuery<ShowQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationBody>, ApiError> {
     let limit = query.limit.unwrap_or(200).clamp(1, MAX_MESSAGES);
     let detail = state.db.conversation(principal.scope(), id, limit).await?;
-    let mut body = summary_json(&detail.summary);
-    body["messages"] = detail.messages.iter().map(message_json).collect();
-    body["has_more"] = detail.has_more.into();
-    if let Some(window) = detail.summary.channel.reply_window() {
+    let reply_window = detail.summary.channel.reply_window().map(|window| {
         let closes_at = detail.last_customer_message_at.map(|at| at.plus(window));
-        body["reply_window"] = json!({
-            "open": closes_at.is_some_and(|closes_at| closes_at > crate::domain::Timestamp::now()),
-            "closes_at": closes_at.map(|at| at.to_rfc3339()),
-        });
-    }
-    Ok(Json(body))
+        ReplyWindow { open: closes_at.is_some_and(|closes_at| closes_at > Timestamp::now()), closes_at }
+    });
+    Ok(Json(ConversationBody {
+        summary: detail.summary,
+        messages: detail.messages.into_iter().map(MessageBody::from).collect(),
+        has_more: detail.has_more,
+        reply_window,
+    }))
 }
 
 /// Body of a reply.
@@ -199,18 +171,16 @@ async fn send_reply(
     id: ConversationId,
     text: String,
     payload: Option<Outbound>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Replied>), ApiError> {
     let scope = principal.scope();
     let message_id = state.db.reply(scope.clone(), id.clone(), principal.name.clone(), text, payload).await?;
     state.outbox.wake();
     let detail = state.db.conversation(scope, id, 20).await?;
-    let message = detail
-        .messages
-        .iter()
-        .find(|message| message.id == message_id)
-        .map(message_json)
-        .unwrap_or_else(|| json!({ "id": message_id }));
-    Ok((StatusCode::CREATED, Json(json!({ "conversation_id": detail.summary.id, "message": message }))))
+    let message = match detail.messages.into_iter().find(|message| message.id == message_id) {
+        Some(message) => RepliedMessage::Stored(Box::new(MessageBody::from(message))),
+        None => RepliedMessage::Queued { id: message_id },
+    };
+    Ok((StatusCode::CREATED, Json(Replied { conversation_id: detail.summary.id, message })))
 }
 
 /// `POST /api/v1/conversations/{id}/attachments` (multipart: `file`, optional `text` as its caption): sends a
@@ -221,7 +191,7 @@ pub(super) async fn conversations_attachment(
     principal: Principal,
     IdPath(id): IdPath<ConversationId>,
     mut multipart: axum::extract::Multipart,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Replied>), ApiError> {
     let invalid_form = |error: axum::extract::multipart::MultipartError| {
         ApiError::bad_request("invalid_multipart", format!("the form cannot be read: {}", error.body_text()))
     };
@@ -306,7 +276,7 @@ pub(super) async fn conversations_template(
     principal: Principal,
     IdPath(id): IdPath<ConversationId>,
     AppJson(body): AppJson<TemplateBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Replied>), ApiError> {
     let detail = state.db.conversation(principal.scope(), id.clone(), 1).await?;
     if detail.summary.channel.as_str() != ChannelName::WHATSAPP {
         return Err(ApiError::Invalid("templates are sent on WhatsApp conversations only".into()));
@@ -347,9 +317,8 @@ async fn set_status(
     principal: Principal,
     id: ConversationId,
     status: ConversationStatus,
-) -> Result<Json<Value>, ApiError> {
-    let summary = state.db.set_status(principal.scope(), id, status, principal.actor()).await?;
-    Ok(Json(summary_json(&summary)))
+) -> Result<Json<ConversationSummary>, ApiError> {
+    Ok(Json(state.db.set_status(principal.scope(), id, status, principal.actor()).await?))
 }
 
 /// `POST /api/v1/conversations/{id}/close`.
@@ -357,7 +326,7 @@ pub(super) async fn conversations_close(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath<ConversationId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationSummary>, ApiError> {
     set_status(state, principal, id, ConversationStatus::Closed).await
 }
 
@@ -366,7 +335,7 @@ pub(super) async fn conversations_reopen(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath<ConversationId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationSummary>, ApiError> {
     set_status(state, principal, id, ConversationStatus::Open).await
 }
 
@@ -393,7 +362,7 @@ pub(super) async fn conversations_assign(
     principal: Principal,
     IdPath(id): IdPath<ConversationId>,
     AppJson(body): AppJson<AssignBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationSummary>, ApiError> {
     if let Some(Some(assignee)) = &body.assignee {
         parse_text("assignee", assignee, 200)?;
     }
@@ -401,8 +370,7 @@ pub(super) async fn conversations_assign(
         parse_label("queue", queue, 64)?;
     }
     let change = RoutingChange { assignee: body.assignee, queue: body.queue, priority: body.priority };
-    let summary = state.db.route(principal.scope(), id, change, principal.actor()).await?;
-    Ok(Json(summary_json(&summary)))
+    Ok(Json(state.db.route(principal.scope(), id, change, principal.actor()).await?))
 }
 
 /// `GET /api/v1/messages/{id}/decisions`: what decided about a message, and why.
@@ -410,21 +378,7 @@ pub(super) async fn messages_decisions(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath<MessageId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageDecisions>, ApiError> {
     let decisions = state.db.decisions_for(principal.scope(), id.clone()).await?;
-    let decisions: Vec<Value> = decisions.iter().map(super::plugins::decision_json).collect();
-    Ok(Json(json!({ "message_id": id, "decisions": decisions })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let cursor = encode_cursor(1_700_000_000_000, "cnv_abc");
-        assert_eq!(decode_cursor(&cursor), Some((1_700_000_000_000, "cnv_abc".to_owned())));
-        assert_eq!(decode_cursor("!!!"), None);
-        assert_eq!(decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x")), None);
-    }
+    Ok(Json(MessageDecisions { message_id: id, decisions: decisions.into_iter().map(DecisionBody::from).collect() }))
 }

@@ -52,7 +52,7 @@ pub enum ApiError {
     },
     /// 409 for an edit of a version that is no longer current; carries the current object.
     #[error("the version you edited is no longer current")]
-    StaleVersion(Box<serde_json::Value>),
+    StaleVersion(Box<crate::store::Article>),
     /// 428: an edit must name the version it changes.
     #[error("{0}")]
     PreconditionRequired(String),

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio_util::io::ReaderStream;
 
 use super::AppState;
@@ -19,20 +19,19 @@ use super::extract::{IdPath, Principal};
 use crate::domain::{MediaId, MediaState};
 use crate::store::MediaView;
 
-/// The JSON description of a media file, as listed on its message.
-pub(super) fn media_json(media: &MediaView) -> Value {
-    json!({
-        "id": media.id,
-        "part": media.part,
-        "state": media.state,
-        "filename": media.filename,
-        "content_type": media.content_type,
-        "size": media.size,
-        "sha256": media.sha256,
-        "last_error": media.last_error,
-        "attempts": media.attempts,
-        "url": (media.state == MediaState::Stored).then(|| format!("/api/v1/media/{}", media.id)),
-    })
+/// A media file as the API lists it on its message: the stored view and, once stored, where it is served.
+#[derive(Serialize)]
+pub(super) struct MediaBody {
+    #[serde(flatten)]
+    media: MediaView,
+    url: Option<String>,
+}
+
+impl From<MediaView> for MediaBody {
+    fn from(media: MediaView) -> Self {
+        let url = (media.state == MediaState::Stored).then(|| format!("/api/v1/media/{}", media.id));
+        Self { media, url }
+    }
 }
 
 /// `GET /api/v1/media/{id}`: the file's bytes. 404 for another client's file; 409 while it is not stored.
@@ -72,10 +71,10 @@ pub(super) async fn media_retry(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath<MediaId>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<MediaBody>), ApiError> {
     let media = state.db.retry_media(principal.scope(), id).await?;
     state.media.wake();
-    Ok((StatusCode::ACCEPTED, Json(media_json(&media))))
+    Ok((StatusCode::ACCEPTED, Json(MediaBody::from(media))))
 }
 
 fn header(value: &str) -> HeaderValue {

@@ -5,13 +5,17 @@ use axum::Json;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppBytes, AppPath, AppQuery, Principal, id_or_404};
-use crate::domain::{ClientSlug, MessageId, PluginId, PluginState, Role, Timestamp, parse_label};
+use super::paging::{next_cursor, page_request};
+use crate::domain::{
+    ClientSlug, Decision, HookKind, LogLine, MessageId, PluginId, PluginState, Role, Timestamp, parse_label,
+};
+use crate::pipeline::ReplayReport;
 use crate::plugins::LoadError;
 use crate::plugins::runtime::AdmitError;
 use crate::store::{DecisionFilter, DecisionRecord, PluginRecord};
@@ -19,42 +23,110 @@ use crate::store::{DecisionFilter, DecisionRecord, PluginRecord};
 /// Longest configuration accepted, in bytes.
 const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
-/// The JSON view of a plugin version.
-pub(super) fn plugin_json(plugin: &PluginRecord) -> Value {
-    json!({
-        "id": plugin.id,
-        "client": plugin.client.as_str(),
-        "name": plugin.name,
-        "version": plugin.version,
-        "sha256": plugin.sha256,
-        "size": plugin.size,
-        "config": serde_json::from_str::<Value>(&plugin.config).unwrap_or(Value::Null),
-        "state": plugin.state.as_str(),
-        "state_reason": plugin.state_reason,
-        "position": plugin.position,
-        "consecutive_failures": plugin.failures,
-        "created_at": plugin.created_at.to_rfc3339(),
-        "updated_at": plugin.updated_at.to_rfc3339(),
-    })
+/// A plugin version as the API shows it.
+#[derive(Serialize)]
+pub(super) struct PluginBody {
+    id: PluginId,
+    client: ClientSlug,
+    name: String,
+    version: String,
+    sha256: String,
+    size: u64,
+    /// The configuration as JSON (stored as the text it was given in).
+    config: Value,
+    state: PluginState,
+    state_reason: Option<String>,
+    position: i64,
+    consecutive_failures: u32,
+    created_at: Timestamp,
+    updated_at: Timestamp,
 }
 
-/// The JSON view of a recorded decision.
-pub(super) fn decision_json(record: &DecisionRecord) -> Value {
-    json!({
-        "message_id": record.message_id,
-        "source": record.source,
-        "hook": record.hook,
-        "applied": record.applied,
-        "plugin": record.plugin_id.as_ref().map(|id| json!({
-            "id": id, "name": record.plugin_name, "version": record.plugin_version,
-        })),
-        "decision": record.decision,
-        "failure": record.failure,
-        "logs": record.logs,
-        "fuel": record.fuel,
-        "duration_us": record.duration_us,
-        "created_at": record.created_at.to_rfc3339(),
-    })
+impl From<PluginRecord> for PluginBody {
+    fn from(plugin: PluginRecord) -> Self {
+        Self {
+            config: serde_json::from_str(&plugin.config).unwrap_or(Value::Null),
+            id: plugin.id,
+            client: plugin.client,
+            name: plugin.name,
+            version: plugin.version,
+            sha256: plugin.sha256,
+            size: plugin.size,
+            state: plugin.state,
+            state_reason: plugin.state_reason,
+            position: plugin.position,
+            consecutive_failures: plugin.failures,
+            created_at: plugin.created_at,
+            updated_at: plugin.updated_at,
+        }
+    }
+}
+
+/// A recorded decision as the API shows it.
+#[derive(Serialize)]
+pub(super) struct DecisionBody {
+    message_id: MessageId,
+    source: String,
+    hook: HookKind,
+    applied: bool,
+    /// The plugin version, for a plugin's own run.
+    plugin: Option<PluginRef>,
+    decision: Option<Decision>,
+    failure: Option<String>,
+    logs: Vec<LogLine>,
+    fuel: Option<u64>,
+    duration_us: Option<u64>,
+    created_at: Timestamp,
+}
+
+/// The plugin version a decision came from.
+#[derive(Serialize)]
+struct PluginRef {
+    id: PluginId,
+    name: Option<String>,
+    version: Option<String>,
+}
+
+impl From<DecisionRecord> for DecisionBody {
+    fn from(record: DecisionRecord) -> Self {
+        Self {
+            plugin: record.plugin_id.map(|id| PluginRef {
+                id,
+                name: record.plugin_name,
+                version: record.plugin_version,
+            }),
+            message_id: record.message_id,
+            source: record.source,
+            hook: record.hook,
+            applied: record.applied,
+            decision: record.decision,
+            failure: record.failure,
+            logs: record.logs,
+            fuel: record.fuel,
+            duration_us: record.duration_us,
+            created_at: record.created_at,
+        }
+    }
+}
+
+/// A client's plugin versions.
+#[derive(Serialize)]
+pub(super) struct PluginList {
+    plugins: Vec<PluginBody>,
+}
+
+/// A replay, with the version it ran.
+#[derive(Serialize)]
+pub(super) struct ReplayBody {
+    plugin: PluginBody,
+    replay: ReplayReport,
+}
+
+/// A page of the decision log.
+#[derive(Serialize)]
+pub(super) struct DecisionList {
+    decisions: Vec<DecisionBody>,
+    next_cursor: Option<String>,
 }
 
 /// The client in the path, for a caller that may manage its plugins (its own client token, or an admin).
@@ -156,7 +228,7 @@ pub(super) async fn plugins_upload(
     principal: Principal,
     AppPath(slug): AppPath<String>,
     request: Request,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<PluginBody>), ApiError> {
     let client = managed_client(&principal, &slug)?;
     let settings = state.rules.settings().clone();
     let Some(_one_upload) = state.rules.begin_upload(&client) else {
@@ -225,7 +297,7 @@ pub(super) async fn plugins_upload(
         )
         .await?;
     state.db.prune_plugin_versions(record.client.clone(), settings.keep_inactive_versions, RETENTION.into()).await?;
-    Ok((StatusCode::CREATED, Json(plugin_json(&record))))
+    Ok((StatusCode::CREATED, Json(PluginBody::from(record))))
 }
 
 /// The actor named in the audit log for versions deleted by `plugins.keep_inactive_versions`.
@@ -236,10 +308,10 @@ pub(super) async fn plugins_list(
     State(state): State<AppState>,
     principal: Principal,
     AppPath(slug): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginList>, ApiError> {
     let client = managed_client(&principal, &slug)?;
     let plugins = state.db.plugins(client).await?;
-    Ok(Json(json!({ "plugins": plugins.iter().map(plugin_json).collect::<Vec<_>>() })))
+    Ok(Json(PluginList { plugins: plugins.into_iter().map(PluginBody::from).collect() }))
 }
 
 /// `GET /api/v1/clients/{slug}/plugins/{id}`.
@@ -247,10 +319,10 @@ pub(super) async fn plugins_show(
     State(state): State<AppState>,
     principal: Principal,
     AppPath((slug, id)): AppPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginBody>, ApiError> {
     let client = managed_client(&principal, &slug)?;
     let plugin = state.db.plugin(client, id_or_404(&id)?).await?;
-    Ok(Json(plugin_json(&plugin)))
+    Ok(Json(PluginBody::from(plugin)))
 }
 
 /// `POST /api/v1/clients/{slug}/plugins/{id}/{action}` with action `activate`, `shadow`, `disable`,
@@ -259,7 +331,7 @@ pub(super) async fn plugins_action(
     State(state): State<AppState>,
     principal: Principal,
     AppPath((slug, id, action)): AppPath<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginBody>, ApiError> {
     let client = managed_client(&principal, &slug)?;
     let id: PluginId = id_or_404(&id)?;
     let actor = principal.actor();
@@ -274,7 +346,7 @@ pub(super) async fn plugins_action(
     // Messages already waiting are decided by the new chain.
     state.pipeline.wake();
     state.rules.release_unused(&state.db.running_plugin_hashes().await?);
-    Ok(Json(plugin_json(&plugin)))
+    Ok(Json(PluginBody::from(plugin)))
 }
 
 /// Body of a replay request.
@@ -292,7 +364,7 @@ pub(super) async fn plugins_replay(
     principal: Principal,
     AppPath((slug, id)): AppPath<(String, String)>,
     AppBytes(body): AppBytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReplayBody>, ApiError> {
     let client = managed_client(&principal, &slug)?;
     let id: PluginId = id_or_404(&id)?;
     // The body is optional: an empty one replays the default number of messages.
@@ -321,7 +393,7 @@ pub(super) async fn plugins_replay(
     )
     .await
     .map_err(ApiError::Internal)?;
-    Ok(Json(json!({ "plugin": plugin_json(&plugin), "replay": report })))
+    Ok(Json(ReplayBody { plugin: PluginBody::from(plugin), replay: report }))
 }
 
 /// Query of the decisions list.
@@ -342,63 +414,20 @@ pub(super) async fn decisions_list(
     principal: Principal,
     AppPath(slug): AppPath<String>,
     AppQuery(query): AppQuery<DecisionsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DecisionList>, ApiError> {
     let client = principal.client_in_path(&slug)?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::Invalid("limit: must be between 1 and 500".into()));
-    }
-    let after = match &query.cursor {
-        Some(cursor) => Some(
-            decode_cursor(cursor)
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor: not one this server gave"))?,
-        ),
-        None => None,
-    };
+    let page = page_request(query.cursor.as_deref(), query.limit)?;
     // A filter with an id of the wrong shape matches nothing.
     let (Some(plugin_id), Some(message_id)) = (
         query.plugin_id.as_deref().map_or(Some(None), |text| PluginId::parse(text).map(Some)),
         query.message_id.as_deref().map_or(Some(None), |text| MessageId::parse(text).map(Some)),
     ) else {
-        return Ok(Json(json!({ "decisions": [], "next_cursor": null })));
+        return Ok(Json(DecisionList { decisions: Vec::new(), next_cursor: None }));
     };
-    let filter = DecisionFilter { plugin_id, message_id, after, limit };
-    let records = state.db.decision_log(principal.scope(), client, filter).await?;
-    let next_cursor = (records.len() == limit)
-        .then(|| {
-            records
-                .last()
-                .map(|record| encode_cursor(record.created_at.millis(), record.message_id.as_str(), &record.source))
-        })
-        .flatten();
-    Ok(Json(json!({
-        "decisions": records.iter().map(decision_json).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-    })))
-}
-
-fn encode_cursor(created_at: i64, message_id: &str, source: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}\n{message_id}\n{source}"))
-}
-
-fn decode_cursor(cursor: &str) -> Option<(i64, String, String)> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let mut parts = text.splitn(3, '\n');
-    let created_at = parts.next()?.parse().ok()?;
-    Some((created_at, parts.next()?.to_owned(), parts.next()?.to_owned()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decision_cursors_round_trip_and_reject_garbage() {
-        let cursor = encode_cursor(1_700_000_000_000, "msg_1", "plugin:plg_1");
-        assert_eq!(decode_cursor(&cursor), Some((1_700_000_000_000, "msg_1".into(), "plugin:plg_1".into())));
-        assert_eq!(decode_cursor("%%%"), None);
-    }
+    let filter = DecisionFilter { plugin_id, message_id };
+    let page = state.db.decision_log(principal.scope(), client, filter, page).await?;
+    Ok(Json(DecisionList {
+        next_cursor: next_cursor(page.next.as_ref()),
+        decisions: page.items.into_iter().map(DecisionBody::from).collect(),
+    }))
 }

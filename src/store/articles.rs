@@ -3,17 +3,19 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::clients::{audit, ensure_client};
+use super::paging::{Page, PageRequest};
 use super::{Db, Error, Result};
 use crate::domain::{ArticleContent, ArticleId, ClientProfile, ClientSlug, Timestamp};
 
 /// A stored article.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Article {
     /// Its client.
     pub client: ClientSlug,
     /// Its id.
     pub id: ArticleId,
     /// What it says.
+    #[serde(flatten)]
     pub content: ArticleContent,
     /// Increases by one with every change; edits name the version they change.
     pub version: i64,
@@ -47,15 +49,6 @@ pub struct ImportSummary {
     pub updated: usize,
     /// Articles already as in the files.
     pub unchanged: usize,
-}
-
-/// A page of articles.
-#[derive(Debug, Clone)]
-pub struct ArticlePage {
-    /// Articles by id.
-    pub articles: Vec<Article>,
-    /// The id to continue after, if there may be more.
-    pub next: Option<String>,
 }
 
 const COLUMNS: &str =
@@ -290,9 +283,8 @@ impl Db {
         client: ClientSlug,
         contains: Option<String>,
         language: Option<String>,
-        after: Option<String>,
-        limit: usize,
-    ) -> Result<ArticlePage> {
+        page: PageRequest<ArticleId>,
+    ) -> Result<Page<Article, ArticleId>> {
         self.read(move |connection| {
             ensure_client(connection, &client)?;
             let pattern = contains.map(|text| {
@@ -309,22 +301,16 @@ impl Db {
                 .query_map(
                     params![
                         client.as_str(),
-                        after.unwrap_or_default(),
+                        page.after.as_ref().map_or("", ArticleId::as_str),
                         language,
                         pattern,
-                        i64::try_from(limit + 1).unwrap_or(i64::MAX)
+                        page.probe()
                     ],
                     from_row,
                 )?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut articles = raw.into_iter().map(to_article).collect::<Result<Vec<_>>>()?;
-            let next = if articles.len() > limit {
-                articles.truncate(limit);
-                articles.last().map(|article| article.id.to_string())
-            } else {
-                None
-            };
-            Ok(ArticlePage { articles, next })
+            let articles = raw.into_iter().map(to_article).collect::<Result<Vec<_>>>()?;
+            Ok(page.page(articles, |article| article.id.clone()))
         })
         .await
     }

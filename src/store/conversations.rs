@@ -5,6 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::clients::audit;
 use super::outbox::enqueue_with;
+use super::paging::{Page, PageRequest};
 use super::{Db, Error, Result};
 use crate::domain::{
     ChannelName, ClientSlug, ContactId, ConversationId, ConversationStatus, DeliveryState, Direction, MessageId,
@@ -48,14 +49,13 @@ pub struct ConversationFilter {
     pub assignee: Option<String>,
     /// Only this queue.
     pub queue: Option<String>,
-    /// Continue after this `(last_activity_at, id)` position.
-    pub after: Option<(i64, String)>,
-    /// Page size.
-    pub limit: usize,
 }
 
+/// Where a conversation stands in the inbox's order: `(last_activity_at, id)`, newest first.
+pub type ConversationKey = (Timestamp, ConversationId);
+
 /// The contact of a conversation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ContactView {
     /// Contact id.
     pub id: ContactId,
@@ -70,7 +70,7 @@ pub struct ContactView {
 }
 
 /// A conversation as listed in the inbox.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ConversationSummary {
     /// Conversation id.
     pub id: ConversationId,
@@ -111,7 +111,7 @@ pub struct ConversationSummary {
 }
 
 /// The first-response clock of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SlaClock {
     /// Where the clock stands.
     pub state: SlaState,
@@ -124,7 +124,7 @@ pub struct SlaClock {
 }
 
 /// The delivery state of an outbound message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Delivery {
     /// Outbox id.
     pub outbox_id: OutboxId,
@@ -157,7 +157,7 @@ fn json_column(text: String) -> serde_json::Value {
 }
 
 /// One message of a thread.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct MessageView {
     /// Message id.
     pub id: MessageId,
@@ -187,12 +187,13 @@ pub struct MessageView {
     pub deleted_at: Option<Timestamp>,
     /// Earlier versions, oldest first, when edited.
     pub edits: Vec<EarlierVersion>,
-    /// Its media files and their download state.
+    /// Its media files and their download state (shown by the API with the address they are served at).
+    #[serde(skip)]
     pub media: Vec<super::MediaView>,
 }
 
 /// A message's text before an edit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct EarlierVersion {
     /// The text it had.
     pub text: String,
@@ -211,15 +212,6 @@ pub struct ConversationDetail {
     pub has_more: bool,
     /// When the customer last wrote (any of their conversations): the reply window runs from here.
     pub last_customer_message_at: Option<Timestamp>,
-}
-
-/// One page of the inbox.
-#[derive(Debug, Clone)]
-pub struct ConversationPage {
-    /// Conversations, most recent activity first.
-    pub conversations: Vec<ConversationSummary>,
-    /// Position to continue from, if there may be more.
-    pub next: Option<(i64, ConversationId)>,
 }
 
 const SUMMARY_COLUMNS: &str =
@@ -290,7 +282,12 @@ pub struct RoutingChange {
 
 impl Db {
     /// A page of the inbox, most recent activity first.
-    pub async fn conversations(&self, scope: Scope, filter: ConversationFilter) -> Result<ConversationPage> {
+    pub async fn conversations(
+        &self,
+        scope: Scope,
+        filter: ConversationFilter,
+        page: PageRequest<ConversationKey>,
+    ) -> Result<Page<ConversationSummary, ConversationKey>> {
         self.read(move |connection| {
             let mut sql = format!(
                 "SELECT {SUMMARY_COLUMNS} FROM conversations c
@@ -316,28 +313,20 @@ impl Db {
             if let Some(queue) = &filter.queue {
                 condition(&mut sql, "c.queue =", Value::Text(queue.clone()));
             }
-            if let Some((at, id)) = &filter.after {
-                values.push(Value::Integer(*at));
-                values.push(Value::Text(id.clone()));
+            if let Some((at, id)) = &page.after {
+                values.push(Value::Integer(at.millis()));
+                values.push(Value::Text(id.to_string()));
                 let (a, b) = (values.len() - 1, values.len());
                 sql.push_str(&format!(
                     " AND (c.last_activity_at < ?{a} OR (c.last_activity_at = ?{a} AND c.id < ?{b}))"
                 ));
             }
-            // One extra row tells whether another page exists.
-            let limit = filter.limit.max(1);
-            sql.push_str(&format!(" ORDER BY c.last_activity_at DESC, c.id DESC LIMIT {}", limit + 1));
-            let mut conversations: Vec<ConversationSummary> = connection
+            sql.push_str(&format!(" ORDER BY c.last_activity_at DESC, c.id DESC LIMIT {}", page.probe()));
+            let conversations: Vec<ConversationSummary> = connection
                 .prepare_cached(&sql)?
                 .query_map(params_from_iter(values), summary_from_row)?
                 .collect::<rusqlite::Result<_>>()?;
-            let next = if conversations.len() > limit {
-                conversations.truncate(limit);
-                conversations.last().map(|last| (last.last_activity_at.millis(), last.id.clone()))
-            } else {
-                None
-            };
-            Ok(ConversationPage { conversations, next })
+            Ok(page.page(conversations, |last| (last.last_activity_at, last.id.clone())))
         })
         .await
     }

@@ -53,13 +53,15 @@ pub enum MediaOutcome {
 }
 
 /// A media file as listed on its message and served.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct MediaView {
     /// Our id.
     pub id: MediaId,
     /// The client.
+    #[serde(skip)]
     pub client: ClientSlug,
     /// The message it belongs to.
+    #[serde(skip)]
     pub message_id: MessageId,
     /// Index of its part in the message.
     pub part: i64,

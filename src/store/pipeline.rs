@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::clients::load_client;
 use super::conversations::{ConversationSummary, Scope, load_summary};
 use super::outbox::{enqueue, enqueue_to};
+use super::paging::PageRequest;
 use super::plugins::{
     DecisionFilter, DecisionRecord, PluginRun, RunningPlugin, load_kv, query_decisions, record_runs, running_plugins,
 };
@@ -434,8 +435,9 @@ impl Db {
                 )
                 .optional()?
                 .ok_or(Error::NotFound("message"))?;
-            let filter = DecisionFilter { message_id: Some(message_id), limit: 1_000, ..DecisionFilter::default() };
-            query_decisions(connection, &client, &filter)
+            let filter = DecisionFilter { message_id: Some(message_id), ..DecisionFilter::default() };
+            // One message has a handful of decisions (the chain's, each plugin's, overdue runs): all of them.
+            Ok(query_decisions(connection, &client, &filter, &PageRequest::first(1_000))?.items)
         })
         .await
     }

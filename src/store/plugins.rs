@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::clients::{audit, ensure_client};
 use super::conversations::Scope;
+use super::paging::{Page, PageRequest};
 use super::{Db, Error, Result};
 use crate::domain::{ClientSlug, Decision, HookKind, LogLine, MessageId, PluginId, PluginState, Timestamp};
 
@@ -143,11 +144,10 @@ pub struct DecisionFilter {
     pub plugin_id: Option<PluginId>,
     /// Only decisions about this message.
     pub message_id: Option<MessageId>,
-    /// Only decisions after this one in the list's order (paging): `(created_at, message_id, source)`.
-    pub after: Option<(i64, String, String)>,
-    /// At most this many.
-    pub limit: usize,
 }
+
+/// Where a decision stands in the log's order: `(created_at, message_id, source)`, newest first.
+pub type DecisionKey = (Timestamp, MessageId, String);
 
 const PLUGIN_COLUMNS: &str = "client_id, id, name, version, sha256, size, config, state, state_reason, position, \
                               failures, created_at, updated_at";
@@ -302,7 +302,8 @@ pub(super) fn query_decisions(
     connection: &Connection,
     client: &ClientSlug,
     filter: &DecisionFilter,
-) -> Result<Vec<DecisionRecord>> {
+    page: &PageRequest<DecisionKey>,
+) -> Result<Page<DecisionRecord, DecisionKey>> {
     let rows = connection
         .prepare_cached(
             "SELECT message_id, source, hook, applied, decision, plugin_id, plugin_name, plugin_version,
@@ -318,10 +319,10 @@ pub(super) fn query_decisions(
                 client.as_str(),
                 filter.plugin_id,
                 filter.message_id,
-                filter.after.as_ref().map(|after| after.0),
-                i64::try_from(filter.limit).unwrap_or(i64::MAX),
-                filter.after.as_ref().map(|after| after.1.as_str()),
-                filter.after.as_ref().map(|after| after.2.as_str()),
+                page.after.as_ref().map(|after| after.0),
+                page.probe(),
+                page.after.as_ref().map(|after| &after.1),
+                page.after.as_ref().map(|after| after.2.as_str()),
             ],
             |row| {
                 Ok((
@@ -338,7 +339,8 @@ pub(super) fn query_decisions(
             },
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter()
+    let records = rows
+        .into_iter()
         .map(
             |(
                 (message_id, source, hook),
@@ -364,7 +366,8 @@ pub(super) fn query_decisions(
                 })
             },
         )
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok(page.page(records, |record| (record.created_at, record.message_id.clone(), record.source.clone())))
 }
 
 impl Db {
@@ -608,13 +611,14 @@ impl Db {
         scope: Scope,
         client: ClientSlug,
         filter: DecisionFilter,
-    ) -> Result<Vec<DecisionRecord>> {
+        page: PageRequest<DecisionKey>,
+    ) -> Result<Page<DecisionRecord, DecisionKey>> {
         self.read(move |connection| {
             if !scope.allows(&client) {
                 return Err(Error::NotFound("client"));
             }
             ensure_client(connection, &client)?;
-            query_decisions(connection, &client, &filter)
+            query_decisions(connection, &client, &filter, &page)
         })
         .await
     }
