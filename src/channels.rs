@@ -14,7 +14,30 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::domain::{Change, Context, Invalid, Part, StatusUpdate, readable_text};
+use crate::domain::{Change, ChannelKind, Context, Invalid, Part, StatusUpdate, readable_text};
+
+/// The settings of one kind of channel, stored per client (sealed, secrets included). Each channel module
+/// implements it for its configuration, so the API, the store and the delivery worker treat every channel
+/// alike and a new channel is one more module.
+pub trait ChannelConfig: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// Which channel these settings are for.
+    const KIND: ChannelKind;
+
+    /// Checks the fields; `allow_private` lets outbound URLs point at internal addresses (tests only).
+    fn validate(&self, allow_private: bool) -> Result<(), Invalid>;
+
+    /// What the API shows of these settings: never a secret.
+    fn public_view(&self) -> serde_json::Value;
+
+    /// The values that must never appear in an error, a response or a log line.
+    fn secrets(&self) -> Vec<String>;
+
+    /// The provider's id of a message it accepted, from its answer to a send (the id later delivery
+    /// statuses name), if it gives one.
+    fn sent_message_id(_answer: &serde_json::Value) -> Option<String> {
+        None
+    }
+}
 
 /// Shortest accepted secret that callers must present (webhook secrets, verify tokens, signing keys).
 pub const MIN_SECRET_LEN: usize = 16;

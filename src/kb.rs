@@ -96,7 +96,7 @@ const PICK_WEIGHT: f32 = 0.3;
 const PICK_PRIOR: f32 = 5.0;
 
 /// Suggestions and how their language was chosen.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Suggestions {
     /// The language the text was taken to be in.
     pub language: String,

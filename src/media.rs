@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::blobs::{BlobWriter, Blobs};
 use crate::channels::telegram::TelegramConfig;
 use crate::channels::whatsapp::WhatsAppConfig;
-use crate::channels::{self, PublicResolver, redact};
+use crate::channels::{self, ChannelConfig, PublicResolver, redact};
 use crate::config::MediaSettings;
-use crate::domain::{ChannelKind, ClientSlug, Timestamp};
+use crate::domain::{ClientSlug, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::{ClaimedMedia, Db, MediaOutcome};
 use crate::worker::{self, ClaimWorker, Limits, Wake};
@@ -163,12 +163,12 @@ impl Fetcher {
         let url = crate::store::is_media_url(&media.provider_id);
         let (located, secrets) = match media.channel.as_str() {
             "whatsapp" if !url => {
-                let config: WhatsAppConfig = self.config(client, ChannelKind::WhatsApp).await?;
+                let config: WhatsAppConfig = self.config(client).await?;
                 let secrets = config.secrets();
                 (self.locate_whatsapp(&config, &media.provider_id).await, secrets)
             }
             "telegram" if !url => {
-                let config: TelegramConfig = self.config(client, ChannelKind::Telegram).await?;
+                let config: TelegramConfig = self.config(client).await?;
                 let secrets = config.secrets();
                 (self.locate_telegram(&config, &media.provider_id).await, secrets)
             }
@@ -189,10 +189,8 @@ impl Fetcher {
         })
     }
 
-    async fn config<C>(&self, client: ClientSlug, kind: ChannelKind) -> Result<C, Failure>
-    where
-        C: serde::de::DeserializeOwned + Send + 'static,
-    {
+    async fn config<C: ChannelConfig>(&self, client: ClientSlug) -> Result<C, Failure> {
+        let kind = C::KIND;
         match self.db.channel::<C>(client, kind).await {
             Ok(Some(config)) => Ok(config),
             // An admin may add the settings before the attempts run out.

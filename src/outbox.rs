@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channels::telegram::{self, TelegramConfig};
 use crate::channels::webhook::{self, OutboundPayload, WebhookConfig};
 use crate::channels::whatsapp::{self, WhatsAppConfig};
-use crate::channels::{self, PublicResolver, hmac_sha256_hex, redact};
+use crate::channels::{self, ChannelConfig, PublicResolver, hmac_sha256_hex, redact};
 use crate::config::OutboxSettings;
 use base64::Engine as _;
 
@@ -156,7 +156,7 @@ impl Deliverer {
         };
         match delivery.adapter {
             ChannelKind::WhatsApp => {
-                let config: WhatsAppConfig = match self.db.channel(client, ChannelKind::WhatsApp).await {
+                let config: WhatsAppConfig = match self.db.channel(client, WhatsAppConfig::KIND).await {
                     Ok(Some(config)) => config,
                     Ok(None) => return not_configured("whatsapp"),
                     Err(error) => return storage_error(error),
@@ -165,7 +165,7 @@ impl Deliverer {
                 redacted(self.whatsapp(delivery, &config, attachment).await, &secrets)
             }
             ChannelKind::Telegram => {
-                let config: TelegramConfig = match self.db.channel(client, ChannelKind::Telegram).await {
+                let config: TelegramConfig = match self.db.channel(client, TelegramConfig::KIND).await {
                     Ok(Some(config)) => config,
                     Ok(None) => return not_configured("telegram"),
                     Err(error) => return storage_error(error),
@@ -195,7 +195,7 @@ impl Deliverer {
                 redacted(self.send(request, ChannelKind::Telegram).await, &config.secrets())
             }
             ChannelKind::Webhook => {
-                let config: WebhookConfig = match self.db.channel(client, ChannelKind::Webhook).await {
+                let config: WebhookConfig = match self.db.channel(client, WebhookConfig::KIND).await {
                     Ok(Some(config)) => config,
                     Ok(None) => return not_configured("webhook"),
                     Err(error) => return storage_error(error),
@@ -290,9 +290,9 @@ impl Deliverer {
     async fn send(&self, request: reqwest::RequestBuilder, kind: ChannelKind) -> Attempt {
         match self.call(request, kind).await {
             Ok(json) => Attempt::Sent(match kind {
-                ChannelKind::WhatsApp => whatsapp::sent_message_id(&json),
-                ChannelKind::Telegram => telegram::sent_message_id(&json),
-                ChannelKind::Webhook => None,
+                ChannelKind::WhatsApp => WhatsAppConfig::sent_message_id(&json),
+                ChannelKind::Telegram => TelegramConfig::sent_message_id(&json),
+                ChannelKind::Webhook => WebhookConfig::sent_message_id(&json),
             }),
             Err(failed) => failed,
         }

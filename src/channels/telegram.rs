@@ -5,7 +5,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::{Parsed, ParsedMessage, Secret, id_at, number_at, owned_at, readable_text, text_at};
-use crate::domain::{Change, Context, Invalid, Location, Media, MediaKind, Part, SharedContact, Target};
+use crate::domain::{Change, ChannelKind, Context, Invalid, Location, Media, MediaKind, Part, SharedContact, Target};
 
 /// Default Bot API base URL.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
@@ -30,14 +30,16 @@ fn default_base() -> String {
     DEFAULT_API_BASE_URL.to_owned()
 }
 
-impl TelegramConfig {
+impl super::ChannelConfig for TelegramConfig {
+    const KIND: ChannelKind = ChannelKind::Telegram;
+
     /// The values that must never appear in an error, a response or a log line.
-    pub fn secrets(&self) -> Vec<String> {
+    fn secrets(&self) -> Vec<String> {
         vec![self.bot_token.expose().to_owned(), self.secret_token.expose().to_owned()]
     }
 
     /// Checks the fields.
-    pub fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
+    fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
         let bot_token = self.bot_token.expose();
         if bot_token.trim().is_empty() || bot_token.len() > 256 || bot_token.contains('/') {
             return Err(Invalid::new("bot_token", "must be 1 to 256 characters without '/'"));
@@ -56,10 +58,16 @@ impl TelegramConfig {
     }
 
     /// What the API shows of these settings: no secrets.
-    pub fn public_view(&self) -> serde_json::Value {
+    fn public_view(&self) -> serde_json::Value {
         serde_json::json!({ "api_base_url": self.api_base_url })
     }
 
+    fn sent_message_id(answer: &serde_json::Value) -> Option<String> {
+        sent_message_id(answer)
+    }
+}
+
+impl TelegramConfig {
     /// Returns true if and only if `header` equals the configured secret (constant-time).
     pub fn verify(&self, header: Option<&[u8]>) -> bool {
         header.is_some_and(|value| bool::from(value.ct_eq(self.secret_token.expose().as_bytes())))

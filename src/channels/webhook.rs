@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Secret;
-use crate::domain::Invalid;
+use crate::domain::{ChannelKind, Invalid};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-recado-signature-256";
@@ -21,14 +21,16 @@ pub struct WebhookConfig {
     pub secret: Secret,
 }
 
-impl WebhookConfig {
+impl super::ChannelConfig for WebhookConfig {
+    const KIND: ChannelKind = ChannelKind::Webhook;
+
     /// The values that must never appear in an error, a response or a log line.
-    pub fn secrets(&self) -> Vec<String> {
+    fn secrets(&self) -> Vec<String> {
         vec![self.secret.expose().to_owned()]
     }
 
     /// Checks the fields.
-    pub fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
+    fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
         if self.secret.len() < super::MIN_SECRET_LEN || self.secret.len() > 1024 {
             return Err(Invalid::new("secret", format!("must be {} to 1024 characters", super::MIN_SECRET_LEN)));
         }
@@ -36,7 +38,7 @@ impl WebhookConfig {
     }
 
     /// What the API shows of these settings: no secret.
-    pub fn public_view(&self) -> serde_json::Value {
+    fn public_view(&self) -> serde_json::Value {
         serde_json::json!({ "url": self.url })
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{Parsed, ParsedMessage, Secret, id_at, number_at, owned_at, readable_text, text_at};
 use crate::domain::{
-    Change, Context, DeliveryState, Invalid, Location, Media, MediaKind, Order, OrderItem, Part, Referral,
+    Change, ChannelKind, Context, DeliveryState, Invalid, Location, Media, MediaKind, Order, OrderItem, Part, Referral,
     SharedContact, StatusUpdate, Target,
 };
 
@@ -34,14 +34,16 @@ fn default_base() -> String {
     DEFAULT_API_BASE_URL.to_owned()
 }
 
-impl WhatsAppConfig {
+impl super::ChannelConfig for WhatsAppConfig {
+    const KIND: ChannelKind = ChannelKind::WhatsApp;
+
     /// The values that must never appear in an error, a response or a log line.
-    pub fn secrets(&self) -> Vec<String> {
+    fn secrets(&self) -> Vec<String> {
         [&self.app_secret, &self.verify_token, &self.access_token].map(|secret| secret.expose().to_owned()).to_vec()
     }
 
     /// Checks the fields (not the credentials themselves, which only Meta can check).
-    pub fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
+    fn validate(&self, allow_private: bool) -> Result<(), Invalid> {
         for (field, value) in [
             ("app_secret", self.app_secret.expose()),
             ("verify_token", self.verify_token.expose()),
@@ -65,8 +67,12 @@ impl WhatsAppConfig {
     }
 
     /// What the API shows of these settings: no secrets.
-    pub fn public_view(&self) -> serde_json::Value {
+    fn public_view(&self) -> serde_json::Value {
         serde_json::json!({ "phone_number_id": self.phone_number_id, "api_base_url": self.api_base_url })
+    }
+
+    fn sent_message_id(answer: &serde_json::Value) -> Option<String> {
+        sent_message_id(answer)
     }
 }
 

@@ -4,41 +4,60 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, Principal};
+use crate::channels::ChannelConfig;
 use crate::channels::telegram::TelegramConfig;
 use crate::channels::webhook::WebhookConfig;
 use crate::channels::whatsapp::WhatsAppConfig;
-use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Invalid};
+use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Invalid, Timestamp};
 use crate::store::{ClientRecord, Db};
 
-/// The client as JSON: slug, profile fields, public channel settings (never secrets), timestamps.
-async fn client_json(db: &Db, record: ClientRecord) -> Result<Value, ApiError> {
-    let mut object = match serde_json::to_value(&record.profile) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => Map::new(),
-        Err(error) => return Err(ApiError::Internal(error.into())),
-    };
-    let mut channels = Map::new();
+/// A client card: slug, profile fields, public channel settings (never secrets), timestamps.
+#[derive(Serialize)]
+pub(super) struct ClientBody {
+    slug: ClientSlug,
+    #[serde(flatten)]
+    profile: ClientProfile,
+    channels: BTreeMap<&'static str, Value>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+/// Every client the caller may see.
+#[derive(Serialize)]
+pub(super) struct ClientList {
+    clients: Vec<ClientBody>,
+}
+
+async fn client_body(db: &Db, record: ClientRecord) -> Result<ClientBody, ApiError> {
+    async fn public_view<C: ChannelConfig>(db: &Db, slug: &ClientSlug) -> Result<Option<Value>, ApiError> {
+        Ok(db.channel::<C>(slug.clone(), C::KIND).await?.map(|config| config.public_view()))
+    }
+    let mut channels = BTreeMap::new();
     for kind in &record.channels {
-        let slug = record.slug.clone();
         let view = match kind {
-            ChannelKind::WhatsApp => db.channel::<WhatsAppConfig>(slug, *kind).await?.map(|c| c.public_view()),
-            ChannelKind::Telegram => db.channel::<TelegramConfig>(slug, *kind).await?.map(|c| c.public_view()),
-            ChannelKind::Webhook => db.channel::<WebhookConfig>(slug, *kind).await?.map(|c| c.public_view()),
+            ChannelKind::WhatsApp => public_view::<WhatsAppConfig>(db, &record.slug).await?,
+            ChannelKind::Telegram => public_view::<TelegramConfig>(db, &record.slug).await?,
+            ChannelKind::Webhook => public_view::<WebhookConfig>(db, &record.slug).await?,
         };
         if let Some(view) = view {
-            channels.insert(kind.as_str().to_owned(), view);
+            channels.insert(kind.as_str(), view);
         }
     }
-    object.insert("slug".into(), Value::String(record.slug.to_string()));
-    object.insert("channels".into(), Value::Object(channels));
-    object.insert("created_at".into(), Value::String(record.created_at.to_rfc3339()));
-    object.insert("updated_at".into(), Value::String(record.updated_at.to_rfc3339()));
-    Ok(Value::Object(object))
+    Ok(ClientBody {
+        slug: record.slug,
+        profile: record.profile,
+        channels,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+    })
 }
 
 /// Reads a profile from a JSON object, with the path of the first problem in the error.
@@ -50,15 +69,15 @@ fn profile_from(object: Map<String, Value>) -> Result<ClientProfile, ApiError> {
 }
 
 /// `GET /api/v1/clients`: every client an admin or assistant may see; a client token sees its own.
-pub(super) async fn clients_list(State(db): State<Db>, principal: Principal) -> Result<Json<Value>, ApiError> {
+pub(super) async fn clients_list(State(db): State<Db>, principal: Principal) -> Result<Json<ClientList>, ApiError> {
     let scope = principal.scope();
     let mut clients = Vec::new();
     for record in db.clients().await? {
         if scope.allows(&record.slug) {
-            clients.push(client_json(&db, record).await?);
+            clients.push(client_body(&db, record).await?);
         }
     }
-    Ok(Json(serde_json::json!({ "clients": clients })))
+    Ok(Json(ClientList { clients }))
 }
 
 /// `POST /api/v1/clients` (admin): creates a client from `{"slug", ...profile}`.
@@ -76,7 +95,7 @@ pub(super) async fn clients_create(
     };
     let profile = profile_from(body)?;
     let record = db.create_client(slug, profile, principal.actor()).await?;
-    Ok((StatusCode::CREATED, Json(client_json(&db, record).await?)))
+    Ok((StatusCode::CREATED, Json(client_body(&db, record).await?)))
 }
 
 /// `GET /api/v1/clients/{slug}`: admins, assistants and the client itself.
@@ -84,10 +103,10 @@ pub(super) async fn clients_show(
     State(db): State<Db>,
     principal: Principal,
     AppPath(slug): AppPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClientBody>, ApiError> {
     let slug = principal.client_in_path(&slug)?;
     let record = db.client(slug).await?;
-    Ok(Json(client_json(&db, record).await?))
+    Ok(Json(client_body(&db, record).await?))
 }
 
 /// `PATCH /api/v1/clients/{slug}` (admin): replaces the given top-level fields; `null` resets one to its
@@ -97,7 +116,7 @@ pub(super) async fn clients_update(
     principal: Principal,
     AppPath(slug): AppPath<String>,
     AppJson(patch): AppJson<Map<String, Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClientBody>, ApiError> {
     // Visibility before role: another client's slug is a 404 for a client token, never a 403.
     let slug = principal.client_in_path(&slug)?;
     principal.require_admin()?;
@@ -134,7 +153,7 @@ pub(super) async fn clients_update(
             Ok(profile)
         })
         .await?;
-    Ok(Json(client_json(&db, record).await?))
+    Ok(Json(client_body(&db, record).await?))
 }
 
 /// Top-level fields of a profile that a PATCH may name.
@@ -158,38 +177,36 @@ pub(super) async fn channels_put(
     principal: Principal,
     AppPath((slug, kind)): AppPath<(String, String)>,
     AppJson(body): AppJson<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChannelSettings>, ApiError> {
     // Visibility before role: another client's slug is a 404 for a client token, never a 403.
     let slug = principal.client_in_path(&slug)?;
     principal.require_admin()?;
     let kind: ChannelKind = kind.parse().map_err(|_| ApiError::NotFound("channel".into()))?;
-    let allow_private = state.settings.outbox.allow_private_targets;
-    fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
-        serde_path_to_error::deserialize(body).map_err(|error| ApiError::Invalid(error.to_string()))
+    /// Reads, checks and stores one kind of settings; answers with their public part.
+    async fn put<C: ChannelConfig>(
+        state: &AppState,
+        slug: ClientSlug,
+        body: Value,
+        actor: String,
+    ) -> Result<ChannelSettings, ApiError> {
+        let config: C = serde_path_to_error::deserialize(body).map_err(|error| ApiError::Invalid(error.to_string()))?;
+        config.validate(state.settings.outbox.allow_private_targets)?;
+        let settings = config.public_view();
+        state.db.put_channel(slug, C::KIND, config, actor).await?;
+        Ok(ChannelSettings { channel: C::KIND, settings })
     }
-    let db = &state.db;
-    let view = match kind {
-        ChannelKind::WhatsApp => {
-            let config: WhatsAppConfig = parse(body)?;
-            config.validate(allow_private)?;
-            let view = config.public_view();
-            db.put_channel(slug, kind, config, principal.actor()).await?;
-            view
-        }
-        ChannelKind::Telegram => {
-            let config: TelegramConfig = parse(body)?;
-            config.validate(allow_private)?;
-            let view = config.public_view();
-            db.put_channel(slug, kind, config, principal.actor()).await?;
-            view
-        }
-        ChannelKind::Webhook => {
-            let config: WebhookConfig = parse(body)?;
-            config.validate(allow_private)?;
-            let view = config.public_view();
-            db.put_channel(slug, kind, config, principal.actor()).await?;
-            view
-        }
+    let actor = principal.actor();
+    let answer = match kind {
+        ChannelKind::WhatsApp => put::<WhatsAppConfig>(&state, slug, body, actor).await?,
+        ChannelKind::Telegram => put::<TelegramConfig>(&state, slug, body, actor).await?,
+        ChannelKind::Webhook => put::<WebhookConfig>(&state, slug, body, actor).await?,
     };
-    Ok(Json(serde_json::json!({ "channel": kind.as_str(), "settings": view })))
+    Ok(Json(answer))
+}
+
+/// A channel's settings as the API shows them: never a secret.
+#[derive(serde::Serialize)]
+pub(super) struct ChannelSettings {
+    channel: ChannelKind,
+    settings: Value,
 }

@@ -141,10 +141,25 @@ impl ApiError {
     }
 }
 
+/// The one shape of every error answer: `{"error": {"code", "message"}}`, and for a stale edit the current
+/// object beside it.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current: Option<&'a crate::store::Article>,
+}
+
+/// What went wrong: a stable code to branch on, and words for people.
+#[derive(serde::Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
 /// Builds the JSON error response for `status`, `code` and `message`.
 pub(super) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
-    (status, Json(body)).into_response()
+    (status, Json(ErrorBody { error: ErrorDetail { code, message }, current: None })).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -173,10 +188,8 @@ impl IntoResponse for ApiError {
                 response
             }
             Self::StaleVersion(ref current) => {
-                let body = serde_json::json!({
-                    "error": { "code": code, "message": self.to_string() },
-                    "current": current,
-                });
+                let message = self.to_string();
+                let body = ErrorBody { error: ErrorDetail { code, message: &message }, current: Some(current) };
                 (status, Json(body)).into_response()
             }
             other => error_response(status, code, &other.to_string()),

@@ -119,13 +119,12 @@ pub(super) async fn events_stream(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+/// An event as a stream sends it: its id and kind in the SSE fields, the rest as the JSON data.
 fn to_event(record: &EventRecord) -> Event {
-    let data = serde_json::json!({
-        "client": record.client,
-        "conversation_id": record.conversation_id,
-        "message_id": record.message_id,
-        "at": record.at.to_rfc3339(),
-        "data": record.data,
-    });
-    Event::default().id(record.seq.to_string()).event(&record.kind).data(data.to_string())
+    let event = Event::default().id(record.seq.to_string()).event(&record.kind);
+    match event.clone().json_data(record) {
+        Ok(event) => event,
+        // The record is ids, text and JSON already: it always serialises.
+        Err(error) => event.comment(format!("unencodable event: {error}")),
+    }
 }

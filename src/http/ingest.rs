@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
@@ -26,7 +26,7 @@ use base64::Engine as _;
 use crate::domain::{
     ChannelKind, ChannelName, ClientSlug, Context, InboundMessage, Media, MediaKind, Part, Role, Timestamp,
 };
-use crate::store::{InboundBatch, IngestReport};
+use crate::store::{InboundBatch, IngestOutcome, IngestReport};
 
 /// Body of `POST /api/v1/clients/{slug}/messages`.
 #[derive(Deserialize)]
@@ -162,17 +162,34 @@ fn batch_of(state: &AppState, client: &ClientSlug, channel: &'static str, parsed
     InboundBatch { messages, changes: parsed.changes, statuses: parsed.statuses }
 }
 
-/// The JSON answer to a provider: what was stored of its call.
-fn webhook_answer(report: &IngestReport, statuses: usize, ignored: usize) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "messages": report.messages.len(),
-        "duplicates": report.messages.iter().filter(|outcome| outcome.duplicate).count(),
-        "changes": report.changes_applied,
-        "changes_repeated": report.changes_repeated,
-        "changes_unmatched": report.changes_unmatched,
-        "statuses": statuses,
-        "ignored": ignored,
-    }))
+/// The answer to a provider: what was stored of its call.
+#[derive(Serialize)]
+pub(super) struct WebhookAnswer {
+    messages: usize,
+    duplicates: usize,
+    changes: usize,
+    changes_repeated: usize,
+    changes_unmatched: usize,
+    statuses: usize,
+    ignored: usize,
+    /// A Telegram update carries at most one message: it is named, as that route always has.
+    #[serde(flatten)]
+    message: Option<IngestOutcome>,
+}
+
+impl WebhookAnswer {
+    fn new(report: IngestReport, statuses: usize, ignored: usize) -> Self {
+        Self {
+            messages: report.messages.len(),
+            duplicates: report.messages.iter().filter(|outcome| outcome.duplicate).count(),
+            changes: report.changes_applied,
+            changes_repeated: report.changes_repeated,
+            changes_unmatched: report.changes_unmatched,
+            statuses,
+            ignored,
+            message: None,
+        }
+    }
 }
 
 /// `POST /api/v1/clients/{slug}/messages`: admin or the client's own token. 201 for a new message, 200 with
@@ -227,12 +244,7 @@ pub(super) async fn messages_create(
         .pop()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("ingest returned no outcome")))?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
-    let body = serde_json::json!({
-        "message_id": outcome.message_id,
-        "conversation_id": outcome.conversation_id,
-        "duplicate": outcome.duplicate,
-    });
-    Ok((status, Json(body)).into_response())
+    Ok((status, Json(outcome)).into_response())
 }
 
 /// Turns an API attachment into a media part: inline data is stored at once (`sha256:<hash>`), a URL is
@@ -335,7 +347,7 @@ pub(super) async fn whatsapp_receive(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     AppPath(slug): AppPath<String>,
     request: Request,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<WebhookAnswer>, ApiError> {
     let failures = &state.admission.auth_failures;
     if !failures.allows(peer.ip()) {
         return Err(failures.throttled());
@@ -356,7 +368,7 @@ pub(super) async fn whatsapp_receive(
     let (statuses, ignored) = (parsed.statuses.len(), parsed.ignored.len());
     let batch = batch_of(&state, &client, ChannelName::WHATSAPP, parsed);
     let report = store(&state, client, &ChannelName::known(ChannelName::WHATSAPP), batch).await?;
-    Ok(webhook_answer(&report, statuses, ignored))
+    Ok(Json(WebhookAnswer::new(report, statuses, ignored)))
 }
 
 fn invalid_signature() -> ApiError {
@@ -375,7 +387,7 @@ pub(super) async fn telegram_receive(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     AppPath(slug): AppPath<String>,
     request: Request,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<WebhookAnswer>, ApiError> {
     let failures = &state.admission.auth_failures;
     if !failures.allows(peer.ip()) {
         return Err(failures.throttled());
@@ -394,12 +406,6 @@ pub(super) async fn telegram_receive(
     let ignored = parsed.ignored.len();
     let batch = batch_of(&state, &client, ChannelName::TELEGRAM, parsed);
     let report = store(&state, client, &ChannelName::known(ChannelName::TELEGRAM), batch).await?;
-    let mut answer = webhook_answer(&report, 0, ignored);
-    // One update carries at most one message: name it, as this route always has.
-    if let Some(outcome) = report.messages.first() {
-        answer["message_id"] = outcome.message_id.to_string().into();
-        answer["conversation_id"] = outcome.conversation_id.to_string().into();
-        answer["duplicate"] = outcome.duplicate.into();
-    }
-    Ok(answer)
+    let first = report.messages.first().cloned();
+    Ok(Json(WebhookAnswer { message: first, ..WebhookAnswer::new(report, 0, ignored) }))
 }

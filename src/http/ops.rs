@@ -10,8 +10,14 @@ use super::AppState;
 use super::error::error_response;
 
 /// `GET /healthz`: the process is up.
-pub(super) async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+pub(super) async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+/// The answer of the health routes.
+#[derive(serde::Serialize)]
+pub(super) struct Status {
+    status: &'static str,
 }
 
 /// `GET /readyz`: 200 while the store takes writes and every background worker runs; 503 after a commit
@@ -22,7 +28,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         let message = format!("background workers stopped: {}; see the log", down.join(", "));
         error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &message)
     } else if state.db.is_writable() {
-        Json(serde_json::json!({ "status": "ready" })).into_response()
+        Json(Status { status: "ready" }).into_response()
     } else {
         error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the store cannot write; check disk space")
     }

@@ -3,8 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
@@ -16,12 +15,11 @@ use crate::kb::{MAX_SUGGESTIONS, Pick, Suggestions};
 /// searched anyway.
 const MAX_QUERY_CHARS: usize = 10_240;
 
-fn suggestions_json(result: Suggestions) -> Json<Value> {
-    Json(json!({
-        "language": result.language,
-        "language_detected": result.language_detected,
-        "suggestions": result.suggestions,
-    }))
+/// What recording feedback did.
+#[derive(Serialize)]
+pub(super) struct FeedbackRecorded {
+    recorded: bool,
+    learned_phrasing: bool,
 }
 
 /// Query of `GET .../suggestions`.
@@ -39,7 +37,7 @@ pub(super) async fn suggestions_for_query(
     principal: Principal,
     AppPath(slug): AppPath<String>,
     AppQuery(params): AppQuery<QueryParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Suggestions>, ApiError> {
     let client = principal.client_in_path(&slug)?;
     if params.q.chars().count() > MAX_QUERY_CHARS {
         return Err(Invalid::new("q", format!("must be at most {MAX_QUERY_CHARS} characters")).into());
@@ -52,7 +50,7 @@ pub(super) async fn suggestions_for_query(
         .knowledge
         .suggest_query(&state.db, client, params.q, params.lang, k, Some(principal.name.clone()))
         .await?;
-    Ok(suggestions_json(result))
+    Ok(Json(result))
 }
 
 /// Query of `GET /api/v1/messages/{id}/suggestions`.
@@ -68,11 +66,11 @@ pub(super) async fn suggestions_for_message(
     principal: Principal,
     IdPath(id): IdPath<MessageId>,
     AppQuery(params): AppQuery<MessageParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Suggestions>, ApiError> {
     let k = params.k.unwrap_or(5).clamp(1, MAX_SUGGESTIONS);
     let result =
         state.knowledge.suggest_message(&state.db, principal.scope(), id, k, Some(principal.name.clone())).await?;
-    Ok(suggestions_json(result))
+    Ok(Json(result))
 }
 
 /// Body of `POST /api/v1/suggestions/feedback`.
@@ -91,7 +89,7 @@ pub(super) async fn suggestions_feedback(
     State(state): State<AppState>,
     principal: Principal,
     AppJson(body): AppJson<FeedbackBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<FeedbackRecorded>), ApiError> {
     let message_id: MessageId = id_or_404(&body.message_id)?;
     if body.shown.len() > MAX_SUGGESTIONS {
         return Err(Invalid::new("shown", format!("at most {MAX_SUGGESTIONS} articles")).into());
@@ -117,5 +115,5 @@ pub(super) async fn suggestions_feedback(
             principal.role != Role::Client,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "recorded": true, "learned_phrasing": learned }))))
+    Ok((StatusCode::CREATED, Json(FeedbackRecorded { recorded: true, learned_phrasing: learned })))
 }

@@ -9,14 +9,16 @@ use super::{Db, Result};
 use crate::domain::{ClientSlug, ConversationId, MessageId, Timestamp};
 
 /// One recorded event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct EventRecord {
-    /// Its id: increasing in commit order, never reused.
+    /// Its id: increasing in commit order, never reused (the stream's event id).
+    #[serde(skip)]
     pub seq: i64,
     /// The client it concerns.
     pub client: ClientSlug,
     /// What happened (`message.created`, `message.edited`, `message.reaction`, `message.deleted`,
-    /// `contact.changed`, `media.updated`, `delivery.updated`).
+    /// `contact.changed`, `media.updated`, `delivery.updated`): the stream's event name.
+    #[serde(skip)]
     pub kind: String,
     /// The conversation, if any.
     pub conversation_id: Option<ConversationId>,

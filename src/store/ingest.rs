@@ -14,7 +14,7 @@ use crate::domain::{
 };
 
 /// What happened to one inbound message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IngestOutcome {
     /// Our id of the message (the earlier one for a duplicate).
     pub message_id: MessageId,
