@@ -136,7 +136,7 @@ impl Application {
         let index_poll = Duration::from_millis(settings.search.poll_interval_ms);
         let indexing = watch.spawn(
             "indexing",
-            state.knowledge.index().clone().run(state.db.clone(), index_poll, workers.clone()),
+            state.knowledge.index().clone().run(state.db.clone(), index_poll, state.metrics.clone(), workers.clone()),
             workers.clone(),
         );
 

@@ -60,8 +60,10 @@ pub struct AppState {
     /// The store.
     pub db: Db,
     /// Wakes message processing.
+    #[from_ref(skip)]
     pub pipeline: PipelineHandle,
     /// Wakes delivery.
+    #[from_ref(skip)]
     pub outbox: OutboxHandle,
     /// Wakes media downloads.
     #[from_ref(skip)]
@@ -242,7 +244,9 @@ async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
+    let in_flight = metrics.request_started(&route);
     let response = next.run(request).await;
+    drop(in_flight);
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
         tracing::error!(error = %format!("{cause:#}"), %route, "request failed");
     }

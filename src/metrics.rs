@@ -50,6 +50,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -57,6 +62,15 @@ struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
+}
+
+/// A request counted in flight; dropping it (the answer sent, or the connection gone) counts it out.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Handle to the process's metrics. Clone freely.
@@ -69,6 +83,7 @@ struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    in_flight: Family<RouteLabels, Gauge>,
     ingested: Family<IngestLabels, Counter>,
     changes: Family<UpdateLabels, Counter>,
     media: Family<OutcomeLabels, Counter>,
@@ -79,6 +94,7 @@ struct Inner {
     plugin_calls: Family<PluginCallLabels, Counter>,
     plugin_seconds: Histogram,
     sla_events: Family<KindLabels, Counter>,
+    worker_steps: Family<WorkerLabels, Counter>,
     connections_shed: Family<ReasonLabels, Counter>,
     plugins_loaded: Gauge,
 }
@@ -99,6 +115,8 @@ impl Metrics {
             Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
         });
         registry.register("http_request_duration_seconds", "Time to answer HTTP requests", latency.clone());
+        let in_flight = Family::<RouteLabels, Gauge>::default();
+        registry.register("http_requests_in_flight", "HTTP requests being answered, by route", in_flight.clone());
         let ingested = Family::<IngestLabels, Counter>::default();
         registry.register("ingested_messages", "Inbound messages received, new or duplicate", ingested.clone());
         let changes = Family::<UpdateLabels, Counter>::default();
@@ -137,6 +155,8 @@ impl Metrics {
         );
         let sla_events = Family::<KindLabels, Counter>::default();
         registry.register("sla_events", "First-response clock events (warning, overdue)", sla_events.clone());
+        let worker_steps = Family::<WorkerLabels, Counter>::default();
+        registry.register("worker_steps", "Completed steps of the background workers, by worker", worker_steps.clone());
         let connections_shed = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "connections_shed",
@@ -154,6 +174,7 @@ impl Metrics {
                 registry,
                 requests,
                 latency,
+                in_flight,
                 ingested,
                 changes,
                 media,
@@ -164,10 +185,18 @@ impl Metrics {
                 plugin_calls,
                 plugin_seconds,
                 sla_events,
+                worker_steps,
                 connections_shed,
                 plugins_loaded,
             }),
         }
+    }
+
+    /// Counts a request to `route` as in flight until the returned guard is dropped.
+    pub fn request_started(&self, route: &str) -> InFlight {
+        let gauge = self.inner.in_flight.get_or_create(&RouteLabels { route: route.to_owned() }).clone();
+        gauge.inc();
+        InFlight(gauge)
     }
 
     /// Records an answered request.
@@ -236,6 +265,11 @@ impl Metrics {
     /// Records a first-response clock event (`warning`, `overdue`).
     pub fn sla_event(&self, kind: &'static str) {
         self.inner.sla_events.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// Counts a completed step of a background worker (a sign of life, and what tests wait on).
+    pub fn worker_step(&self, worker: &'static str) {
+        self.inner.worker_steps.get_or_create(&WorkerLabels { worker }).inc();
     }
 
     /// Records a delivery attempt's outcome (`sent`, `retry`, `dead`).

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PipelineSettings;
@@ -22,22 +21,13 @@ use crate::outbox::OutboxHandle;
 use crate::plugins::runtime::{ChainLink, Hook, Rules, kb_search_for};
 use crate::plugins::{KbSearch, MessageCall, PluginContact, PluginContext, PluginMessage};
 use crate::store::{Db, PendingBatch, PendingMessage, PluginRecord, PluginRun, ProcessedDecision, RunningPlugin};
+use crate::worker::{StepWorker, Wake, run_steps};
 
 /// Source name of decisions made from the client's defaults.
 pub const DEFAULTS_SOURCE: &str = "defaults";
 
 /// Handle used to wake the pipeline worker when new messages are stored.
-#[derive(Clone, Default)]
-pub struct PipelineHandle {
-    wake: Arc<Notify>,
-}
-
-impl PipelineHandle {
-    /// Tells the worker there is new work. Cheap; many calls collapse into one wake-up.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-}
+pub type PipelineHandle = Wake;
 
 /// The decision the client's defaults give for a message written in `language`.
 ///
@@ -81,22 +71,28 @@ pub struct Pipeline {
 }
 
 /// Processes messages until `shutdown` is cancelled.
+///
+/// Ingest wakes it; it also sweeps every `pipeline.sweep_interval_ms`, which finds the messages a crash left
+/// `received`.
 pub async fn run(pipeline: Pipeline, handle: PipelineHandle, shutdown: CancellationToken) {
     let sweep = Duration::from_millis(pipeline.settings.sweep_interval_ms);
-    loop {
-        match process_available(&pipeline).await {
-            Ok(0) => {}
-            // Acknowledgements may have been queued.
-            Ok(_) => pipeline.outbox.wake(),
-            Err(error) => {
-                tracing::error!(%error, "processing messages failed; retrying after the sweep interval");
-            }
+    let metrics = pipeline.metrics.clone();
+    run_steps(Processing(pipeline), sweep, handle, metrics, shutdown).await;
+}
+
+/// The message-processing worker: each step decides every message still `received`.
+pub struct Processing(pub Pipeline);
+
+impl StepWorker for Processing {
+    type Error = crate::store::Error;
+    const NAME: &'static str = "processing";
+
+    async fn step(&self) -> crate::store::Result<Option<Duration>> {
+        if process_available(&self.0).await? > 0 {
+            // Acknowledgements and owner notices may have been queued.
+            self.0.outbox.wake();
         }
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = handle.wake.notified() => {}
-            () = tokio::time::sleep(sweep) => {}
-        }
+        Ok(None)
     }
 }
 

@@ -16,6 +16,7 @@ use crate::pipeline::{DEFAULTS_SOURCE, LoadedChain, Pipeline, with_defaults};
 use crate::plugins::PluginContext;
 use crate::plugins::runtime::{Hook, kb_search_for};
 use crate::store::{DueClock, OverdueContext, OverdueDecision};
+use crate::worker::{StepWorker, Wake, run_steps, until};
 
 /// Clocks handled per round.
 const BATCH: usize = 100;
@@ -37,22 +38,23 @@ pub fn default_overdue_decision(context: &OverdueContext) -> Decision {
     }
 }
 
-/// Runs until `shutdown` is cancelled, looking at least every `poll`.
+/// Runs until `shutdown` is cancelled: at each clock's next step, and at least every `poll` (a clock
+/// started meanwhile is found then).
 pub async fn run(pipeline: Pipeline, poll: Duration, shutdown: CancellationToken) {
-    loop {
-        if let Err(error) = process_due(&pipeline, Timestamp::now()).await {
-            tracing::error!(%error, "handling first-response clocks failed; retrying");
-        }
-        let wait = match pipeline.db.next_clock_at().await {
-            Ok(Some(next)) => {
-                Duration::from_millis(u64::try_from(next.millis() - Timestamp::now().millis()).unwrap_or(0)).min(poll)
-            }
-            _ => poll,
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {}
-        }
+    let metrics = pipeline.metrics.clone();
+    run_steps(Clocks(pipeline), poll, Wake::default(), metrics, shutdown).await;
+}
+
+/// The first-response clock worker: each step handles every clock due now.
+pub struct Clocks(pub Pipeline);
+
+impl StepWorker for Clocks {
+    type Error = crate::store::Error;
+    const NAME: &'static str = "clocks";
+
+    async fn step(&self) -> crate::store::Result<Option<Duration>> {
+        process_due(&self.0, Timestamp::now()).await?;
+        Ok(self.0.db.next_clock_at().await?.map(until))
     }
 }
 

@@ -6,6 +6,12 @@
 //! - [`run`] is the loop of the workers that claim due rows and work on them concurrently (deliveries, media
 //!   downloads): claim up to the free slots, run each claimed item in a task of its own, then sleep until
 //!   the next item falls due, a wake-up, or a slot frees; stop claiming at shutdown.
+//! - [`run_steps`] is the loop of the workers that handle everything due in one step (message processing,
+//!   first-response clocks, indexing): a step, then [`Wake::wait`] until the next is due or a wake-up.
+//!
+//! Every step and every claimed item runs in a `worker` span, and each completed step is counted in
+//! `recado_worker_steps_total{worker}`: a sign of life for operators, and the signal tests wait on instead
+//! of sleeping.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -14,8 +20,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::domain::Timestamp;
+use crate::metrics::Metrics;
 
 /// The background workers of a server, watched. Clone freely.
 #[derive(Clone, Default)]
@@ -67,6 +75,59 @@ impl Wake {
     pub fn wake(&self) {
         self.notify.notify_one();
     }
+
+    /// Sleeps until `timeout` has passed or the worker is woken. Returns false if and only if `shutdown` was
+    /// asked for meanwhile.
+    pub async fn wait(&self, timeout: Duration, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = self.notify.notified() => true,
+            () = tokio::time::sleep(timeout) => true,
+        }
+    }
+}
+
+/// How long until `due`, from now (zero if it has passed).
+pub(crate) fn until(due: Timestamp) -> Duration {
+    Duration::from_millis(u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0))
+}
+
+/// A worker that handles everything due in one step.
+pub(crate) trait StepWorker: Send + Sync + 'static {
+    /// What a failed step reports.
+    type Error: std::fmt::Display;
+    /// The worker's name in logs and metrics.
+    const NAME: &'static str;
+    /// Handles what is due now. Returns how long until the next work falls due, if known.
+    fn step(&self) -> impl Future<Output = Result<Option<Duration>, Self::Error>> + Send;
+}
+
+/// Runs `worker` until `shutdown` is cancelled: a step, then a wait of at most `poll`, shorter when the step
+/// knows the next work is due sooner, cut short by `wake`. A failed step is logged and tried again after
+/// `poll`.
+pub(crate) async fn run_steps<W: StepWorker>(
+    worker: W,
+    poll: Duration,
+    wake: Wake,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let wait = match worker.step().instrument(tracing::debug_span!("worker", name = W::NAME)).await {
+            Ok(next) => {
+                metrics.worker_step(W::NAME);
+                next.map_or(poll, |next| next.min(poll))
+            }
+            Err(error) => {
+                tracing::error!(worker = W::NAME, %error, "worker step failed; trying again after the poll interval");
+                poll
+            }
+        };
+        // A floor keeps a clock due "now" but not yet visible (clock skew between rows) from spinning.
+        if !wake.wait(wait.max(Duration::from_millis(5)), &shutdown).await {
+            break;
+        }
+    }
 }
 
 /// A worker of claimed items.
@@ -114,19 +175,19 @@ pub(crate) async fn run<W: ClaimWorker>(worker: W, limits: Limits, wake: Wake, s
         for item in claimed {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
             let worker = Arc::clone(&worker);
-            in_flight.spawn(async move {
-                worker.work(item).await;
-                drop(permit);
-            });
+            in_flight.spawn(
+                async move {
+                    worker.work(item).await;
+                    drop(permit);
+                }
+                .instrument(tracing::debug_span!("worker", name = W::NAME)),
+            );
         }
         if claimed_any && permits.available_permits() > 0 {
             continue;
         }
         let wait = match worker.next_due().await {
-            Ok(Some(due)) => {
-                Duration::from_millis(u64::try_from(due.millis() - Timestamp::now().millis()).unwrap_or(0))
-                    .min(limits.poll)
-            }
+            Ok(Some(due)) => until(due).min(limits.poll),
             _ => limits.poll,
         };
         tokio::select! {

@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::metrics::Metrics;
+use crate::worker::{StepWorker, Wake, run_steps};
 use tantivy::schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::analysis;
@@ -186,7 +187,7 @@ pub(crate) struct Inner {
     pub(crate) fields: Fields,
     writer: Mutex<IndexWriter>,
     indexed_seq: AtomicI64,
-    wake: Notify,
+    wake: Wake,
     pub(crate) statistics: super::suggest::StatisticsCache,
     /// Held for as long as the index is open: only one process may open (and so rebuild) it.
     _lock: std::fs::File,
@@ -255,7 +256,7 @@ impl SearchIndex {
                 fields,
                 writer: Mutex::new(writer),
                 indexed_seq: AtomicI64::new(0),
-                wake: Notify::new(),
+                wake: Wake::default(),
                 statistics: Default::default(),
                 _lock: lock,
             }),
@@ -340,21 +341,31 @@ impl SearchIndex {
 
     /// Asks the indexer to look for changes now (after an edit through the API).
     pub fn wake(&self) {
-        self.inner.wake.notify_one();
+        self.inner.wake.wake();
     }
 
     /// Keeps the index up to date until `shutdown`: at once when woken, otherwise every `poll`.
-    pub async fn run(self, db: Db, poll: Duration, shutdown: CancellationToken) {
-        loop {
-            if let Err(error) = self.catch_up(&db).await {
-                tracing::error!(%error, "indexing article changes failed; retrying");
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = self.inner.wake.notified() => {}
-                () = tokio::time::sleep(poll) => {}
-            }
-        }
+    pub async fn run(self, db: Db, poll: Duration, metrics: Metrics, shutdown: CancellationToken) {
+        let wake = self.inner.wake.clone();
+        run_steps(Indexing { index: self, db }, poll, wake, metrics, shutdown).await;
+    }
+}
+
+/// The indexing worker: each step indexes every article change not yet in the index.
+pub struct Indexing {
+    /// The index kept up to date.
+    pub index: SearchIndex,
+    /// Where the changes are read.
+    pub db: Db,
+}
+
+impl StepWorker for Indexing {
+    type Error = Error;
+    const NAME: &'static str = "indexing";
+
+    async fn step(&self) -> Result<Option<Duration>> {
+        self.index.catch_up(&self.db).await?;
+        Ok(None)
     }
 }
 

@@ -190,6 +190,29 @@ impl TestApp {
         }
     }
 
+    /// The value of one metric series (`name{labels}` as `/metrics` prints it), 0 when it is not there yet.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text =
+            self.http.get(format!("{}/metrics", self.base)).send().await.expect("sent").text().await.expect("text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .map_or(0.0, |value| value.trim().parse().expect("a number"))
+    }
+
+    /// Waits until the metric `series` reaches `at_least`, or fails after 10 s: the signal tests wait on
+    /// instead of sleeping (a worker's completed steps, a request in flight).
+    pub async fn wait_for_metric(&self, series: &str, at_least: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let value = self.metric(series).await;
+            if value >= at_least {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {series} >= {at_least} (it is {value})");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Row counts of `tables`, read from the database file by a separate read-only connection.
     pub fn table_counts(&self, tables: &[&str]) -> Vec<i64> {
         let connection = rusqlite::Connection::open_with_flags(

@@ -285,12 +285,16 @@ async fn shutdown_lets_a_request_in_flight_finish_and_then_stops() {
         body.len()
     );
     stream.write_all(head.as_bytes()).await.expect("write");
-    // Give the server a moment to read the headers, so the request is in flight when shutdown begins.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The server has read the headers: the request is in flight when shutdown begins.
+    app.wait_for_metric("recado_http_requests_in_flight{route=\"/api/v1/clients/{slug}/messages\"}", 1.0).await;
 
     app.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(TcpStream::connect(&addr).await.is_err(), "no new connections once shutdown began");
+    let refused = async {
+        while TcpStream::connect(&addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), refused).await.expect("no new connections once shutdown began");
     stream.write_all(rest.as_bytes()).await.expect("write the rest");
     let mut response = vec![0u8; 2048];
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))

@@ -153,7 +153,8 @@ async fn clocks_that_fell_due_while_the_server_was_down_fire_after_a_restart() {
     // Once overdue, the clock is done: another restart escalates nothing more.
     app.stop().await;
     let app = spawn_in(dir.path(), |_| {}).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A whole step of the clock worker has run on the restarted server and found nothing due.
+    app.wait_for_metric("recado_worker_steps_total{worker=\"clocks\"}", 1.0).await;
     let escalations =
         app.db.escalations(ClientSlug::parse("dental").expect("slug"), conversation_id(&id)).await.expect("esc");
     assert_eq!(escalations.len(), 1);
