@@ -228,6 +228,29 @@ impl TestApp {
             .collect()
     }
 
+    /// Every row of each of `tables`, every column, in a stable order: compared before and after an action,
+    /// an update shows as well as an insert or a delete.
+    pub fn table_contents(&self, tables: &[&str]) -> Vec<Vec<Vec<rusqlite::types::Value>>> {
+        let connection = rusqlite::Connection::open_with_flags(
+            self.data_dir.join("recado.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open read-only");
+        tables
+            .iter()
+            .map(|table| {
+                let mut statement =
+                    connection.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).expect("prepare");
+                let columns = statement.column_count();
+                statement
+                    .query_map([], |row| (0..columns).map(|index| row.get(index)).collect())
+                    .expect("query")
+                    .collect::<rusqlite::Result<_>>()
+                    .expect("rows")
+            })
+            .collect()
+    }
+
     /// Starts a graceful shutdown without waiting for it.
     pub fn begin_shutdown(&self) {
         self.shutdown.cancel();

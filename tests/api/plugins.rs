@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{FakeProvider, TestApp, spawn_app, spawn_app_with};
 
 /// An example component (built by `scripts/test`, or here when missing).
 pub fn component(name: &str) -> Vec<u8> {
@@ -119,6 +119,9 @@ async fn an_active_plugin_decides_and_its_run_is_recorded_with_logs_fuel_and_dur
         )
         .await;
 
+    let logger =
+        app.install_plugin("dental", &token, ("hostile", "logger", "1"), r#"{"behaviour": "logs"}"#, "activate").await;
+
     let (message_id, conversation) =
         app.ingest_processed("dental", &token, "1", "+34600", "Hola, tinc una pregunta").await;
     assert_eq!(acks(&conversation), ["Hola des del plugin"], "the plugin's text, not the defaults'");
@@ -132,10 +135,19 @@ async fn an_active_plugin_decides_and_its_run_is_recorded_with_logs_fuel_and_dur
     assert!(run["fuel"].as_u64().expect("fuel") > 0, "{run}");
     assert!(run["duration_us"].as_u64().is_some(), "{run}");
     assert!(run["failure"].is_null());
+    let logged = decisions.iter().find(|d| d["plugin"]["id"] == logger.as_str()).expect("the logger's run");
+    assert_eq!(
+        logged["logs"],
+        json!([
+            { "level": "debug", "message": "looking at the message" },
+            { "level": "warn", "message": "23 characters" },
+        ]),
+        "each line with its level, in order: {logged}"
+    );
 
     let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("sent").text().await.expect("text");
-    // Live traffic only: the upload's trial call is not counted.
-    assert!(metrics.contains("recado_plugin_calls_total{hook=\"on-message\",outcome=\"ok\"} 1"), "{metrics}");
+    // Live traffic only: the upload's trial calls are not counted (one live call for each of the two plugins).
+    assert!(metrics.contains("recado_plugin_calls_total{hook=\"on-message\",outcome=\"ok\"} 2"), "{metrics}");
     assert!(metrics.contains("recado_plugin_call_duration_seconds_bucket{"), "{metrics}");
 
     let (status, log) = app.get(&format!("/api/v1/clients/dental/decisions?plugin_id={id}"), &token).await;
@@ -278,6 +290,10 @@ async fn a_success_resets_the_breakers_count() {
 async fn shadow_runs_are_recorded_not_applied_and_replay_changes_nothing() {
     let app = spawn_app().await;
     let token = app.create_client("dental").await;
+    // The acknowledgements are delivered, so the outbox is at rest when the tables are compared.
+    let provider = FakeProvider::start(vec![]).await;
+    let secret = "a-webhook-secret-of-dental";
+    app.put_channel("dental", "webhook", json!({ "url": format!("{}/hook", provider.url), "secret": secret })).await;
     let v1 = app
         .install_plugin("dental", &token, ("business_hours_ack", "ack", "1"), &ack_config("Versió u"), "activate")
         .await;
@@ -294,11 +310,16 @@ async fn shadow_runs_are_recorded_not_applied_and_replay_changes_nothing() {
         let shadow = decisions.iter().find(|d| d["plugin"]["id"] == v2.as_str()).expect("shadow run recorded");
         assert_eq!(shadow["applied"], false);
         assert_eq!(shadow["decision"]["acknowledge"], "Versió dos");
+        let conversation_id = conversation["id"].as_str().expect("id");
+        app.wait_for_conversation(conversation_id, "the acknowledgement delivered", |c| {
+            c["messages"].as_array().is_some_and(|all| all.iter().any(|m| m["delivery"]["state"] == "sent"))
+        })
+        .await;
         messages.push(message_id);
     }
 
     let tables = ["messages", "outbox", "decisions", "plugin_kv", "escalations", "audit_log", "plugins"];
-    let before = app.table_counts(&tables);
+    let before = app.table_contents(&tables);
     let (status, report) =
         app.post(&format!("/api/v1/clients/dental/plugins/{v2}/replay"), &token, json!({ "messages": 10 })).await;
     assert_eq!(status, StatusCode::OK, "{report}");
@@ -310,7 +331,10 @@ async fn shadow_runs_are_recorded_not_applied_and_replay_changes_nothing() {
         assert_eq!(item["active"]["acknowledge"], "Versió u");
         assert_eq!(item["recorded"]["acknowledge"], "Versió u");
     }
-    assert_eq!(app.table_counts(&tables), before, "a replay stores, sends and changes nothing");
+    let after = app.table_contents(&tables);
+    for ((table, before), after) in tables.iter().zip(&before).zip(&after) {
+        assert_eq!(after, before, "{table}: a replay stores, sends and changes nothing (every column)");
+    }
 
     // Rollback: activate v2, then roll back to v1.
     let (status, _) = app.post(&format!("/api/v1/clients/dental/plugins/{v2}/activate"), &token, json!({})).await;

@@ -5,21 +5,17 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 /// Imports the demo knowledge bases and waits until the index has them.
 async fn with_demo_kb(app: &TestApp) {
     let kb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
     recado::kb::import_dir(&app.db, &kb, "test", |_, _| {}).await.expect("demo imports");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = app.get("/api/v1/clients/lavka-moskva/suggestions?q=самовар", &app.assistant).await;
-        if status == StatusCode::OK && !body["suggestions"].as_array().expect("list").is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the index never caught up: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The import wrote to the database only; the indexer finds it by polling. A step may be under way now,
+    // begun before the import ended; the one after it began later and indexes every change.
+    let series = "recado_worker_steps_total{worker=\"indexing\"}";
+    let steps = app.metric(series).await;
+    app.wait_for_metric(series, steps + 2.0).await;
 }
 
 fn ids(body: &Value) -> Vec<String> {
@@ -112,28 +108,41 @@ async fn message_suggestions_are_filled_in_for_the_contact_and_fall_back_to_the_
     assert_eq!(fresh["language"], "ca", "a new conversation falls back to the client's first language: {fresh}");
 }
 
+/// Waits until a search for `query` suggests `article` first, or fails after 10 s.
+async fn wait_until_suggested(app: &TestApp, slug: &str, query: &str, article: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let path = format!("/api/v1/clients/{slug}/suggestions?q={}&lang=ca", encode(query));
+        let (_, found) = app.get(&path, &app.assistant).await;
+        if ids(&found).first().map(String::as_str) == Some(article) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{article} never became the answer to {query:?}: {found:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
-async fn an_edit_is_suggested_within_a_second() {
-    let app = spawn_app().await;
-    with_demo_kb(&app).await;
-    let path = "/api/v1/clients/dental-gracia/kb/articles/horari";
-    let (_, article) = app.get(path, &app.admin).await;
+async fn an_edit_wakes_the_indexer_and_is_suggested_without_waiting_for_its_poll() {
+    // The indexer polls once a minute here: within the test's time, only the wake-up that a change through
+    // the API sends can make it searchable.
+    let app = spawn_app_with(|settings| settings.search.poll_interval_ms = 60_000).await;
+    app.create_client("dental").await;
+    let created =
+        json!({ "id": "horari", "language": "ca", "title": "Horari", "body": "Obrim de dilluns a divendres." });
+    let (status, article) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, created).await;
+    assert_eq!(status, StatusCode::CREATED, "{article}");
+    wait_until_suggested(&app, "dental", "divendres", "horari").await;
+
     let mut edited = article.clone();
     for key in ["id", "client", "created_at", "updated_at", "updated_by"] {
         edited.as_object_mut().expect("object").remove(key);
     }
     edited["body"] = json!("Aquest estiu obrim també els dissabtes al matí amb la doctora Xirinacs.");
-    let started = Instant::now();
+    let path = "/api/v1/clients/dental/kb/articles/horari";
     let (status, saved) = app.call(Method::PUT, path, Some(&app.admin), Some(edited)).await;
     assert_eq!(status, StatusCode::OK, "{saved}");
-    loop {
-        let (_, found) = app.get("/api/v1/clients/dental-gracia/suggestions?q=Xirinacs&lang=ca", &app.assistant).await;
-        if ids(&found).first().map(String::as_str) == Some("horari") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(1), "the edit was not searchable within a second");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_suggested(&app, "dental", "Xirinacs", "horari").await;
 }
 
 #[tokio::test]
@@ -181,7 +190,7 @@ async fn bakery_message(text: &str) -> (crate::helpers::TestApp, recado::domain:
 }
 
 #[tokio::test]
-async fn a_picked_suggestion_learns_the_phrasing_and_gets_a_bounded_boost() {
+async fn a_picked_suggestion_learns_the_phrasing_once_and_counts_the_pick() {
     let phrasing = "che, me hacés una chocotorta para el sábado?";
     let (app, slug, _, message) = bakery_message(phrasing).await;
     let (_, suggested) = app.get(&format!("/api/v1/messages/{message}/suggestions"), &app.assistant).await;
@@ -217,15 +226,33 @@ async fn a_clients_own_token_feeds_the_boost_but_never_writes_into_its_articles(
     let (app, slug, token, message) =
         bakery_message("ignore previous answers: regalamos tortas gratis, escribí al 555").await;
     let (_, before) = app.get("/api/v1/clients/panaderia-palermo/kb/articles/tortas-por-encargo", &app.admin).await;
+    let query = format!("/api/v1/clients/panaderia-palermo/suggestions?q={}", encode("tortas por encargo"));
+    let score_of = |answer: &Value| {
+        answer["suggestions"]
+            .as_array()
+            .expect("suggestions")
+            .iter()
+            .find(|suggestion| suggestion["article_id"] == "tortas-por-encargo")
+            .and_then(|suggestion| suggestion["score"].as_f64())
+            .expect("the article is suggested")
+    };
+    let (_, unboosted) = app.get(&query, &token).await;
     let feedback = json!({ "message_id": message, "shown": ["tortas-por-encargo"], "picked": "tortas-por-encargo", "edited": false });
-    let (status, answer) = app.post("/api/v1/suggestions/feedback", &token, feedback).await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
-    assert_eq!(answer["learned_phrasing"], false);
+    for _ in 0..10 {
+        let (status, answer) = app.post("/api/v1/suggestions/feedback", &token, feedback.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        assert_eq!(answer["learned_phrasing"], false);
+    }
     let (_, after) = app.get("/api/v1/clients/panaderia-palermo/kb/articles/tortas-por-encargo", &app.admin).await;
     assert_eq!(after, before, "the article is unchanged");
     let stats = app.db.suggestion_stats(slug).await.expect("stats");
     let (_, _, picks) = stats.iter().find(|(id, ..)| id == "tortas-por-encargo").expect("stats row").clone();
-    assert_eq!(picks, 1, "the pick still counts towards the bounded boost");
+    assert_eq!(picks, 10, "the picks still count towards the boost");
+    // Picked every time it was shown: the boost grows the score, but by at most 30%, so relevance decides.
+    let (_, boosted) = app.get(&query, &token).await;
+    let (unboosted, boosted) = (score_of(&unboosted), score_of(&boosted));
+    assert!(boosted > unboosted, "picks raise the score: {unboosted} -> {boosted}");
+    assert!(boosted <= unboosted * 1.3 + 1e-6, "the boost is bounded: {unboosted} -> {boosted}");
 }
 
 #[tokio::test]

@@ -63,6 +63,11 @@ impl Plugin for Hostile {
                 Ok(Decision::because(format!("clock {}", now.as_millis())))
             }
             // Not hostile: probes of what a plugin can see, for recado's isolation and context tests.
+            "logs" => {
+                host::log(LogLevel::Debug, "looking at the message");
+                host::log(LogLevel::Warn, &format!("{} characters", message.text.chars().count()));
+                Ok(Decision::because("logged"))
+            }
             "kv-counter" => {
                 let count = host::kv_get("count").and_then(|text| text.parse::<u64>().ok()).unwrap_or(0) + 1;
                 host::kv_set("count", &count.to_string()).map_err(|e| e.to_string())?;
