@@ -437,3 +437,46 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Vec<u8> {
     }
     body
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap_with_jitter_in_its_upper_half() {
+        let (base, max) = (50, 1_000);
+        for attempts in 1..=12u32 {
+            let ceiling = (base * (1u64 << (attempts - 1).min(30))).min(max);
+            let delays: Vec<u64> = (0..200)
+                .map(|_| u64::try_from(jittered_backoff(base, max, attempts).as_millis()).expect("small"))
+                .collect();
+            assert!(
+                delays.iter().all(|delay| (ceiling / 2..=ceiling).contains(delay)),
+                "attempt {attempts}: {delays:?}"
+            );
+            let distinct: std::collections::HashSet<_> = delays.iter().collect();
+            assert!(distinct.len() > 1, "attempt {attempts}: jittered, not one fixed delay");
+        }
+        // Past the cap, growth stops; an absurd attempt count does not overflow.
+        assert!(jittered_backoff(base, max, u32::MAX) <= Duration::from_millis(max));
+    }
+
+    #[test]
+    fn with_the_shipped_settings_a_delivery_rides_out_over_a_minute_of_outage() {
+        // As README.md says: the waits between the 8 attempts add up to at least 63.5 s (half of 1 + 2 + ... + 64 s),
+        // whatever the jitter.
+        let settings = OutboxSettings::default();
+        assert_eq!(settings.max_attempts, 8);
+        let least: Duration = (1..settings.max_attempts)
+            .map(|attempts| {
+                (0..50)
+                    .map(|_| jittered_backoff(settings.base_backoff_ms, settings.max_backoff_ms, attempts))
+                    .min()
+                    .expect("samples")
+            })
+            .sum();
+        assert!(least >= Duration::from_millis(63_500), "{least:?}");
+        let longest = jittered_backoff(settings.base_backoff_ms, settings.max_backoff_ms, 40);
+        assert!(longest <= Duration::from_millis(settings.max_backoff_ms), "capped at max_backoff_ms: {longest:?}");
+    }
+}

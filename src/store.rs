@@ -474,6 +474,31 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_commits_durably_in_wal_mode_with_foreign_keys() {
+        // An acknowledged message must survive power loss: FULL fsyncs the WAL at every commit.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        let pragmas = db
+            .write(|connection| {
+                let value = |name: &str| -> Result<String> {
+                    Ok(connection.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0)).map(
+                        |value| match value {
+                            rusqlite::types::Value::Integer(n) => n.to_string(),
+                            rusqlite::types::Value::Text(text) => text,
+                            other => format!("{other:?}"),
+                        },
+                    )?)
+                };
+                Ok((value("synchronous")?, value("journal_mode")?, value("foreign_keys")?))
+            })
+            .await
+            .expect("pragmas");
+        // synchronous: 2 is FULL (0 OFF, 1 NORMAL, 3 EXTRA).
+        assert_eq!(pragmas, ("2".to_owned(), "wal".to_owned(), "1".to_owned()));
+        db.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_job_rolls_back_alone_while_its_group_commits() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());

@@ -220,3 +220,80 @@ async fn wait_until_processed(data_dir: &Path) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_sender_died_mid_send_is_sent_again_once_with_the_same_idempotency_key() {
+    use crate::helpers::{Behaviour, FakeProvider};
+    use recado::channels::webhook::WebhookConfig;
+    // The first attempt reaches the client's endpoint, which does not answer; the server is killed then.
+    let provider = FakeProvider::start(vec![Behaviour::Hang]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = {
+        let db = Db::open(&Settings::for_tests(dir.path()).storage).expect("store opens");
+        let slug = ClientSlug::parse("resend").expect("slug");
+        let profile: ClientProfile = serde_json::from_value(json!({
+            "name": "Resend", "timezone": "Europe/Madrid", "languages": ["es"],
+            "defaults": { "auto_acknowledge": true, "acknowledgement": { "es": "Recibido" } }
+        }))
+        .expect("profile");
+        db.create_client(slug.clone(), profile, "test".into()).await.expect("client");
+        let webhook =
+            WebhookConfig { url: format!("{}/hook", provider.url), secret: "a-webhook-secret-0123456789".into() };
+        db.put_channel(slug.clone(), ChannelKind::Webhook, webhook, "test".into()).await.expect("channel");
+        let token = db.create_token(Role::Client, Some(slug), "resend".into()).await.expect("token").token;
+        db.close().await;
+        token
+    };
+    // A lease of 2 x 2 s + 5 s: long enough that the hanging call is still in flight when the process dies.
+    let env = [
+        ("RUST_LOG", "error"),
+        ("RECADO__OUTBOX__ALLOW_PRIVATE_TARGETS", "true"),
+        ("RECADO__OUTBOX__REQUEST_TIMEOUT_MS", "2000"),
+        ("RECADO__OUTBOX__POLL_INTERVAL_MS", "100"),
+    ];
+    let (mut server, base) = Binary::serve_with(dir.path(), &env, None).await;
+    let message = json!({ "external_id": "resend-1", "from": { "handle": "+34600" }, "text": "Hola" });
+    let http = reqwest::Client::new();
+    let sent = http.post(format!("{base}/api/v1/clients/resend/messages")).bearer_auth(&token).json(&message);
+    assert!(sent.send().await.expect("sent").status().is_success());
+    provider.wait_for(1, Duration::from_secs(10)).await;
+    // SIGKILL while the provider holds the call: the row stays `sending` under its lease.
+    server.signal(nix::sys::signal::Signal::SIGKILL);
+    server.child.wait().await.expect("killed server reaped");
+
+    let (mut server, base) = Binary::serve_with(dir.path(), &env, None).await;
+    let received = provider.wait_for(2, Duration::from_secs(30)).await;
+    let key = |index: usize| received[index].headers.get("idempotency-key").expect("a key").to_str().expect("ascii");
+    assert_eq!(key(0), key(1), "the repeat carries the first attempt's key, so the endpoint can drop it");
+    assert_eq!(received[0].body, received[1].body, "the same message");
+    // Once the resend is recorded as sent, nothing is sent again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let outbox = http.get(format!("{base}/api/v1/conversations")).bearer_auth(&token).send().await.expect("sent");
+        let list: serde_json::Value = outbox.json().await.expect("json");
+        let id = list["conversations"][0]["id"].as_str().expect("the conversation").to_owned();
+        let thread: serde_json::Value = http
+            .get(format!("{base}/api/v1/conversations/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        let states: Vec<&str> = thread["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter_map(|m| m["delivery"]["state"].as_str())
+            .collect();
+        if states == ["sent"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the resend was never recorded: {thread:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(provider.received().len(), 2, "at most one repeat per crash");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server.child.wait().await.expect("stopped");
+}

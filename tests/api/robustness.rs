@@ -306,3 +306,33 @@ async fn shutdown_lets_a_request_in_flight_finish_and_then_stops() {
 
     app.wait_stopped(Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn readiness_is_red_while_the_store_cannot_commit_and_green_again_after_the_next_commit() {
+    let app = spawn_app().await;
+    let token = app.create_client("client-a").await;
+    let lock = hold_the_write_lock(&app);
+    // The write waits out SQLite's busy timeout, then its commit fails: the store cannot take writes.
+    let write = {
+        let (http, url, token) =
+            (app.http.clone(), format!("{}/api/v1/clients/client-a/messages", app.base), token.clone());
+        tokio::spawn(async move { http.post(url).bearer_auth(token).json(&message("while-locked")).send().await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = app.call(Method::GET, "/readyz", None, None).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body["error"]["code"], "not_ready", "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "readiness never turned red: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(lock);
+    let answered = write.await.expect("task").expect("answered").status();
+    assert!(!answered.is_success(), "the write that could not commit was not acknowledged: {answered}");
+    let (status, body) = app.ingest("client-a", &token, "after", "+1", "hi").await;
+    assert!(status.is_success(), "{body}");
+    let (status, ready) = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!((status, ready["status"].as_str()), (StatusCode::OK, Some("ready")));
+}

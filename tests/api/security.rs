@@ -944,3 +944,62 @@ async fn refused_uploads_count_towards_the_hourly_limit() {
     let (status, body) = upload_ack(&app, "client-a", &token, "3").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
 }
+
+#[tokio::test]
+async fn tokens_are_kept_as_hashes_and_channel_secrets_reach_no_view_and_no_log_table() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
+    let client = app.create_client("studio").await;
+    let (bot_token, secret_token) = ("7100:AAview-bot-token-0123456789", "view-secret-token-0123456789");
+    let (app_secret, verify_token, access_token) =
+        ("view-app-secret-0123456789", "view-verify-token-0123456789", "EAAGview-access-token-0123456789");
+    app.put_channel("studio", "telegram", json!({ "bot_token": bot_token, "secret_token": secret_token })).await;
+    let whatsapp = json!({ "app_secret": app_secret, "verify_token": verify_token, "phone_number_id": "1099",
+                           "access_token": access_token });
+    app.put_channel("studio", "whatsapp", whatsapp.clone()).await;
+    // Changed once more: the audit log has two entries for it.
+    app.put_channel("studio", "whatsapp", whatsapp).await;
+    let (_, inbound) = app.ingest("studio", &client, "v1", "+39333", "Ciao").await;
+    let conversation = inbound["conversation_id"].as_str().expect("id");
+    app.wait_for_conversation(conversation, "the message decided", |c| c["messages"][0]["state"] == "processed").await;
+    let secrets = [bot_token, secret_token, app_secret, verify_token, access_token];
+
+    // Every view of the client, by every role that may see it.
+    for token in [&app.admin, &app.assistant, &client] {
+        for path in ["/api/v1/clients", "/api/v1/clients/studio", "/api/v1/clients/studio/decisions"] {
+            let (status, body) = app.get(path, token).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            let text = body.to_string();
+            assert!(secrets.iter().all(|secret| !text.contains(secret)), "{path} shows a secret: {text}");
+        }
+    }
+    let (_, card) = app.get("/api/v1/clients/studio", &app.assistant).await;
+    assert_eq!(card["channels"]["whatsapp"]["phone_number_id"], "1099", "the public part is shown: {card}");
+
+    // The audit and decision logs, row by row.
+    let database = rusqlite::Connection::open(dir.path().join("recado.db")).expect("open");
+    let rows = |sql: &str| -> Vec<String> {
+        let mut statement = database.prepare(sql).expect("prepare");
+        statement.query_map([], |row| row.get::<_, String>(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+    };
+    let audit = rows("SELECT action || ' ' || COALESCE(detail, '') FROM audit_log");
+    assert!(audit.iter().filter(|entry| entry.starts_with("channel.")).count() >= 3, "{audit:?}");
+    let decisions = rows("SELECT source || ' ' || decision || ' ' || COALESCE(logs, '') FROM decisions");
+    assert!(!decisions.is_empty());
+    for entry in audit.iter().chain(&decisions) {
+        assert!(secrets.iter().all(|secret| !entry.contains(secret)), "a secret in a log table: {entry}");
+    }
+
+    // Tokens: only the SHA-256 of each secret part is stored, and the secret is nowhere in the file.
+    let bytes = database_bytes(dir.path());
+    for token in [&app.admin, &app.assistant, &client] {
+        let (id, secret) = token.strip_prefix("rcd_").and_then(|rest| rest.split_once('_')).expect("token shape");
+        let stored: Vec<u8> = database
+            .query_row("SELECT secret_hash FROM tokens WHERE id = ?1", [id], |row| row.get(0))
+            .expect("the token's row");
+        assert_eq!(stored, sha2::Sha256::digest(secret.as_bytes()).to_vec());
+        assert!(!contains(&bytes, secret), "a token's secret is readable in the database file");
+    }
+    app.stop().await;
+}
