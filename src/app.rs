@@ -19,7 +19,7 @@ use crate::media::{Fetcher, MediaHandle};
 use crate::metrics::Metrics;
 use crate::outbox::{Deliverer, OutboxHandle};
 use crate::pipeline::{self, Pipeline, PipelineHandle};
-use crate::plugins::runtime::Rules;
+use crate::plugins::rules::Rules;
 use crate::store::Db;
 use crate::worker::Workers;
 

@@ -45,7 +45,7 @@ pub const EXAMPLE_CHAIN: [(&str, &str); 3] =
 /// # Errors
 /// A component or configuration cannot be read, is refused, or the store fails.
 pub async fn install_example_chain(
-    rules: &crate::plugins::runtime::Rules,
+    rules: &crate::plugins::rules::Rules,
     db: &Db,
     client: &ClientSlug,
     dir: &Path,

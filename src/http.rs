@@ -48,7 +48,7 @@ use crate::media::MediaHandle;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
 use crate::pipeline::PipelineHandle;
-use crate::plugins::runtime::Rules;
+use crate::plugins::rules::Rules;
 use crate::store::Db;
 pub(crate) use admission::Admission;
 use admission::BodyRule;

@@ -18,7 +18,7 @@ use crate::kb::SearchIndex;
 use crate::kb::language::Detectors;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
-use crate::plugins::runtime::{ChainLink, Hook, Rules, kb_search_for};
+use crate::plugins::rules::{ChainLink, Hook, Rules, kb_search_for};
 use crate::plugins::{KbSearch, MessageCall, PluginContact, PluginContext, PluginMessage};
 use crate::store::{Db, PendingBatch, PendingMessage, PluginRecord, PluginRun, ProcessedDecision, RunningPlugin};
 use crate::worker::{StepWorker, Wake, run_steps};
@@ -330,7 +330,7 @@ pub async fn process_available(pipeline: &Pipeline) -> crate::store::Result<usiz
         let rules = pipeline.rules.clone();
         let index = pipeline.index.clone();
         let budget = Duration::from_millis(rules.settings().client_batch_budget_ms);
-        let breaker = rules.settings().breaker_failures;
+        let breaker = rules.breaker();
         // Language detection and plugins are CPU work: keep them off the async threads.
         let decisions = tokio::task::spawn_blocking(move || {
             decide_in_order(batch, &chains, &detectors, Some((&rules, &kb_of(&index))), budget)

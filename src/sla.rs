@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{Decision, Escalation, Priority, SlaState, Timestamp};
 use crate::pipeline::{DEFAULTS_SOURCE, LoadedChain, Pipeline, with_defaults};
 use crate::plugins::PluginContext;
-use crate::plugins::runtime::{Hook, kb_search_for};
+use crate::plugins::rules::{Hook, kb_search_for};
 use crate::store::{DueClock, OverdueContext, OverdueDecision};
 use crate::worker::{StepWorker, Wake, run_steps, until};
 
@@ -127,7 +127,7 @@ async fn overdue(pipeline: &Pipeline, clock: DueClock, now: Timestamp) -> crate:
         OverdueDecision { source: source.into(), decision, runs }
     })
     .await?;
-    let breaker = pipeline.rules.settings().breaker_failures;
+    let breaker = pipeline.rules.breaker();
     let applied = pipeline.db.apply_overdue(clock, last_inbound_id, decided, breaker).await?;
     if applied {
         pipeline.outbox.wake();

@@ -42,6 +42,7 @@ pub use paging::{Page, PageRequest};
 pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision};
 pub use plugins::{
     DecisionFilter, DecisionKey, DecisionRecord, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,
+    TripRule,
 };
 pub use sla::{DueClock, OverdueContext, OverdueDecision};
 pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};

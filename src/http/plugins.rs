@@ -17,7 +17,7 @@ use crate::domain::{
 };
 use crate::pipeline::ReplayReport;
 use crate::plugins::LoadError;
-use crate::plugins::runtime::AdmitError;
+use crate::plugins::rules::AdmitError;
 use crate::store::{DecisionFilter, DecisionRecord, PluginRecord};
 
 /// Longest configuration accepted, in bytes.

@@ -10,7 +10,8 @@ use super::conversations::{ConversationSummary, Scope, load_summary};
 use super::outbox::{enqueue, enqueue_to};
 use super::paging::PageRequest;
 use super::plugins::{
-    DecisionFilter, DecisionRecord, PluginRun, RunningPlugin, load_kv, query_decisions, record_runs, running_plugins,
+    DecisionFilter, DecisionRecord, PluginRun, RunningPlugin, TripRule, load_kv, query_decisions, record_runs,
+    running_plugins,
 };
 use super::{Db, Error, Result};
 use crate::domain::{
@@ -358,8 +359,8 @@ impl Db {
     /// Returns how many messages were processed now.
     ///
     /// Plugin runs are recorded with their message, their key-value writes committed, and their failures
-    /// counted: `breaker_failures` in a row disable a plugin.
-    pub async fn apply_decisions(&self, decisions: Vec<ProcessedDecision>, breaker_failures: u32) -> Result<usize> {
+    /// counted: a plugin whose count trips `breaker` is disabled.
+    pub async fn apply_decisions(&self, decisions: Vec<ProcessedDecision>, breaker: impl TripRule) -> Result<usize> {
         self.write(move |connection| {
             let mut applied = 0;
             for item in decisions {
@@ -386,14 +387,7 @@ impl Db {
                         serde_json::to_string(&item.decision)?,
                         Timestamp::now().millis()
                     ])?;
-                record_runs(
-                    connection,
-                    &item.client,
-                    &item.message_id,
-                    HookKind::OnMessage,
-                    &item.runs,
-                    breaker_failures,
-                )?;
+                record_runs(connection, &item.client, &item.message_id, HookKind::OnMessage, &item.runs, &breaker)?;
                 let conversation_id: ConversationId = connection
                     .prepare_cached("SELECT conversation_id FROM messages WHERE client_id = ?1 AND id = ?2")?
                     .query_row(params![slug, item.message_id], |row| row.get(0))?;

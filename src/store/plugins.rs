@@ -15,6 +15,15 @@ use super::paging::{Page, PageRequest};
 use super::{Db, Error, Result};
 use crate::domain::{ClientSlug, Decision, HookKind, LogLine, MessageId, PluginId, PluginState, Timestamp};
 
+/// The rule that switches off a plugin that keeps failing (the plugin host's circuit breaker). The store
+/// counts consecutive failures in the transaction that records a run, and asks this rule whether the count
+/// trips it, so the count and the switch-off commit together.
+pub trait TripRule: Send + Sync + 'static {
+    /// Why a plugin whose last `consecutive` runs failed, the last with `last_failure`, is to be disabled;
+    /// `None` while it may keep running.
+    fn trips(&self, consecutive: u32, last_failure: &str) -> Option<String>;
+}
+
 /// Most keys one installation may keep; writes of new keys past it are dropped (and logged in the run).
 pub const MAX_KV_KEYS: usize = 1_000;
 
@@ -206,15 +215,15 @@ pub(super) fn load_kv(connection: &Connection, client: &ClientSlug, name: &str) 
         .collect::<rusqlite::Result<_>>()?)
 }
 
-/// Records plugin runs about `message_id`, commits their key-value writes, and counts failures for the
-/// circuit breaker: `breaker_failures` consecutive failures disable a plugin, with an audit entry.
+/// Records plugin runs about `message_id`, commits their key-value writes, and counts failures: a plugin
+/// whose count trips `breaker` is disabled, with an audit entry.
 pub(super) fn record_runs(
     connection: &Connection,
     client: &ClientSlug,
     message_id: &MessageId,
     hook: HookKind,
     runs: &[PluginRun],
-    breaker_failures: u32,
+    breaker: &dyn TripRule,
 ) -> Result<()> {
     let now = Timestamp::now().millis();
     for run in runs {
@@ -270,11 +279,9 @@ pub(super) fn record_runs(
             )?
             .query_row(params![client.as_str(), run.plugin_id], |row| row.get(0))
             .optional()?;
-        if failures.is_some_and(|failures| failures >= breaker_failures) {
-            let reason = format!(
-                "circuit breaker: {breaker_failures} consecutive failures, the last: {}",
-                run.failure.as_deref().unwrap_or_default()
-            );
+        let tripped_by =
+            failures.and_then(|failures| breaker.trips(failures, run.failure.as_deref().unwrap_or_default()));
+        if let Some(reason) = tripped_by {
             let tripped = connection
                 .prepare_cached(
                     "UPDATE plugins SET state = 'disabled', state_reason = ?3, updated_at = ?4

@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use super::clients::load_client;
 use super::conversations::{Scope, load_summary};
 use super::pipeline::{apply_routing, escalate};
-use super::plugins::{PluginRun, RunningPlugin, load_kv, record_runs, running_plugins};
+use super::plugins::{PluginRun, RunningPlugin, TripRule, load_kv, record_runs, running_plugins};
 use super::{Db, Result};
 use crate::domain::{
     ClientProfile, ClientSlug, ConversationId, Decision, HookKind, MessageId, SlaState, Timestamp, new_id,
@@ -202,7 +202,7 @@ impl Db {
         clock: DueClock,
         last_inbound_id: MessageId,
         decided: OverdueDecision,
-        breaker_failures: u32,
+        breaker: impl TripRule,
     ) -> Result<bool> {
         self.write(move |connection| {
             let slug = clock.client.as_str();
@@ -229,14 +229,7 @@ impl Db {
                     serde_json::to_string(&decided.decision)?,
                     Timestamp::now().millis()
                 ])?;
-            record_runs(
-                connection,
-                &clock.client,
-                &last_inbound_id,
-                HookKind::OnOverdue,
-                &decided.runs,
-                breaker_failures,
-            )?;
+            record_runs(connection, &clock.client, &last_inbound_id, HookKind::OnOverdue, &decided.runs, &breaker)?;
             let summary = load_summary(connection, &Scope::Client(clock.client.clone()), &clock.conversation_id)?;
             apply_routing(connection, &summary, &decided.decision)?;
             let escalation = match &decided.decision.escalate {

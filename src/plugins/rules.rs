@@ -136,6 +136,11 @@ impl Rules {
         &self.inner.settings
     }
 
+    /// The circuit breaker the runs of these plugins are recorded under.
+    pub fn breaker(&self) -> super::Breaker {
+        super::Breaker { failures: self.inner.settings.breaker_failures }
+    }
+
     /// Starts an upload of `client`, or returns `None` when one of its uploads is still being checked.
     pub fn begin_upload(&self, client: &ClientSlug) -> Option<UploadGuard> {
         let mut uploading = self.inner.uploading.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -428,5 +433,43 @@ impl Rules {
             .collect();
         let merged = (!applied.is_empty()).then(|| merge_chain(applied));
         ChainOutcome { runs, merged, has_active, spent }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PluginId;
+
+    #[test]
+    fn a_shadow_run_reads_the_installations_store_and_its_writes_are_dropped() {
+        let dir = tempfile::tempdir().expect("dir");
+        let rules =
+            Rules::new(&PluginSettings::default(), dir.path().into(), crate::metrics::Metrics::new()).expect("engine");
+        let loaded = rules.host().load(&crate::plugins::test_support::example_component("hostile")).expect("loads");
+        let link = |state: PluginState| ChainLink {
+            plugin: RunningPlugin {
+                id: PluginId::generate(),
+                name: "counter".into(),
+                version: "1".into(),
+                sha256: String::new(),
+                config: r#"{"behaviour": "kv-counter"}"#.into(),
+                state,
+            },
+            loaded: loaded.clone(),
+        };
+        let call = crate::plugins::test_support::message_call("hola", "{}");
+        let no_kb: KbSearch = Arc::new(|_, _| Vec::new());
+        let mut kv = HashMap::from([("counter".to_owned(), HashMap::from([("count".to_owned(), "4".to_owned())]))]);
+
+        let shadow = rules.run_chain(&[link(PluginState::Shadow)], &Hook::Message(&call), &mut kv, &no_kb, &[]);
+        let run = &shadow.runs[0];
+        assert_eq!(run.decision.as_ref().map(|d| d.reason.as_str()), Some("count 5"), "it read the stored 4");
+        assert!(run.kv_writes.is_empty() && !run.applied, "{run:?}");
+        assert_eq!(kv["counter"]["count"], "4", "the active version's store is untouched");
+
+        let active = rules.run_chain(&[link(PluginState::Active)], &Hook::Message(&call), &mut kv, &no_kb, &[]);
+        assert_eq!(active.runs[0].kv_writes, [("count".to_owned(), "5".to_owned())]);
+        assert_eq!(kv["counter"]["count"], "5", "an active run's writes are kept");
     }
 }
