@@ -4,8 +4,6 @@
 //! ([`template`]) and the `kb/<client>/articles/<id>.md` files ([`files`]).
 
 pub mod analysis;
-pub mod bench;
-pub mod eval;
 pub mod files;
 pub mod index;
 pub mod language;

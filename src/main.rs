@@ -65,9 +65,9 @@ enum Command {
         misses: bool,
     },
     /// Measure knowledge-base import, indexing, size, memory and suggestion latency at scale.
-    BenchKb(recado::kb::bench::BenchArgs),
+    BenchKb(recado::tools::bench_kb::BenchArgs),
     /// Measure sustained ingest throughput and latency against a fresh server on loopback.
-    Loadgen(recado::loadgen::LoadgenArgs),
+    Loadgen(recado::tools::loadgen::LoadgenArgs),
 }
 
 #[derive(Args, Clone)]
@@ -113,6 +113,10 @@ enum PluginCommand {
         /// The fixture file (TOML).
         #[arg(long)]
         fixtures: PathBuf,
+        /// The server's configuration file, whose plugin limits the cases run under (default: the
+        /// built-in settings and `RECADO__PLUGINS__*` variables, as `recado serve` would use).
+        #[arg(long)]
+        server_config: Option<PathBuf>,
     },
     /// Internal: compile a component read from stdin into stdout, under the given limits. The server runs
     /// this in a separate process for every upload.
@@ -188,9 +192,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Command::Plugin { command: PluginCommand::Test { plugin, config, fixtures } } = &cli.command {
+    if let Command::Plugin { command: PluginCommand::Test { plugin, config, fixtures, server_config } } = &cli.command {
         // Synchronous: no server, no runtime needed.
-        return match plugin_test(plugin, config.as_deref(), fixtures) {
+        let server = StoreArgs { config: server_config.clone(), data_dir: None };
+        return match plugin_test(plugin, config.as_deref(), fixtures, &server) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(error) => {
@@ -227,9 +232,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { server, kb, plugins } => {
             recado::telemetry::init("info");
             let app = Application::build(server.settings()?).await?;
-            let (clients, tokens) = recado::demo::seed(&app.db(), &kb).await?;
+            let (clients, tokens) = recado::tools::demo::seed(&app.db(), &kb).await?;
             if let (Some(dir), Some(first)) = (&plugins, clients.first()) {
-                recado::demo::install_example_chain(&app.rules(), &app.db(), first, dir).await?;
+                recado::tools::demo::install_example_chain(&app.rules(), &app.db(), first, dir).await?;
                 println!("example plugin chain active for {first}");
             }
             let signals = Signals::install()?;
@@ -254,8 +259,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin { .. } => unreachable!("handled before the runtime starts"),
         Command::Eval { kb, queries, misses } => {
             recado::telemetry::init("warn");
-            let labelled = recado::kb::eval::read_labelled(&queries)?;
-            let report = recado::kb::eval::run(&kb, &labelled).await?;
+            let labelled = recado::tools::eval::read_labelled(&queries)?;
+            let report = recado::tools::eval::run(&kb, &labelled).await?;
             println!("{report}");
             if misses {
                 for (item, first) in report.misses.get("recado").into_iter().flatten() {
@@ -272,13 +277,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::BenchKb(args) => {
             recado::telemetry::init("warn");
-            let report = recado::kb::bench::run(args).await?;
+            let report = recado::tools::bench_kb::run(args).await?;
             println!("{report}");
             Ok(())
         }
         Command::Loadgen(args) => {
             recado::telemetry::init("warn");
-            let report = recado::loadgen::run(args).await?;
+            let report = recado::tools::loadgen::run(args).await?;
             println!("{report}");
             Ok(())
         }
@@ -290,19 +295,14 @@ fn plugin_test(
     plugin: &std::path::Path,
     config: Option<&std::path::Path>,
     fixtures: &std::path::Path,
+    server: &StoreArgs,
 ) -> anyhow::Result<bool> {
-    use recado::plugins::{Limits, PluginHost, fixtures::Fixtures};
-    let bytes = std::fs::read(plugin).with_context(|| format!("reading {}", plugin.display()))?;
-    let config = match config {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-        None => "{}".to_owned(),
-    };
-    serde_json::from_str::<serde_json::Value>(&config).context("the configuration is not JSON")?;
-    let text = std::fs::read_to_string(fixtures).with_context(|| format!("reading {}", fixtures.display()))?;
-    let fixtures: Fixtures = toml::from_str(&text).with_context(|| format!("{}", fixtures.display()))?;
-    let host = PluginHost::new(Limits::default())?;
-    let loaded = host.load(&bytes).with_context(|| format!("{}", plugin.display()))?;
-    let results = recado::plugins::fixtures::run(&host, &loaded, &config, &fixtures)?;
+    // The server's limits (its configuration file and RECADO__PLUGINS__* variables): what passes here
+    // passes there.
+    let overrides = Overrides { listen: None, data_dir: server.data_dir.clone() };
+    let settings = Settings::load(server.config.as_deref(), &overrides)?;
+    let limits = recado::plugins::Limits::from_settings(&settings.plugins);
+    let results = recado::plugins::fixtures::run_files(plugin, config, fixtures, limits)?;
     let failed = results.iter().filter(|result| !result.mismatches.is_empty()).count();
     for result in &results {
         if result.mismatches.is_empty() {

@@ -195,6 +195,33 @@ impl Expect {
     }
 }
 
+/// `recado plugin test`: loads the component at `plugin` in an engine with `limits` (the server's, so a
+/// fixture that passes here passes on the server), reads the installation's configuration (`{}` without
+/// one) and the fixture file, and runs every case.
+///
+/// # Errors
+/// A file cannot be read, the configuration is not JSON, the fixtures do not parse, or the component does
+/// not load.
+pub fn run_files(
+    plugin: &std::path::Path,
+    config: Option<&std::path::Path>,
+    fixtures: &std::path::Path,
+    limits: super::Limits,
+) -> anyhow::Result<Vec<CaseResult>> {
+    use anyhow::Context as _;
+    let bytes = std::fs::read(plugin).with_context(|| format!("reading {}", plugin.display()))?;
+    let config = match config {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => "{}".to_owned(),
+    };
+    serde_json::from_str::<serde_json::Value>(&config).context("the configuration is not JSON")?;
+    let text = std::fs::read_to_string(fixtures).with_context(|| format!("reading {}", fixtures.display()))?;
+    let parsed: Fixtures = toml::from_str(&text).with_context(|| format!("{}", fixtures.display()))?;
+    let host = PluginHost::new(limits)?;
+    let loaded = host.load(&bytes).with_context(|| format!("{}", plugin.display()))?;
+    run(&host, &loaded, &config, &parsed)
+}
+
 /// Runs every case. Errors only for a fixture file that cannot be used (e.g. an unreadable `now`).
 ///
 /// # Errors

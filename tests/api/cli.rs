@@ -282,6 +282,29 @@ fn plugin_test_runs_fixtures_and_fails_on_a_mismatch() {
 }
 
 #[test]
+fn plugin_test_runs_under_the_servers_plugin_limits() {
+    // A server configured with a tiny instruction budget: the same fixtures fail here as they would there.
+    let root = crate::helpers::example_plugins();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server_config = dir.path().join("recado.toml");
+    std::fs::write(&server_config, "[plugins]\nfuel = 1000\n").expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_recado"))
+        .args(["plugin", "test"])
+        .arg(root.join("target/wasm32-wasip2/release/business_hours_ack.wasm"))
+        .arg("--config")
+        .arg(root.join("business-hours-ack/config.json"))
+        .arg("--fixtures")
+        .arg(root.join("business-hours-ack/fixtures.toml"))
+        .arg("--server-config")
+        .arg(&server_config)
+        .output()
+        .expect("recado runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("ran out of its instruction budget"), "{stdout}");
+}
+
+#[test]
 fn every_example_plugin_passes_its_own_fixtures() {
     let root = crate::helpers::example_plugins();
     for (dir, file, cases) in [

@@ -10,11 +10,11 @@ use anyhow::Context as _;
 use rand::{Rng as _, SeedableRng as _};
 
 use super::eval::read_labelled;
-use super::files::read_tree;
-use super::language::Detectors;
-use super::{Knowledge, SearchIndex};
 use crate::config::{SearchSettings, StorageSettings};
 use crate::domain::{ArticleContent, ArticleId, ClientSlug};
+use crate::kb::files::read_tree;
+use crate::kb::language::Detectors;
+use crate::kb::{Knowledge, SearchIndex};
 use crate::store::Db;
 
 /// Options of `recado bench-kb`.
@@ -222,8 +222,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         // The search itself (index, statistics, snippets, rendering), in the language the service would pick.
         let others: Vec<String> = profile.languages.iter().skip(1).cloned().collect();
         let boosts = std::collections::HashMap::new();
-        let fill = super::template::Fill { contact_name: Some("Núria Vila".into()), ..Default::default() };
-        let request = super::suggest::Request {
+        let fill = crate::kb::template::Fill { contact_name: Some("Núria Vila".into()), ..Default::default() };
+        let request = crate::kb::suggest::Request {
             client: slug.as_str(),
             text: &item.text,
             language: profile.primary_language(),

@@ -20,13 +20,13 @@ use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{IndexRecordOption, STORED, STRING, Schema, TEXT, Value};
 use tantivy::{Index, TantivyDocument, Term};
 
-use super::files::read_tree;
-use super::language::Detectors;
-use super::suggest::Request;
-use super::template::Fill;
-use super::{SearchIndex, analysis};
 use crate::config::{SearchSettings, StorageSettings};
 use crate::domain::{ArticleContent, ArticleId, ClientProfile};
+use crate::kb::files::read_tree;
+use crate::kb::language::Detectors;
+use crate::kb::suggest::Request;
+use crate::kb::template::Fill;
+use crate::kb::{SearchIndex, analysis};
 use crate::store::Db;
 
 /// One labelled message.
@@ -220,7 +220,7 @@ async fn recado_ranks(kb: &Path, corpus: &Corpus, labelled: &[Labelled]) -> anyh
     let storage =
         StorageSettings { data_dir: dir.path().to_owned(), readers: 2, max_batch: 256, secrets_key_file: None };
     let db = tokio::task::block_in_place(|| Db::open(&storage))?;
-    super::import_dir(&db, kb, "eval", |_, _| {}).await?;
+    crate::kb::import_dir(&db, kb, "eval", |_, _| {}).await?;
     let index = SearchIndex::open(&storage.index_path(), &SearchSettings::default(), &db).await?;
     let detectors = Detectors::default();
     let boosts = HashMap::new();
@@ -266,7 +266,7 @@ fn tantivy_default_ranks(corpus: &Corpus, labelled: &[Labelled]) -> anyhow::Resu
         for question in &content.questions {
             document.add_text(questions, question);
         }
-        document.add_text(body, super::index::strip_template(&content.body));
+        document.add_text(body, crate::kb::index::strip_template(&content.body));
         writer.add_document(document)?;
     }
     writer.commit()?;
@@ -322,7 +322,7 @@ fn fts5_ranks(corpus: &Corpus, labelled: &[Labelled]) -> anyhow::Result<Vec<Outc
                 id.as_str(),
                 content.title,
                 content.questions.join("\n"),
-                super::index::strip_template(&content.body)
+                crate::kb::index::strip_template(&content.body)
             ],
         )?;
     }

@@ -142,12 +142,12 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         };
         db.put_channel(slug.clone(), ChannelKind::Telegram, telegram, "loadgen".into()).await?;
         if let Some(dir) = &args.plugins {
-            crate::demo::install_example_chain(&rules, &db, &slug, dir).await?;
+            super::demo::install_example_chain(&rules, &db, &slug, dir).await?;
         }
         targets.push(Target { slug, token });
     }
     let chain = if args.plugins.is_some() {
-        crate::demo::EXAMPLE_CHAIN.iter().map(|(name, _)| (*name).to_owned()).collect()
+        super::demo::EXAMPLE_CHAIN.iter().map(|(name, _)| (*name).to_owned()).collect()
     } else {
         Vec::new()
     };
