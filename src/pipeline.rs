@@ -1,6 +1,12 @@
-//! The message pipeline after ingest: every stored message that is still `received` gets a decision
-//! (today the client's defaults; the rule-plugin chain plugs in here), applied in one transaction that also
-//! marks it `processed`.
+//! The message pipeline after ingest: every stored message that is still `received` gets a decision, and
+//! the decision is applied in one transaction that also marks it `processed`.
+//!
+//! A batch is read oldest first with each message's context as it was when it arrived. Each message is
+//! decided by its client's chain of rule plugins (`chain.rs` loads it; `plugins::rules` runs it), merged,
+//! with the client's defaults filling in what the chain leaves (an acknowledgement) or deciding alone when
+//! the client has no active plugin, every active plugin failed, or the client's plugin time for the batch is
+//! spent. Each decision is carried forward to later messages of its conversation in the batch. Plugins run
+//! at the message's own time, so [`replay`] (`replay.rs`) decides history the same way.
 //!
 //! The database is the queue: ingest wakes the worker, and the worker also sweeps on an interval and at
 //! start-up, so messages left `received` by a crash are processed after restart. Applying is idempotent
@@ -13,14 +19,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PipelineSettings;
-use crate::domain::{ClientSlug, ConversationId, Decision, HookKind, LogLine, MessageId, PluginState, Timestamp};
+use crate::domain::{ClientSlug, ConversationId, Decision, Timestamp};
 use crate::kb::SearchIndex;
 use crate::kb::language::Detectors;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
-use crate::plugins::rules::{ChainLink, Hook, Rules, kb_search_for};
+use crate::plugins::rules::{Hook, Rules, kb_search_for};
 use crate::plugins::{KbSearch, MessageCall, PluginContact, PluginContext, PluginMessage};
-use crate::store::{Db, PendingBatch, PendingMessage, PluginRecord, PluginRun, ProcessedDecision, RunningPlugin};
+use crate::store::{Db, PendingBatch, PendingMessage, PluginRun, ProcessedDecision};
 use crate::worker::{StepWorker, Wake, run_steps};
 
 /// Source name of decisions made from the client's defaults.
@@ -96,41 +102,12 @@ impl StepWorker for Processing {
     }
 }
 
-/// A client's chain, loaded: the plugins ready to run, and those that could not be loaded (each counts as
-/// a failed run, so the circuit breaker sees a plugin that no longer loads).
-#[derive(Clone, Default)]
-pub struct LoadedChain {
-    /// Ready plugins, in chain order.
-    pub links: Vec<ChainLink>,
-    /// Plugins that failed to load, with why.
-    pub broken: Vec<(RunningPlugin, String)>,
-}
+mod chain;
+mod replay;
 
-impl LoadedChain {
-    /// Loads the running plugins of `client`.
-    pub async fn load(rules: &Rules, db: &Db, client: &ClientSlug, plugins: &[RunningPlugin]) -> Self {
-        let mut chain = Self::default();
-        for plugin in plugins {
-            match rules.loaded(db, client, plugin).await {
-                Ok(loaded) => chain.links.push(ChainLink { plugin: plugin.clone(), loaded }),
-                Err(error) => {
-                    tracing::warn!(client = client.as_str(), plugin = %plugin.id, error = %format!("{error:#}"), "plugin does not load");
-                    chain.broken.push((plugin.clone(), format!("could not start: {error:#}")));
-                }
-            }
-        }
-        chain
-    }
-
-    /// Whether the chain has an active plugin (loaded or not).
-    pub fn has_active(&self) -> bool {
-        self.links
-            .iter()
-            .map(|link| &link.plugin)
-            .chain(self.broken.iter().map(|(plugin, _)| plugin))
-            .any(|plugin| plugin.state == PluginState::Active)
-    }
-}
+pub use chain::LoadedChain;
+pub(crate) use chain::broken_run;
+pub use replay::{ReplayError, ReplayItem, ReplayReport, replay};
 
 /// The `on-message` inputs for a stored message written in `language`.
 pub fn message_call(message: &PendingMessage, language: &str) -> MessageCall {
@@ -218,22 +195,6 @@ fn decide_with_chain(
     let mut runs = outcome.runs;
     runs.extend(chain.broken.iter().map(|(plugin, why)| broken_run(plugin, why)));
     (runs, outcome.merged, outcome.spent)
-}
-
-/// The recorded run of a plugin that could not be loaded.
-pub(crate) fn broken_run(plugin: &RunningPlugin, why: &str) -> PluginRun {
-    PluginRun {
-        plugin_id: plugin.id.clone(),
-        plugin_name: plugin.name.clone(),
-        plugin_version: plugin.version.clone(),
-        applied: false,
-        decision: None,
-        failure: Some(why.to_owned()),
-        logs: Vec::new(),
-        fuel: 0,
-        duration_us: 0,
-        kv_writes: Vec::new(),
-    }
 }
 
 /// Decides a batch in arrival order. The context read from the store does not include the batch's own
@@ -350,163 +311,14 @@ pub async fn process_available(pipeline: &Pipeline) -> crate::store::Result<usiz
     }
 }
 
-/// One message of a replay: what the candidate version decides, next to what the active chain decides now
-/// and what was applied when the message arrived.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReplayItem {
-    /// The message.
-    pub message_id: MessageId,
-    /// Its conversation.
-    pub conversation_id: ConversationId,
-    /// Its text.
-    pub text: String,
-    /// The language it was decided in.
-    pub language: String,
-    /// The candidate's own decision (`None` if it failed).
-    pub candidate: Option<Decision>,
-    /// Why the candidate failed.
-    pub candidate_failure: Option<String>,
-    /// The candidate's log lines.
-    pub candidate_logs: Vec<LogLine>,
-    /// Fuel the candidate used.
-    pub fuel: u64,
-    /// The candidate's wall time, microseconds.
-    pub duration_us: u64,
-    /// What the current active chain (with the client's defaults) decides for the same message.
-    pub active: Decision,
-    /// `chain` or `defaults`.
-    pub active_source: String,
-    /// What was applied when the message arrived, if recorded.
-    pub recorded: Option<Decision>,
-    /// Whether the candidate's actions (acknowledgement, routing, tags, priority, escalation) differ from the
-    /// active chain's.
-    pub differs: bool,
-}
-
-/// A replay of one plugin version over a client's latest messages.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReplayReport {
-    /// Messages replayed.
-    pub messages: usize,
-    /// Messages where the candidate's actions differ from the active chain's.
-    pub differing: usize,
-    /// Messages where the candidate failed.
-    pub failures: usize,
-    /// Per message, oldest first.
-    pub items: Vec<ReplayItem>,
-}
-
-fn same_actions(a: &Decision, b: &Decision) -> bool {
-    a.acknowledge == b.acknowledge
-        && a.queue == b.queue
-        && a.assignee == b.assignee
-        && a.tags == b.tags
-        && a.priority == b.priority
-        && a.escalate == b.escalate
-}
-
-/// Runs plugin version `plugin` of `client` over the client's latest `limit` inbound messages, next to the
-/// active chain. Nothing is stored, sent or changed: key-value writes live only for the replay.
-///
-/// # Errors
-/// The plugin does not exist (a store `NotFound`), or cannot be loaded.
-pub async fn replay(
-    db: &Db,
-    rules: &Rules,
-    index: &SearchIndex,
-    detectors: &Arc<Detectors>,
-    client: &ClientSlug,
-    plugin: &PluginRecord,
-    limit: usize,
-) -> anyhow::Result<ReplayReport> {
-    let candidate = RunningPlugin {
-        id: plugin.id.clone(),
-        name: plugin.name.clone(),
-        version: plugin.version.clone(),
-        sha256: plugin.sha256.clone(),
-        config: plugin.config.clone(),
-        // Run as if active, so its key-value writes carry from one replayed message to the next.
-        state: PluginState::Active,
-    };
-    let candidate = ChainLink { loaded: rules.loaded(db, client, &candidate).await?, plugin: candidate };
-    let running = db.running_plugins(client.clone()).await?;
-    let active: Vec<RunningPlugin> = running.into_iter().filter(|p| p.state == PluginState::Active).collect();
-    let chain = LoadedChain::load(rules, db, client, &active).await;
-    let mut candidate_kv = HashMap::new();
-    candidate_kv.insert(plugin.name.clone(), db.plugin_kv(client.clone(), plugin.name.clone()).await?);
-    let mut active_kv = HashMap::new();
-    for running in &active {
-        active_kv.insert(running.name.clone(), db.plugin_kv(client.clone(), running.name.clone()).await?);
-    }
-    let messages = db.recent_inbound(client.clone(), limit).await?;
-    let mut recorded = Vec::with_capacity(messages.len());
-    for message in &messages {
-        let decisions =
-            db.decisions_for(crate::store::Scope::Client(client.clone()), message.message_id.clone()).await?;
-        recorded.push(
-            decisions
-                .into_iter()
-                .find(|record| record.plugin_id.is_none() && record.applied && record.hook == HookKind::OnMessage)
-                .and_then(|record| record.decision),
-        );
-    }
-    let (rules, index, detectors) = (rules.clone(), index.clone(), Arc::clone(detectors));
-    let items = tokio::task::spawn_blocking(move || {
-        messages
-            .into_iter()
-            .zip(recorded)
-            .map(|(message, recorded)| {
-                let fallback = message
-                    .conversation_language
-                    .clone()
-                    .unwrap_or_else(|| message.profile.primary_language().to_owned());
-                let language = detectors.detect(&message.text, &message.profile.languages, &fallback).language;
-                let kb_search = kb_search_for(&index, &message.client, &message.profile, &language);
-                let call = message_call(&message, &language);
-                let mut own = rules.run_chain(
-                    std::slice::from_ref(&candidate),
-                    &Hook::Message(&call),
-                    &mut candidate_kv,
-                    &kb_search,
-                    &message.profile.queues,
-                );
-                let run = own.runs.pop();
-                let defaults = default_decision(&message, &language);
-                let (_, merged, _) =
-                    decide_with_chain(&rules, &kb_of(&index), &chain, &message, &language, &mut active_kv);
-                let (source, active) = with_defaults(merged, defaults, chain.has_active());
-                let candidate_decision = run.as_ref().and_then(|run| run.decision.clone());
-                ReplayItem {
-                    differs: candidate_decision.as_ref().is_none_or(|decision| !same_actions(decision, &active)),
-                    message_id: message.message_id,
-                    conversation_id: message.conversation_id,
-                    text: message.text,
-                    language,
-                    candidate: candidate_decision,
-                    candidate_failure: run.as_ref().and_then(|run| run.failure.clone()),
-                    candidate_logs: run.as_ref().map(|run| run.logs.clone()).unwrap_or_default(),
-                    fuel: run.as_ref().map_or(0, |run| run.fuel),
-                    duration_us: run.as_ref().map_or(0, |run| run.duration_us),
-                    active,
-                    active_source: source.to_owned(),
-                    recorded,
-                }
-            })
-            .collect::<Vec<_>>()
-    })
-    .await?;
-    Ok(ReplayReport {
-        messages: items.len(),
-        differing: items.iter().filter(|item| item.differs).count(),
-        failures: items.iter().filter(|item| item.candidate_failure.is_some()).count(),
-        items,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ChannelName, ClientDefaults, ClientProfile, ClientSlug, ContactId, PluginId};
+    use crate::domain::{
+        ChannelName, ClientDefaults, ClientProfile, ClientSlug, ContactId, MessageId, PluginId, PluginState,
+    };
+    use crate::plugins::rules::ChainLink;
+    use crate::store::RunningPlugin;
 
     fn pending(id: &str, conversation: &str, at: i64) -> PendingMessage {
         let mut defaults = ClientDefaults { auto_acknowledge: true, ..ClientDefaults::default() };

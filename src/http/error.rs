@@ -203,6 +203,22 @@ impl From<Invalid> for ApiError {
     }
 }
 
+impl From<crate::pipeline::ReplayError> for ApiError {
+    fn from(error: crate::pipeline::ReplayError) -> Self {
+        use crate::pipeline::ReplayError;
+        match error {
+            // An outage is a 503 (retry later), a missing plugin a 404: the store's own mapping.
+            ReplayError::Store(error) => Self::from(error),
+            // The version was admitted once; if it no longer loads, its caller needs to know why.
+            ReplayError::Load(error) => Self::State {
+                code: "plugin_not_loadable",
+                message: format!("the plugin version cannot be loaded: {error}"),
+            },
+            ReplayError::Task(error) => Self::Internal(anyhow::Error::new(error)),
+        }
+    }
+}
+
 impl From<store::Error> for ApiError {
     fn from(error: store::Error) -> Self {
         match error {

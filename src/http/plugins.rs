@@ -391,8 +391,7 @@ pub(super) async fn plugins_replay(
         &plugin,
         requested,
     )
-    .await
-    .map_err(ApiError::Internal)?;
+    .await?;
     Ok(Json(ReplayBody { plugin: PluginBody::from(plugin), replay: report }))
 }
 

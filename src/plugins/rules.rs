@@ -36,6 +36,23 @@ pub enum AdmitError {
     Internal(anyhow::Error),
 }
 
+/// Why a stored plugin version could not be made ready to run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadStoredError {
+    /// The store could not be read: an outage, worth retrying.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// Its kept component no longer loads (it fails the checks or the compiler now).
+    #[error(transparent)]
+    Admit(#[from] AdmitError),
+}
+
+impl From<LoadError> for LoadStoredError {
+    fn from(error: LoadError) -> Self {
+        Self::Admit(AdmitError::Load(error))
+    }
+}
+
 /// A component that passed the upload checks, compiled and loaded.
 #[derive(Clone)]
 pub struct Admitted {
@@ -212,7 +229,12 @@ impl Rules {
     ///
     /// # Errors
     /// The stored bytes no longer compile or load, or the store fails.
-    pub async fn loaded(&self, db: &Db, client: &ClientSlug, plugin: &RunningPlugin) -> anyhow::Result<LoadedPlugin> {
+    pub async fn loaded(
+        &self,
+        db: &Db,
+        client: &ClientSlug,
+        plugin: &RunningPlugin,
+    ) -> Result<LoadedPlugin, LoadStoredError> {
         if let Some(loaded) = self.cached(&plugin.sha256) {
             return Ok(loaded);
         }
