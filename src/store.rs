@@ -1,4 +1,4 @@
-//! The SQLite store: the one place that touches rusqlite.
+//! The SQLite store: the one part of the server that touches rusqlite.
 //!
 //! [`Db`] is a cheap clonable handle. Writes go to **one writer thread** that owns the only write
 //! connection and commits in groups: it takes every job that is waiting, runs each inside its own savepoint
@@ -7,8 +7,13 @@
 //! while the previous group's fsync runs; idle, a job is committed alone with no added delay. Reads run on
 //! a small pool of read-only connections in `spawn_blocking`. No async thread ever waits on SQLite.
 //!
-//! Every table holding client data has the client id leading its primary key, and every query that takes
-//! an id also takes the client scope, so a PostgreSQL store can later follow the same keys.
+//! Every query that takes an id also takes the client scope. The tables of one client's data lead their
+//! primary key with the client id; the two append-only logs (`kb_changes`, `events`) are keyed by a global
+//! sequence and carry the client id on every row. Queries use no SQLite-only functions (the schema is the
+//! backend's own), so a PostgreSQL store can follow the same statements.
+//!
+//! Rows decode into domain types in `store/sql.rs` (`FromSql`/`ToSql` for ids, states, slugs and times), so no
+//! `String` id leaves the store.
 
 mod articles;
 mod clients;

@@ -3,10 +3,10 @@
 //! - [`Workers`] spawns every worker watched: one that stops before shutdown (a panic, an early return) is
 //!   logged at once and marked down, which turns `/readyz` red, instead of the server going on
 //!   acknowledging messages that nobody processes.
-//! - [`run`] is the loop of the workers that claim due rows and work on them concurrently (deliveries, media
+//! - `run` is the loop of the workers that claim due rows and work on them concurrently (deliveries, media
 //!   downloads): claim up to the free slots, run each claimed item in a task of its own, then sleep until
 //!   the next item falls due, a wake-up, or a slot frees; stop claiming at shutdown.
-//! - [`run_steps`] is the loop of the workers that handle everything due in one step (message processing,
+//! - `run_steps` is the loop of the workers that handle everything due in one step (message processing,
 //!   first-response clocks, indexing): a step, then [`Wake::wait`] until the next is due or a wake-up.
 //!
 //! Every step and every claimed item runs in a `worker` span, and each completed step is counted in

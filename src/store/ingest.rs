@@ -161,7 +161,7 @@ fn ingest_one(
         .prepare_cached(
             "UPDATE conversations
              SET message_count = message_count + 1, preview = ?3,
-                 last_activity_at = MAX(last_activity_at, ?4), first_inbound_at = COALESCE(first_inbound_at, ?4)
+                 last_activity_at = CASE WHEN last_activity_at > ?4 THEN last_activity_at ELSE ?4 END, first_inbound_at = COALESCE(first_inbound_at, ?4)
              WHERE client_id = ?1 AND id = ?2",
         )?
         .execute(params![slug, conversation_id, preview, now])?;

@@ -174,7 +174,7 @@ pub(crate) fn enqueue_to(
         if kind == MessageKind::OwnerNotice { conversation.preview.clone() } else { text.chars().take(160).collect() };
     connection
         .prepare_cached(
-            "UPDATE conversations SET message_count = message_count + 1, preview = ?3, last_activity_at = MAX(last_activity_at, ?4)
+            "UPDATE conversations SET message_count = message_count + 1, preview = ?3, last_activity_at = CASE WHEN last_activity_at > ?4 THEN last_activity_at ELSE ?4 END
              WHERE client_id = ?1 AND id = ?2",
         )?
         .execute(params![conversation.client, conversation.id, preview, now])?;

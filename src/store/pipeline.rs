@@ -276,7 +276,7 @@ pub(super) fn escalate(
         ])?;
     connection
         .prepare_cached(
-            "UPDATE conversations SET escalation_level = MAX(escalation_level, ?3) WHERE client_id = ?1 AND id = ?2",
+            "UPDATE conversations SET escalation_level = CASE WHEN escalation_level > ?3 THEN escalation_level ELSE ?3 END WHERE client_id = ?1 AND id = ?2",
         )?
         .execute(params![summary.client, summary.id, escalation.level])?;
     Ok(id)

@@ -179,3 +179,42 @@ async fn reopening_is_refused_while_the_contact_has_another_open_conversation() 
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
     assert_eq!(error["error"]["code"], "conflict");
 }
+
+#[tokio::test]
+async fn a_reply_is_stored_with_its_delivery_or_not_at_all() {
+    let app = spawn_app().await;
+    let token = app.create_client("client-a").await;
+    let (_, inbound) = app.ingest("client-a", &token, "m1", "+34600", "Hola").await;
+    let id = inbound["conversation_id"].as_str().expect("id").to_owned();
+    let database = rusqlite::Connection::open(app.data_dir.join("recado.db")).expect("open");
+    let assistant_messages = || -> i64 {
+        database
+            .query_row("SELECT COUNT(*) FROM messages WHERE kind = 'assistant'", [], |row| row.get(0))
+            .expect("count")
+    };
+    // The outbox refuses every new row, as a full disk or a constraint would at that statement.
+    database
+        .execute_batch(
+            "CREATE TRIGGER refuse_deliveries BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .expect("trigger");
+    let (status, body) =
+        app.post(&format!("/api/v1/conversations/{id}/replies"), &app.assistant, json!({ "text": "Bon dia" })).await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert_eq!(assistant_messages(), 0, "the message was not kept without its delivery");
+
+    database.execute_batch("DROP TRIGGER refuse_deliveries").expect("dropped");
+    let (status, body) =
+        app.post(&format!("/api/v1/conversations/{id}/replies"), &app.assistant, json!({ "text": "Bon dia" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(assistant_messages(), 1);
+    let queued: i64 = database
+        .query_row(
+            "SELECT COUNT(*) FROM outbox o JOIN messages m ON m.client_id = o.client_id AND m.id = o.message_id
+             WHERE m.kind = 'assistant'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(queued, 1, "and with it, its delivery");
+}

@@ -179,3 +179,61 @@ async fn without_plugins_the_defaults_escalate_an_overdue_conversation() {
 fn conversation_id(id: &str) -> recado::domain::ConversationId {
     recado::domain::ConversationId::parse(id).expect("a conversation id")
 }
+
+#[tokio::test]
+async fn a_clock_step_applies_once_even_when_run_twice_or_after_the_reply_that_stopped_it() {
+    use recado::domain::{Decision, Escalation, Timestamp};
+    use recado::store::OverdueDecision;
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    let slug = ClientSlug::parse("dental").expect("slug");
+    // Clocks are read as of an hour from now: due for this test, not yet for the server's own worker.
+    let later = Timestamp(Timestamp::now().millis() + 3_600_000);
+    let due = |app: &TestApp, conversation: String| {
+        let db = app.db.clone();
+        async move {
+            db.due_clocks(later, 100)
+                .await
+                .expect("clocks")
+                .into_iter()
+                .find(|clock| clock.conversation_id.as_str() == conversation)
+                .expect("the conversation's clock is due")
+        }
+    };
+    let overdue = || OverdueDecision {
+        source: "defaults".into(),
+        decision: Decision {
+            escalate: Some(Escalation { level: 1, reason: "overdue".into(), notify_owner: false }),
+            reason: "test".into(),
+            ..Decision::default()
+        },
+        runs: Vec::new(),
+    };
+    let breaker = recado::plugins::Breaker { failures: 5 };
+
+    // Run twice: the warning is raised once.
+    let (_, first) = app.ingest_processed("dental", &token, "1", "+34601", "Hola").await;
+    let id = first["id"].as_str().expect("id").to_owned();
+    let clock = due(&app, id.clone()).await;
+    assert!(app.db.warn_clock(clock.clone()).await.expect("warned"), "the first run applies");
+    assert!(!app.db.warn_clock(clock).await.expect("no-op"), "the same step again changes nothing");
+    let events = app.db.conversation_events(slug.clone(), conversation_id(&id)).await.expect("events");
+    assert_eq!(events.iter().map(|(kind, _, _)| kind.as_str()).collect::<Vec<_>>(), ["sla.warning"]);
+
+    // A reply lands between reading the clock and applying its overdue step: the step applies nothing.
+    let (_, second) = app.ingest_processed("dental", &token, "2", "+34602", "Hola?").await;
+    let id = second["id"].as_str().expect("id").to_owned();
+    let clock = due(&app, id.clone()).await;
+    let context = app.db.overdue_context(slug.clone(), conversation_id(&id)).await.expect("context");
+    let (status, reply) =
+        app.post(&format!("/api/v1/conversations/{id}/replies"), &app.assistant, json!({ "text": "Ja hi som" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let applied = app.db.apply_overdue(clock, context.last_inbound_id, overdue(), breaker).await.expect("apply");
+    assert!(!applied, "a stopped clock is not overdue");
+    assert!(app.db.escalations(slug, conversation_id(&id)).await.expect("escalations").is_empty());
+    let conversation = app.conversation(&id).await;
+    assert_eq!(
+        (conversation["sla"]["state"].as_str(), conversation["escalation_level"].as_u64()),
+        (Some("met"), Some(0))
+    );
+}
