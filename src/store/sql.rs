@@ -12,9 +12,10 @@ use crate::domain::{
     PluginState, Priority, Role, SlaState, Timestamp,
 };
 
-/// Ids: stored as their text.
-macro_rules! id_columns {
-    ($($name:ident),+ $(,)?) => {$(
+/// Values stored as their text (`as_str`): ids are trusted as stored (only their own type ever wrote them);
+/// slugs and state names are parsed.
+macro_rules! text_columns {
+    (@one $name:ident, $decode:expr) => {
         impl ToSql for $name {
             fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
                 Ok(ToSqlOutput::from(self.as_str()))
@@ -23,31 +24,26 @@ macro_rules! id_columns {
 
         impl FromSql for $name {
             fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                String::column_result(value).map($name::from_stored)
+                String::column_result(value).and_then($decode)
             }
         }
+    };
+    (ids: $($name:ident),+ $(,)?) => {$(
+        text_columns!(@one $name, |text: String| Ok($name::from_stored(text)));
+    )+};
+    (parsed: $($name:ident),+ $(,)?) => {$(
+        text_columns!(@one $name, parsed::<$name>);
     )+};
 }
 
-/// Values with a text form parsed by `FromStr` (state names, slugs).
-macro_rules! parsed_columns {
-    ($($name:ident),+ $(,)?) => {$(
-        impl ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.as_str()))
-            }
-        }
-
-        impl FromSql for $name {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                value.as_str()?.parse().map_err(|error: crate::domain::Invalid| FromSqlError::Other(error.into()))
-            }
-        }
-    )+};
+/// A slug or state name read back; a value that is not one is an error naming its type.
+fn parsed<T: std::str::FromStr<Err = crate::domain::Invalid>>(text: String) -> FromSqlResult<T> {
+    text.parse().map_err(|error: crate::domain::Invalid| FromSqlError::Other(error.into()))
 }
 
-id_columns!(ConversationId, MessageId, ContactId, OutboxId, PluginId, EscalationId, MediaId);
-parsed_columns!(
+text_columns!(ids: ConversationId, MessageId, ContactId, OutboxId, PluginId, EscalationId, MediaId);
+text_columns!(
+    parsed:
     ChannelKind,
     ChannelName,
     ClientSlug,

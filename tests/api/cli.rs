@@ -375,15 +375,7 @@ async fn the_demo_can_activate_the_example_chain_and_it_decides_for_the_first_cl
     let base = value("listening on");
     let token = value("client token (dental-gracia):");
     let http = reqwest::Client::new();
-    let list: Value = http
-        .get(format!("{base}/api/v1/clients/dental-gracia/plugins"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let list = crate::helpers::get_json(&http, &format!("{base}/api/v1/clients/dental-gracia/plugins"), &token).await;
     let active: Vec<&str> = list["plugins"]
         .as_array()
         .expect("list")

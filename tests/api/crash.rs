@@ -16,7 +16,7 @@ use recado::config::Settings;
 use recado::domain::{ChannelKind, ClientProfile, ClientSlug, Role};
 use recado::store::Db;
 
-use crate::helpers::Binary;
+use crate::helpers::{Binary, get_json};
 
 const MESSAGES: usize = 4_000;
 const IN_FLIGHT: usize = 64;
@@ -269,18 +269,9 @@ async fn a_delivery_whose_sender_died_mid_send_is_sent_again_once_with_the_same_
     // Once the resend is recorded as sent, nothing is sent again.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let outbox = http.get(format!("{base}/api/v1/conversations")).bearer_auth(&token).send().await.expect("sent");
-        let list: serde_json::Value = outbox.json().await.expect("json");
+        let list = get_json(&http, &format!("{base}/api/v1/conversations"), &token).await;
         let id = list["conversations"][0]["id"].as_str().expect("the conversation").to_owned();
-        let thread: serde_json::Value = http
-            .get(format!("{base}/api/v1/conversations/{id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let thread = get_json(&http, &format!("{base}/api/v1/conversations/{id}"), &token).await;
         let states: Vec<&str> = thread["messages"]
             .as_array()
             .expect("messages")

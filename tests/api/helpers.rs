@@ -213,13 +213,18 @@ impl TestApp {
         }
     }
 
-    /// Row counts of `tables`, read from the database file by a separate read-only connection.
-    pub fn table_counts(&self, tables: &[&str]) -> Vec<i64> {
-        let connection = rusqlite::Connection::open_with_flags(
+    /// A separate read-only connection to the server's database file.
+    fn read_only(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
             self.data_dir.join("recado.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
-        .expect("open read-only");
+        .expect("open read-only")
+    }
+
+    /// Row counts of `tables`, read from the database file by a separate read-only connection.
+    pub fn table_counts(&self, tables: &[&str]) -> Vec<i64> {
+        let connection = self.read_only();
         tables
             .iter()
             .map(|table| {
@@ -231,11 +236,7 @@ impl TestApp {
     /// Every row of each of `tables`, every column, in a stable order: compared before and after an action,
     /// an update shows as well as an insert or a delete.
     pub fn table_contents(&self, tables: &[&str]) -> Vec<Vec<Vec<rusqlite::types::Value>>> {
-        let connection = rusqlite::Connection::open_with_flags(
-            self.data_dir.join("recado.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open read-only");
+        let connection = self.read_only();
         tables
             .iter()
             .map(|table| {
@@ -526,4 +527,9 @@ pub fn example_plugins() -> std::path::PathBuf {
         }
     });
     root
+}
+
+/// `GET url` with a bearer token, answered with JSON (for servers started as the real binary).
+pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    http.get(url).bearer_auth(token).send().await.expect("sent").json().await.expect("json")
 }
