@@ -142,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conversations/{id}/reopen", post(conversations::conversations_reopen))
         .route("/api/v1/conversations/{id}/assign", post(conversations::conversations_assign))
         .route("/api/v1/messages/{id}/decisions", get(conversations::messages_decisions))
+        .route("/api/v1/contacts/{id}/tags", put(conversations::contacts_tags))
         .route("/api/v1/events", get(events::events_stream))
         .route("/api/v1/media/{id}", get(media::media_show))
         .route("/api/v1/media/{id}/retry", post(media::media_retry))

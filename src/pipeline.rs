@@ -125,7 +125,7 @@ pub fn message_call(message: &PendingMessage, language: &str) -> MessageCall {
             id: message.contact.id.to_string(),
             handle: message.contact.handle.clone(),
             name: message.contact.name.clone(),
-            tags: Vec::new(),
+            tags: message.contact.tags.clone(),
             is_new: message.contact.is_new,
         },
         context: PluginContext {
@@ -342,6 +342,7 @@ mod tests {
                 handle: "+34600000000".into(),
                 name: None,
                 is_new: true,
+                tags: Vec::new(),
             },
         }
     }

@@ -13,10 +13,10 @@ use super::media::MediaBody;
 use super::paging::{next_cursor, page_request};
 use super::plugins::DecisionBody;
 use crate::domain::{
-    ChannelName, ClientSlug, ConversationId, ConversationStatus, Media, MediaKind, MessageId, Outbound, Part, Priority,
-    Timestamp, parse_label, parse_text, readable_text,
+    ChannelName, ClientSlug, ContactId, ConversationId, ConversationStatus, Media, MediaKind, MessageId, Outbound,
+    Part, Priority, Timestamp, parse_label, parse_text, readable_text,
 };
-use crate::store::{ConversationFilter, ConversationSummary, MessageView, RoutingChange};
+use crate::store::{ContactView, ConversationFilter, ConversationSummary, MessageView, RoutingChange};
 
 /// Most messages returned with one conversation.
 const MAX_MESSAGES: usize = 1_000;
@@ -371,6 +371,37 @@ pub(super) async fn conversations_assign(
     }
     let change = RoutingChange { assignee: body.assignee, queue: body.queue, priority: body.priority };
     Ok(Json(state.db.route(principal.scope(), id, change, principal.actor()).await?))
+}
+
+/// Body of a contact's tags.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TagsBody {
+    tags: Vec<String>,
+}
+
+/// Most tags on one contact.
+const MAX_CONTACT_TAGS: usize = 16;
+
+/// `PUT /api/v1/contacts/{id}/tags`: replaces the tags people put on a contact (`vip`, `wholesale`); rule
+/// plugins see them with every later message of that contact.
+pub(super) async fn contacts_tags(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath<ContactId>,
+    AppJson(body): AppJson<TagsBody>,
+) -> Result<Json<ContactView>, ApiError> {
+    if body.tags.len() > MAX_CONTACT_TAGS {
+        return Err(ApiError::Invalid(format!("tags: at most {MAX_CONTACT_TAGS}")));
+    }
+    let mut tags = Vec::with_capacity(body.tags.len());
+    for (index, tag) in body.tags.iter().enumerate() {
+        let tag = parse_label(&format!("tags[{index}]"), tag, 64)?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    Ok(Json(state.db.set_contact_tags(principal.scope(), id, tags, principal.actor()).await?))
 }
 
 /// `GET /api/v1/messages/{id}/decisions`: what decided about a message, and why.

@@ -67,6 +67,8 @@ pub struct ContactView {
     pub user_id: Option<String>,
     /// Public username on the channel.
     pub username: Option<String>,
+    /// Tags people put on the contact (rule plugins see them).
+    pub tags: Vec<String>,
 }
 
 /// A conversation as listed in the inbox.
@@ -218,7 +220,7 @@ const SUMMARY_COLUMNS: &str =
     "c.id, c.client_id, c.contact_id, k.handle, k.name, c.channel, c.status, c.queue, c.assignee,
      c.priority, c.tags, c.message_count, c.preview, c.opened_at, c.last_activity_at, c.first_inbound_at,
      c.first_human_reply_at, c.closed_at, c.escalation_level, c.sla_state, c.sla_started_at, c.sla_warn_at,
-     c.sla_due_at, k.user_id, k.username";
+     c.sla_due_at, k.user_id, k.username, k.tags";
 
 fn summary_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSummary> {
     let tags: String = row.get(10)?;
@@ -231,6 +233,7 @@ fn summary_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSum
             name: row.get(4)?,
             user_id: row.get(23)?,
             username: row.get(24)?,
+            tags: serde_json::from_str(&row.get::<_, String>(25)?).unwrap_or_default(),
         },
         channel: row.get(5)?,
         status: row.get(6)?,
@@ -521,6 +524,51 @@ impl Db {
             load_summary(connection, &scope, &conversation_id)
         })
         .await
+    }
+
+    /// Replaces the tags of contact `id`, if `scope` may see it; audited, and a `contact.changed` event.
+    pub async fn set_contact_tags(
+        &self,
+        scope: Scope,
+        id: ContactId,
+        tags: Vec<String>,
+        actor: String,
+    ) -> Result<ContactView> {
+        let view = self
+            .write(move |connection| {
+                let client: ClientSlug = connection
+                    .query_row(
+                        "SELECT client_id FROM contacts WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)",
+                        params![id, scope.client()],
+                        |row| row.get(0),
+                    )
+                    .optional()?
+                    .ok_or(Error::NotFound("contact"))?;
+                connection.execute(
+                    "UPDATE contacts SET tags = ?3, updated_at = ?4 WHERE client_id = ?1 AND id = ?2",
+                    params![client, id, serde_json::to_string(&tags)?, Timestamp::now()],
+                )?;
+                let detail = serde_json::json!({ "contact_id": id, "tags": tags });
+                audit(connection, Some(&client), &actor, "contact.tag", &detail)?;
+                super::events::record(connection, client.as_str(), "contact.changed", None, &detail)?;
+                Ok(connection.query_row(
+                    "SELECT id, handle, name, user_id, username, tags FROM contacts WHERE client_id = ?1 AND id = ?2",
+                    params![client, id],
+                    |row| {
+                        Ok(ContactView {
+                            id: row.get(0)?,
+                            handle: row.get(1)?,
+                            name: row.get(2)?,
+                            user_id: row.get(3)?,
+                            username: row.get(4)?,
+                            tags: serde_json::from_str(&row.get::<_, String>(5)?).unwrap_or_default(),
+                        })
+                    },
+                )?)
+            })
+            .await?;
+        self.events_committed();
+        Ok(view)
     }
 
     /// The message with `id`, if `scope` may see it: its client and conversation.

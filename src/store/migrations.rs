@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_plugins.sql"),
     include_str!("migrations/0005_sla.sql"),
     include_str!("migrations/0006_channels.sql"),
+    include_str!("migrations/0007_contact_tags.sql"),
 ];
 
 /// The schema version this build writes.

@@ -63,6 +63,8 @@ pub struct ContactFacts {
     pub name: Option<String>,
     /// Whether this is the contact's first message to the client.
     pub is_new: bool,
+    /// Tags people put on the contact.
+    pub tags: Vec<String>,
 }
 
 /// A batch of messages to decide, with the plugin chains of their clients and the key-value stores of
@@ -167,13 +169,15 @@ fn message_context(
             params![client.as_str(), conversation_id, received_at, message_id, last_human.unwrap_or(-1)],
             |row| row.get(0),
         )?;
-    let (contact_id, handle, name): (ContactId, String, Option<String>) = connection
+    let (contact_id, handle, name, tags): (ContactId, String, Option<String>, String) = connection
         .prepare_cached(
-            "SELECT k.id, k.handle, k.name FROM conversations c
+            "SELECT k.id, k.handle, k.name, k.tags FROM conversations c
              JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id
              WHERE c.client_id = ?1 AND c.id = ?2",
         )?
-        .query_row(params![client.as_str(), conversation_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        .query_row(params![client.as_str(), conversation_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
     let earlier_from_contact: bool = connection
         .prepare_cached(EARLIER_FROM_CONTACT)?
         .query_row(params![client.as_str(), contact_id, received_at, message_id], |row| row.get(0))?;
@@ -192,7 +196,13 @@ fn message_context(
         last_acknowledged_at: last_ack.map(Timestamp),
         last_human_reply_at: last_human.map(Timestamp),
         conversation_language,
-        contact: ContactFacts { id: contact_id, handle, name, is_new: !earlier_from_contact },
+        contact: ContactFacts {
+            id: contact_id,
+            handle,
+            name,
+            is_new: !earlier_from_contact,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+        },
     }))
 }
 

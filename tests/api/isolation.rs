@@ -16,6 +16,7 @@ async fn a_client_token_gets_404_on_every_route_that_takes_another_clients_ids_a
     let message = inbound["message_id"].as_str().expect("id").to_owned();
     app.wait_for_conversation(&conversation, "processing", |c| c["messages"][0]["state"] == "processed").await;
     let before = app.conversation(&conversation).await;
+    let contact = before["contact"]["id"].as_str().expect("contact id").to_owned();
 
     let routes: Vec<(Method, String, Option<serde_json::Value>)> = vec![
         (Method::GET, format!("/api/v1/conversations/{conversation}"), None),
@@ -24,6 +25,7 @@ async fn a_client_token_gets_404_on_every_route_that_takes_another_clients_ids_a
         (Method::POST, format!("/api/v1/conversations/{conversation}/reopen"), Some(json!({}))),
         (Method::POST, format!("/api/v1/conversations/{conversation}/assign"), Some(json!({ "assignee": "mallory" }))),
         (Method::GET, format!("/api/v1/messages/{message}/decisions"), None),
+        (Method::PUT, format!("/api/v1/contacts/{contact}/tags"), Some(json!({ "tags": ["mallory"] }))),
         (Method::GET, "/api/v1/clients/client-a".to_owned(), None),
         (Method::PATCH, "/api/v1/clients/client-a".to_owned(), Some(json!({ "name": "Pwned" }))),
         (
@@ -70,6 +72,7 @@ async fn a_client_token_gets_404_on_every_route_that_takes_another_clients_ids_a
             c["tags"],
             c["closed_at"],
             c["first_human_reply_at"],
+            c["contact"]["tags"],
             messages
         ])
     };

@@ -624,3 +624,37 @@ async fn a_component_the_compiler_refuses_is_rejected_with_its_reason() {
     );
     assert!(body["error"]["message"].as_str().expect("message").contains("threads"), "{body}");
 }
+
+#[tokio::test]
+async fn a_contact_tagged_by_a_person_is_seen_tagged_by_the_rules() {
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    let config = json!({ "routes": [], "vip": { "handles": [], "priority": "high" } }).to_string();
+    app.install_plugin("dental", &token, ("keyword_router", "router", "1"), &config, "activate").await;
+
+    let (_, before) = app.ingest_processed("dental", &token, "1", "+34600", "Hola").await;
+    assert_eq!(before["priority"], "normal", "not a VIP yet: {before:#}");
+    assert_eq!(before["contact"]["tags"], json!([]));
+    let contact = before["contact"]["id"].as_str().expect("contact id").to_owned();
+
+    // An assistant marks the customer as a VIP; the tags are checked labels, each kept once.
+    let path = format!("/api/v1/contacts/{contact}/tags");
+    let (status, error) =
+        app.call(reqwest::Method::PUT, &path, Some(&app.assistant), Some(json!({ "tags": ["Not A Label"] }))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let (status, tagged) =
+        app.call(reqwest::Method::PUT, &path, Some(&app.assistant), Some(json!({ "tags": ["vip", "vip"] }))).await;
+    assert_eq!(status, StatusCode::OK, "{tagged}");
+    assert_eq!(tagged["tags"], json!(["vip"]));
+
+    // The next message of that customer reaches the rules with the tag.
+    let (_, after) = app.ingest_processed("dental", &token, "2", "+34600", "Hola de nou").await;
+    assert_eq!(after["contact"]["tags"], json!(["vip"]));
+    assert_eq!(after["priority"], "high", "the router's VIP rule applied: {after:#}");
+    assert!(after["tags"].as_array().expect("tags").contains(&json!("vip")));
+
+    // Another client's token cannot see or change the contact.
+    let other = app.create_client("bakery").await;
+    let (status, _) = app.call(reqwest::Method::PUT, &path, Some(&other), Some(json!({ "tags": [] }))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
