@@ -1,8 +1,8 @@
 //! Provider wire formats: how WhatsApp, Telegram and our generic webhook encode inbound messages and
 //! outbound sends, how their requests are authenticated, and the per-client channel settings.
 //!
-//! Pure functions over bytes and JSON; the HTTP calls themselves live in [`crate::outbox`] and the routes in
-//! [`crate::http`].
+//! Pure functions over bytes and JSON; the HTTP calls themselves live in `outbox` and the routes in
+//! `http`.
 
 pub mod telegram;
 pub mod webhook;

@@ -22,8 +22,8 @@ mod plugins;
 mod server;
 mod suggestions;
 
-pub use error::ApiError;
-pub use server::serve;
+pub(crate) use error::ApiError;
+pub(crate) use server::serve;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -87,7 +87,7 @@ pub struct AppState {
 }
 
 /// Builds every route with its layers (see [`admission`] for the order a request passes them in).
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let http = &state.settings.http;
     let admission = &state.admission;
     // Webhook handlers check the channel and its secret before they read the body and take a slot.

@@ -1,30 +1,41 @@
 //! recado: a self-hosted server for virtual assistants who answer customers' messages on behalf of many
-//! small businesses (clients) at once.
+//! small businesses (clients) at once. `docs/architecture.md` follows one message through these modules.
 //!
 //! # Layout
-//! - [`config`]: typed settings, loaded in layers.
-//! - [`domain`]: pure types and rules (ids, clients, messages, roles); no I/O.
-//! - [`store`]: the SQLite store (one writer thread with group commit, a reader pool, migrations).
-//! - [`pipeline`]: stored messages to applied decisions (defaults and rule-plugin chains).
-//! - [`plugins`]: the WebAssembly rule-plugin host, upload checks and compilation, chains.
-//! - [`sla`]: first-response clocks, warnings and `on-overdue` escalations.
-//! - [`channels`]: provider wire formats: every kind of update parsed, sends built, signatures, SSRF checks.
-//! - [`outbox`], [`media`]: delivery of outbound messages; downloading customers' media into [`blobs`]; both
-//!   on the claim-and-work loop of [`worker`], which also watches every background worker.
+//! - [`domain`]: pure types and rules: typed ids, clients and their profiles, messages and their parts,
+//!   stored states, the chain's merge rules; no I/O.
+//! - [`config`]: typed settings, loaded in layers (defaults, `config/default.toml`, a file, `RECADO__*`).
+//! - [`store`]: the SQLite store: one writer thread with group commit, a reader pool, migrations, rows
+//!   decoded into domain types, one paging type.
+//! - [`channels`]: provider wire formats: every kind of update parsed, sends built, signatures, SSRF checks;
+//!   one `ChannelConfig` per channel.
+//! - `http`: the API: admission and budgets, thin handlers with typed bodies, one error shape, SSE events.
+//! - `pipeline`: stored messages to applied decisions (the client's chain of rule plugins, its defaults),
+//!   and replays.
+//! - [`plugins`]: the WebAssembly rule-plugin host: engine, budgeted host imports, versioned contracts, upload
+//!   checks and compilation, chains and the circuit breaker.
+//! - `sla`: first-response clocks, warnings and `on-overdue` escalations.
+//! - `outbox`, `media`: delivery of outbound messages; downloading customers' media into `blobs`.
+//! - `worker`: the two worker shapes (claim, step) every background worker runs on, and their watch.
+//! - [`kb`]: knowledge bases: articles' files and templates, the tantivy index, language detection,
+//!   suggestions.
+//! - [`app`]: wiring: handles built from the settings, workers spawned and stopped in order.
+//! - [`tools`]: shipped in the binary, not the server: demo seeding, `loadgen`, `bench-kb`, `eval`.
+//! - [`telemetry`]: the tracing subscriber.
 pub mod app;
-pub mod blobs;
+pub(crate) mod blobs;
 pub mod channels;
 pub mod config;
 pub mod domain;
-pub mod http;
+pub(crate) mod http;
 pub mod kb;
-pub mod media;
-pub mod metrics;
-pub mod outbox;
-pub mod pipeline;
+pub(crate) mod media;
+pub(crate) mod metrics;
+pub(crate) mod outbox;
+pub(crate) mod pipeline;
 pub mod plugins;
-pub mod sla;
+pub(crate) mod sla;
 pub mod store;
 pub mod telemetry;
 pub mod tools;
-pub mod worker;
+pub(crate) mod worker;

@@ -26,7 +26,7 @@ use crate::store::{ClaimedMedia, Db, MediaOutcome};
 use crate::worker::{self, ClaimWorker, Limits, Wake};
 
 /// Handle used to wake the download worker when media is queued.
-pub type MediaHandle = Wake;
+pub(crate) type MediaHandle = Wake;
 
 /// Types a browser may show in place (never HTML, SVG or anything scriptable).
 const SHOWN_INLINE: &[&str] = &[
@@ -46,12 +46,12 @@ const SHOWN_INLINE: &[&str] = &[
 
 /// Returns true if and only if a file of `content_type` may be shown in the browser rather than only
 /// downloaded.
-pub fn shown_inline(content_type: &str) -> bool {
+pub(crate) fn shown_inline(content_type: &str) -> bool {
     SHOWN_INLINE.contains(&content_type)
 }
 
 /// The download worker.
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     db: Db,
     blobs: Blobs,
     http: reqwest::Client,
@@ -98,7 +98,7 @@ impl Fetcher {
     ///
     /// # Errors
     /// The HTTP client cannot be built (TLS roots unavailable).
-    pub fn new(
+    pub(crate) fn new(
         db: Db,
         blobs: Blobs,
         settings: MediaSettings,
@@ -120,7 +120,7 @@ impl Fetcher {
     /// Fetches until `shutdown` is cancelled. A download may take minutes, so those in flight are dropped
     /// then: their lease runs out and they are fetched again, and a partial file never reaches its content
     /// address.
-    pub async fn run(self, handle: MediaHandle, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, handle: MediaHandle, shutdown: CancellationToken) {
         let limits = Limits {
             concurrency: self.settings.concurrency,
             poll: Duration::from_millis(self.settings.poll_interval_ms),
@@ -332,7 +332,7 @@ fn storage_failure(error: std::io::Error) -> Failure {
 
 /// The type of a file: sniffed from its first bytes; else the provider's word for it when it names a plain
 /// media type; else opaque bytes. What a customer's app claims never makes a file HTML.
-pub fn content_type(head: &[u8], declared: Option<&str>) -> String {
+pub(crate) fn content_type(head: &[u8], declared: Option<&str>) -> String {
     if let Some(kind) = infer::get(head) {
         let sniffed = kind.mime_type();
         // Markup sniffed from the bytes is still only bytes to us: nothing we serve may render as a page.

@@ -295,7 +295,7 @@ impl Metrics {
 }
 
 /// Resident memory of this process in bytes, from `/proc/self/status` (0 where that file does not exist).
-pub fn resident_bytes() -> u64 {
+pub(crate) fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

@@ -31,10 +31,10 @@ use crate::worker::{self, ClaimWorker, Limits, Wake};
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Handle used to wake the delivery worker when a message is queued.
-pub type OutboxHandle = Wake;
+pub(crate) type OutboxHandle = Wake;
 
 /// The delivery worker.
-pub struct Deliverer {
+pub(crate) struct Deliverer {
     db: Db,
     blobs: Blobs,
     http: reqwest::Client,
@@ -72,7 +72,7 @@ impl Deliverer {
     ///
     /// # Errors
     /// The HTTP client cannot be built (TLS roots unavailable).
-    pub fn new(db: Db, blobs: Blobs, settings: OutboxSettings, metrics: Metrics) -> anyhow::Result<Self> {
+    pub(crate) fn new(db: Db, blobs: Blobs, settings: OutboxSettings, metrics: Metrics) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
             .timeout(settings.request_timeout())
             .connect_timeout(Duration::from_secs(5))
@@ -89,7 +89,7 @@ impl Deliverer {
 
     /// Delivers until `shutdown` is cancelled, then lets the sends in flight finish and record their
     /// outcome, so nothing is left `sending` needlessly.
-    pub async fn run(self, handle: OutboxHandle, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, handle: OutboxHandle, shutdown: CancellationToken) {
         let limits = Limits {
             concurrency: self.settings.concurrency,
             poll: Duration::from_millis(self.settings.poll_interval_ms),

@@ -30,16 +30,16 @@ use crate::store::{Db, PendingBatch, PendingMessage, PluginRun, ProcessedDecisio
 use crate::worker::{StepWorker, Wake, run_steps};
 
 /// Source name of decisions made from the client's defaults.
-pub const DEFAULTS_SOURCE: &str = "defaults";
+pub(crate) const DEFAULTS_SOURCE: &str = "defaults";
 
 /// Handle used to wake the pipeline worker when new messages are stored.
-pub type PipelineHandle = Wake;
+pub(crate) type PipelineHandle = Wake;
 
 /// The decision the client's defaults give for a message written in `language`.
 ///
 /// The first message of a conversation gets the acknowledgement text in that language (the closed-hours
 /// variant outside business hours), if the client turned acknowledgements on.
-pub fn default_decision(message: &PendingMessage, language: &str) -> Decision {
+pub(crate) fn default_decision(message: &PendingMessage, language: &str) -> Decision {
     let profile = &message.profile;
     let defaults = &profile.defaults;
     let open = profile.business_hours.is_open(message.received_at, &profile.timezone);
@@ -59,7 +59,7 @@ pub fn default_decision(message: &PendingMessage, language: &str) -> Decision {
 
 /// What the pipeline needs. Every field is a cheap handle.
 #[derive(Clone)]
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     /// The store.
     pub db: Db,
     /// Wakes delivery when acknowledgements or notices are queued.
@@ -80,14 +80,14 @@ pub struct Pipeline {
 ///
 /// Ingest wakes it; it also sweeps every `pipeline.sweep_interval_ms`, which finds the messages a crash left
 /// `received`.
-pub async fn run(pipeline: Pipeline, handle: PipelineHandle, shutdown: CancellationToken) {
+pub(crate) async fn run(pipeline: Pipeline, handle: PipelineHandle, shutdown: CancellationToken) {
     let sweep = Duration::from_millis(pipeline.settings.sweep_interval_ms);
     let metrics = pipeline.metrics.clone();
     run_steps(Processing(pipeline), sweep, handle, metrics, shutdown).await;
 }
 
 /// The message-processing worker: each step decides every message still `received`.
-pub struct Processing(pub Pipeline);
+pub(crate) struct Processing(pub Pipeline);
 
 impl StepWorker for Processing {
     type Error = crate::store::Error;
@@ -105,12 +105,12 @@ impl StepWorker for Processing {
 mod chain;
 mod replay;
 
-pub use chain::LoadedChain;
+pub(crate) use chain::LoadedChain;
 pub(crate) use chain::broken_run;
-pub use replay::{ReplayError, ReplayItem, ReplayReport, replay};
+pub(crate) use replay::{ReplayError, ReplayReport, replay};
 
 /// The `on-message` inputs for a stored message written in `language`.
-pub fn message_call(message: &PendingMessage, language: &str) -> MessageCall {
+pub(crate) fn message_call(message: &PendingMessage, language: &str) -> MessageCall {
     let profile = &message.profile;
     let at = message.received_at;
     MessageCall {
@@ -148,7 +148,11 @@ pub fn message_call(message: &PendingMessage, language: &str) -> MessageCall {
 /// The decision applied for a message: the active chain's merge, with the client's defaults filling in an
 /// acknowledgement the chain did not give; the defaults alone when the client has no active plugin or every
 /// active plugin failed. Returns the source (`chain` or `defaults`) and the decision.
-pub fn with_defaults(merged: Option<Decision>, defaults: Decision, has_active: bool) -> (&'static str, Decision) {
+pub(crate) fn with_defaults(
+    merged: Option<Decision>,
+    defaults: Decision,
+    has_active: bool,
+) -> (&'static str, Decision) {
     match merged {
         _ if !has_active => (DEFAULTS_SOURCE, defaults),
         None => {
@@ -170,10 +174,10 @@ pub fn with_defaults(merged: Option<Decision>, defaults: Decision, has_active: b
 }
 
 /// Source name of decisions merged from a client's plugin chain.
-pub const CHAIN_SOURCE: &str = "chain";
+pub(crate) const CHAIN_SOURCE: &str = "chain";
 
 /// Gives the knowledge-base search a plugin gets for a message written in a language.
-pub type KbFor<'a> = dyn Fn(&PendingMessage, &str) -> KbSearch + 'a;
+pub(crate) type KbFor<'a> = dyn Fn(&PendingMessage, &str) -> KbSearch + 'a;
 
 /// The knowledge-base search of the message's own client, in `index`.
 fn kb_of(index: &SearchIndex) -> impl Fn(&PendingMessage, &str) -> KbSearch + '_ {
@@ -272,7 +276,7 @@ fn decide_in_order(
 }
 
 /// Processes every message currently waiting, batch by batch. Returns how many were processed.
-pub async fn process_available(pipeline: &Pipeline) -> crate::store::Result<usize> {
+pub(crate) async fn process_available(pipeline: &Pipeline) -> crate::store::Result<usize> {
     let db = &pipeline.db;
     let batch_size = pipeline.settings.batch_size;
     let mut total = 0;

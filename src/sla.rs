@@ -23,7 +23,7 @@ const BATCH: usize = 100;
 
 /// What the client's defaults decide about an overdue conversation: tag it, raise its priority and escalate
 /// at level 1, telling the escalation contact if the client has one.
-pub fn default_overdue_decision(context: &OverdueContext) -> Decision {
+pub(crate) fn default_overdue_decision(context: &OverdueContext) -> Decision {
     let minutes = context.profile.sla.first_response_minutes;
     Decision {
         tags: vec!["overdue".into()],
@@ -40,13 +40,13 @@ pub fn default_overdue_decision(context: &OverdueContext) -> Decision {
 
 /// Runs until `shutdown` is cancelled: at each clock's next step, and at least every `poll` (a clock
 /// started meanwhile is found then).
-pub async fn run(pipeline: Pipeline, poll: Duration, shutdown: CancellationToken) {
+pub(crate) async fn run(pipeline: Pipeline, poll: Duration, shutdown: CancellationToken) {
     let metrics = pipeline.metrics.clone();
     run_steps(Clocks(pipeline), poll, Wake::default(), metrics, shutdown).await;
 }
 
 /// The first-response clock worker: each step handles every clock due now.
-pub struct Clocks(pub Pipeline);
+pub(crate) struct Clocks(pub Pipeline);
 
 impl StepWorker for Clocks {
     type Error = crate::store::Error;
@@ -62,7 +62,7 @@ impl StepWorker for Clocks {
 ///
 /// # Errors
 /// The store fails.
-pub async fn process_due(pipeline: &Pipeline, now: Timestamp) -> crate::store::Result<usize> {
+pub(crate) async fn process_due(pipeline: &Pipeline, now: Timestamp) -> crate::store::Result<usize> {
     let mut applied = 0;
     loop {
         let due = pipeline.db.due_clocks(now, BATCH).await?;

@@ -12,7 +12,7 @@ use crate::store;
 
 /// An error answered to an API caller.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 400: the request is malformed (bad JSON syntax, bad query string, bad cursor).
     #[error("{message}")]
     BadRequest {
@@ -108,12 +108,12 @@ pub(super) struct InternalCause(pub(super) Arc<anyhow::Error>);
 
 impl ApiError {
     /// A 401 with the `unauthorized` code.
-    pub fn unauthorized(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::Unauthorized { code: "unauthorized", message: message.into() }
     }
 
     /// A 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest { code, message: message.into() }
     }
 

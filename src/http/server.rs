@@ -43,7 +43,7 @@ const RESERVED_DESCRIPTORS: u64 = 256;
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and waits up to the
 /// grace period for open requests.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     settings: HttpSettings,

@@ -9,7 +9,7 @@ use crate::store::{Db, PluginRun, RunningPlugin};
 /// A client's chain, loaded: the plugins ready to run, and those that could not be loaded (each counts as
 /// a failed run, so the circuit breaker sees a plugin that no longer loads).
 #[derive(Clone, Default)]
-pub struct LoadedChain {
+pub(crate) struct LoadedChain {
     /// Ready plugins, in chain order.
     pub links: Vec<ChainLink>,
     /// Plugins that failed to load, with why.
@@ -18,7 +18,7 @@ pub struct LoadedChain {
 
 impl LoadedChain {
     /// Loads the running plugins of `client`.
-    pub async fn load(rules: &Rules, db: &Db, client: &ClientSlug, plugins: &[RunningPlugin]) -> Self {
+    pub(crate) async fn load(rules: &Rules, db: &Db, client: &ClientSlug, plugins: &[RunningPlugin]) -> Self {
         let mut chain = Self::default();
         for plugin in plugins {
             match rules.loaded(db, client, plugin).await {
@@ -33,7 +33,7 @@ impl LoadedChain {
     }
 
     /// Whether the chain has an active plugin (loaded or not).
-    pub fn has_active(&self) -> bool {
+    pub(crate) fn has_active(&self) -> bool {
         self.links
             .iter()
             .map(|link| &link.plugin)

@@ -14,7 +14,7 @@ use crate::store::{Db, PluginRecord, RunningPlugin};
 
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
+pub(crate) enum ReplayError {
     /// The store could not be read (an outage: retry later), or the plugin is not there.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
@@ -38,7 +38,7 @@ impl From<LoadStoredError> for ReplayError {
 /// One message of a replay: what the candidate version decides, next to what the active chain decides now
 /// and what was applied when the message arrived.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ReplayItem {
+pub(crate) struct ReplayItem {
     /// The message.
     pub message_id: MessageId,
     /// Its conversation.
@@ -70,7 +70,7 @@ pub struct ReplayItem {
 
 /// A replay of one plugin version over a client's latest messages.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ReplayReport {
+pub(crate) struct ReplayReport {
     /// Messages replayed.
     pub messages: usize,
     /// Messages where the candidate's actions differ from the active chain's.
@@ -95,7 +95,7 @@ fn same_actions(a: &Decision, b: &Decision) -> bool {
 ///
 /// # Errors
 /// The store fails (or has no such plugin), or the version cannot be loaded.
-pub async fn replay(
+pub(crate) async fn replay(
     db: &Db,
     rules: &Rules,
     index: &SearchIndex,

@@ -100,7 +100,7 @@ pub async fn compile_isolated(wasm: &[u8], settings: &CompilerSettings) -> Resul
 }
 
 /// The body of `recado plugin compile-worker`: limits this process, reads a component from stdin, compiles
-/// it and writes the precompiled form to stdout. Exits [`REFUSED`] when the bytes do not compile.
+/// it and writes the precompiled form to stdout. Exits with `REFUSED` when the bytes do not compile.
 ///
 /// # Errors
 /// The limits cannot be set or stdin/stdout fail (the caller exits non-zero).

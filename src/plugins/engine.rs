@@ -104,7 +104,7 @@ impl PluginHost {
     /// Compiles a component and checks that it implements the `rules` world with imports this host offers.
     ///
     /// This compiles in the calling process: it is for trusted bytes (an author's own file in
-    /// `recado plugin test`, the tests). Uploads are compiled by [`compile::compile_isolated`] and loaded with
+    /// `recado plugin test`, the tests). Uploads are compiled by [`super::compile::compile_isolated`] and loaded with
     /// [`PluginHost::load_compiled`].
     ///
     /// # Errors
