@@ -53,6 +53,59 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// Who made a recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecisionSource {
+    /// The client's defaults alone (no active plugin, every active plugin failed, or the plugin time spent).
+    Defaults,
+    /// The client's chain of plugins, merged (with the defaults filling in what it left).
+    Chain,
+    /// One plugin version's own run (applied, or a shadow run beside the chain).
+    Plugin(PluginId),
+}
+
+impl DecisionSource {
+    /// The form stored and shown for a decision of `hook`: `defaults`, `chain` or `plugin:<id>`, followed by
+    /// `:on-overdue` for a decision about an overdue conversation. Unique per message, so each source
+    /// decides once about a message and hook.
+    pub fn key(&self, hook: HookKind) -> String {
+        match hook {
+            HookKind::OnMessage => self.to_string(),
+            HookKind::OnOverdue => format!("{self}:{hook}"),
+        }
+    }
+
+    /// Reads back a [`key`](Self::key).
+    pub fn parse_key(key: &str) -> Option<(Self, HookKind)> {
+        let (source, hook) = match key.strip_suffix(":on-overdue") {
+            Some(source) => (source, HookKind::OnOverdue),
+            None => (key, HookKind::OnMessage),
+        };
+        let source = match source {
+            "defaults" => Self::Defaults,
+            "chain" => Self::Chain,
+            other => Self::Plugin(PluginId::parse(other.strip_prefix("plugin:")?)?),
+        };
+        Some((source, hook))
+    }
+}
+
+impl Serialize for DecisionSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl fmt::Display for DecisionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Defaults => f.write_str("defaults"),
+            Self::Chain => f.write_str("chain"),
+            Self::Plugin(id) => write!(f, "plugin:{id}"),
+        }
+    }
+}
+
 /// A request to raise a conversation to people beyond the assistants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Escalation {
@@ -178,6 +231,21 @@ mod tests {
         let json = serde_json::to_string(&Timestamp(1_700_000_000_123)).expect("serialises");
         assert_eq!(json, "\"2023-11-14T22:13:20.123Z\"");
         assert_eq!(serde_json::from_str::<Timestamp>(&json).expect("parses"), Timestamp(1_700_000_000_123));
+    }
+
+    #[test]
+    fn decision_sources_round_trip_through_their_stored_keys() {
+        let plugin = PluginId::generate();
+        for (source, hook, key) in [
+            (DecisionSource::Defaults, HookKind::OnMessage, "defaults".to_owned()),
+            (DecisionSource::Chain, HookKind::OnOverdue, "chain:on-overdue".to_owned()),
+            (DecisionSource::Plugin(plugin.clone()), HookKind::OnMessage, format!("plugin:{plugin}")),
+            (DecisionSource::Plugin(plugin.clone()), HookKind::OnOverdue, format!("plugin:{plugin}:on-overdue")),
+        ] {
+            assert_eq!(source.key(hook), key);
+            assert_eq!(DecisionSource::parse_key(&key), Some((source, hook)));
+        }
+        assert_eq!(DecisionSource::parse_key("plugin:nonsense"), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PipelineSettings;
-use crate::domain::{ClientSlug, ConversationId, Decision, Timestamp};
+use crate::domain::{ClientSlug, ConversationId, Decision, DecisionSource, Timestamp};
 use crate::kb::SearchIndex;
 use crate::kb::language::Detectors;
 use crate::metrics::Metrics;
@@ -30,7 +30,7 @@ use crate::store::{Db, PendingBatch, PendingMessage, PluginRun, ProcessedDecisio
 use crate::worker::{StepWorker, Wake, run_steps};
 
 /// Source name of decisions made from the client's defaults.
-pub(crate) const DEFAULTS_SOURCE: &str = "defaults";
+pub(crate) const DEFAULTS_SOURCE: DecisionSource = DecisionSource::Defaults;
 
 /// Handle used to wake the pipeline worker when new messages are stored.
 pub(crate) type PipelineHandle = Wake;
@@ -152,7 +152,7 @@ pub(crate) fn with_defaults(
     merged: Option<Decision>,
     defaults: Decision,
     has_active: bool,
-) -> (&'static str, Decision) {
+) -> (DecisionSource, Decision) {
     match merged {
         _ if !has_active => (DEFAULTS_SOURCE, defaults),
         None => {
@@ -174,7 +174,7 @@ pub(crate) fn with_defaults(
 }
 
 /// Source name of decisions merged from a client's plugin chain.
-pub(crate) const CHAIN_SOURCE: &str = "chain";
+pub(crate) const CHAIN_SOURCE: DecisionSource = DecisionSource::Chain;
 
 /// Gives the knowledge-base search a plugin gets for a message written in a language.
 pub(crate) type KbFor<'a> = dyn Fn(&PendingMessage, &str) -> KbSearch + 'a;
@@ -266,7 +266,7 @@ fn decide_in_order(
                 sla: Some((message.received_at, warn, due)),
                 client: message.client,
                 message_id: message.message_id,
-                source: source.to_owned(),
+                source,
                 decision,
                 language,
                 runs,

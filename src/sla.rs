@@ -114,7 +114,7 @@ async fn overdue(pipeline: &Pipeline, clock: DueClock, now: Timestamp) -> crate:
     let decided = tokio::task::spawn_blocking(move || {
         let defaults = default_overdue_decision(&context);
         if chain.links.is_empty() && chain.broken.is_empty() {
-            return OverdueDecision { source: DEFAULTS_SOURCE.into(), decision: defaults, runs: Vec::new() };
+            return OverdueDecision { source: DEFAULTS_SOURCE, decision: defaults, runs: Vec::new() };
         }
         let mut kv: HashMap<_, _> = context.kv;
         let kb_search = kb_search_for(&index, &client, &context.profile, context.profile.primary_language());
@@ -124,7 +124,7 @@ async fn overdue(pipeline: &Pipeline, clock: DueClock, now: Timestamp) -> crate:
         let mut runs = outcome.runs;
         runs.extend(chain.broken.iter().map(|(plugin, why)| crate::pipeline::broken_run(plugin, why)));
         let (source, decision) = with_defaults(outcome.merged, defaults, chain.has_active());
-        OverdueDecision { source: source.into(), decision, runs }
+        OverdueDecision { source, decision, runs }
     })
     .await?;
     let breaker = pipeline.rules.breaker();

@@ -96,7 +96,7 @@ impl From<DecisionRecord> for DecisionBody {
                 version: record.plugin_version,
             }),
             message_id: record.message_id,
-            source: record.source,
+            source: record.source.key(record.hook),
             hook: record.hook,
             applied: record.applied,
             decision: record.decision,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::chain::LoadedChain;
 use super::{decide_with_chain, default_decision, kb_of, message_call, with_defaults};
-use crate::domain::{ClientSlug, ConversationId, Decision, HookKind, LogLine, MessageId, PluginState};
+use crate::domain::{ClientSlug, ConversationId, Decision, DecisionSource, HookKind, LogLine, MessageId, PluginState};
 use crate::kb::SearchIndex;
 use crate::kb::language::Detectors;
 use crate::plugins::rules::{ChainLink, Hook, LoadStoredError, Rules, kb_search_for};
@@ -59,8 +59,8 @@ pub(crate) struct ReplayItem {
     pub duration_us: u64,
     /// What the current active chain (with the client's defaults) decides for the same message.
     pub active: Decision,
-    /// `chain` or `defaults`.
-    pub active_source: String,
+    /// The chain, or the client's defaults (shown as `chain` or `defaults`).
+    pub active_source: DecisionSource,
     /// What was applied when the message arrived, if recorded.
     pub recorded: Option<Decision>,
     /// Whether the candidate's actions (acknowledgement, routing, tags, priority, escalation) differ from the
@@ -173,7 +173,7 @@ pub(crate) async fn replay(
                     fuel: run.as_ref().map_or(0, |run| run.fuel),
                     duration_us: run.as_ref().map_or(0, |run| run.duration_us),
                     active,
-                    active_source: source.to_owned(),
+                    active_source: source,
                     recorded,
                 }
             })

@@ -15,8 +15,8 @@ use super::plugins::{
 };
 use super::{Db, Error, Result};
 use crate::domain::{
-    ChannelKind, ChannelName, ClientProfile, ClientSlug, ContactId, ConversationId, Decision, Escalation, EscalationId,
-    HookKind, MessageId, MessageKind, SlaState, Timestamp,
+    ChannelKind, ChannelName, ClientProfile, ClientSlug, ContactId, ConversationId, Decision, DecisionSource,
+    Escalation, EscalationId, HookKind, MessageId, MessageKind, SlaState, Timestamp,
 };
 
 /// An inbound message waiting to be processed, with what the rules need to decide.
@@ -86,8 +86,8 @@ pub struct ProcessedDecision {
     pub client: ClientSlug,
     /// The message.
     pub message_id: MessageId,
-    /// Who decided: `defaults`, or a plugin and version.
-    pub source: String,
+    /// Who decided.
+    pub source: DecisionSource,
     /// What was decided.
     pub decision: Decision,
     /// The language detected in the message (`None` when it could not be told).
@@ -246,7 +246,7 @@ pub(super) fn escalate(
     summary: &ConversationSummary,
     message_id: Option<&MessageId>,
     trigger: &str,
-    source: &str,
+    source: &DecisionSource,
     escalation: &Escalation,
 ) -> Result<EscalationId> {
     let client = &summary.client;
@@ -280,7 +280,7 @@ pub(super) fn escalate(
             trigger,
             escalation.level,
             escalation.reason,
-            source,
+            source.to_string(),
             notification,
             now
         ])?;
@@ -393,7 +393,7 @@ impl Db {
                     .execute(params![
                         slug,
                         item.message_id,
-                        item.source,
+                        item.source.key(HookKind::OnMessage),
                         serde_json::to_string(&item.decision)?,
                         Timestamp::now().millis()
                     ])?;

@@ -13,7 +13,9 @@ use super::clients::{audit, ensure_client};
 use super::conversations::Scope;
 use super::paging::{Page, PageRequest};
 use super::{Db, Error, Result};
-use crate::domain::{ClientSlug, Decision, HookKind, LogLine, MessageId, PluginId, PluginState, Timestamp};
+use crate::domain::{
+    ClientSlug, Decision, DecisionSource, HookKind, LogLine, MessageId, PluginId, PluginState, Timestamp,
+};
 
 /// The rule that switches off a plugin that keeps failing (the plugin host's circuit breaker). The store
 /// counts consecutive failures in the transaction that records a run, and asks this rule whether the count
@@ -120,8 +122,8 @@ pub struct PluginRun {
 pub struct DecisionRecord {
     /// The message it is about (for overdue runs, the conversation's latest inbound message).
     pub message_id: MessageId,
-    /// `defaults`, `chain` or `plugin:<id>`.
-    pub source: String,
+    /// Who decided.
+    pub source: DecisionSource,
     /// Which hook.
     pub hook: HookKind,
     /// Whether it was applied.
@@ -227,10 +229,7 @@ pub(super) fn record_runs(
 ) -> Result<()> {
     let now = Timestamp::now().millis();
     for run in runs {
-        let source = match hook {
-            HookKind::OnMessage => format!("plugin:{}", run.plugin_id),
-            HookKind::OnOverdue => format!("plugin:{}:{hook}", run.plugin_id),
-        };
+        let source = DecisionSource::Plugin(run.plugin_id.clone()).key(hook);
         connection
             .prepare_cached(
                 "INSERT INTO decisions (client_id, message_id, source, applied, decision, created_at, plugin_id,
@@ -356,6 +355,8 @@ pub(super) fn query_decisions(
                 (failure, logs),
                 (fuel, duration_us, created_at),
             )| {
+                let (source, _) = DecisionSource::parse_key(&source)
+                    .ok_or_else(|| Error::Conflict(format!("a stored decision source is unreadable: {source:?}")))?;
                 Ok(DecisionRecord {
                     message_id,
                     source,
@@ -374,7 +375,7 @@ pub(super) fn query_decisions(
             },
         )
         .collect::<Result<Vec<_>>>()?;
-    Ok(page.page(records, |record| (record.created_at, record.message_id.clone(), record.source.clone())))
+    Ok(page.page(records, |record| (record.created_at, record.message_id.clone(), record.source.key(record.hook))))
 }
 
 impl Db {

@@ -12,7 +12,8 @@ use super::pipeline::{apply_routing, escalate};
 use super::plugins::{PluginRun, RunningPlugin, TripRule, load_kv, record_runs, running_plugins};
 use super::{Db, Result};
 use crate::domain::{
-    ClientProfile, ClientSlug, ConversationId, Decision, HookKind, MessageId, SlaState, Timestamp, new_id,
+    ClientProfile, ClientSlug, ConversationId, Decision, DecisionSource, HookKind, MessageId, SlaState, Timestamp,
+    new_id,
 };
 
 /// A conversation whose clock needs a look.
@@ -58,8 +59,8 @@ pub struct OverdueContext {
 /// The decision about an overdue conversation, ready to apply.
 #[derive(Debug, Clone)]
 pub struct OverdueDecision {
-    /// `chain` or `defaults`.
-    pub source: String,
+    /// The chain, or the client's defaults.
+    pub source: DecisionSource,
     /// The decision.
     pub decision: Decision,
     /// Plugin runs behind it.
@@ -215,7 +216,7 @@ impl Db {
             if moved == 0 {
                 return Ok(false);
             }
-            let source = format!("{}:on-overdue", decided.source);
+            let source = decided.source.key(HookKind::OnOverdue);
             connection
                 .prepare_cached(
                     "INSERT INTO decisions (client_id, message_id, source, applied, decision, created_at, hook)

@@ -201,7 +201,7 @@ async fn a_clock_step_applies_once_even_when_run_twice_or_after_the_reply_that_s
         }
     };
     let overdue = || OverdueDecision {
-        source: "defaults".into(),
+        source: recado::domain::DecisionSource::Defaults,
         decision: Decision {
             escalate: Some(Escalation { level: 1, reason: "overdue".into(), notify_owner: false }),
             reason: "test".into(),
