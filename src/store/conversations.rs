@@ -439,13 +439,15 @@ impl Db {
                 super::media::record_outbound(connection, &summary.client, &summary.channel, &message_id, payload)?;
             }
             // The first human reply stops the first-response clock (an automatic acknowledgement does not).
+            // The reply's own time, so the first-response figures and the thread agree to the millisecond.
             connection.execute(
-                "UPDATE conversations SET first_human_reply_at = COALESCE(first_human_reply_at, ?3),
+                "UPDATE conversations SET first_human_reply_at = COALESCE(first_human_reply_at,
+                            (SELECT created_at FROM messages WHERE client_id = ?1 AND id = ?3)),
                         sla_state = CASE sla_state WHEN 'running' THEN 'met' WHEN 'warned' THEN 'met'
                                                    WHEN 'overdue' THEN 'met_late' ELSE sla_state END,
                         sla_next_at = NULL
                  WHERE client_id = ?1 AND id = ?2",
-                params![summary.client, summary.id, Timestamp::now().millis()],
+                params![summary.client, summary.id, message_id],
             )?;
             Ok(message_id)
         })

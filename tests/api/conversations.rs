@@ -145,9 +145,18 @@ async fn a_reply_is_stored_queued_and_sets_the_first_human_reply_time() {
     assert_eq!(status, StatusCode::CREATED, "{reply}");
     assert_eq!(reply["message"]["kind"], "assistant");
     assert_eq!(reply["message"]["author"], "Ana");
-    assert!(reply["message"]["delivery"]["state"].is_string(), "{reply}");
+    assert_eq!(reply["message"]["state"], "queued", "{reply}");
+    let delivery = &reply["message"]["delivery"];
+    assert!(delivery["outbox_id"].as_str().is_some_and(|id| id.starts_with("obx_")), "{reply}");
+    // No channel is configured for this client: the delivery is waiting or being retried, never sent.
+    assert!(["pending", "sending"].contains(&delivery["state"].as_str().expect("a state")), "{reply}");
     let conversation = app.conversation(id).await;
-    assert!(conversation["first_human_reply_at"].is_string(), "{conversation:#}");
+    assert_eq!(conversation["first_human_reply_at"], reply["message"]["created_at"], "{conversation:#}");
+    let reply_id = reply["message"]["id"].as_str().expect("id");
+    assert!(
+        conversation["messages"].as_array().expect("messages").iter().any(|m| m["id"] == reply_id),
+        "the reply is in the thread"
+    );
 
     let (status, error) =
         app.post(&format!("/api/v1/conversations/{id}/replies"), &app.assistant, json!({ "text": "   " })).await;
