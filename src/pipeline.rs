@@ -315,6 +315,68 @@ pub(crate) async fn process_available(pipeline: &Pipeline) -> crate::store::Resu
     }
 }
 
+/// A pipeline over a fresh store with one client, for the tests of the workers built on it.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::Pipeline;
+    use crate::domain::{ChannelName, ClientDefaults, ClientProfile, ClientSlug, Context, InboundMessage, Timestamp};
+    use crate::kb::SearchIndex;
+    use crate::kb::language::Detectors;
+    use crate::metrics::Metrics;
+    use crate::plugins::rules::Rules;
+    use crate::store::{Db, InboundBatch};
+
+    /// The client every message here belongs to.
+    pub(crate) const CLIENT: &str = "client-a";
+
+    /// A pipeline with a store in `dir` holding [`CLIENT`], whose defaults acknowledge in Spanish and whose
+    /// first-response target is 15 minutes.
+    pub(crate) async fn pipeline(dir: &Path) -> Pipeline {
+        let settings = crate::config::Settings::for_tests(dir);
+        let db = Db::open(&settings.storage).expect("store");
+        let mut defaults = ClientDefaults { auto_acknowledge: true, ..ClientDefaults::default() };
+        defaults.acknowledgement.insert("es".into(), "Recibido".into());
+        let profile = ClientProfile { defaults, ..ClientProfile::new("A", "Europe/Madrid", &["es"]) };
+        db.create_client(ClientSlug::parse(CLIENT).expect("slug"), profile, "test".into()).await.expect("client");
+        let index = SearchIndex::open(&settings.storage.index_path(), &settings.search, &db).await.expect("index");
+        let rules = Rules::new(&settings.plugins, settings.storage.plugin_cache_path(), Metrics::new()).expect("rules");
+        Pipeline {
+            db,
+            outbox: crate::outbox::OutboxHandle::default(),
+            settings: settings.pipeline.clone(),
+            metrics: Metrics::new(),
+            detectors: Arc::new(Detectors::default()),
+            rules,
+            index,
+        }
+    }
+
+    /// Stores `count` first messages of as many customers of [`CLIENT`], received now.
+    pub(crate) async fn ingest(db: &Db, count: usize) {
+        let client = ClientSlug::parse(CLIENT).expect("slug");
+        let channel = ChannelName::known(ChannelName::API);
+        let messages = (0..count)
+            .map(|n| InboundMessage {
+                client: client.clone(),
+                channel: channel.clone(),
+                external_id: format!("m{n}"),
+                handle: format!("+3460000{n:04}"),
+                name: None,
+                text: "Hola, ¿abrís el sábado?".into(),
+                parts: Vec::new(),
+                context: Context::default(),
+                user_id: None,
+                username: None,
+                received_at: Timestamp::now(),
+            })
+            .collect();
+        db.ingest(client, channel, InboundBatch { messages, ..InboundBatch::default() }).await.expect("stored");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,7 +384,7 @@ mod tests {
         ChannelName, ClientDefaults, ClientProfile, ClientSlug, ContactId, MessageId, PluginId, PluginState,
     };
     use crate::plugins::rules::ChainLink;
-    use crate::store::RunningPlugin;
+    use crate::store::{PageRequest, RunningPlugin};
 
     fn pending(id: &str, conversation: &str, at: i64) -> PendingMessage {
         let mut defaults = ClientDefaults { auto_acknowledge: true, ..ClientDefaults::default() };
@@ -418,6 +480,42 @@ mod tests {
             .map(|d| d.runs[0].decision.as_ref().expect("decides").reason.clone())
             .collect();
         assert_eq!(fast_reasons, ["count 1", "count 2", "count 3", "count 4"], "the other client's rules all ran");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_processing_step_decides_every_waiting_message_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pipeline = test_support::pipeline(dir.path()).await;
+        let db = pipeline.db.clone();
+        test_support::ingest(&db, 3).await;
+        let worker = Processing(pipeline);
+
+        assert_eq!(db.unprocessed_messages(10).await.expect("waiting").len(), 3);
+        assert_eq!(worker.step().await.expect("a step"), None, "woken by ingest, not by a due time");
+        assert!(db.unprocessed_messages(10).await.expect("waiting").is_empty(), "one step decided them all");
+        let page = db
+            .conversations(
+                crate::store::Scope::All,
+                crate::store::ConversationFilter::default(),
+                PageRequest::first(10),
+            )
+            .await
+            .expect("inbox");
+        assert_eq!(page.items.len(), 3);
+        for conversation in &page.items {
+            assert_eq!(conversation.message_count, 2, "the message and its one acknowledgement");
+        }
+        worker.step().await.expect("another step");
+        let again = db
+            .conversations(
+                crate::store::Scope::All,
+                crate::store::ConversationFilter::default(),
+                PageRequest::first(10),
+            )
+            .await
+            .expect("inbox");
+        assert!(again.items.iter().all(|c| c.message_count == 2), "a second step changes nothing");
+        db.close().await;
     }
 
     #[test]

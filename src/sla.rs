@@ -134,3 +134,41 @@ async fn overdue(pipeline: &Pipeline, clock: DueClock, now: Timestamp) -> crate:
     }
     Ok(applied)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{process_available, test_support};
+    use crate::store::{ConversationFilter, PageRequest, Scope};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clocks_step_through_warning_and_target_at_the_time_they_are_given() {
+        // Time is an input: the steps are driven at chosen instants instead of waiting or moving rows.
+        let dir = tempfile::tempdir().expect("dir");
+        let pipeline = test_support::pipeline(dir.path()).await;
+        test_support::ingest(&pipeline.db, 1).await;
+        process_available(&pipeline).await.expect("decided");
+        let clock = || async {
+            let page = pipeline
+                .db
+                .conversations(Scope::All, ConversationFilter::default(), PageRequest::first(1))
+                .await
+                .expect("inbox");
+            page.items[0].clone()
+        };
+        let started = clock().await.sla.expect("the first message started the clock");
+        assert_eq!(started.state, SlaState::Running);
+
+        assert_eq!(process_due(&pipeline, started.warn_at.minus(Duration::from_millis(1))).await.expect("step"), 0);
+        assert_eq!(clock().await.sla.expect("clock").state, SlaState::Running, "nothing is due before the warning");
+        assert_eq!(process_due(&pipeline, started.warn_at).await.expect("step"), 1);
+        assert_eq!(clock().await.sla.expect("clock").state, SlaState::Warned);
+        assert_eq!(process_due(&pipeline, started.due_at).await.expect("step"), 1);
+        let overdue = clock().await;
+        assert_eq!(overdue.sla.expect("clock").state, SlaState::Overdue);
+        assert_eq!(overdue.escalation_level, 1, "the client's defaults escalate an overdue conversation");
+        assert_eq!(process_due(&pipeline, started.due_at.plus(Duration::from_secs(3_600))).await.expect("step"), 0);
+        // The worker's own step sees nothing due now, and says when to look again: never, as no clock runs.
+        assert_eq!(Clocks(pipeline).step().await.expect("step"), None);
+    }
+}
