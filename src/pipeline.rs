@@ -289,7 +289,7 @@ pub(crate) async fn process_available(pipeline: &Pipeline) -> crate::store::Resu
         let batch = db.pending_context(ids).await?;
         let mut chains = HashMap::new();
         for (client, plugins) in &batch.chains {
-            chains.insert(client.clone(), LoadedChain::load(&pipeline.rules, db, client, plugins).await);
+            chains.insert(client.clone(), LoadedChain::load(&pipeline.rules, db, client, plugins).await?);
         }
         let detectors = Arc::clone(&pipeline.detectors);
         let rules = pipeline.rules.clone();

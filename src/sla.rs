@@ -91,7 +91,7 @@ pub(crate) async fn process_due(pipeline: &Pipeline, now: Timestamp) -> crate::s
 
 async fn overdue(pipeline: &Pipeline, clock: DueClock, now: Timestamp) -> crate::store::Result<bool> {
     let context = pipeline.db.overdue_context(clock.client.clone(), clock.conversation_id.clone()).await?;
-    let chain = LoadedChain::load(&pipeline.rules, &pipeline.db, &clock.client, &context.chain).await;
+    let chain = LoadedChain::load(&pipeline.rules, &pipeline.db, &clock.client, &context.chain).await?;
     let profile = &context.profile;
     let waited_ms = profile.business_hours.open_time_between(clock.started_at, now, &profile.timezone);
     let plugin_context = PluginContext {

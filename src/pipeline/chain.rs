@@ -1,6 +1,9 @@
 //! A client's plugin chain made ready to run: each running version loaded (from the compiled cache, or
 //! compiled again from its kept component), and those that cannot be loaded kept aside, so their failure is
-//! recorded like any failed run and the circuit breaker sees a version that no longer loads.
+//! recorded like any failed run and the circuit breaker sees a version that no longer loads. A store that
+//! cannot be read is not the plugin's fault: loading stops with that error, and the messages wait.
+
+use crate::plugins::rules::LoadStoredError;
 
 use crate::domain::{ClientSlug, PluginState};
 use crate::plugins::rules::{ChainLink, Rules};
@@ -18,18 +21,27 @@ pub(crate) struct LoadedChain {
 
 impl LoadedChain {
     /// Loads the running plugins of `client`.
-    pub(crate) async fn load(rules: &Rules, db: &Db, client: &ClientSlug, plugins: &[RunningPlugin]) -> Self {
+    ///
+    /// # Errors
+    /// The store could not be read (a version's kept component is needed to compile it again).
+    pub(crate) async fn load(
+        rules: &Rules,
+        db: &Db,
+        client: &ClientSlug,
+        plugins: &[RunningPlugin],
+    ) -> crate::store::Result<Self> {
         let mut chain = Self::default();
         for plugin in plugins {
             match rules.loaded(db, client, plugin).await {
                 Ok(loaded) => chain.links.push(ChainLink { plugin: plugin.clone(), loaded }),
+                Err(LoadStoredError::Store(error)) => return Err(error),
                 Err(error) => {
                     tracing::warn!(client = client.as_str(), plugin = %plugin.id, error = %format!("{error:#}"), "plugin does not load");
                     chain.broken.push((plugin.clone(), format!("could not start: {error:#}")));
                 }
             }
         }
-        chain
+        Ok(chain)
     }
 
     /// Whether the chain has an active plugin (loaded or not).

@@ -116,7 +116,7 @@ pub(crate) async fn replay(
     let candidate = ChainLink { loaded: rules.loaded(db, client, &candidate).await?, plugin: candidate };
     let running = db.running_plugins(client.clone()).await?;
     let active: Vec<RunningPlugin> = running.into_iter().filter(|p| p.state == PluginState::Active).collect();
-    let chain = LoadedChain::load(rules, db, client, &active).await;
+    let chain = LoadedChain::load(rules, db, client, &active).await?;
     let mut candidate_kv = HashMap::new();
     candidate_kv.insert(plugin.name.clone(), db.plugin_kv(client.clone(), plugin.name.clone()).await?);
     let mut active_kv = HashMap::new();
