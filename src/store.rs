@@ -332,7 +332,13 @@ impl Db {
                 .map_err(|_| Error::Unavailable("reader pool poisoned".into()))?
                 .pop()
                 .ok_or_else(|| Error::Unavailable("no reader available".into()))?;
-            let result = query(&connection);
+            // Every read is one snapshot: a commit between two of its statements cannot show one state in
+            // the first and another in the second. A read-only transaction takes no lock a writer waits on.
+            let result = connection.unchecked_transaction().map_err(Error::from).and_then(|snapshot| {
+                let answer = query(&snapshot)?;
+                snapshot.finish()?;
+                Ok(answer)
+            });
             if let Ok(mut pool) = inner.readers.lock() {
                 pool.push(connection);
             }

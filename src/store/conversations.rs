@@ -337,10 +337,7 @@ impl Db {
     /// One conversation with its latest `limit` messages, oldest first.
     pub async fn conversation(&self, scope: Scope, id: ConversationId, limit: usize) -> Result<ConversationDetail> {
         self.read(move |connection| {
-            // Several statements make up the answer: one read transaction makes them one snapshot, so a
-            // commit between them cannot show the messages of one state with the summary of another.
-            let snapshot = connection.unchecked_transaction()?;
-            let connection: &Connection = &snapshot;
+            // Several statements make up the answer, read in the one snapshot every read runs in (`Db::read`).
             let summary = load_summary(connection, &scope, &id)?;
             let mut messages: Vec<MessageView> = connection
                 .prepare_cached(
