@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blobs::Blobs;
 use crate::config::Settings;
+use crate::domain::Clock;
 use crate::http::{self, AppState};
 use crate::kb::language::Detectors;
 use crate::kb::{Knowledge, SearchIndex};
@@ -29,6 +30,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     shutdown: CancellationToken,
+    clock: Clock,
 }
 
 impl Application {
@@ -38,6 +40,15 @@ impl Application {
     /// # Errors
     /// The store cannot be opened (permissions, newer schema) or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// [`Application::build`], with the first-response clocks stepped at `clock`'s time (one set ahead
+    /// shows what a server does once that much time has passed).
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let storage = settings.storage.clone();
         let db = tokio::task::spawn_blocking(move || Db::open(&storage))
             .await
@@ -72,7 +83,7 @@ impl Application {
             settings: Arc::new(settings),
         };
         let router = http::router(state.clone());
-        Ok(Self { listener, router, state, shutdown })
+        Ok(Self { listener, router, state, shutdown, clock })
     }
 
     /// The address actually bound (useful with port 0).
@@ -101,7 +112,7 @@ impl Application {
     /// # Errors
     /// The delivery worker cannot be built.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, router, state, shutdown } = self;
+        let Self { listener, router, state, shutdown, clock } = self;
         let settings = Arc::clone(&state.settings);
         let workers = CancellationToken::new();
         let deliverer =
@@ -124,6 +135,7 @@ impl Application {
             detectors: state.knowledge.detectors(),
             rules: state.rules.clone(),
             index: state.knowledge.index().clone(),
+            clock,
         };
         let sla_poll = Duration::from_millis(settings.pipeline.sla_poll_interval_ms);
         let clocks =

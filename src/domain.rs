@@ -198,6 +198,46 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Where "now" comes from for the first-response clocks: the system clock, or one set ahead of it. A
+/// server started with a clock ahead sees what happens once that much time has passed (a warning, an
+/// overdue conversation) without anyone editing its rows; tests use it, production uses the system clock.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> Timestamp + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self(std::sync::Arc::new(Timestamp::now))
+    }
+
+    /// The system clock, `ahead` in the future.
+    pub fn ahead(ahead: std::time::Duration) -> Self {
+        Self(std::sync::Arc::new(move || Timestamp::now().plus(ahead)))
+    }
+
+    /// The current time on this clock.
+    pub fn now(&self) -> Timestamp {
+        (self.0)()
+    }
+
+    /// How long until `due` on this clock (zero if it has passed).
+    pub fn until(&self, due: Timestamp) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::try_from(due.millis() - self.now().millis()).unwrap_or(0))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
+
 /// Checks that `value` is a short label made of `[a-z0-9_-]`, used for queues, channels and tags.
 pub fn parse_label(field: &str, value: &str, max_len: usize) -> Result<String, Invalid> {
     if value.is_empty() || value.len() > max_len {
@@ -231,6 +271,16 @@ mod tests {
         let json = serde_json::to_string(&Timestamp(1_700_000_000_123)).expect("serialises");
         assert_eq!(json, "\"2023-11-14T22:13:20.123Z\"");
         assert_eq!(serde_json::from_str::<Timestamp>(&json).expect("parses"), Timestamp(1_700_000_000_123));
+    }
+
+    #[test]
+    fn a_clock_ahead_reads_later_and_counts_down_from_its_own_now() {
+        let hour = std::time::Duration::from_secs(3_600);
+        let ahead = Clock::ahead(hour);
+        let (system, later) = (Timestamp::now(), ahead.now());
+        assert!(later.millis() - system.millis() >= 3_600_000, "{system} then {later}");
+        assert_eq!(ahead.until(system), std::time::Duration::ZERO, "what the system calls now has passed on it");
+        assert!(Clock::system().until(later) > hour - std::time::Duration::from_secs(1));
     }
 
     #[test]

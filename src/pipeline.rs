@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PipelineSettings;
-use crate::domain::{ClientSlug, ConversationId, Decision, DecisionSource, Timestamp};
+use crate::domain::{ClientSlug, Clock, ConversationId, Decision, DecisionSource, Timestamp};
 use crate::kb::SearchIndex;
 use crate::kb::language::Detectors;
 use crate::metrics::Metrics;
@@ -74,6 +74,8 @@ pub(crate) struct Pipeline {
     pub rules: Rules,
     /// The knowledge-base index, searched by plugins.
     pub index: SearchIndex,
+    /// The time the first-response clocks are stepped at.
+    pub clock: Clock,
 }
 
 /// Processes messages until `shutdown` is cancelled.
@@ -351,6 +353,7 @@ pub(crate) mod test_support {
             detectors: Arc::new(Detectors::default()),
             rules,
             index,
+            clock: crate::domain::Clock::system(),
         }
     }
 

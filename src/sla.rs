@@ -16,7 +16,7 @@ use crate::pipeline::{DEFAULTS_SOURCE, LoadedChain, Pipeline, with_defaults};
 use crate::plugins::PluginContext;
 use crate::plugins::rules::{Hook, kb_search_for};
 use crate::store::{DueClock, OverdueContext, OverdueDecision};
-use crate::worker::{StepWorker, Wake, run_steps, until};
+use crate::worker::{StepWorker, Wake, run_steps};
 
 /// Clocks handled per round.
 const BATCH: usize = 100;
@@ -53,8 +53,9 @@ impl StepWorker for Clocks {
     const NAME: &'static str = "clocks";
 
     async fn step(&self) -> crate::store::Result<Option<Duration>> {
-        process_due(&self.0, Timestamp::now()).await?;
-        Ok(self.0.db.next_clock_at().await?.map(until))
+        let clock = &self.0.clock;
+        process_due(&self.0, clock.now()).await?;
+        Ok(self.0.db.next_clock_at().await?.map(|due| clock.until(due)))
     }
 }
 

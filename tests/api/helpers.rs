@@ -45,12 +45,21 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Spawns the app on an existing data directory (to test restarts); the caller keeps the directory.
 pub async fn spawn_in(data_dir: &std::path::Path, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_in_at(data_dir, configure, recado::domain::Clock::system()).await
+}
+
+/// [`spawn_in`] with the first-response clocks stepped at `clock`'s time (set ahead: time has passed).
+pub async fn spawn_in_at(
+    data_dir: &std::path::Path,
+    configure: impl FnOnce(&mut Settings),
+    clock: recado::domain::Clock,
+) -> TestApp {
     recado::telemetry::init("warn");
     let mut settings = Settings::for_tests(data_dir);
     // The test binary is not recado: uploads are compiled by the real one.
     settings.plugins.compiler = Some(env!("CARGO_BIN_EXE_recado").into());
     configure(&mut settings);
-    let app = Application::build(settings).await.expect("app builds");
+    let app = Application::build_with_clock(settings, clock).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let db = app.db();
     let shutdown = app.shutdown_token();

@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{FakeProvider, TestApp, profile, spawn_app, spawn_in};
-use recado::domain::{ClientSlug, Role};
+use crate::helpers::{FakeProvider, TestApp, profile, spawn_app, spawn_in, spawn_in_at};
+use recado::domain::{ClientSlug, Clock, Role};
 
 const SECRET: &str = "a-webhook-secret-for-tests";
 
@@ -86,19 +86,11 @@ async fn a_human_reply_stops_the_first_response_clock_and_an_acknowledgement_doe
     assert_eq!(app.conversation(id).await["sla"]["state"], "met");
 }
 
-/// Moves a conversation's clock so that `what` ("warning" or "target") is in the past, as if time passed
-/// while the server was stopped.
-fn pass_time(data_dir: &std::path::Path, conversation_id: &str, what: &str) {
-    let connection = rusqlite::Connection::open(data_dir.join("recado.db")).expect("open");
-    let past = jiff::Timestamp::now().as_millisecond() - 1_000;
-    let sql = match what {
-        "warning" => "UPDATE conversations SET sla_warn_at = ?1, sla_next_at = ?1 WHERE id = ?2",
-        _ => {
-            "UPDATE conversations SET sla_warn_at = ?1 - 1, sla_due_at = ?1,
-                     sla_next_at = CASE sla_state WHEN 'running' THEN ?1 - 1 ELSE ?1 END WHERE id = ?2"
-        }
-    };
-    assert_eq!(connection.execute(sql, rusqlite::params![past, conversation_id]).expect("update"), 1);
+/// A clock as far ahead of the system's as it takes to be a second past `at` (an RFC 3339 time from the API).
+fn clock_past(at: &Value) -> Clock {
+    let at: jiff::Timestamp = at.as_str().expect("a time").parse().expect("RFC 3339");
+    let ahead = at.as_millisecond() + 1_000 - jiff::Timestamp::now().as_millisecond();
+    Clock::ahead(Duration::from_millis(u64::try_from(ahead).unwrap_or(0)))
 }
 
 #[tokio::test]
@@ -115,9 +107,8 @@ async fn clocks_that_fell_due_while_the_server_was_down_fire_after_a_restart() {
     assert_eq!(conversation["sla"]["state"], "running");
     app.stop().await;
 
-    // The warning fell due while stopped.
-    pass_time(dir.path(), &id, "warning");
-    let app = spawn_in(dir.path(), |_| {}).await;
+    // The warning fell due while stopped: the server comes back with its clock past the warning.
+    let app = spawn_in_at(dir.path(), |_| {}, clock_past(&conversation["sla"]["warn_at"])).await;
     app.wait_for_conversation(&id, "the warning", |c| c["sla"]["state"] == "warned").await;
     let events = app
         .db
@@ -128,8 +119,7 @@ async fn clocks_that_fell_due_while_the_server_was_down_fire_after_a_restart() {
     app.stop().await;
 
     // Then the target.
-    pass_time(dir.path(), &id, "target");
-    let app = spawn_in(dir.path(), |_| {}).await;
+    let app = spawn_in_at(dir.path(), |_| {}, clock_past(&conversation["sla"]["due_at"])).await;
     let conversation = app.wait_for_conversation(&id, "overdue", |c| c["sla"]["state"] == "overdue").await;
     assert_eq!(conversation["escalation_level"], 2, "the plugin's on-overdue escalation: {conversation:#}");
     assert!(conversation["tags"].as_array().expect("tags").contains(&json!("overdue")));
@@ -150,9 +140,9 @@ async fn clocks_that_fell_due_while_the_server_was_down_fire_after_a_restart() {
         "{decisions:?}"
     );
 
-    // Once overdue, the clock is done: another restart escalates nothing more.
+    // Once overdue, the clock is done: another restart, a day later, escalates nothing more.
     app.stop().await;
-    let app = spawn_in(dir.path(), |_| {}).await;
+    let app = spawn_in_at(dir.path(), |_| {}, Clock::ahead(Duration::from_secs(24 * 3_600))).await;
     // A whole step of the clock worker has run on the restarted server and found nothing due.
     app.wait_for_metric("recado_worker_steps_total{worker=\"clocks\"}", 1.0).await;
     let escalations =
@@ -168,8 +158,7 @@ async fn without_plugins_the_defaults_escalate_an_overdue_conversation() {
     let (_, conversation) = app.ingest_processed("dental", &token, "1", "+34600", "Hola").await;
     let id = conversation["id"].as_str().expect("id").to_owned();
     app.stop().await;
-    pass_time(dir.path(), &id, "target");
-    let app = spawn_in(dir.path(), |_| {}).await;
+    let app = spawn_in_at(dir.path(), |_| {}, clock_past(&conversation["sla"]["due_at"])).await;
     let conversation = app.wait_for_conversation(&id, "overdue", |c| c["sla"]["state"] == "overdue").await;
     assert_eq!(conversation["escalation_level"], 1);
     assert_eq!(conversation["priority"], "high");
