@@ -22,7 +22,7 @@ use crate::config::OutboxSettings;
 use base64::Engine as _;
 
 use crate::blobs::Blobs;
-use crate::domain::{ChannelKind, MediaKind, Outbound, Timestamp};
+use crate::domain::{ChannelKind, ClientSlug, MediaKind, Outbound, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::{Claimed, Db, DeliveryOutcome};
 use crate::worker::{self, ClaimWorker, Limits, Wake};
@@ -156,19 +156,17 @@ impl Deliverer {
         };
         match delivery.adapter {
             ChannelKind::WhatsApp => {
-                let config: WhatsAppConfig = match self.db.channel(client, WhatsAppConfig::KIND).await {
-                    Ok(Some(config)) => config,
-                    Ok(None) => return not_configured("whatsapp"),
-                    Err(error) => return storage_error(error),
+                let config: WhatsAppConfig = match self.config(client).await {
+                    Ok(config) => config,
+                    Err(failed) => return failed,
                 };
                 let secrets = config.secrets();
                 redacted(self.whatsapp(delivery, &config, attachment).await, &secrets)
             }
             ChannelKind::Telegram => {
-                let config: TelegramConfig = match self.db.channel(client, TelegramConfig::KIND).await {
-                    Ok(Some(config)) => config,
-                    Ok(None) => return not_configured("telegram"),
-                    Err(error) => return storage_error(error),
+                let config: TelegramConfig = match self.config(client).await {
+                    Ok(config) => config,
+                    Err(failed) => return failed,
                 };
                 let request = match attachment {
                     Some(file) => {
@@ -195,10 +193,9 @@ impl Deliverer {
                 redacted(self.send(request, ChannelKind::Telegram).await, &config.secrets())
             }
             ChannelKind::Webhook => {
-                let config: WebhookConfig = match self.db.channel(client, WebhookConfig::KIND).await {
-                    Ok(Some(config)) => config,
-                    Ok(None) => return not_configured("webhook"),
-                    Err(error) => return storage_error(error),
+                let config: WebhookConfig = match self.config(client).await {
+                    Ok(config) => config,
+                    Err(failed) => return failed,
                 };
                 let text = match &attachment {
                     Some(file) => file.caption,
@@ -235,6 +232,15 @@ impl Deliverer {
                     .body(body);
                 redacted(self.send(request, ChannelKind::Webhook).await, &config.secrets())
             }
+        }
+    }
+
+    /// The client's settings of channel `C`; their absence or a store outage is a retryable attempt.
+    async fn config<C: ChannelConfig>(&self, client: ClientSlug) -> Result<C, Attempt> {
+        match self.db.channel(client, C::KIND).await {
+            Ok(Some(config)) => Ok(config),
+            Ok(None) => Err(not_configured(C::KIND.as_str())),
+            Err(error) => Err(storage_error(error)),
         }
     }
 
