@@ -357,6 +357,13 @@ pub(crate) mod test_support {
         }
     }
 
+    /// Every conversation, most recent first.
+    pub(crate) async fn inbox(db: &Db) -> Vec<crate::store::ConversationSummary> {
+        let filter = crate::store::ConversationFilter::default();
+        let page = crate::store::PageRequest::first(100);
+        db.conversations(crate::store::Scope::All, filter, page).await.expect("inbox").items
+    }
+
     /// Stores `count` first messages of as many customers of [`CLIENT`], received now.
     pub(crate) async fn ingest(db: &Db, count: usize) {
         let client = ClientSlug::parse(CLIENT).expect("slug");
@@ -387,7 +394,7 @@ mod tests {
         ChannelName, ClientDefaults, ClientProfile, ClientSlug, ContactId, MessageId, PluginId, PluginState,
     };
     use crate::plugins::rules::ChainLink;
-    use crate::store::{PageRequest, RunningPlugin};
+    use crate::store::RunningPlugin;
 
     fn pending(id: &str, conversation: &str, at: i64) -> PendingMessage {
         let mut defaults = ClientDefaults { auto_acknowledge: true, ..ClientDefaults::default() };
@@ -496,28 +503,14 @@ mod tests {
         assert_eq!(db.unprocessed_messages(10).await.expect("waiting").len(), 3);
         assert_eq!(worker.step().await.expect("a step"), None, "woken by ingest, not by a due time");
         assert!(db.unprocessed_messages(10).await.expect("waiting").is_empty(), "one step decided them all");
-        let page = db
-            .conversations(
-                crate::store::Scope::All,
-                crate::store::ConversationFilter::default(),
-                PageRequest::first(10),
-            )
-            .await
-            .expect("inbox");
-        assert_eq!(page.items.len(), 3);
-        for conversation in &page.items {
+        let inbox = test_support::inbox(&db).await;
+        assert_eq!(inbox.len(), 3);
+        for conversation in &inbox {
             assert_eq!(conversation.message_count, 2, "the message and its one acknowledgement");
         }
         worker.step().await.expect("another step");
-        let again = db
-            .conversations(
-                crate::store::Scope::All,
-                crate::store::ConversationFilter::default(),
-                PageRequest::first(10),
-            )
-            .await
-            .expect("inbox");
-        assert!(again.items.iter().all(|c| c.message_count == 2), "a second step changes nothing");
+        let again = test_support::inbox(&db).await;
+        assert!(again.iter().all(|c| c.message_count == 2), "a second step changes nothing");
         db.close().await;
     }
 

@@ -140,7 +140,6 @@ async fn overdue(pipeline: &Pipeline, clock: DueClock, now: Timestamp) -> crate:
 mod tests {
     use super::*;
     use crate::pipeline::{process_available, test_support};
-    use crate::store::{ConversationFilter, PageRequest, Scope};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn clocks_step_through_warning_and_target_at_the_time_they_are_given() {
@@ -149,14 +148,7 @@ mod tests {
         let pipeline = test_support::pipeline(dir.path()).await;
         test_support::ingest(&pipeline.db, 1).await;
         process_available(&pipeline).await.expect("decided");
-        let clock = || async {
-            let page = pipeline
-                .db
-                .conversations(Scope::All, ConversationFilter::default(), PageRequest::first(1))
-                .await
-                .expect("inbox");
-            page.items[0].clone()
-        };
+        let clock = || async { test_support::inbox(&pipeline.db).await.remove(0) };
         let started = clock().await.sla.expect("the first message started the clock");
         assert_eq!(started.state, SlaState::Running);
 
