@@ -37,6 +37,67 @@ pub trait ChannelConfig: Serialize + serde::de::DeserializeOwned + Send + Sync +
     fn sent_message_id(_answer: &serde_json::Value) -> Option<String> {
         None
     }
+
+    /// How `message` is sent on this channel, with requests built on `http`.
+    ///
+    /// # Errors
+    /// The message cannot be sent this way at all (a file the request cannot carry): not worth retrying.
+    fn sending(&self, http: &reqwest::Client, message: Outgoing<'_>) -> Result<Sending, String>;
+}
+
+/// A message to send, in the channels' common terms.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// The delivery's id: the idempotency key, echoed back by providers that can.
+    pub outbox_id: &'a str,
+    /// The message.
+    pub message_id: &'a str,
+    /// Its conversation.
+    pub conversation_id: &'a str,
+    /// Its client.
+    pub client: &'a str,
+    /// What produced it (`assistant`, `auto_ack`, ...).
+    pub kind: &'a str,
+    /// The recipient's handle on the channel.
+    pub to: &'a str,
+    /// The text (a file's caption when there is a file).
+    pub text: &'a str,
+    /// An approved template to send instead of free text: name, language and parameters.
+    pub template: Option<(&'a str, &'a str, &'a [String])>,
+    /// A file to send.
+    pub file: Option<OutgoingFile>,
+}
+
+/// A file to send, read from the media store.
+#[derive(Debug)]
+pub struct OutgoingFile {
+    /// `image`, `audio`, `video` or `document`.
+    pub kind: &'static str,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    /// Its type.
+    pub content_type: String,
+    /// Its name.
+    pub filename: String,
+}
+
+/// What the continuation of an upload builds from the provider's answer.
+pub type AfterUpload = Box<dyn FnOnce(&serde_json::Value) -> Result<reqwest::RequestBuilder, String> + Send>;
+
+/// How a message is sent.
+pub enum Sending {
+    /// One request.
+    Request(reqwest::RequestBuilder),
+    /// A file uploaded first; the provider's answer (naming the uploaded file) gives the request that sends
+    /// the message. An answer the continuation cannot use is worth retrying.
+    Upload {
+        /// The upload.
+        upload: reqwest::RequestBuilder,
+        /// The send, from the upload's answer.
+        then: AfterUpload,
+    },
 }
 
 /// Shortest accepted secret that callers must present (webhook secrets, verify tokens, signing keys).

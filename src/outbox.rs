@@ -14,12 +14,11 @@ use rand::Rng as _;
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::telegram::{self, TelegramConfig};
-use crate::channels::webhook::{self, OutboundPayload, WebhookConfig};
-use crate::channels::whatsapp::{self, WhatsAppConfig};
-use crate::channels::{self, ChannelConfig, PublicResolver, hmac_sha256_hex, redact};
+use crate::channels::telegram::TelegramConfig;
+use crate::channels::webhook::WebhookConfig;
+use crate::channels::whatsapp::WhatsAppConfig;
+use crate::channels::{self, ChannelConfig, Outgoing, OutgoingFile, PublicResolver, Sending, redact};
 use crate::config::OutboxSettings;
-use base64::Engine as _;
 
 use crate::blobs::Blobs;
 use crate::domain::{ChannelKind, ClientSlug, MediaKind, Outbound, Timestamp};
@@ -135,17 +134,15 @@ impl Deliverer {
     /// the channel's secrets removed: it is stored as the delivery's `last_error`, shown to assistants and
     /// clients, and logged.
     async fn attempt(&self, delivery: &Claimed) -> Attempt {
-        let client = delivery.client.clone();
-        let attachment = match &delivery.payload {
-            Some(Outbound::Attachment { kind, sha256, content_type, filename, caption, .. }) => {
+        let file = match &delivery.payload {
+            Some(Outbound::Attachment { kind, sha256, content_type, filename, .. }) => {
                 match self.blobs.read(sha256).await {
-                    Ok(bytes) => Some(File {
+                    Ok(bytes) => Some(OutgoingFile {
                         kind: media_kind_name(*kind),
                         bytes,
-                        sha256,
-                        content_type,
+                        sha256: sha256.clone(),
+                        content_type: content_type.clone(),
                         filename: filename.clone().unwrap_or_else(|| format!("attachment.{}", extension(content_type))),
-                        caption,
                     }),
                     Err(error) => {
                         return Attempt::Permanent(format!("the attachment is missing from the media store: {error}"));
@@ -155,84 +152,52 @@ impl Deliverer {
             _ => None,
         };
         match delivery.adapter {
-            ChannelKind::WhatsApp => {
-                let config: WhatsAppConfig = match self.config(client).await {
-                    Ok(config) => config,
-                    Err(failed) => return failed,
-                };
-                let secrets = config.secrets();
-                redacted(self.whatsapp(delivery, &config, attachment).await, &secrets)
-            }
-            ChannelKind::Telegram => {
-                let config: TelegramConfig = match self.config(client).await {
-                    Ok(config) => config,
-                    Err(failed) => return failed,
-                };
-                let request = match attachment {
-                    Some(file) => {
-                        match telegram::file_send_request(
-                            &config,
-                            &delivery.recipient,
-                            file.kind,
-                            file.caption,
-                            file.bytes,
-                            &file.filename,
-                            file.content_type,
-                        ) {
-                            Ok((url, form)) => self.http.post(url).multipart(form),
-                            Err(error) => {
-                                return Attempt::Permanent(format!("the file cannot be sent: {}", error.without_url()));
-                            }
-                        }
-                    }
-                    None => {
-                        let (url, body) = telegram::send_request(&config, &delivery.recipient, &delivery.text);
-                        self.http.post(url).json(&body)
-                    }
-                };
-                redacted(self.send(request, ChannelKind::Telegram).await, &config.secrets())
-            }
-            ChannelKind::Webhook => {
-                let config: WebhookConfig = match self.config(client).await {
-                    Ok(config) => config,
-                    Err(failed) => return failed,
-                };
-                let text = match &attachment {
-                    Some(file) => file.caption,
-                    None => delivery.text.as_str(),
-                };
-                let payload = OutboundPayload {
-                    outbox_id: delivery.outbox_id.as_str(),
-                    message_id: delivery.message_id.as_str(),
-                    conversation_id: delivery.conversation_id.as_str(),
-                    client: delivery.client.as_str(),
-                    kind: delivery.kind.as_str(),
-                    to: &delivery.recipient,
-                    text,
-                    attachment: attachment.as_ref().map(|file| webhook::Attachment {
-                        kind: file.kind,
-                        filename: Some(file.filename.as_str()),
-                        content_type: file.content_type,
-                        size: file.bytes.len() as u64,
-                        sha256: file.sha256,
-                        data_base64: base64::engine::general_purpose::STANDARD.encode(&file.bytes),
-                    }),
-                };
-                let body = match serde_json::to_vec(&payload) {
-                    Ok(body) => body,
-                    Err(error) => return Attempt::Permanent(format!("cannot encode the payload: {error}")),
-                };
-                let signature = format!("sha256={}", hmac_sha256_hex(config.secret.expose(), &body));
-                let request = self
-                    .http
-                    .post(&config.url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .header(webhook::SIGNATURE_HEADER, signature)
-                    .header("idempotency-key", delivery.outbox_id.as_str())
-                    .body(body);
-                redacted(self.send(request, ChannelKind::Webhook).await, &config.secrets())
-            }
+            ChannelKind::WhatsApp => self.send_on::<WhatsAppConfig>(delivery, file).await,
+            ChannelKind::Telegram => self.send_on::<TelegramConfig>(delivery, file).await,
+            ChannelKind::Webhook => self.send_on::<WebhookConfig>(delivery, file).await,
         }
+    }
+
+    /// Sends `delivery` on channel `C` as the channel says it is sent: one request, or an upload and then
+    /// the send it makes possible. Errors lose the channel's secrets.
+    async fn send_on<C: ChannelConfig>(&self, delivery: &Claimed, file: Option<OutgoingFile>) -> Attempt {
+        let config: C = match self.config(delivery.client.clone()).await {
+            Ok(config) => config,
+            Err(failed) => return failed,
+        };
+        let template = match &delivery.payload {
+            Some(Outbound::Template { name, language, parameters }) => {
+                Some((name.as_str(), language.as_str(), parameters.as_slice()))
+            }
+            _ => None,
+        };
+        let text = match &delivery.payload {
+            Some(Outbound::Attachment { caption, .. }) => caption.as_str(),
+            _ => delivery.text.as_str(),
+        };
+        let message = Outgoing {
+            outbox_id: delivery.outbox_id.as_str(),
+            message_id: delivery.message_id.as_str(),
+            conversation_id: delivery.conversation_id.as_str(),
+            client: delivery.client.as_str(),
+            kind: delivery.kind.as_str(),
+            to: &delivery.recipient,
+            text,
+            template,
+            file,
+        };
+        let attempt = match config.sending(&self.http, message) {
+            Err(refused) => Attempt::Permanent(refused),
+            Ok(Sending::Request(request)) => self.send::<C>(request).await,
+            Ok(Sending::Upload { upload, then }) => match self.call(upload, C::KIND).await {
+                Ok(answer) => match then(&answer) {
+                    Ok(request) => self.send::<C>(request).await,
+                    Err(error) => Attempt::Retryable { error, retry_after: None },
+                },
+                Err(failed) => failed,
+            },
+        };
+        redacted(attempt, &config.secrets())
     }
 
     /// The client's settings of channel `C`; their absence or a store outage is a retryable attempt.
@@ -244,62 +209,10 @@ impl Deliverer {
         }
     }
 
-    /// A WhatsApp send: text or template at once; a file is uploaded first and sent by its media id.
-    async fn whatsapp(&self, delivery: &Claimed, config: &WhatsAppConfig, attachment: Option<File<'_>>) -> Attempt {
-        let Some(file) = attachment else {
-            let template = match &delivery.payload {
-                Some(Outbound::Template { name, language, parameters }) => {
-                    Some((name.as_str(), language.as_str(), parameters.as_slice()))
-                }
-                _ => None,
-            };
-            let (url, body) = whatsapp::send_request(
-                config,
-                &delivery.recipient,
-                &delivery.text,
-                delivery.outbox_id.as_str(),
-                template,
-            );
-            let request = self.http.post(url).bearer_auth(config.access_token.expose()).json(&body);
-            return self.send(request, ChannelKind::WhatsApp).await;
-        };
-        let (url, form) = match whatsapp::upload_request(config, file.bytes, &file.filename, file.content_type) {
-            Ok(upload) => upload,
-            Err(error) => return Attempt::Permanent(format!("the file cannot be sent: {}", error.without_url())),
-        };
-        let uploaded = match self
-            .call(self.http.post(url).bearer_auth(config.access_token.expose()).multipart(form), ChannelKind::WhatsApp)
-            .await
-        {
-            Ok(answer) => answer,
-            Err(failed) => return failed,
-        };
-        let Some(media_id) = whatsapp::uploaded_media_id(&uploaded) else {
-            return Attempt::Retryable {
-                error: "whatsapp media upload answered without an id".into(),
-                retry_after: None,
-            };
-        };
-        let (url, body) = whatsapp::media_send_request(
-            config,
-            &delivery.recipient,
-            delivery.outbox_id.as_str(),
-            file.kind,
-            &media_id,
-            file.caption,
-            Some(&file.filename),
-        );
-        self.send(self.http.post(url).bearer_auth(config.access_token.expose()).json(&body), ChannelKind::WhatsApp)
-            .await
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder, kind: ChannelKind) -> Attempt {
-        match self.call(request, kind).await {
-            Ok(json) => Attempt::Sent(match kind {
-                ChannelKind::WhatsApp => WhatsAppConfig::sent_message_id(&json),
-                ChannelKind::Telegram => TelegramConfig::sent_message_id(&json),
-                ChannelKind::Webhook => WebhookConfig::sent_message_id(&json),
-            }),
+    /// One request whose success is the send: the provider's id of the message from its answer.
+    async fn send<C: ChannelConfig>(&self, request: reqwest::RequestBuilder) -> Attempt {
+        match self.call(request, C::KIND).await {
+            Ok(json) => Attempt::Sent(C::sent_message_id(&json)),
             Err(failed) => failed,
         }
     }
@@ -349,22 +262,13 @@ impl Deliverer {
             || status.as_u16() == 425
             || status.is_server_error()
         {
-            let retry_after = header_retry_after.or_else(|| telegram::retry_after(&json).map(Duration::from_secs));
+            let retry_after =
+                header_retry_after.or_else(|| channels::telegram::retry_after(&json).map(Duration::from_secs));
             Err(Attempt::Retryable { error, retry_after })
         } else {
             Err(Attempt::Permanent(error))
         }
     }
-}
-
-/// A file to send, read from the media store.
-struct File<'a> {
-    kind: &'static str,
-    bytes: Vec<u8>,
-    sha256: &'a str,
-    content_type: &'a str,
-    filename: String,
-    caption: &'a str,
 }
 
 /// How the channels name a kind of file: `image`, `audio`, `video`, or `document` for everything else.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::{Parsed, ParsedMessage, Secret, id_at, number_at, owned_at, readable_text, text_at};
+use super::{Outgoing, Parsed, ParsedMessage, Secret, Sending, id_at, number_at, owned_at, readable_text, text_at};
 use crate::domain::{Change, ChannelKind, Context, Invalid, Location, Media, MediaKind, Part, SharedContact, Target};
 
 /// Default Bot API base URL.
@@ -64,6 +64,30 @@ impl super::ChannelConfig for TelegramConfig {
 
     fn sent_message_id(answer: &serde_json::Value) -> Option<String> {
         sent_message_id(answer)
+    }
+
+    /// `sendMessage`, or a file with its own method (`sendPhoto`, `sendDocument`, ...) as a form.
+    fn sending(&self, http: &reqwest::Client, message: Outgoing<'_>) -> Result<Sending, String> {
+        let request = match message.file {
+            Some(file) => {
+                let (url, form) = file_send_request(
+                    self,
+                    message.to,
+                    file.kind,
+                    message.text,
+                    file.bytes,
+                    &file.filename,
+                    &file.content_type,
+                )
+                .map_err(|error| format!("the file cannot be sent: {}", error.without_url()))?;
+                http.post(url).multipart(form)
+            }
+            None => {
+                let (url, body) = send_request(self, message.to, message.text);
+                http.post(url).json(&body)
+            }
+        };
+        Ok(Sending::Request(request))
     }
 }
 

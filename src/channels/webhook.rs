@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Secret;
+use super::{Outgoing, Secret, Sending};
 use crate::domain::{ChannelKind, Invalid};
 
 /// The signature header.
@@ -40,6 +40,37 @@ impl super::ChannelConfig for WebhookConfig {
     /// What the API shows of these settings: no secret.
     fn public_view(&self) -> serde_json::Value {
         serde_json::json!({ "url": self.url })
+    }
+
+    /// The message as signed JSON, a file inline (base64), the outbox id as the idempotency key.
+    fn sending(&self, http: &reqwest::Client, message: Outgoing<'_>) -> Result<Sending, String> {
+        use base64::Engine as _;
+        let payload = OutboundPayload {
+            outbox_id: message.outbox_id,
+            message_id: message.message_id,
+            conversation_id: message.conversation_id,
+            client: message.client,
+            kind: message.kind,
+            to: message.to,
+            text: message.text,
+            attachment: message.file.as_ref().map(|file| Attachment {
+                kind: file.kind,
+                filename: Some(file.filename.as_str()),
+                content_type: &file.content_type,
+                size: file.bytes.len() as u64,
+                sha256: &file.sha256,
+                data_base64: base64::engine::general_purpose::STANDARD.encode(&file.bytes),
+            }),
+        };
+        let body = serde_json::to_vec(&payload).map_err(|error| format!("cannot encode the payload: {error}"))?;
+        let signature = format!("sha256={}", super::hmac_sha256_hex(self.secret.expose(), &body));
+        Ok(Sending::Request(
+            http.post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(SIGNATURE_HEADER, signature)
+                .header("idempotency-key", message.outbox_id)
+                .body(body),
+        ))
     }
 }
 
