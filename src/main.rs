@@ -240,18 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let signals = Signals::install()?;
             let url = format!("http://{}", app.local_addr());
             println!("listening on {url}");
-            println!("demo clients: {}", clients.iter().map(ClientSlug::as_str).collect::<Vec<_>>().join(", "));
-            println!("admin token:     {}", tokens.admin);
-            println!("assistant token: {}", tokens.assistant);
-            if let Some((slug, token)) = &tokens.client {
-                println!("client token ({slug}): {token}");
-                println!();
-                println!("try:");
-                println!(
-                    "  curl -s -X POST {url}/api/v1/clients/{slug}/messages -H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -d '{{\"external_id\":\"m1\",\"from\":{{\"handle\":\"+34600111222\",\"name\":\"Núria\"}},\"text\":\"Hola!\"}}'"
-                );
-                println!("  curl -s {url}/api/v1/conversations -H 'Authorization: Bearer {}'", tokens.assistant);
-            }
+            print!("{}", recado::tools::demo::banner(&url, &clients, &tokens));
             serve(app, signals).await
         }
         Command::Token { command } => token(command).await,
@@ -378,30 +367,7 @@ async fn kb(command: KbCommand) -> anyhow::Result<()> {
             .await;
             bar.finish_and_clear();
             let summaries = result?;
-            let mut totals = recado::store::ImportSummary::default();
-            for (slug, summary) in &summaries {
-                let client = if summary.client_created {
-                    " (new client)"
-                } else if summary.client_updated {
-                    " (profile updated)"
-                } else {
-                    ""
-                };
-                println!(
-                    "{slug}: {} created, {} updated, {} unchanged{client}",
-                    summary.created, summary.updated, summary.unchanged
-                );
-                totals.created += summary.created;
-                totals.updated += summary.updated;
-                totals.unchanged += summary.unchanged;
-            }
-            println!(
-                "total: {} clients, {} created, {} updated, {} unchanged",
-                summaries.len(),
-                totals.created,
-                totals.updated,
-                totals.unchanged
-            );
+            print!("{}", recado::kb::files::import_report(&summaries));
             db.close().await;
             Ok(())
         }

@@ -281,6 +281,36 @@ pub enum ImportError {
     },
 }
 
+/// What `recado kb import` prints: per client what was created, updated and left as it was, then totals.
+pub fn import_report(summaries: &[(ClientSlug, ImportSummary)]) -> String {
+    let mut text = String::new();
+    let mut totals = ImportSummary::default();
+    for (slug, summary) in summaries {
+        let client = if summary.client_created {
+            " (new client)"
+        } else if summary.client_updated {
+            " (profile updated)"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "{slug}: {} created, {} updated, {} unchanged{client}\n",
+            summary.created, summary.updated, summary.unchanged
+        ));
+        totals.created += summary.created;
+        totals.updated += summary.updated;
+        totals.unchanged += summary.unchanged;
+    }
+    text.push_str(&format!(
+        "total: {} clients, {} created, {} updated, {} unchanged\n",
+        summaries.len(),
+        totals.created,
+        totals.updated,
+        totals.unchanged
+    ));
+    text
+}
+
 /// Imports every client directory under `dir`: all files are read and checked first, and if any is broken
 /// nothing is written. Each client is then written in one transaction. Importing the same files again
 /// changes nothing. `progress` is called with the number of files of each client as it is stored.

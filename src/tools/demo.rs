@@ -16,6 +16,30 @@ pub struct DemoTokens {
     pub client: Option<(ClientSlug, String)>,
 }
 
+/// What `recado demo` prints once it listens at `url`: the clients, the tokens, and requests to try.
+pub fn banner(url: &str, clients: &[ClientSlug], tokens: &DemoTokens) -> String {
+    let names: Vec<&str> = clients.iter().map(ClientSlug::as_str).collect();
+    let mut text = format!(
+        "demo clients: {}\nadmin token:     {}\nassistant token: {}\n",
+        names.join(", "),
+        tokens.admin,
+        tokens.assistant
+    );
+    if let Some((slug, token)) = &tokens.client {
+        text.push_str(&format!("client token ({slug}): {token}\n\ntry:\n"));
+        text.push_str(&format!(
+            "  curl -s -X POST {url}/api/v1/clients/{slug}/messages -H 'Authorization: Bearer {token}' \\\n    \
+             -H 'Content-Type: application/json' -d '{{\"external_id\":\"m1\",\"from\":{{\"handle\":\"+34600111222\",\
+             \"name\":\"Núria\"}},\"text\":\"Hola!\"}}'\n"
+        ));
+        text.push_str(&format!(
+            "  curl -s {url}/api/v1/conversations -H 'Authorization: Bearer {}'\n",
+            tokens.assistant
+        ));
+    }
+    text
+}
+
 /// Imports the demo clients and their knowledge bases from `kb_dir` and creates one token of each role.
 ///
 /// # Errors
@@ -76,6 +100,29 @@ pub async fn install_example_chain(
 
 #[cfg(test)]
 mod tests {
+    use super::{ClientSlug, DemoTokens, banner};
+
+    #[test]
+    fn the_banner_names_the_tokens_and_a_request_that_can_be_pasted() {
+        let slug = ClientSlug::parse("dental-gracia").expect("slug");
+        let tokens = DemoTokens {
+            admin: "rcd_a".into(),
+            assistant: "rcd_b".into(),
+            client: Some((slug.clone(), "rcd_c".into())),
+        };
+        let banner = banner("http://127.0.0.1:8080", &[slug], &tokens);
+        let lines: Vec<&str> = banner.lines().collect();
+        assert_eq!(lines[..3], ["demo clients: dental-gracia", "admin token:     rcd_a", "assistant token: rcd_b"]);
+        assert_eq!(lines[3], "client token (dental-gracia): rcd_c");
+        assert_eq!(
+            lines[6..8],
+            [
+                "  curl -s -X POST http://127.0.0.1:8080/api/v1/clients/dental-gracia/messages -H 'Authorization: Bearer rcd_c' \\",
+                "    -H 'Content-Type: application/json' -d '{\"external_id\":\"m1\",\"from\":{\"handle\":\"+34600111222\",\"name\":\"Núria\"},\"text\":\"Hola!\"}'",
+            ]
+        );
+    }
+
     use std::path::Path;
 
     use crate::kb::files::read_tree;
