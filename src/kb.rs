@@ -1,17 +1,17 @@
 //! The knowledge base: canned answers per client, and the suggestion service over them.
 //!
-//! SQLite holds the articles (see [`crate::store`]); the tantivy index ([`index`]) is derived from them.
-//! [`Knowledge`] suggests answers for a message or a query ([`suggest`]) in the customer's language
-//! ([`language`], [`analysis`]), filled in from their templates ([`template`]), and learns from what
+//! SQLite holds the articles (see [`crate::store`]); the tantivy index (`index`) is derived from them.
+//! [`Knowledge`] suggests answers for a message or a query (`suggest`) in the customer's language
+//! (`language`, `analysis`), filled in from their templates (`template`), and learns from what
 //! assistants pick. Knowledge bases as files (`kb/<client>/...`) are read and written by [`files`], which
 //! also imports and exports whole directories.
 
-pub mod analysis;
+pub(crate) mod analysis;
 pub mod files;
-pub mod index;
-pub mod language;
-pub mod suggest;
-pub mod template;
+pub(crate) mod index;
+pub(crate) mod language;
+pub(crate) mod suggest;
+pub(crate) mod template;
 
 pub use files::{ImportError, export_dir, import_dir};
 

@@ -92,7 +92,7 @@ pub struct ArticleContent {
     /// Other ways customers ask the same thing (and phrasings learned from assistants' picks).
     #[serde(default)]
     pub questions: Vec<String>,
-    /// The answer: a template filled in for the contact (see [`crate::kb::template`]).
+    /// The answer: a template filled in for the contact (see `kb::template`).
     pub body: String,
     /// Tags for filtering and reports.
     #[serde(default)]
@@ -126,7 +126,7 @@ impl ArticleContent {
         self
     }
 
-    /// Checks every field except the template syntax (see [`crate::kb::template::validate`]).
+    /// Checks every field except the template syntax (see `kb::template::validate`).
     pub fn validate(&self) -> Result<(), Invalid> {
         super::client::validate_language(&self.language).map_err(|e| e.within("language"))?;
         super::parse_text("title", &self.title, 200)?;

@@ -12,13 +12,13 @@ use tantivy::tokenizer::{
 };
 
 /// The analyzer key of languages without a stemmer.
-pub const NEUTRAL: &str = "xx";
+pub(crate) const NEUTRAL: &str = "xx";
 
 /// Name of the trigram analyzer.
-pub const TRIGRAM: &str = "recado_trigram";
+pub(crate) const TRIGRAM: &str = "recado_trigram";
 
 /// Language codes with a stemmer (ISO 639-1), each with its own analyzer and fields.
-pub const STEMMED: &[&str] = &[
+pub(crate) const STEMMED: &[&str] = &[
     "ar", "ca", "cs", "da", "de", "el", "en", "eo", "es", "et", "eu", "fa", "fi", "fr", "ga", "hi", "hu", "hy", "id",
     "it", "lt", "ne", "nl", "no", "pl", "pt", "ro", "ru", "sr", "sv", "ta", "tr", "yi",
 ];
@@ -28,7 +28,7 @@ const MAX_TOKEN_BYTES: usize = 40;
 
 /// The analyzer key for a language code: its base language if it has a stemmer (`pt-BR` -> `pt`,
 /// `nb` -> `no`), otherwise [`NEUTRAL`].
-pub fn analyzer_key(language: &str) -> &'static str {
+pub(crate) fn analyzer_key(language: &str) -> &'static str {
     let base = language.split(['-', '_']).next().unwrap_or_default().to_ascii_lowercase();
     let base = match base.as_str() {
         "nb" | "nn" => "no",
@@ -38,17 +38,17 @@ pub fn analyzer_key(language: &str) -> &'static str {
 }
 
 /// Every analyzer key: the stemmed languages and the neutral one.
-pub fn analyzer_keys() -> impl Iterator<Item = &'static str> {
+pub(crate) fn analyzer_keys() -> impl Iterator<Item = &'static str> {
     STEMMED.iter().copied().chain(std::iter::once(NEUTRAL))
 }
 
 /// The tantivy analyzer name of a key.
-pub fn analyzer_name(key: &str) -> String {
+pub(crate) fn analyzer_name(key: &str) -> String {
     format!("recado_{key}")
 }
 
 /// Builds the analyzer of a key.
-pub fn analyzer(key: &str) -> TextAnalyzer {
+pub(crate) fn analyzer(key: &str) -> TextAnalyzer {
     let base = TextAnalyzer::builder(WordTokenizer).filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES)).filter(LowerCaser);
     if key == NEUTRAL {
         return base.filter(AsciiFoldingFilter).build();
@@ -70,12 +70,12 @@ pub fn analyzer(key: &str) -> TextAnalyzer {
 }
 
 /// The trigram analyzer: each word lower-cased and folded, padded with `_`, cut into 3-character grams.
-pub fn trigram_analyzer() -> TextAnalyzer {
+pub(crate) fn trigram_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(TrigramTokenizer::default()).build()
 }
 
 /// Registers every analyzer with an index.
-pub fn register(index: &tantivy::Index) {
+pub(crate) fn register(index: &tantivy::Index) {
     let manager = index.tokenizers();
     for key in analyzer_keys() {
         manager.register(&analyzer_name(key), analyzer(key));
@@ -84,7 +84,7 @@ pub fn register(index: &tantivy::Index) {
 }
 
 /// Runs `analyzer` over `text`, returning each token's text and byte range in `text`.
-pub fn tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<(String, std::ops::Range<usize>)> {
+pub(crate) fn tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<(String, std::ops::Range<usize>)> {
     let mut stream = analyzer.token_stream(text);
     let mut tokens = Vec::new();
     while stream.advance() {
@@ -98,10 +98,10 @@ pub fn tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<(String, std::ops:
 /// stays inside the word and is dropped from the token, so Catalan `cancel·lar` is one word, `cancellar`.
 /// Apostrophes split words (`l'any` -> `l`, `any`); elided articles are stop words.
 #[derive(Clone, Default)]
-pub struct WordTokenizer;
+pub(crate) struct WordTokenizer;
 
 /// The token stream of [`WordTokenizer`].
-pub struct WordStream<'a> {
+pub(crate) struct WordStream<'a> {
     text: &'a str,
     position: usize,
     token: Token,
@@ -163,7 +163,7 @@ impl TokenStream for WordStream<'_> {
 
 /// Snowball stemming for any language frostem knows (tantivy's own filter exposes fewer, and not Catalan).
 #[derive(Clone, Copy)]
-pub struct Snowball(frostem::Algorithm);
+pub(crate) struct Snowball(frostem::Algorithm);
 
 impl TokenFilter for Snowball {
     type Tokenizer<T: Tokenizer> = SnowballFilter<T>;
@@ -175,7 +175,7 @@ impl TokenFilter for Snowball {
 
 /// The tokenizer [`Snowball`] wraps.
 #[derive(Clone)]
-pub struct SnowballFilter<T> {
+pub(crate) struct SnowballFilter<T> {
     algorithm: frostem::Algorithm,
     inner: T,
 }
@@ -189,7 +189,7 @@ impl<T: Tokenizer> Tokenizer for SnowballFilter<T> {
 }
 
 /// The token stream of [`SnowballFilter`].
-pub struct SnowballStream<S> {
+pub(crate) struct SnowballStream<S> {
     inner: S,
     stemmer: frostem::Stemmer,
 }
@@ -216,7 +216,7 @@ impl<S: TokenStream> TokenStream for SnowballStream<S> {
 
 /// Cuts each word into padded character trigrams: `hora` -> `_ho`, `hor`, `ora`, `ra_`.
 #[derive(Clone)]
-pub struct TrigramTokenizer {
+pub(crate) struct TrigramTokenizer {
     normalizer: TextAnalyzer,
     grams: Vec<Token>,
 }
@@ -233,7 +233,7 @@ impl Default for TrigramTokenizer {
 }
 
 /// The token stream of [`TrigramTokenizer`].
-pub struct TrigramStream<'a> {
+pub(crate) struct TrigramStream<'a> {
     grams: std::slice::Iter<'a, Token>,
     current: Token,
 }

@@ -29,7 +29,7 @@ use crate::domain::{ArticleId, ClientSlug};
 use crate::store::{Article, Db};
 
 /// Version of the index layout; an index written with another version is rebuilt.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// Most changes applied in one commit.
 const CHANGES_PER_COMMIT: usize = 2_000;
@@ -55,7 +55,7 @@ pub enum Error {
 }
 
 /// Result of index operations.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The fields of one analyzer language.
 #[derive(Debug, Clone, Copy)]
@@ -352,7 +352,7 @@ impl SearchIndex {
 }
 
 /// The indexing worker: each step indexes every article change not yet in the index.
-pub struct Indexing {
+pub(crate) struct Indexing {
     /// The index kept up to date.
     pub index: SearchIndex,
     /// Where the changes are read.

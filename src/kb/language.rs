@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use lingua::{IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder};
 
 /// Fewer words than this and the fallback is used.
-pub const MIN_WORDS: usize = 3;
+pub(crate) const MIN_WORDS: usize = 3;
 
 /// Detections less confident than this are not trusted.
 const MIN_CONFIDENCE: f64 = 0.5;

@@ -11,7 +11,8 @@
 //! - statements: `if`/`elif`/`else`/`endif`, `raw`/`endraw` and comments; no `set`, `for`, `macro`,
 //!   `call`, `include` or `filter` blocks;
 //! - no `*`, `+` or `~` operator (the ways to repeat or grow a string), no functions;
-//! - only the filters of [`FILTERS`], each with bounded output.
+//! - only the filters `default` (`d`), `upper`, `lower`, `title`, `capitalize`, `trim`, `truncate`,
+//!   `replace` and `length`, each with bounded output (see `environment`).
 //!
 //! Rendering is also bounded by fuel and its output capped; the save-time check renders the body for a
 //! worst-case contact (every name at its longest) and refuses it if the text would be cut.
@@ -21,7 +22,7 @@ use std::borrow::Cow;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value, context};
 
 /// The variables a body may use.
-pub const VARIABLES: &[&str] =
+pub(crate) const VARIABLES: &[&str] =
     &["contact.name", "contact.first_name", "client.name", "assistant.name", "conversation.id"];
 
 /// Instruction budget of one render: generous for real answers, a stop for runaway loops.
@@ -36,17 +37,13 @@ const MAX_RENDERED_BYTES: usize = 4 * MAX_RENDERED_CHARS;
 /// Longest name a contact, client or assistant can have (the ingest and profile limits).
 const MAX_NAME_CHARS: usize = 200;
 
-/// The filters a body may use.
-pub const FILTERS: &[&str] =
-    &["default", "d", "upper", "lower", "title", "capitalize", "trim", "truncate", "replace", "length"];
-
 /// The statements a body may use.
 const STATEMENTS: &[&str] = &["if", "elif", "else", "endif", "raw"];
 
 /// A template problem, with the 1-based line in the body where known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{message}", line.map(|line| format!("line {line}: ")).unwrap_or_default())]
-pub struct TemplateError {
+pub(crate) struct TemplateError {
     /// Line of the body, from 1.
     pub line: Option<usize>,
     /// What is wrong.
@@ -112,7 +109,7 @@ fn replace(value: Cow<'_, str>, from: Cow<'_, str>, to: Cow<'_, str>) -> Result<
 
 /// Checks a body: syntax, the body language, only known variables, and that it renders with and without
 /// values and, whole, for the longest names.
-pub fn validate(body: &str) -> Result<(), TemplateError> {
+pub(crate) fn validate(body: &str) -> Result<(), TemplateError> {
     let env = environment();
     let template =
         env.template_from_str(body).map_err(|error| TemplateError { line: error.line(), message: describe(&error) })?;
@@ -144,7 +141,7 @@ pub fn validate(body: &str) -> Result<(), TemplateError> {
 
 /// Fills a body in. A body that fails here (saved before the current rules, or stopped by a limit) is
 /// returned as it is, so a suggestion is still shown.
-pub fn render(body: &str, fill: &Fill) -> String {
+pub(crate) fn render(body: &str, fill: &Fill) -> String {
     let env = environment();
     let rendered = check_subset(body)
         .map_err(|error| Error::new(ErrorKind::InvalidOperation, error.to_string()))
@@ -183,7 +180,7 @@ impl std::io::Write for CappedBuffer {
 }
 
 /// Checks that `body` keeps to the body language (see the module docs). `body` must already parse.
-pub fn check_subset(body: &str) -> Result<(), TemplateError> {
+pub(crate) fn check_subset(body: &str) -> Result<(), TemplateError> {
     let refuse =
         |at: usize, message: String| TemplateError { line: Some(body[..at].matches('\n').count() + 1), message };
     let mut position = 0;
