@@ -80,21 +80,21 @@ impl super::ChannelConfig for WhatsAppConfig {
     /// Text and templates at once; a file is uploaded first (our files are not on a public URL Meta could
     /// fetch) and sent by the media id the upload answers with.
     fn sending(&self, http: &reqwest::Client, message: Outgoing<'_>) -> Result<Sending, String> {
-        let token = self.access_token.expose().to_owned();
         let Some(file) = message.file else {
             let (url, body) = send_request(self, message.to, message.text, message.outbox_id, message.template);
-            return Ok(Sending::Request(http.post(url).bearer_auth(token).json(&body)));
+            return Ok(Sending::Request(http.post(url).bearer_auth(self.access_token.expose()).json(&body)));
         };
         let (url, form) = upload_request(self, file.bytes, &file.filename, &file.content_type)
             .map_err(|error| format!("the file cannot be sent: {}", error.without_url()))?;
-        let upload = http.post(url).bearer_auth(&token).multipart(form);
+        let upload = http.post(url).bearer_auth(self.access_token.expose()).multipart(form);
+        // The continuation keeps the settings themselves, so the token stays in a `Secret` (zeroed on drop).
         let (config, http) = (self.clone(), http.clone());
         let (to, outbox_id, caption) = (message.to.to_owned(), message.outbox_id.to_owned(), message.text.to_owned());
         let then: AfterUpload = Box::new(move |answer| {
             let media_id = uploaded_media_id(answer).ok_or("whatsapp media upload answered without an id")?;
             let (url, body) =
                 media_send_request(&config, &to, &outbox_id, file.kind, &media_id, &caption, Some(&file.filename));
-            Ok(http.post(url).bearer_auth(token).json(&body))
+            Ok(http.post(url).bearer_auth(config.access_token.expose()).json(&body))
         });
         Ok(Sending::Upload { upload, then })
     }
