@@ -18,7 +18,7 @@ pub use client::{
     Weekday, WhatsAppTemplate,
 };
 pub(crate) use ids::new_id;
-pub use ids::{ContactId, ConversationId, EscalationId, MediaId, MessageId, OutboxId, PluginId, TypedId};
+pub use ids::{ContactId, ConversationId, EscalationId, MediaId, MessageId, OutboxId, PersonId, PluginId, TypedId};
 pub use message::{
     ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, HookKind, InboundMessage, LogLevel,
     LogLine, MediaState, MessageKind, MessageState, PluginState, Priority, Role, SlaState,
@@ -235,6 +235,49 @@ impl Default for Clock {
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Clock({})", self.now())
+    }
+}
+
+/// An email address, as a person signs in with it: kept as given, compared without regard to case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Longest address (RFC 5321's path limit).
+    pub const MAX_LEN: usize = 254;
+
+    /// Parses an address: one `@` with something on each side, no spaces or control characters.
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
+        let value = value.trim();
+        let valid = !value.is_empty()
+            && value.len() <= Self::MAX_LEN
+            && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+            && value.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && !domain.is_empty() && !domain.contains('@') && domain.contains('.')
+            });
+        if valid {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(Invalid::new("email", "must be an address like ana@example.com"))
+        }
+    }
+
+    /// The address as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form two addresses are compared in: lower case, so `Ana@Example.com` and `ana@example.com` are one
+    /// person.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

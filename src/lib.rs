@@ -19,6 +19,7 @@
 //! - `worker`: the two worker shapes (claim, step) every background worker runs on, and their watch.
 //! - [`kb`]: knowledge bases: articles' files and templates, the tantivy index, language detection,
 //!   suggestions.
+//! - [`people`]: people's passwords (Argon2id hashing and checks).
 //! - [`app`]: wiring: handles built from the settings, workers spawned and stopped in order.
 //! - [`tools`]: shipped in the binary, not the server: demo seeding, `loadgen`, `bench-kb`, `eval`.
 //! - [`telemetry`]: the tracing subscriber.
@@ -32,6 +33,7 @@ pub mod kb;
 pub(crate) mod media;
 pub(crate) mod metrics;
 pub(crate) mod outbox;
+pub mod people;
 pub(crate) mod pipeline;
 pub mod plugins;
 pub(crate) mod sla;

@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage the people who sign in (works whether or not the server runs).
+    Person {
+        #[command(subcommand)]
+        command: PersonCommand,
+    },
     /// Work with rule plugins.
     Plugin {
         #[command(subcommand)]
@@ -157,6 +162,49 @@ enum KbCommand {
 }
 
 #[derive(Subcommand)]
+enum PersonCommand {
+    /// Create a person. Without --password-stdin a password is generated and printed, alone, on stdout.
+    Create {
+        /// The address they sign in with (unique, whatever its case).
+        #[arg(long)]
+        email: String,
+        /// Their name, as shown to others.
+        #[arg(long)]
+        name: String,
+        /// admin, assistant or client.
+        #[arg(long)]
+        role: String,
+        /// The client a client person belongs to.
+        #[arg(long)]
+        client: Option<String>,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a person's password (read from standard input with --password-stdin, else generated and printed).
+    SetPassword {
+        /// The address they sign in with.
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Disable a person: they can no longer sign in.
+    Disable {
+        /// The address they sign in with.
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token and print it (only the token, on stdout).
     Create {
@@ -244,6 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(app, signals).await
         }
         Command::Token { command } => token(command).await,
+        Command::Person { command } => person(command).await,
         Command::Kb { command } => kb(command).await,
         Command::Plugin { .. } => unreachable!("handled before the runtime starts"),
         Command::Eval { kb, queries, misses } => {
@@ -387,6 +436,76 @@ async fn kb(command: KbCommand) -> anyhow::Result<()> {
             let written = recado::kb::export_dir(&db, &dir).await?;
             eprintln!("wrote {written} files under {}", dir.display());
             db.close().await;
+            Ok(())
+        }
+    }
+}
+
+/// The password for `recado person`: one line of standard input, or a generated one that is printed.
+fn chosen_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if !from_stdin {
+        return Ok((recado::people::generate_password(), true));
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    recado::people::check_password(&password).map_err(|error| anyhow::anyhow!("the password {}", error.message))?;
+    Ok((password, false))
+}
+
+/// Hashes a password off the async threads (it is slow on purpose).
+async fn hashed(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || recado::people::hash_password(&password)).await?
+}
+
+async fn person(command: PersonCommand) -> anyhow::Result<()> {
+    let email =
+        |text: &str| recado::domain::Email::parse(text).map_err(|error| anyhow::anyhow!("--email: {}", error.message));
+    match command {
+        PersonCommand::Create { email: address, name, role, client, password_stdin, store } => {
+            let role: Role =
+                role.parse().map_err(|error: recado::domain::Invalid| anyhow::anyhow!("--role: {}", error.message))?;
+            let client = client
+                .map(|slug| ClientSlug::parse(&slug))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--client: {}", e.message))?;
+            let name = recado::domain::parse_text("--name", &name, 200).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (password, generated) = chosen_password(password_stdin)?;
+            let person = recado::store::NewPerson {
+                email: email(&address)?,
+                name,
+                role,
+                client,
+                password_hash: hashed(password.clone()).await?,
+            };
+            let db = open_store(&store)?;
+            let created = db.create_person(person, "cli".into()).await.context("creating the person");
+            db.close().await;
+            let created = created?;
+            if generated {
+                println!("{password}");
+            }
+            eprintln!("created {} ({}, {})", created.email, created.role, created.id);
+            Ok(())
+        }
+        PersonCommand::SetPassword { email: address, password_stdin, store } => {
+            let (password, generated) = chosen_password(password_stdin)?;
+            let hash = hashed(password.clone()).await?;
+            let db = open_store(&store)?;
+            let updated = db.set_password(email(&address)?, hash, "cli".into()).await.context("setting the password");
+            db.close().await;
+            let updated = updated?;
+            if generated {
+                println!("{password}");
+            }
+            eprintln!("password set for {}", updated.email);
+            Ok(())
+        }
+        PersonCommand::Disable { email: address, store } => {
+            let db = open_store(&store)?;
+            let disabled = db.disable_person(email(&address)?, "cli".into()).await.context("disabling the person");
+            db.close().await;
+            eprintln!("disabled {}", disabled?.email);
             Ok(())
         }
     }

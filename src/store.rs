@@ -24,6 +24,7 @@ mod media;
 mod migrations;
 mod outbox;
 mod paging;
+mod people;
 mod pipeline;
 mod plugins;
 mod secrets;
@@ -44,6 +45,7 @@ pub(crate) use media::is_url as is_media_url;
 pub use media::{ClaimedMedia, MediaOutcome, MediaView};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
 pub use paging::{Page, PageRequest};
+pub use people::{NewPerson, PersonRecord};
 pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision};
 pub use plugins::{
     DecisionFilter, DecisionKey, DecisionRecord, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,

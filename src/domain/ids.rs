@@ -134,6 +134,10 @@ typed_id!(
     /// A media file a customer sent or an assistant attached.
     MediaId => "med", "media"
 );
+typed_id!(
+    /// A person who signs in: an admin, an assistant, or someone of a client.
+    PersonId => "prs", "person"
+);
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_sla.sql"),
     include_str!("migrations/0006_channels.sql"),
     include_str!("migrations/0007_contact_tags.sql"),
+    include_str!("migrations/0008_people.sql"),
 ];
 
 /// The schema version this build writes.

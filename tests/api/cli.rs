@@ -420,3 +420,85 @@ async fn the_demo_can_activate_the_example_chain_and_it_decides_for_the_first_cl
     assert!(decision["acknowledge"].is_string(), "{decision}");
     demo.signal(nix::sys::signal::Signal::SIGTERM);
 }
+
+/// Runs `recado` with `input` on its standard input.
+fn recado_with_input(args: &[&str], data_dir: &std::path::Path, input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recado"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("recado runs");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("written");
+    child.wait_with_output().expect("recado ends")
+}
+
+#[test]
+fn people_are_created_with_argon2id_hashes_and_their_passwords_set_and_their_accounts_disabled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stderr = |output: &std::process::Output| String::from_utf8_lossy(&output.stderr).into_owned();
+    let hash_of = |email: &str| -> (String, bool) {
+        rusqlite::Connection::open(dir.path().join("recado.db"))
+            .expect("open")
+            .query_row("SELECT password_hash, disabled FROM people WHERE email_key = ?1", [email], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .expect("the person's row")
+    };
+
+    // Without --password-stdin, a password is generated and printed alone.
+    let output =
+        recado(&["person", "create", "--email", "Ana@Example.com", "--name", "Ana", "--role", "assistant"], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let generated = String::from_utf8(output.stdout).expect("utf-8");
+    let generated = generated.trim_end_matches('\n');
+    assert_eq!(generated.lines().count(), 1);
+    assert_eq!(generated.len(), 24, "{generated:?}");
+    let (hash, disabled) = hash_of("ana@example.com");
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    assert!(recado::people::verify_password(generated, &hash));
+    assert!(!disabled);
+
+    // One account per address, whatever its case.
+    let output =
+        recado(&["person", "create", "--email", "ana@example.com", "--name", "Ana B", "--role", "admin"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("already has an account"), "{}", stderr(&output));
+    // A client person needs a client; a short chosen password is refused before anything is written.
+    let output =
+        recado(&["person", "create", "--email", "c@example.com", "--name", "C", "--role", "client"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    let args =
+        ["person", "create", "--email", "marta@example.com", "--name", "Marta", "--role", "admin", "--password-stdin"];
+    let output = recado_with_input(&args, dir.path(), "short\n");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("password"), "{}", stderr(&output));
+
+    // A chosen password, read from standard input, is neither printed nor stored.
+    let passphrase = "la porta del mar és oberta";
+    let output = recado_with_input(&args, dir.path(), &format!("{passphrase}\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.stdout.is_empty(), "nothing on stdout when the password was given");
+    let (hash, _) = hash_of("marta@example.com");
+    assert!(recado::people::verify_password(passphrase, &hash) && !hash.contains("porta"));
+
+    let changed = "un altre passatge prou llarg";
+    let output = recado_with_input(
+        &["person", "set-password", "--email", "MARTA@example.com", "--password-stdin"],
+        dir.path(),
+        &format!("{changed}\n"),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (hash, _) = hash_of("marta@example.com");
+    assert!(recado::people::verify_password(changed, &hash) && !recado::people::verify_password(passphrase, &hash));
+
+    let output = recado(&["person", "disable", "--email", "ana@example.com"], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(hash_of("ana@example.com").1, "disabled");
+    let output = recado(&["person", "disable", "--email", "nobody@example.com"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+}

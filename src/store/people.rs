@@ -1,0 +1,152 @@
+//! People who sign in: their accounts and password hashes. Hashing is not done here (it is slow on purpose;
+//! see `crate::people`): the store keeps the PHC string it is given and hands it back to be verified.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::clients::{audit, ensure_client};
+use super::{Db, Error, Result};
+use crate::domain::{ClientSlug, Email, PersonId, Role, Timestamp};
+
+/// A person's account, without the password hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PersonRecord {
+    /// Their id.
+    pub id: PersonId,
+    /// The address they sign in with, as given.
+    pub email: String,
+    /// Their name, as shown to others.
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+    /// The client a client person belongs to.
+    pub client: Option<ClientSlug>,
+    /// True if and only if they may no longer sign in.
+    pub disabled: bool,
+    /// When the account was made.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// When they last signed in.
+    pub last_sign_in_at: Option<Timestamp>,
+}
+
+/// A person to create.
+#[derive(Debug, Clone)]
+pub struct NewPerson {
+    /// The address they sign in with.
+    pub email: Email,
+    /// Their name.
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+    /// Their client (client people only).
+    pub client: Option<ClientSlug>,
+    /// The Argon2id hash of their password (PHC string).
+    pub password_hash: String,
+}
+
+const COLUMNS: &str = "id, email, name, role, client_id, disabled, created_at, updated_at, last_sign_in_at";
+
+fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRecord> {
+    Ok(PersonRecord {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        name: row.get(2)?,
+        role: row.get(3)?,
+        client: row.get(4)?,
+        disabled: row.get(5)?,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+        last_sign_in_at: row.get(8)?,
+    })
+}
+
+fn by_email(connection: &Connection, email: &Email) -> Result<Option<(PersonRecord, String)>> {
+    Ok(connection
+        .prepare_cached(&format!("SELECT {COLUMNS}, password_hash FROM people WHERE email_key = ?1"))?
+        .query_row([email.key()], |row| Ok((record(row)?, row.get(9)?)))
+        .optional()?)
+}
+
+impl Db {
+    /// Creates a person. A client person needs an existing client; others must not name one. An address
+    /// already taken (in any case) is a conflict.
+    pub async fn create_person(&self, person: NewPerson, actor: String) -> Result<PersonRecord> {
+        self.write(move |connection| {
+            match (&person.role, &person.client) {
+                (Role::Client, Some(client)) => ensure_client(connection, client)?,
+                (Role::Client, None) => return Err(Error::Conflict("a client person needs --client".into())),
+                (_, Some(_)) => return Err(Error::Conflict(format!("a {} belongs to no client", person.role))),
+                (_, None) => {}
+            }
+            if by_email(connection, &person.email)?.is_some() {
+                return Err(Error::Conflict(format!("{} already has an account", person.email)));
+            }
+            let (id, now) = (PersonId::generate(), Timestamp::now());
+            connection.execute(
+                "INSERT INTO people (id, email, email_key, name, role, client_id, password_hash, disabled, created_at,
+                                     updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8)",
+                params![
+                    id,
+                    person.email.as_str(),
+                    person.email.key(),
+                    person.name,
+                    person.role,
+                    person.client,
+                    person.password_hash,
+                    now
+                ],
+            )?;
+            let detail = serde_json::json!({ "person_id": id, "email": person.email, "role": person.role });
+            audit(connection, person.client.as_ref(), &actor, "person.create", &detail)?;
+            Ok(by_email(connection, &person.email)?.ok_or(Error::NotFound("person"))?.0)
+        })
+        .await
+    }
+
+    /// The person signing in with `email`, with their password hash, if there is one.
+    pub async fn person_for_sign_in(&self, email: Email) -> Result<Option<(PersonRecord, String)>> {
+        self.read(move |connection| by_email(connection, &email)).await
+    }
+
+    /// Replaces the password hash of the person with `email`.
+    pub async fn set_password(&self, email: Email, password_hash: String, actor: String) -> Result<PersonRecord> {
+        self.write(move |connection| {
+            let (person, _) = by_email(connection, &email)?.ok_or(Error::NotFound("person"))?;
+            connection.execute(
+                "UPDATE people SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+                params![person.id, password_hash, Timestamp::now()],
+            )?;
+            audit(
+                connection,
+                person.client.as_ref(),
+                &actor,
+                "person.password",
+                &serde_json::json!({ "person_id": person.id }),
+            )?;
+            Ok(by_email(connection, &email)?.ok_or(Error::NotFound("person"))?.0)
+        })
+        .await
+    }
+
+    /// Disables the person with `email`: they can no longer sign in.
+    pub async fn disable_person(&self, email: Email, actor: String) -> Result<PersonRecord> {
+        self.write(move |connection| {
+            let (person, _) = by_email(connection, &email)?.ok_or(Error::NotFound("person"))?;
+            connection.execute(
+                "UPDATE people SET disabled = 1, updated_at = ?2 WHERE id = ?1",
+                params![person.id, Timestamp::now()],
+            )?;
+            audit(
+                connection,
+                person.client.as_ref(),
+                &actor,
+                "person.disable",
+                &serde_json::json!({ "person_id": person.id }),
+            )?;
+            Ok(by_email(connection, &email)?.ok_or(Error::NotFound("person"))?.0)
+        })
+        .await
+    }
+}
