@@ -18,6 +18,7 @@ mod ingest;
 mod media;
 mod ops;
 mod paging;
+mod people;
 mod plugins;
 mod server;
 mod suggestions;
@@ -143,6 +144,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/conversations/{id}/assign", post(conversations::conversations_assign))
         .route("/api/v1/messages/{id}/decisions", get(conversations::messages_decisions))
         .route("/api/v1/contacts/{id}/tags", put(conversations::contacts_tags))
+        .route("/api/v1/people", get(people::people_list).post(people::people_create))
+        .route("/api/v1/people/{id}/password", put(people::people_password))
+        .route("/api/v1/people/{id}/disable", post(people::people_disable))
         .route("/api/v1/events", get(events::events_stream))
         .route("/api/v1/media/{id}", get(media::media_show))
         .route("/api/v1/media/{id}/retry", post(media::media_retry))

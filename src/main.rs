@@ -492,7 +492,8 @@ async fn person(command: PersonCommand) -> anyhow::Result<()> {
             let (password, generated) = chosen_password(password_stdin)?;
             let hash = hashed(password.clone()).await?;
             let db = open_store(&store)?;
-            let updated = db.set_password(email(&address)?, hash, "cli".into()).await.context("setting the password");
+            let who = recado::store::PersonRef::Email(email(&address)?);
+            let updated = db.set_password(who, hash, "cli".into()).await.context("setting the password");
             db.close().await;
             let updated = updated?;
             if generated {
@@ -503,7 +504,8 @@ async fn person(command: PersonCommand) -> anyhow::Result<()> {
         }
         PersonCommand::Disable { email: address, store } => {
             let db = open_store(&store)?;
-            let disabled = db.disable_person(email(&address)?, "cli".into()).await.context("disabling the person");
+            let who = recado::store::PersonRef::Email(email(&address)?);
+            let disabled = db.disable_person(who, "cli".into()).await.context("disabling the person");
             db.close().await;
             eprintln!("disabled {}", disabled?.email);
             Ok(())

@@ -45,7 +45,7 @@ pub(crate) use media::is_url as is_media_url;
 pub use media::{ClaimedMedia, MediaOutcome, MediaView};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
 pub use paging::{Page, PageRequest};
-pub use people::{NewPerson, PersonRecord};
+pub use people::{NewPerson, PersonRecord, PersonRef};
 pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision};
 pub use plugins::{
     DecisionFilter, DecisionKey, DecisionRecord, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,

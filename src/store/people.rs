@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::clients::{audit, ensure_client};
 use super::{Db, Error, Result};
-use crate::domain::{ClientSlug, Email, PersonId, Role, Timestamp};
+use crate::domain::{ClientSlug, Email, Invalid, PersonId, Role, Timestamp};
 
 /// A person's account, without the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -61,6 +61,26 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRecord> {
     })
 }
 
+/// Which person: by id (the API) or by address (the command line).
+#[derive(Debug, Clone)]
+pub enum PersonRef {
+    /// By id.
+    Id(PersonId),
+    /// By the address they sign in with, whatever its case.
+    Email(Email),
+}
+
+fn find(connection: &Connection, who: &PersonRef) -> Result<PersonRecord> {
+    let found = match who {
+        PersonRef::Email(email) => by_email(connection, email)?.map(|(person, _)| person),
+        PersonRef::Id(id) => connection
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM people WHERE id = ?1"))?
+            .query_row([id], record)
+            .optional()?,
+    };
+    found.ok_or(Error::NotFound("person"))
+}
+
 fn by_email(connection: &Connection, email: &Email) -> Result<Option<(PersonRecord, String)>> {
     Ok(connection
         .prepare_cached(&format!("SELECT {COLUMNS}, password_hash FROM people WHERE email_key = ?1"))?
@@ -75,8 +95,14 @@ impl Db {
         self.write(move |connection| {
             match (&person.role, &person.client) {
                 (Role::Client, Some(client)) => ensure_client(connection, client)?,
-                (Role::Client, None) => return Err(Error::Conflict("a client person needs --client".into())),
-                (_, Some(_)) => return Err(Error::Conflict(format!("a {} belongs to no client", person.role))),
+                (Role::Client, None) => return Err(Invalid::new("client", "a client person needs a client").into()),
+                (_, Some(_)) => {
+                    return Err(Invalid::new(
+                        "client",
+                        format!("a person with role {} belongs to no client", person.role),
+                    )
+                    .into());
+                }
                 (_, None) => {}
             }
             if by_email(connection, &person.email)?.is_some() {
@@ -110,10 +136,21 @@ impl Db {
         self.read(move |connection| by_email(connection, &email)).await
     }
 
-    /// Replaces the password hash of the person with `email`.
-    pub async fn set_password(&self, email: Email, password_hash: String, actor: String) -> Result<PersonRecord> {
+    /// Every person, by address.
+    pub async fn people(&self) -> Result<Vec<PersonRecord>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM people ORDER BY email_key"))?
+                .query_map([], record)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// Replaces the password hash of a person.
+    pub async fn set_password(&self, who: PersonRef, password_hash: String, actor: String) -> Result<PersonRecord> {
         self.write(move |connection| {
-            let (person, _) = by_email(connection, &email)?.ok_or(Error::NotFound("person"))?;
+            let person = find(connection, &who)?;
             connection.execute(
                 "UPDATE people SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
                 params![person.id, password_hash, Timestamp::now()],
@@ -125,15 +162,15 @@ impl Db {
                 "person.password",
                 &serde_json::json!({ "person_id": person.id }),
             )?;
-            Ok(by_email(connection, &email)?.ok_or(Error::NotFound("person"))?.0)
+            find(connection, &who)
         })
         .await
     }
 
-    /// Disables the person with `email`: they can no longer sign in.
-    pub async fn disable_person(&self, email: Email, actor: String) -> Result<PersonRecord> {
+    /// Disables a person: they can no longer sign in.
+    pub async fn disable_person(&self, who: PersonRef, actor: String) -> Result<PersonRecord> {
         self.write(move |connection| {
-            let (person, _) = by_email(connection, &email)?.ok_or(Error::NotFound("person"))?;
+            let person = find(connection, &who)?;
             connection.execute(
                 "UPDATE people SET disabled = 1, updated_at = ?2 WHERE id = ?1",
                 params![person.id, Timestamp::now()],
@@ -145,7 +182,7 @@ impl Db {
                 "person.disable",
                 &serde_json::json!({ "person_id": person.id }),
             )?;
-            Ok(by_email(connection, &email)?.ok_or(Error::NotFound("person"))?.0)
+            find(connection, &who)
         })
         .await
     }

@@ -15,6 +15,7 @@ mod ingest;
 mod isolation;
 mod media;
 mod outbox;
+mod people;
 mod plugins;
 mod reply_window;
 mod robustness;
