@@ -45,8 +45,9 @@ pub trait ChannelConfig: Serialize + serde::de::DeserializeOwned + Send + Sync +
     fn sending(&self, http: &reqwest::Client, message: Outgoing<'_>) -> Result<Sending, String>;
 }
 
-/// A message to send, in the channels' common terms.
-#[derive(Debug)]
+/// A message to send, in the channels' common terms. Serialised (as the webhook sends it) without its
+/// template and file, which each channel encodes its own way.
+#[derive(Debug, Serialize)]
 pub struct Outgoing<'a> {
     /// The delivery's id: the idempotency key, echoed back by providers that can.
     pub outbox_id: &'a str,
@@ -63,8 +64,10 @@ pub struct Outgoing<'a> {
     /// The text (a file's caption when there is a file).
     pub text: &'a str,
     /// An approved template to send instead of free text: name, language and parameters.
+    #[serde(skip)]
     pub template: Option<(&'a str, &'a str, &'a [String])>,
     /// A file to send.
+    #[serde(skip)]
     pub file: Option<OutgoingFile>,
 }
 

@@ -441,6 +441,17 @@ async fn kb(command: KbCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The `--role` and `--client` flags of `recado token` and `recado person`.
+fn role_and_client(role: &str, client: Option<String>) -> anyhow::Result<(Role, Option<ClientSlug>)> {
+    let role: Role =
+        role.parse().map_err(|error: recado::domain::Invalid| anyhow::anyhow!("--role: {}", error.message))?;
+    let client = client
+        .map(|slug| ClientSlug::parse(&slug))
+        .transpose()
+        .map_err(|error| anyhow::anyhow!("--client: {}", error.message))?;
+    Ok((role, client))
+}
+
 /// The password for `recado person`: one line of standard input, or a generated one that is printed.
 fn chosen_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
     if !from_stdin {
@@ -463,12 +474,7 @@ async fn person(command: PersonCommand) -> anyhow::Result<()> {
         |text: &str| recado::domain::Email::parse(text).map_err(|error| anyhow::anyhow!("--email: {}", error.message));
     match command {
         PersonCommand::Create { email: address, name, role, client, password_stdin, store } => {
-            let role: Role =
-                role.parse().map_err(|error: recado::domain::Invalid| anyhow::anyhow!("--role: {}", error.message))?;
-            let client = client
-                .map(|slug| ClientSlug::parse(&slug))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("--client: {}", e.message))?;
+            let (role, client) = role_and_client(&role, client)?;
             let name = recado::domain::parse_text("--name", &name, 200).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (password, generated) = chosen_password(password_stdin)?;
             let person = recado::store::NewPerson {
@@ -517,12 +523,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
     let open = open_store;
     match command {
         TokenCommand::Create { role, client, name, store } => {
-            let role: Role =
-                role.parse().map_err(|error: recado::domain::Invalid| anyhow::anyhow!("--role: {}", error.message))?;
-            let client = client
-                .map(|slug| ClientSlug::parse(&slug))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("--client: {}", e.message))?;
+            let (role, client) = role_and_client(&role, client)?;
             let db = open(&store)?;
             let name = if name.is_empty() { format!("{role} token") } else { name };
             let created = db.create_token(role, client, name).await.context("creating the token")?;

@@ -46,13 +46,7 @@ impl super::ChannelConfig for WebhookConfig {
     fn sending(&self, http: &reqwest::Client, message: Outgoing<'_>) -> Result<Sending, String> {
         use base64::Engine as _;
         let payload = OutboundPayload {
-            outbox_id: message.outbox_id,
-            message_id: message.message_id,
-            conversation_id: message.conversation_id,
-            client: message.client,
-            kind: message.kind,
-            to: message.to,
-            text: message.text,
+            message: &message,
             attachment: message.file.as_ref().map(|file| Attachment {
                 kind: file.kind,
                 filename: Some(file.filename.as_str()),
@@ -74,23 +68,13 @@ impl super::ChannelConfig for WebhookConfig {
     }
 }
 
-/// The JSON body sent for one outbound message.
+/// The JSON body sent for one outbound message: the message's common fields (`outbox_id`, `message_id`,
+/// `conversation_id`, `client`, `kind`, `to`, `text`) and the attached file, if any, inline.
 #[derive(Debug, Serialize)]
 pub struct OutboundPayload<'a> {
-    /// The outbox id (also the idempotency key).
-    pub outbox_id: &'a str,
-    /// The message id.
-    pub message_id: &'a str,
-    /// The conversation id.
-    pub conversation_id: &'a str,
-    /// The client slug.
-    pub client: &'a str,
-    /// `assistant`, `auto_ack` or `system`.
-    pub kind: &'a str,
-    /// The recipient's handle.
-    pub to: &'a str,
-    /// The text (an attachment's caption).
-    pub text: &'a str,
+    /// The message.
+    #[serde(flatten)]
+    pub message: &'a Outgoing<'a>,
     /// The attached file, if any, inline.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attachment: Option<Attachment<'a>>,
