@@ -50,6 +50,55 @@ pub struct Settings {
     pub plugins: PluginSettings,
     /// Downloading customers' media from the providers.
     pub media: MediaSettings,
+    /// People signing in: sessions, cookies, limits on guessing.
+    pub auth: AuthSettings,
+}
+
+/// People signing in: how long sessions last, how the cookie is sent, how fast passwords may be guessed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// A session ends this many hours after sign-in, whatever its activity.
+    pub session_lifetime_hours: u64,
+    /// A session unused for this many minutes ends.
+    pub session_idle_minutes: u64,
+    /// Send the session cookie with `Secure` (only over HTTPS). Turn on when recado is reached over TLS,
+    /// directly or behind a proxy that terminates it.
+    pub secure_cookies: bool,
+    /// The origin the browser console is reached at (`https://recado.example.com`). Cookie-authenticated
+    /// writes must come from it; when unset, from the origin the request's `Host` names.
+    pub public_origin: Option<String>,
+    /// Failed sign-ins one account may take in a burst before it gets 429 (whatever the address).
+    pub sign_in_failures_per_account_burst: u32,
+    /// Failed sign-ins an account gets back per hour once its burst is used.
+    pub sign_in_failures_per_account_per_hour: u32,
+    /// Password checks (sign-ins, password changes) running at once; more get 503. Each takes 19 MiB and
+    /// tens of milliseconds of a core.
+    pub max_concurrent_password_checks: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            session_lifetime_hours: 12,
+            session_idle_minutes: 120,
+            secure_cookies: false,
+            public_origin: None,
+            sign_in_failures_per_account_burst: 5,
+            sign_in_failures_per_account_per_hour: 30,
+            max_concurrent_password_checks: 4,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// The session lifetimes.
+    pub fn session_rules(&self) -> crate::store::SessionRules {
+        crate::store::SessionRules {
+            lifetime: Duration::from_secs(self.session_lifetime_hours * 3600),
+            idle: Duration::from_secs(self.session_idle_minutes * 60),
+        }
+    }
 }
 
 /// Media downloads: photos, voice notes and documents customers send, fetched from the provider soon after
@@ -546,6 +595,42 @@ impl Settings {
         for (key, ok, message) in plugin_checks.into_iter().chain(media_checks) {
             if !ok {
                 return Err(Error::Invalid { key, message: message.to_owned() });
+            }
+        }
+        let auth = &self.auth;
+        let auth_checks: [(&'static str, bool, &str); 5] = [
+            (
+                "auth.session_lifetime_hours",
+                (1..=24 * 90).contains(&auth.session_lifetime_hours),
+                "must be between 1 and 2160",
+            ),
+            ("auth.session_idle_minutes", auth.session_idle_minutes > 0, "must be greater than 0"),
+            (
+                "auth.sign_in_failures_per_account_burst",
+                auth.sign_in_failures_per_account_burst > 0,
+                "must be greater than 0",
+            ),
+            (
+                "auth.sign_in_failures_per_account_per_hour",
+                auth.sign_in_failures_per_account_per_hour > 0,
+                "must be greater than 0",
+            ),
+            ("auth.max_concurrent_password_checks", auth.max_concurrent_password_checks > 0, "must be greater than 0"),
+        ];
+        for (key, ok, message) in auth_checks {
+            if !ok {
+                return Err(Error::Invalid { key, message: message.to_owned() });
+            }
+        }
+        if let Some(origin) = &auth.public_origin {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/')
+                && origin.split("://").nth(1).is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+            if !valid {
+                return Err(Error::Invalid {
+                    key: "auth.public_origin",
+                    message: "must be a scheme and host without a path, like https://recado.example.com".into(),
+                });
             }
         }
         if !(1..=100_000).contains(&self.pipeline.batch_size) {

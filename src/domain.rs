@@ -18,7 +18,9 @@ pub use client::{
     Weekday, WhatsAppTemplate,
 };
 pub(crate) use ids::new_id;
-pub use ids::{ContactId, ConversationId, EscalationId, MediaId, MessageId, OutboxId, PersonId, PluginId, TypedId};
+pub use ids::{
+    ContactId, ConversationId, EscalationId, MediaId, MessageId, OutboxId, PersonId, PluginId, SessionId, TypedId,
+};
 pub use message::{
     ChannelKind, ChannelName, ConversationStatus, DeliveryState, Direction, HookKind, InboundMessage, LogLevel,
     LogLine, MediaState, MessageKind, MessageState, PluginState, Priority, Role, SlaState,

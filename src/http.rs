@@ -9,6 +9,7 @@
 
 mod admission;
 mod articles;
+mod audit;
 mod clients;
 mod conversations;
 mod error;
@@ -21,7 +22,9 @@ mod paging;
 mod people;
 mod plugins;
 mod server;
+mod session;
 mod suggestions;
+mod tokens;
 
 pub(crate) use error::ApiError;
 pub(crate) use server::serve;
@@ -35,7 +38,7 @@ use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{BoxError, Router};
 use tower::ServiceBuilder;
 use tower::timeout::TimeoutLayer;
@@ -81,6 +84,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Budgets and body rules.
     pub(crate) admission: Admission,
+    /// Password hashing and checking, a few at a time off the async threads.
+    pub passwords: crate::people::Passwords,
     /// Cancelled when the server begins to shut down: long-lived responses (event streams) end then.
     pub stopping: tokio_util::sync::CancellationToken,
     /// The background workers, watched (`/readyz` is red while one is down).
@@ -147,6 +152,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/people", get(people::people_list).post(people::people_create))
         .route("/api/v1/people/{id}/password", put(people::people_password))
         .route("/api/v1/people/{id}/disable", post(people::people_disable))
+        .route("/api/v1/people/{id}/clients", put(people::people_clients))
+        .route("/api/v1/clients/{slug}/assistants", get(clients::assistants_show).put(clients::assistants_put))
+        .route("/api/v1/session", delete(session::session_delete))
+        .route("/api/v1/me", get(session::me_show))
+        .route("/api/v1/me/password", put(session::me_password))
+        .route("/api/v1/tokens", get(tokens::tokens_list).post(tokens::tokens_create))
+        .route("/api/v1/tokens/{id}", delete(tokens::tokens_revoke))
+        .route("/api/v1/audit", get(audit::audit_list))
         .route("/api/v1/events", get(events::events_stream))
         .route("/api/v1/media/{id}", get(media::media_show))
         .route("/api/v1/media/{id}/retry", post(media::media_retry))
@@ -158,6 +171,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(admission.clone(), admission::admit_token))
         .layer(middleware::from_fn_with_state(BodyRule::new(http, http.api_body_limit_bytes), admission::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
+    // Signing in has no credential to check first: a throttled address is refused before its body is read,
+    // and the password check takes one of a few global slots (`people::Passwords`).
+    let sign_in = Router::new()
+        .route("/api/v1/session", post(session::session_create))
+        .layer(DefaultBodyLimit::max(http.api_body_limit_bytes))
+        .layer(request_timeout(&state.settings))
+        .layer(middleware::from_fn_with_state(BodyRule::new(http, http.api_body_limit_bytes), admission::read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), admission::throttle_address));
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -169,6 +190,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(uploads)
         .merge(attachments)
         .merge(api)
+        .merge(sign_in)
         .merge(ops)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -499,7 +499,7 @@ async fn person(command: PersonCommand) -> anyhow::Result<()> {
             let hash = hashed(password.clone()).await?;
             let db = open_store(&store)?;
             let who = recado::store::PersonRef::Email(email(&address)?);
-            let updated = db.set_password(who, hash, "cli".into()).await.context("setting the password");
+            let updated = db.set_password(who, hash, "cli".into(), None).await.context("setting the password");
             db.close().await;
             let updated = updated?;
             if generated {

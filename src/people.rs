@@ -1,6 +1,12 @@
 //! People's passwords: hashed with Argon2id at OWASP's parameters (19 MiB of memory, 2 passes, 1 lane) and a
 //! random salt, stored as the PHC string, never kept in clear, logged or returned. Hashing and checking are
-//! slow on purpose (tens of milliseconds): call them off the async threads.
+//! slow on purpose (tens of milliseconds): the async code goes through [`Passwords`], which runs them on the
+//! blocking pool, a few at a time, and checks an unknown account against a stand-in hash so that it takes as
+//! long as a wrong password.
+
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Semaphore;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -64,6 +70,83 @@ pub fn generate_password() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The hash an unknown account's password is checked against, so that a sign-in for an address nobody has
+/// costs the same time as a wrong password for one that exists.
+static STAND_IN: OnceLock<String> = OnceLock::new();
+
+fn stand_in() -> &'static str {
+    STAND_IN.get_or_init(|| hash_password(&generate_password()).unwrap_or_default())
+}
+
+/// Why a password could not be checked or hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Every password slot is in use: retry shortly.
+    #[error("too many password checks are in progress")]
+    Busy,
+    /// The password breaks the rules (length).
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// Hashing failed, or the blocking task did.
+    #[error("hashing failed: {0}")]
+    Failed(#[from] anyhow::Error),
+}
+
+/// Hashes and checks passwords on the blocking pool, at most a configured number at once (each takes 19 MiB
+/// and tens of milliseconds of a core, so a flood of sign-ins must not take every core).
+#[derive(Clone)]
+pub struct Passwords {
+    slots: Arc<Semaphore>,
+}
+
+impl Passwords {
+    /// At most `concurrent` hashes or checks at once. Prepares the stand-in hash in the background.
+    pub fn new(concurrent: usize) -> Self {
+        if STAND_IN.get().is_none() {
+            std::thread::spawn(|| {
+                stand_in();
+            });
+        }
+        Self { slots: Arc::new(Semaphore::new(concurrent.max(1))) }
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+        let _slot = self.slots.try_acquire().map_err(|_| PasswordError::Busy)?;
+        tokio::task::spawn_blocking(work).await.map_err(|error| PasswordError::Failed(error.into()))
+    }
+
+    /// Returns true if and only if `password` matches `hash`. Without a hash (no such account, or one that
+    /// may not sign in) the password is checked against a stand-in and the answer is false, in the same time.
+    ///
+    /// # Errors
+    /// [`PasswordError::Busy`] when every slot is in use.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, PasswordError> {
+        self.run(move || {
+            // An over-long password is checked like any other (and cannot match): its length is no shortcut.
+            let password = &password.as_bytes()[..password.len().min(MAX_PASSWORD_BYTES)];
+            let password = String::from_utf8_lossy(password);
+            match hash {
+                Some(hash) => verify_password(&password, &hash),
+                None => {
+                    let _ = verify_password(&password, stand_in());
+                    false
+                }
+            }
+        })
+        .await
+    }
+
+    /// The PHC string of a new password.
+    ///
+    /// # Errors
+    /// [`PasswordError::Invalid`] for a password that breaks the rules, [`PasswordError::Busy`] when every slot
+    /// is in use.
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        check_password(&password)?;
+        self.run(move || hash_password(&password)).await?.map_err(PasswordError::Failed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +171,16 @@ mod tests {
         assert_eq!(generated.len(), 24);
         assert!(check_password(&generated).is_ok());
         assert_ne!(generated, generate_password());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_is_checked_against_a_stand_in_and_never_matches() {
+        let passwords = Passwords::new(2);
+        let hash = passwords.hash("a long enough passphrase".into()).await.expect("hashed");
+        assert!(passwords.verify("a long enough passphrase".into(), Some(hash.clone())).await.expect("checked"));
+        assert!(!passwords.verify("a wrong passphrase here".into(), Some(hash)).await.expect("checked"));
+        assert!(!passwords.verify("a long enough passphrase".into(), None).await.expect("checked"));
+        assert!(stand_in().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "the stand-in costs what a real hash costs");
+        assert!(matches!(passwords.hash("short".into()).await, Err(PasswordError::Invalid(_))));
     }
 }

@@ -15,6 +15,7 @@
 //! Rows decode into domain types in `store/sql.rs` (`FromSql`/`ToSql` for ids, states, slugs and times), so no
 //! `String` id leaves the store.
 
+mod access;
 mod articles;
 mod clients;
 mod conversations;
@@ -33,11 +34,12 @@ mod sql;
 mod suggestions;
 mod tokens;
 
+pub use access::{Caller, Credential, NewSession, Scope, SessionRules};
 pub use articles::{Article, Edit, ImportSummary};
-pub use clients::ClientRecord;
+pub use clients::{AuditEntry, AuditKey, ClientRecord};
 pub use conversations::{
     ContactView, ConversationDetail, ConversationFilter, ConversationKey, ConversationSummary, Delivery, MessageView,
-    RoutingChange, Scope, SlaClock,
+    RoutingChange, SlaClock,
 };
 pub use events::EventRecord;
 pub use ingest::{InboundBatch, IngestOutcome, IngestReport};

@@ -138,6 +138,10 @@ typed_id!(
     /// A person who signs in: an admin, an assistant, or someone of a client.
     PersonId => "prs", "person"
 );
+typed_id!(
+    /// A signed-in browser session (its public name; the cookie holds a separate secret).
+    SessionId => "ses", "session"
+);
 
 #[cfg(test)]
 mod tests {

@@ -32,7 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppPath, Principal};
-use crate::config::HttpSettings;
+use crate::config::{HttpSettings, Settings};
 
 /// A concurrency budget: `global` slots shared by every principal, at most `per_principal` of them held by
 /// any one principal.
@@ -232,34 +232,37 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
     }
 }
 
-/// Failed authentications per address: a bucket of `burst` failures refilled at `per_minute`. While an
-/// address has no failures left, its requests get 429 before any token is checked, whether the next one
-/// would be right or not, so guessing costs time.
-pub(crate) struct AuthFailures(Buckets<IpAddr>);
+/// Failures by key (an address, an account): a bucket of `burst` failures refilled at a steady rate. While a
+/// key has no failures left, its requests get 429 before any credential is checked, whether the next one would
+/// be right or not, so guessing costs time.
+pub(crate) struct Failures<K> {
+    buckets: Buckets<K>,
+    throttled: &'static str,
+}
 
-impl AuthFailures {
-    /// `per_minute` failures per address, in bursts of up to `burst`.
-    pub(crate) fn new(per_minute: u32, burst: u32) -> Arc<Self> {
-        Arc::new(Self(Buckets::new(f64::from(per_minute.max(1)) / 60.0, burst)))
+/// Failed authentications per address.
+pub(crate) type AuthFailures = Failures<IpAddr>;
+
+impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
+    /// `per_minute` failures per key, in bursts of up to `burst`; `throttled` is the message of the 429.
+    pub(crate) fn new(per_minute: f64, burst: u32, throttled: &'static str) -> Arc<Self> {
+        Arc::new(Self { buckets: Buckets::new(per_minute.max(f64::MIN_POSITIVE) / 60.0, burst), throttled })
     }
 
-    /// Returns true if and only if `address` has a failure left before it is throttled.
-    pub(crate) fn allows(&self, address: IpAddr) -> bool {
-        self.0.has_token(&address)
+    /// Returns true if and only if `key` has a failure left before it is throttled.
+    pub(crate) fn allows(&self, key: &K) -> bool {
+        self.buckets.has_token(key)
     }
 
-    /// Records a failure of `address`.
-    pub(crate) fn record(&self, address: IpAddr) {
-        // An address already out of failures is answered 429 before it gets here; nothing more to count.
-        let _ = self.0.take(&address);
+    /// Records a failure of `key`.
+    pub(crate) fn record(&self, key: &K) {
+        // A key already out of failures is answered 429 before it gets here; nothing more to count.
+        let _ = self.buckets.take(key);
     }
 
-    /// The 429 answered to a throttled address.
+    /// The 429 answered to a throttled key.
     pub(crate) fn throttled(&self) -> ApiError {
-        ApiError::TooManyRequests {
-            message: "too many failed authentications from this address; retry later".into(),
-            retry_after: self.0.retry_after(),
-        }
+        ApiError::TooManyRequests { message: self.throttled.into(), retry_after: self.buckets.retry_after() }
     }
 }
 
@@ -276,20 +279,30 @@ pub(crate) fn peer(request: &Request) -> IpAddr {
 /// handler; failures count against the caller's address.
 pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let address = peer(&request);
-    if !state.admission.auth_failures.allows(address) {
+    if !state.admission.auth_failures.allows(&address) {
         return state.admission.auth_failures.throttled().into_response();
     }
-    match Principal::authenticate(request.headers(), &state).await {
+    match Principal::authenticate(request.method(), request.headers(), &state).await {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
         Err(error) => {
             if matches!(error, ApiError::Unauthorized { .. }) {
-                state.admission.auth_failures.record(address);
+                state.admission.auth_failures.record(&address);
             }
             error.into_response()
         }
+    }
+}
+
+/// Middleware: answers 429 to an address out of authentication failures, before its body is read (the
+/// sign-in route, which has no credential to check first).
+pub(crate) async fn throttle_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.admission.auth_failures.allows(&peer(&request)) {
+        next.run(request).await
+    } else {
+        state.admission.auth_failures.throttled().into_response()
     }
 }
 
@@ -303,7 +316,7 @@ pub(crate) async fn read_body(State(rule): State<BodyRule>, request: Request, ne
 
 /// Middleware: takes a token of the caller's request rate and a slot of the API budget.
 pub(crate) async fn admit_token(State(admission): State<Admission>, request: Request, next: Next) -> Response {
-    let principal = request.extensions().get::<Principal>().map(|principal| principal.token_id.clone());
+    let principal = request.extensions().get::<Principal>().map(Principal::key);
     let Some(principal) = principal else {
         return ApiError::Internal(anyhow::anyhow!("admission before authentication")).into_response();
     };
@@ -350,8 +363,10 @@ pub(crate) struct Admission {
     pub(crate) api: Arc<Budget>,
     /// Live event streams, one share per token (held for as long as the stream is open).
     pub(crate) events: Arc<Budget>,
-    /// Failed authentications per address.
+    /// Failed authentications per address (tokens, sessions, sign-ins, webhook secrets).
     pub(crate) auth_failures: Arc<AuthFailures>,
+    /// Failed sign-ins per account (by the address's lower-case key), whatever the caller's address.
+    pub(crate) sign_in_failures: Arc<Failures<String>>,
     /// Requests per token on the API routes.
     pub(crate) api_rate: Arc<Buckets<String>>,
     /// Bodies of ingest routes.
@@ -360,7 +375,8 @@ pub(crate) struct Admission {
 
 impl Admission {
     /// Budgets and rules from the settings.
-    pub(crate) fn new(settings: &HttpSettings) -> Self {
+    pub(crate) fn new(all: &Settings) -> Self {
+        let settings = &all.http;
         Self {
             ingest: Budget::new(
                 "ingest",
@@ -380,7 +396,16 @@ impl Admission {
                 settings.max_event_streams_per_token,
                 settings.retry_after_seconds,
             ),
-            auth_failures: AuthFailures::new(settings.auth_failures_per_minute, settings.auth_failures_burst),
+            auth_failures: AuthFailures::new(
+                f64::from(settings.auth_failures_per_minute),
+                settings.auth_failures_burst,
+                "too many failed authentications from this address; retry later",
+            ),
+            sign_in_failures: Failures::new(
+                f64::from(all.auth.sign_in_failures_per_account_per_hour) / 60.0,
+                all.auth.sign_in_failures_per_account_burst,
+                "too many failed sign-ins for this account; retry later",
+            ),
             api_rate: Arc::new(Buckets::new(
                 f64::from(settings.api_requests_per_second_per_token.max(1)),
                 settings.api_requests_burst_per_token,
@@ -419,17 +444,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failed_authentications_are_throttled_per_address_and_recover() {
-        let failures = AuthFailures::new(60, 3);
+        let failures = AuthFailures::new(60.0, 3, "throttled");
         let attacker = IpAddr::from([10, 0, 0, 1]);
         let other = IpAddr::from([10, 0, 0, 2]);
         for _ in 0..3 {
-            assert!(failures.allows(attacker));
-            failures.record(attacker);
+            assert!(failures.allows(&attacker));
+            failures.record(&attacker);
         }
-        assert!(!failures.allows(attacker), "the burst is used up");
-        assert!(failures.allows(other), "another address is not affected");
+        assert!(!failures.allows(&attacker), "the burst is used up");
+        assert!(failures.allows(&other), "another address is not affected");
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(failures.allows(attacker), "one failure a second comes back");
+        assert!(failures.allows(&attacker), "one failure a second comes back");
     }
 
     #[tokio::test(start_paused = true)]

@@ -210,3 +210,41 @@ pub(super) struct ChannelSettings {
     channel: ChannelKind,
     settings: Value,
 }
+
+/// The assistants who serve a client.
+#[derive(Serialize)]
+pub(super) struct AssistantList {
+    assistants: Vec<crate::store::PersonRecord>,
+}
+
+/// Body of the assistants who serve a client, by email.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AssistantsBody {
+    assistants: Vec<String>,
+}
+
+/// `GET /api/v1/clients/{slug}/assistants` (admin): who serves this client.
+pub(super) async fn assistants_show(
+    State(db): State<Db>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+) -> Result<Json<AssistantList>, ApiError> {
+    principal.require_admin()?;
+    let slug = principal.client_in_path(&slug)?;
+    Ok(Json(AssistantList { assistants: db.client_assistants(slug).await? }))
+}
+
+/// `PUT /api/v1/clients/{slug}/assistants` (admin): `{"assistants": [email, ...]}` replaces who serves it.
+pub(super) async fn assistants_put(
+    State(db): State<Db>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+    AppJson(body): AppJson<AssistantsBody>,
+) -> Result<Json<AssistantList>, ApiError> {
+    principal.require_admin()?;
+    let slug = principal.client_in_path(&slug)?;
+    let emails =
+        body.assistants.iter().map(|email| crate::domain::Email::parse(email)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(AssistantList { assistants: db.set_client_assistants(slug, emails, principal.actor()).await? }))
+}

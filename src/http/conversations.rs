@@ -112,7 +112,14 @@ pub(super) async fn conversations_list(
     };
     let status = query.status.as_deref().map(str::parse::<ConversationStatus>).transpose()?;
     let page = page_request(query.cursor.as_deref(), query.limit)?;
-    let filter = ConversationFilter { client, status, assignee: query.assignee, queue: query.queue };
+    // `me` is the caller's own address (a person's; an integration is no one and matches nothing).
+    let assignee = match query.assignee {
+        Some(me) if me == "me" => {
+            Some(principal.caller.person.as_ref().map_or_else(String::new, |person| person.email.clone()))
+        }
+        other => other,
+    };
+    let filter = ConversationFilter { client, status, assignee, queue: query.queue };
     let page = state.db.conversations(principal.scope(), filter, page).await?;
     Ok(Json(ConversationList { next_cursor: next_cursor(page.next.as_ref()), conversations: page.items }))
 }
@@ -173,7 +180,7 @@ async fn send_reply(
     payload: Option<Outbound>,
 ) -> Result<(StatusCode, Json<Replied>), ApiError> {
     let scope = principal.scope();
-    let message_id = state.db.reply(scope.clone(), id.clone(), principal.name.clone(), text, payload).await?;
+    let message_id = state.db.reply(scope.clone(), id.clone(), principal.name().to_owned(), text, payload).await?;
     state.outbox.wake();
     let detail = state.db.conversation(scope, id, 20).await?;
     let message = match detail.messages.into_iter().find(|message| message.id == message_id) {

@@ -32,6 +32,9 @@ pub(crate) enum ApiError {
     /// 403: the token's role may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// 403: a write authenticated by the session cookie came from another site (or did not say where from).
+    #[error("{0}")]
+    CrossSite(String),
     /// 404: no such object, or not visible to this token.
     #[error("{0} not found")]
     NotFound(String),
@@ -122,6 +125,7 @@ impl ApiError {
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::CrossSite(_) => (StatusCode::FORBIDDEN, "cross_site"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -215,6 +219,20 @@ impl From<crate::pipeline::ReplayError> for ApiError {
                 message: format!("the plugin version cannot be loaded: {error}"),
             },
             ReplayError::Task(error) => Self::Internal(anyhow::Error::new(error)),
+        }
+    }
+}
+
+impl From<crate::people::PasswordError> for ApiError {
+    fn from(error: crate::people::PasswordError) -> Self {
+        match error {
+            crate::people::PasswordError::Busy => Self::Unavailable {
+                code: "overloaded",
+                message: "too many sign-ins are in progress; retry shortly".into(),
+                retry_after: 1,
+            },
+            crate::people::PasswordError::Invalid(invalid) => Self::Invalid(invalid.to_string()),
+            crate::people::PasswordError::Failed(error) => Self::Internal(error),
         }
     }
 }

@@ -55,7 +55,7 @@ pub(super) async fn events_stream(
     headers: HeaderMap,
     AppQuery(query): AppQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let slot = state.admission.events.admit(&principal.token_id)?;
+    let slot = state.admission.events.admit(&principal.key())?;
     let resume = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())

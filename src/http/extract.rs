@@ -1,14 +1,15 @@
 //! Extractors whose rejections use the one error shape, and the authenticated caller.
 
 use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::config::AuthSettings;
 use crate::domain::{ClientSlug, Role, TypedId};
-use crate::store::Scope;
+use crate::store::{Caller, PersonRecord, Scope};
 
 /// `axum::Json` with [`ApiError`] rejections.
 #[derive(FromRequest)]
@@ -54,17 +55,11 @@ impl<S: Send + Sync> FromRequest<S> for AppBytes {
     }
 }
 
-/// The caller, authenticated by its bearer token.
+/// The caller: a person signed in with the session cookie or using their token, or an integration's token.
 #[derive(Debug, Clone)]
 pub(super) struct Principal {
-    /// The token's public id.
-    pub token_id: String,
-    /// What it may do.
-    pub role: Role,
-    /// Its client, for client tokens.
-    pub client: Option<ClientSlug>,
-    /// Its name (an assistant's name is the author of its replies).
-    pub name: String,
+    /// Who, as the store resolved them.
+    pub caller: Caller,
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -75,51 +70,126 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(principal.clone());
         }
-        Self::authenticate(&parts.headers, state).await
+        Self::authenticate(&parts.method, &parts.headers, state).await
     }
 }
 
+/// The name of the session cookie.
+pub(super) const SESSION_COOKIE: &str = "recado_session";
+
+/// The value of the session cookie in `headers`, if there is one.
+pub(super) fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == SESSION_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+}
+
+/// Refuses a state change authenticated by the cookie unless the browser says it comes from this site: its
+/// `Sec-Fetch-Site` is `same-origin`, or (older browsers) its `Origin` is this server's. A request that says
+/// neither is refused too: every browser that sends cookies sends one of them on a POST.
+pub(super) fn check_same_site(method: &Method, headers: &HeaderMap, settings: &AuthSettings) -> Result<(), ApiError> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let refused = |why: &str| {
+        Err(ApiError::CrossSite(format!(
+            "{why}: a change made with the session cookie must come from recado's own pages"
+        )))
+    };
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return if site.as_bytes() == b"same-origin" { Ok(()) } else { refused("the request came from another site") };
+    }
+    let Some(origin) = headers.get(ORIGIN).and_then(|value| value.to_str().ok()) else {
+        return refused("the request does not say which site it came from");
+    };
+    let same = match &settings.public_origin {
+        Some(public) => origin == public,
+        None => {
+            let host = headers.get(HOST).and_then(|value| value.to_str().ok());
+            let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+            host.is_some() && origin_host == host
+        }
+    };
+    if same { Ok(()) } else { refused("the request came from another site") }
+}
+
 impl Principal {
-    /// Authenticates the bearer token in `headers`.
+    /// Authenticates the bearer token in `headers` or, without one, the session cookie (whose state changes
+    /// must come from this site).
     ///
     /// # Errors
-    /// 401 for a missing, malformed, unknown or revoked token; 503 when the store is unavailable.
-    pub(super) async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Self, ApiError> {
-        let header = headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+    /// 401 for a missing, malformed, unknown or revoked token or an ended session; 403 for a cross-site
+    /// change; 503 when the store is unavailable.
+    pub(super) async fn authenticate(method: &Method, headers: &HeaderMap, state: &AppState) -> Result<Self, ApiError> {
+        let Some(header) = headers.get(AUTHORIZATION) else {
+            let Some(secret) = session_cookie(headers) else {
+                return Err(ApiError::unauthorized("sign in, or send Authorization: Bearer <token>"));
+            };
+            check_same_site(method, headers, &state.settings.auth)?;
+            let caller =
+                state.db.session_caller(secret, state.settings.auth.session_rules()).await?.ok_or_else(|| {
+                    ApiError::Unauthorized {
+                        code: "session_ended",
+                        message: "the session has ended; sign in again".into(),
+                    }
+                })?;
+            return Ok(Self { caller });
+        };
         let token = header
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
-        let record = state
+        let caller = state
             .db
             .authenticate(token.to_owned())
             .await?
             .ok_or_else(|| ApiError::unauthorized("the token is unknown or revoked"))?;
-        Ok(Self { token_id: record.id, role: record.role, client: record.client, name: record.name })
+        Ok(Self { caller })
+    }
+
+    /// The principal budgets are kept for: the person, whatever the credential, or the integration's token.
+    pub(super) fn key(&self) -> String {
+        self.caller.actor()
+    }
+
+    /// What this caller may do.
+    pub(super) fn role(&self) -> Role {
+        self.caller.role
+    }
+
+    /// The name their replies carry.
+    pub(super) fn name(&self) -> &str {
+        &self.caller.name
     }
 
     /// What data this caller may see.
     pub(super) fn scope(&self) -> Scope {
-        match (&self.role, &self.client) {
-            (Role::Client, Some(slug)) => Scope::Client(slug.clone()),
-            // A client token always has a client (enforced at creation); without one it sees nothing real.
-            (Role::Client, None) => Scope::Client(ClientSlug::parse("none").expect("a valid literal slug")),
-            _ => Scope::All,
-        }
+        self.caller.scope.clone()
     }
 
     /// Name recorded in the audit log.
     pub(super) fn actor(&self) -> String {
-        format!("{}:{}", self.role, self.token_id)
+        self.caller.actor()
     }
 
     /// Fails with 403 unless the caller is an admin.
     pub(super) fn require_admin(&self) -> Result<(), ApiError> {
-        if self.role == Role::Admin { Ok(()) } else { Err(ApiError::Forbidden("this needs an admin token".into())) }
+        if self.caller.role == Role::Admin { Ok(()) } else { Err(ApiError::Forbidden("this needs an admin".into())) }
+    }
+
+    /// The person this caller is, or 403 for an integration's token.
+    pub(super) fn person(&self) -> Result<&PersonRecord, ApiError> {
+        self.caller
+            .person
+            .as_ref()
+            .ok_or_else(|| ApiError::Forbidden("this is for people; an integration's token is no one".into()))
     }
 
     /// Parses a client slug from a path and checks this caller may see that client.
@@ -128,6 +198,6 @@ impl Principal {
     /// clients exist.
     pub(super) fn client_in_path(&self, slug: &str) -> Result<ClientSlug, ApiError> {
         let slug = ClientSlug::parse(slug).map_err(|_| ApiError::NotFound("client".into()))?;
-        if self.scope().allows(&slug) { Ok(slug) } else { Err(ApiError::NotFound("client".into())) }
+        if self.caller.scope.allows(&slug) { Ok(slug) } else { Err(ApiError::NotFound("client".into())) }
     }
 }

@@ -201,7 +201,7 @@ pub(super) async fn messages_create(
     AppJson(body): AppJson<NewMessage>,
 ) -> Result<Response, ApiError> {
     let client = principal.client_in_path(&slug)?;
-    if principal.role == Role::Assistant {
+    if principal.role() == Role::Assistant {
         return Err(ApiError::Forbidden("assistants cannot submit customer messages".into()));
     }
     let channel = match &body.channel {
@@ -324,13 +324,13 @@ pub(super) async fn whatsapp_verify(
     AppQuery(query): AppQuery<VerifyQuery>,
 ) -> Result<Response, ApiError> {
     let failures = &state.admission.auth_failures;
-    if !failures.allows(peer.ip()) {
+    if !failures.allows(&peer.ip()) {
         return Err(failures.throttled());
     }
     let (_, config): (_, WhatsAppConfig) = channel_config(&state, &slug, ChannelKind::WhatsApp).await?;
     let token_matches: bool = query.verify_token.as_bytes().ct_eq(config.verify_token.expose().as_bytes()).into();
     if query.mode != "subscribe" || !token_matches {
-        failures.record(peer.ip());
+        failures.record(&peer.ip());
         return Err(ApiError::Forbidden("the verify token does not match".into()));
     }
     // The challenge is the caller's text: plain text that no browser will sniff into HTML.
@@ -349,19 +349,19 @@ pub(super) async fn whatsapp_receive(
     request: Request,
 ) -> Result<Json<WebhookAnswer>, ApiError> {
     let failures = &state.admission.auth_failures;
-    if !failures.allows(peer.ip()) {
+    if !failures.allows(&peer.ip()) {
         return Err(failures.throttled());
     }
     let (client, config): (_, WhatsAppConfig) = channel_config(&state, &slug, ChannelKind::WhatsApp).await?;
     let signature = request.headers().get(whatsapp::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
     let Some(signature) = signature.filter(|value| value.trim().starts_with("sha256=")).map(str::to_owned) else {
-        failures.record(peer.ip());
+        failures.record(&peer.ip());
         return Err(invalid_signature());
     };
     let (_, body) = state.admission.ingest_body.read(request).await?;
     let _slot = state.admission.ingest.admit(client.as_str())?;
     if !verify_hmac_header(config.app_secret.expose(), &body, Some(&signature)) {
-        failures.record(peer.ip());
+        failures.record(&peer.ip());
         return Err(invalid_signature());
     }
     let parsed = whatsapp::parse(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
@@ -389,12 +389,12 @@ pub(super) async fn telegram_receive(
     request: Request,
 ) -> Result<Json<WebhookAnswer>, ApiError> {
     let failures = &state.admission.auth_failures;
-    if !failures.allows(peer.ip()) {
+    if !failures.allows(&peer.ip()) {
         return Err(failures.throttled());
     }
     let (client, config): (_, TelegramConfig) = channel_config(&state, &slug, ChannelKind::Telegram).await?;
     if !config.verify(request.headers().get(telegram::SECRET_HEADER).map(|value| value.as_bytes())) {
-        failures.record(peer.ip());
+        failures.record(&peer.ip());
         return Err(ApiError::Unauthorized {
             code: "invalid_secret",
             message: "X-Telegram-Bot-Api-Secret-Token is missing or wrong".into(),

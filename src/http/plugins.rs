@@ -132,7 +132,7 @@ pub(super) struct DecisionList {
 /// The client in the path, for a caller that may manage its plugins (its own client token, or an admin).
 fn managed_client(principal: &Principal, slug: &str) -> Result<ClientSlug, ApiError> {
     let slug = principal.client_in_path(slug)?;
-    match principal.role {
+    match principal.role() {
         Role::Admin | Role::Client => Ok(slug),
         Role::Assistant => {
             Err(ApiError::Forbidden("managing plugins needs the client's token or an admin token".into()))

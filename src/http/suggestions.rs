@@ -48,7 +48,7 @@ pub(super) async fn suggestions_for_query(
     let k = params.k.unwrap_or(5).clamp(1, MAX_SUGGESTIONS);
     let result = state
         .knowledge
-        .suggest_query(&state.db, client, params.q, params.lang, k, Some(principal.name.clone()))
+        .suggest_query(&state.db, client, params.q, params.lang, k, Some(principal.name().to_owned()))
         .await?;
     Ok(Json(result))
 }
@@ -69,7 +69,7 @@ pub(super) async fn suggestions_for_message(
 ) -> Result<Json<Suggestions>, ApiError> {
     let k = params.k.unwrap_or(5).clamp(1, MAX_SUGGESTIONS);
     let result =
-        state.knowledge.suggest_message(&state.db, principal.scope(), id, k, Some(principal.name.clone())).await?;
+        state.knowledge.suggest_message(&state.db, principal.scope(), id, k, Some(principal.name().to_owned())).await?;
     Ok(Json(result))
 }
 
@@ -112,7 +112,7 @@ pub(super) async fn suggestions_feedback(
             principal.actor(),
             // Learned phrasings are knowledge-base writes: admins and the assistants who pick suggestions
             // make them; a client's own token only feeds the boost (clients do not write articles).
-            principal.role != Role::Client,
+            principal.role() != Role::Client,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(FeedbackRecorded { recorded: true, learned_phrasing: learned })))

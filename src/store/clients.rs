@@ -6,9 +6,33 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::paging::{Page, PageRequest};
 use super::secrets::{SecretKey, context};
 use super::{Db, Error, Result};
 use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Timestamp, new_id};
+
+/// Where an entry stands in the audit log's order: `(at, id)`, newest first.
+pub type AuditKey = (Timestamp, String);
+
+/// One entry of the audit log: who changed what, when.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditEntry {
+    /// The entry's id.
+    pub id: String,
+    /// The client it concerns, if one.
+    pub client: Option<ClientSlug>,
+    /// Who: a person's id, `token:<id>` for an integration's token, `cli` for the command line, or the
+    /// worker that acted.
+    pub actor: String,
+    /// The person's name, when the actor is a person.
+    pub actor_name: Option<String>,
+    /// What was done (`conversation.assign`, `plugin.activate`, ...).
+    pub action: String,
+    /// The particulars (ids, names; never a secret).
+    pub detail: serde_json::Value,
+    /// When.
+    pub at: Timestamp,
+}
 
 /// A stored client.
 #[derive(Debug, Clone)]
@@ -90,22 +114,41 @@ impl Db {
         .await
     }
 
-    /// The latest `limit` audit entries of a client, newest first: `(actor, action, detail)`.
+    /// A page of the audit log, newest first: one client's entries, or every entry (those about no client in
+    /// particular too) when `client` is `None`.
     pub async fn audit_log(
         &self,
-        client: ClientSlug,
-        limit: usize,
-    ) -> Result<Vec<(String, String, serde_json::Value)>> {
+        client: Option<ClientSlug>,
+        page: PageRequest<AuditKey>,
+    ) -> Result<Page<AuditEntry, AuditKey>> {
         self.read(move |connection| {
-            let rows: Vec<(String, String, String)> = connection
+            let (after_at, after_id) = match &page.after {
+                Some((at, id)) => (Some(*at), Some(id.clone())),
+                None => (None, None),
+            };
+            let entries: Vec<AuditEntry> = connection
                 .prepare_cached(
-                    "SELECT actor, action, detail FROM audit_log WHERE client_id = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
+                    "SELECT a.id, a.client_id, a.actor, p.name, a.action, a.detail, a.at
+                     FROM audit_log a LEFT JOIN people p ON p.id = a.actor
+                     WHERE (?1 IS NULL OR a.client_id = ?1)
+                       AND (?2 IS NULL OR a.at < ?2 OR (a.at = ?2 AND a.id < ?3))
+                     ORDER BY a.at DESC, a.id DESC LIMIT ?4",
                 )?
-                .query_map(params![client.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                .query_map(params![client, after_at, after_id, page.probe()], |row| {
+                    let client: String = row.get(1)?;
+                    let detail: String = row.get(5)?;
+                    Ok(AuditEntry {
+                        id: row.get(0)?,
+                        client: (!client.is_empty()).then(|| ClientSlug::parse(&client).ok()).flatten(),
+                        actor: row.get(2)?,
+                        actor_name: row.get(3)?,
+                        action: row.get(4)?,
+                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                        at: row.get(6)?,
+                    })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            rows.into_iter().map(|(actor, action, detail)| Ok((actor, action, serde_json::from_str(&detail)?))).collect()
+            Ok(page.page(entries, |last| (last.at, last.id.clone())))
         })
         .await
     }

@@ -3,6 +3,7 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use super::access::Scope;
 use super::clients::audit;
 use super::outbox::enqueue_with;
 use super::paging::{Page, PageRequest};
@@ -11,32 +12,7 @@ use crate::domain::{
     ChannelName, ClientSlug, ContactId, ConversationId, ConversationStatus, DeliveryState, Direction, MessageId,
     MessageKind, MessageState, Outbound, OutboxId, Priority, SlaState, Timestamp,
 };
-
-/// Which clients' data a caller may see.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// Every client (admins and assistants).
-    All,
-    /// One client only (a client token).
-    Client(ClientSlug),
-}
-
-impl Scope {
-    /// Returns true if and only if this scope may see `client`'s data.
-    pub fn allows(&self, client: &ClientSlug) -> bool {
-        match self {
-            Self::All => true,
-            Self::Client(own) => own == client,
-        }
-    }
-
-    pub(super) fn client(&self) -> Option<&str> {
-        match self {
-            Self::All => None,
-            Self::Client(slug) => Some(slug.as_str()),
-        }
-    }
-}
+use crate::domain::{Email, Invalid, Role};
 
 /// Filters and paging of the inbox list.
 #[derive(Debug, Clone, Default)]
@@ -263,13 +239,38 @@ pub(super) fn load_summary(connection: &Connection, scope: &Scope, id: &Conversa
     let sql = format!(
         "SELECT {SUMMARY_COLUMNS} FROM conversations c
          JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id
-         WHERE c.id = ?1 AND (?2 IS NULL OR c.client_id = ?2)"
+         WHERE c.id = ?1 AND {}",
+        Scope::condition("c.client_id", 2)
     );
+    let (every, person) = scope.params();
     connection
         .prepare_cached(&sql)?
-        .query_row(params![id, scope.client()], summary_from_row)
+        .query_row(params![id, every, person], summary_from_row)
         .optional()?
         .ok_or(Error::NotFound("conversation"))
+}
+
+/// Refuses an assignee who is not a person allowed to see `client` (an admin, or an assistant serving it);
+/// answers their address as their account has it.
+fn ensure_serves(connection: &Connection, email: &str, client: &ClientSlug) -> Result<String> {
+    let refused = |why: String| Err(Invalid::new("assignee", why).into());
+    let Ok(email) = Email::parse(email) else {
+        return refused("must be the email address of an admin or of an assistant who serves this client".into());
+    };
+    let row: Option<(Role, bool, bool, String)> = connection
+        .prepare_cached(
+            "SELECT p.role, p.disabled, p.email,
+                    EXISTS (SELECT 1 FROM client_assistants a WHERE a.person_id = p.id AND a.client_id = ?2)
+             FROM people p WHERE p.email_key = ?1",
+        )?
+        .query_row(params![email.key(), client], |row| Ok((row.get(0)?, row.get(1)?, row.get(3)?, row.get(2)?)))
+        .optional()?;
+    match row {
+        None => refused(format!("{email} has no account")),
+        Some((_, true, _, _)) => refused(format!("{email} is disabled")),
+        Some((Role::Admin, _, _, stored)) | Some((Role::Assistant, _, true, stored)) => Ok(stored),
+        Some(_) => refused(format!("{email} does not serve client {client}")),
+    }
 }
 
 /// Changes to the routing of a conversation; `None` leaves a field as it is.
@@ -294,16 +295,16 @@ impl Db {
         self.read(move |connection| {
             let mut sql = format!(
                 "SELECT {SUMMARY_COLUMNS} FROM conversations c
-                 JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id WHERE 1 = 1"
+                 JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id WHERE {}",
+                Scope::condition("c.client_id", 1)
             );
-            let mut values: Vec<Value> = Vec::new();
+            let (every, person) = scope.params();
+            let text = |value: Option<&str>| value.map_or(Value::Null, |value| Value::Text(value.to_owned()));
+            let mut values: Vec<Value> = vec![text(every), text(person)];
             let mut condition = |sql: &mut String, clause: &str, value: Value| {
                 values.push(value);
                 sql.push_str(&format!(" AND {clause} ?{}", values.len()));
             };
-            if let Some(client) = scope.client() {
-                condition(&mut sql, "c.client_id =", Value::Text(client.to_owned()));
-            }
             if let Some(client) = &filter.client {
                 condition(&mut sql, "c.client_id =", Value::Text(client.as_str().to_owned()));
             }
@@ -496,7 +497,8 @@ impl Db {
         .await
     }
 
-    /// Changes assignee, queue or priority of a conversation.
+    /// Changes assignee, queue or priority of a conversation. An assignee is a person's email (stored as their
+    /// account has it): an admin, or an assistant who serves the conversation's client.
     pub async fn route(
         &self,
         scope: Scope,
@@ -506,7 +508,11 @@ impl Db {
     ) -> Result<ConversationSummary> {
         self.write(move |connection| {
             let summary = load_summary(connection, &scope, &conversation_id)?;
-            let assignee = change.assignee.clone().unwrap_or(summary.assignee.clone());
+            let assignee = match &change.assignee {
+                Some(Some(email)) => Some(ensure_serves(connection, email, &summary.client)?),
+                Some(None) => None,
+                None => summary.assignee.clone(),
+            };
             let queue = change.queue.clone().unwrap_or(summary.queue.clone());
             let priority = change.priority.unwrap_or(summary.priority);
             connection.execute(
@@ -535,10 +541,14 @@ impl Db {
     ) -> Result<ContactView> {
         let view = self
             .write(move |connection| {
+                let (every, person) = scope.params();
                 let client: ClientSlug = connection
                     .query_row(
-                        "SELECT client_id FROM contacts WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)",
-                        params![id, scope.client()],
+                        &format!(
+                            "SELECT client_id FROM contacts WHERE id = ?1 AND {}",
+                            Scope::condition("client_id", 2)
+                        ),
+                        params![id, every, person],
                         |row| row.get(0),
                     )
                     .optional()?
@@ -573,10 +583,14 @@ impl Db {
     /// The message with `id`, if `scope` may see it: its client and conversation.
     pub async fn message_location(&self, scope: Scope, id: MessageId) -> Result<(ClientSlug, ConversationId)> {
         self.read(move |connection| {
+            let (every, person) = scope.params();
             connection
                 .query_row(
-                    "SELECT client_id, conversation_id FROM messages WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)",
-                    params![id, scope.client()],
+                    &format!(
+                        "SELECT client_id, conversation_id FROM messages WHERE id = ?1 AND {}",
+                        Scope::condition("client_id", 2)
+                    ),
+                    params![id, every, person],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()?

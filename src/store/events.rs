@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::conversations::Scope;
+use super::access::Scope;
 use super::{Db, Result};
 use crate::domain::{ClientSlug, ConversationId, MessageId, Timestamp};
 
@@ -67,12 +67,14 @@ impl Db {
     /// Up to `limit` events after `after` that `scope` may see, oldest first.
     pub async fn events_after(&self, scope: Scope, after: i64, limit: usize) -> Result<Vec<EventRecord>> {
         self.read(move |connection| {
+            let (every, person) = scope.params();
             Ok(connection
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT seq, client_id, kind, conversation_id, message_id, data, at FROM events
-                     WHERE seq > ?1 AND (?2 IS NULL OR client_id = ?2) ORDER BY seq LIMIT ?3",
-                )?
-                .query_map(params![after, scope.client(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                     WHERE seq > ?1 AND {} ORDER BY seq LIMIT ?4",
+                    Scope::condition("client_id", 2)
+                ))?
+                .query_map(params![after, every, person, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
                     Ok(EventRecord {
                         seq: row.get(0)?,
                         client: row.get(1)?,

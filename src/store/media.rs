@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::conversations::Scope;
+use super::access::Scope;
 use super::{Db, Error, Result};
 use crate::domain::{
     ChannelName, ClientSlug, ConversationId, Media, MediaId, MediaState, MessageId, Outbound, Timestamp,
@@ -292,10 +292,12 @@ impl Db {
     /// One media file, if `scope` may see its client.
     pub async fn media(&self, scope: Scope, id: MediaId) -> Result<MediaView> {
         self.read(move |connection| {
-            let sql = format!("SELECT {VIEW_COLUMNS} FROM media WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)");
+            let sql =
+                format!("SELECT {VIEW_COLUMNS} FROM media WHERE id = ?1 AND {}", Scope::condition("client_id", 2));
+            let (every, person) = scope.params();
             connection
                 .prepare_cached(&sql)?
-                .query_row(params![id, scope.client()], view_from_row)
+                .query_row(params![id, every, person], view_from_row)
                 .optional()?
                 .ok_or(Error::NotFound("media"))
         })
@@ -305,15 +307,20 @@ impl Db {
     /// Queues a failed download again, with a fresh set of attempts. Returns the media as it now is.
     pub async fn retry_media(&self, scope: Scope, id: MediaId) -> Result<MediaView> {
         self.write(move |connection| {
+            let (every, person) = scope.params();
             let changed = connection.execute(
-                "UPDATE media SET state = 'pending', attempts = 0, next_attempt_at = ?3, updated_at = ?3
-                 WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2) AND state = 'failed'",
-                params![id, scope.client(), Timestamp::now().millis()],
+                &format!(
+                    "UPDATE media SET state = 'pending', attempts = 0, next_attempt_at = ?4, updated_at = ?4
+                     WHERE id = ?1 AND {} AND state = 'failed'",
+                    Scope::condition("client_id", 2)
+                ),
+                params![id, every, person, Timestamp::now().millis()],
             )?;
-            let sql = format!("SELECT {VIEW_COLUMNS} FROM media WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)");
+            let sql =
+                format!("SELECT {VIEW_COLUMNS} FROM media WHERE id = ?1 AND {}", Scope::condition("client_id", 2));
             let media = connection
                 .prepare_cached(&sql)?
-                .query_row(params![id, scope.client()], view_from_row)
+                .query_row(params![id, every, person], view_from_row)
                 .optional()?
                 .ok_or(Error::NotFound("media"))?;
             if changed == 0 && media.state != MediaState::Pending {

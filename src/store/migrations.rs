@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_channels.sql"),
     include_str!("migrations/0007_contact_tags.sql"),
     include_str!("migrations/0008_people.sql"),
+    include_str!("migrations/0009_access.sql"),
 ];
 
 /// The schema version this build writes.

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::clients::{audit, ensure_client};
 use super::{Db, Error, Result};
-use crate::domain::{ClientSlug, Email, Invalid, PersonId, Role, Timestamp};
+use crate::domain::{ClientSlug, Email, Invalid, PersonId, Role, SessionId, Timestamp};
 
 /// A person's account, without the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -45,20 +45,27 @@ pub struct NewPerson {
     pub password_hash: String,
 }
 
-const COLUMNS: &str = "id, email, name, role, client_id, disabled, created_at, updated_at, last_sign_in_at";
+/// The columns of a [`PersonRecord`], of the table aliased `p`.
+pub(super) const COLUMNS: &str =
+    "p.id, p.email, p.name, p.role, p.client_id, p.disabled, p.created_at, p.updated_at, p.last_sign_in_at";
+
+/// Reads a [`PersonRecord`] from [`COLUMNS`] starting at column `at`.
+pub(super) fn person_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<PersonRecord> {
+    Ok(PersonRecord {
+        id: row.get(at)?,
+        email: row.get(at + 1)?,
+        name: row.get(at + 2)?,
+        role: row.get(at + 3)?,
+        client: row.get(at + 4)?,
+        disabled: row.get(at + 5)?,
+        created_at: row.get(at + 6)?,
+        updated_at: row.get(at + 7)?,
+        last_sign_in_at: row.get(at + 8)?,
+    })
+}
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRecord> {
-    Ok(PersonRecord {
-        id: row.get(0)?,
-        email: row.get(1)?,
-        name: row.get(2)?,
-        role: row.get(3)?,
-        client: row.get(4)?,
-        disabled: row.get(5)?,
-        created_at: row.get(6)?,
-        updated_at: row.get(7)?,
-        last_sign_in_at: row.get(8)?,
-    })
+    person_from_row(row, 0)
 }
 
 /// Which person: by id (the API) or by address (the command line).
@@ -70,11 +77,12 @@ pub enum PersonRef {
     Email(Email),
 }
 
-fn find(connection: &Connection, who: &PersonRef) -> Result<PersonRecord> {
+/// The person `who` names, or [`Error::NotFound`].
+pub(super) fn find_person(connection: &Connection, who: &PersonRef) -> Result<PersonRecord> {
     let found = match who {
         PersonRef::Email(email) => by_email(connection, email)?.map(|(person, _)| person),
         PersonRef::Id(id) => connection
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM people WHERE id = ?1"))?
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM people p WHERE p.id = ?1"))?
             .query_row([id], record)
             .optional()?,
     };
@@ -83,7 +91,7 @@ fn find(connection: &Connection, who: &PersonRef) -> Result<PersonRecord> {
 
 fn by_email(connection: &Connection, email: &Email) -> Result<Option<(PersonRecord, String)>> {
     Ok(connection
-        .prepare_cached(&format!("SELECT {COLUMNS}, password_hash FROM people WHERE email_key = ?1"))?
+        .prepare_cached(&format!("SELECT {COLUMNS}, p.password_hash FROM people p WHERE p.email_key = ?1"))?
         .query_row([email.key()], |row| Ok((record(row)?, row.get(9)?)))
         .optional()?)
 }
@@ -136,24 +144,42 @@ impl Db {
         self.read(move |connection| by_email(connection, &email)).await
     }
 
+    /// One person.
+    pub async fn person(&self, who: PersonRef) -> Result<PersonRecord> {
+        self.read(move |connection| find_person(connection, &who)).await
+    }
+
     /// Every person, by address.
     pub async fn people(&self) -> Result<Vec<PersonRecord>> {
         self.read(|connection| {
             Ok(connection
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM people ORDER BY email_key"))?
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM people p ORDER BY p.email_key"))?
                 .query_map([], record)?
                 .collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
 
-    /// Replaces the password hash of a person.
-    pub async fn set_password(&self, who: PersonRef, password_hash: String, actor: String) -> Result<PersonRecord> {
+    /// Replaces the password hash of a person and ends their sessions, all but `keep` (the one a person
+    /// changing their own password is using).
+    pub async fn set_password(
+        &self,
+        who: PersonRef,
+        password_hash: String,
+        actor: String,
+        keep: Option<SessionId>,
+    ) -> Result<PersonRecord> {
         self.write(move |connection| {
-            let person = find(connection, &who)?;
+            let person = find_person(connection, &who)?;
+            let now = Timestamp::now();
             connection.execute(
                 "UPDATE people SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
-                params![person.id, password_hash, Timestamp::now()],
+                params![person.id, password_hash, now],
+            )?;
+            connection.execute(
+                "UPDATE sessions SET revoked_at = ?2
+                 WHERE person_id = ?1 AND revoked_at IS NULL AND (?3 IS NULL OR id <> ?3)",
+                params![person.id, now, keep],
             )?;
             audit(
                 connection,
@@ -162,19 +188,25 @@ impl Db {
                 "person.password",
                 &serde_json::json!({ "person_id": person.id }),
             )?;
-            find(connection, &who)
+            find_person(connection, &who)
         })
         .await
     }
 
-    /// Disables a person: they can no longer sign in.
+    /// Disables a person: they can no longer sign in, their sessions and tokens stop working, and they serve no
+    /// client any more.
     pub async fn disable_person(&self, who: PersonRef, actor: String) -> Result<PersonRecord> {
         self.write(move |connection| {
-            let person = find(connection, &who)?;
+            let person = find_person(connection, &who)?;
+            let now = Timestamp::now();
+            connection
+                .execute("UPDATE people SET disabled = 1, updated_at = ?2 WHERE id = ?1", params![person.id, now])?;
+            // Their sessions end now; their tokens stop working because authentication checks the flag.
             connection.execute(
-                "UPDATE people SET disabled = 1, updated_at = ?2 WHERE id = ?1",
-                params![person.id, Timestamp::now()],
+                "UPDATE sessions SET revoked_at = ?2 WHERE person_id = ?1 AND revoked_at IS NULL",
+                params![person.id, now],
             )?;
+            connection.execute("DELETE FROM client_assistants WHERE person_id = ?1", [&person.id])?;
             audit(
                 connection,
                 person.client.as_ref(),
@@ -182,7 +214,7 @@ impl Db {
                 "person.disable",
                 &serde_json::json!({ "person_id": person.id }),
             )?;
-            find(connection, &who)
+            find_person(connection, &who)
         })
         .await
     }

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::access::Scope;
 use super::clients::load_client;
-use super::conversations::{ConversationSummary, Scope, load_summary};
+use super::conversations::{ConversationSummary, load_summary};
 use super::outbox::{enqueue, enqueue_to};
 use super::paging::PageRequest;
 use super::plugins::{
@@ -431,10 +432,11 @@ impl Db {
     /// The decisions recorded for one message (plugin runs included), if `scope` may see it.
     pub async fn decisions_for(&self, scope: Scope, message_id: MessageId) -> Result<Vec<DecisionRecord>> {
         self.read(move |connection| {
+            let (every, person) = scope.params();
             let client: ClientSlug = connection
                 .query_row(
-                    "SELECT client_id FROM messages WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)",
-                    params![message_id, scope.client()],
+                    &format!("SELECT client_id FROM messages WHERE id = ?1 AND {}", Scope::condition("client_id", 2)),
+                    params![message_id, every, person],
                     |row| row.get(0),
                 )
                 .optional()?

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::access::Scope;
 use super::clients::{audit, ensure_client};
-use super::conversations::Scope;
 use super::paging::{Page, PageRequest};
 use super::{Db, Error, Result};
 use crate::domain::{

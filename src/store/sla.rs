@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
 
+use super::access::Scope;
 use super::clients::load_client;
-use super::conversations::{Scope, load_summary};
+use super::conversations::load_summary;
 use super::pipeline::{apply_routing, escalate};
 use super::plugins::{PluginRun, RunningPlugin, TripRule, load_kv, record_runs, running_plugins};
 use super::{Db, Result};

@@ -9,7 +9,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use crate::domain::{
     ArticleId, ChannelKind, ChannelName, ClientSlug, ContactId, ConversationId, ConversationStatus, DeliveryState,
     Direction, EscalationId, HookKind, MediaId, MediaState, MessageId, MessageKind, MessageState, OutboxId, PersonId,
-    PluginId, PluginState, Priority, Role, SlaState, Timestamp,
+    PluginId, PluginState, Priority, Role, SessionId, SlaState, Timestamp,
 };
 
 /// Values stored as their text (`as_str`): ids are trusted as stored (only their own type ever wrote them);
@@ -41,7 +41,7 @@ fn parsed<T: std::str::FromStr<Err = crate::domain::Invalid>>(text: String) -> F
     text.parse().map_err(|error: crate::domain::Invalid| FromSqlError::Other(error.into()))
 }
 
-text_columns!(ids: ConversationId, MessageId, ContactId, OutboxId, PluginId, EscalationId, MediaId, PersonId);
+text_columns!(ids: ConversationId, MessageId, ContactId, OutboxId, PluginId, EscalationId, MediaId, PersonId, SessionId);
 text_columns!(
     parsed:
     ChannelKind,

@@ -2,9 +2,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::access::Scope;
 use super::articles::{load_article, write_article_content};
 use super::clients::{audit, load_client};
-use super::conversations::Scope;
 use super::pipeline::conversation_language;
 use super::{Db, Error, Result};
 use crate::domain::{
@@ -53,15 +53,17 @@ impl Db {
     pub async fn suggestion_context(&self, scope: Scope, id: MessageId) -> Result<SuggestionContext> {
         self.read(move |connection| {
             type Row = (ClientSlug, ConversationId, String, Option<String>, i64, Option<String>);
+            let (every, person) = scope.params();
             let row: Option<Row> = connection
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT m.client_id, m.conversation_id, m.text, m.language, m.created_at, k.name
                      FROM messages m
                      JOIN conversations c ON c.client_id = m.client_id AND c.id = m.conversation_id
                      JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id
-                     WHERE m.id = ?1 AND (?2 IS NULL OR m.client_id = ?2)",
-                )?
-                .query_row(params![id, scope.client()], |row| {
+                     WHERE m.id = ?1 AND {}",
+                    Scope::condition("m.client_id", 2)
+                ))?
+                .query_row(params![id, every, person], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
                 })
                 .optional()?;

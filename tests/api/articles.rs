@@ -27,7 +27,11 @@ async fn an_article_is_created_with_a_derived_id_and_read_back() {
     .await;
     assert_eq!(created["id"], "horari-de-la-clinica");
     assert_eq!(created["version"], 1);
-    assert_eq!(created["updated_by"].as_str().map(|s| s.starts_with("admin:")), Some(true));
+    assert_eq!(
+        created["updated_by"].as_str().map(|s| s.starts_with("token:")),
+        Some(true),
+        "an integration token is named by its id"
+    );
     let again = create(&app, "dental", article("Horari de la clínica", "Una altra versió.")).await;
     assert_eq!(again["id"], "horari-de-la-clinica-2", "a taken derived id gets a suffix");
 
@@ -114,10 +118,14 @@ async fn edits_must_name_the_current_version_and_stale_ones_get_the_current_arti
     let (status, _) = app.get(path, &app.admin).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let slug = recado::domain::ClientSlug::parse("dental").expect("slug");
-    let actions: Vec<String> =
-        app.db.audit_log(slug, 10).await.expect("audit").into_iter().map(|(_, action, _)| action).collect();
-    assert_eq!(&actions[..3], ["article.delete", "article.update", "article.create"], "every change is audited");
+    let (_, audit) = app.get("/api/v1/audit?client=dental&limit=3", &app.admin).await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| entry["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["article.delete", "article.update", "article.create"], "every change is audited");
     assert_eq!(created["version"], 1);
 }
 

@@ -61,22 +61,36 @@ async fn filters_select_by_client_status_assignee_and_queue() {
     app.ingest("client-a", &a, "2", "+2", "hi").await;
     app.ingest("client-b", &b, "1", "+1", "hi").await;
     let id = one["conversation_id"].as_str().expect("id");
-    let (status, assigned) = app
-        .post(
-            &format!("/api/v1/conversations/{id}/assign"),
-            &app.assistant,
-            json!({ "assignee": "Ana", "queue": "urgent", "priority": "high" }),
-        )
-        .await;
+    let ana = app.person("Ana@example.com", "assistant", None).await;
+    let berta = app.person("berta@example.com", "assistant", None).await;
+    app.assign("client-a", &["ana@example.com"]).await;
+    app.assign("client-b", &["berta@example.com"]).await;
+    let path = format!("/api/v1/conversations/{id}/assign");
+    let assign = |assignee: &str| {
+        app.post(&path, &app.assistant, json!({ "assignee": assignee, "queue": "urgent", "priority": "high" }))
+    };
+    // Only a person who may see the client can take its conversation.
+    for (nobody, why) in [
+        ("Ana", "not an address"),
+        ("carla@example.com", "no account"),
+        (berta.email.as_str(), "serves another client"),
+    ] {
+        let (status, error) = assign(nobody).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{why}: {error}");
+    }
+    let (status, assigned) = assign("ANA@example.com").await;
     assert_eq!(status, StatusCode::OK, "{assigned}");
     assert_eq!(
         (assigned["assignee"].as_str(), assigned["queue"].as_str(), assigned["priority"].as_str()),
-        (Some("Ana"), Some("urgent"), Some("high"))
+        (Some("Ana@example.com"), Some("urgent"), Some("high")),
+        "the address as the account has it"
     );
 
     let count = |body: &serde_json::Value| body["conversations"].as_array().expect("list").len();
     assert_eq!(count(&app.get("/api/v1/conversations?client=client-a", &app.admin).await.1), 2);
-    assert_eq!(count(&app.get("/api/v1/conversations?assignee=Ana", &app.admin).await.1), 1);
+    assert_eq!(count(&app.get("/api/v1/conversations?assignee=Ana@example.com", &app.admin).await.1), 1);
+    assert_eq!(count(&app.get("/api/v1/conversations?assignee=me", &ana.token).await.1), 1, "assigned to me");
+    assert_eq!(count(&app.get("/api/v1/conversations?assignee=me", &berta.token).await.1), 0);
     assert_eq!(count(&app.get("/api/v1/conversations?queue=urgent", &app.admin).await.1), 1);
     app.post(&format!("/api/v1/conversations/{id}/close"), &app.assistant, json!({})).await;
     assert_eq!(count(&app.get("/api/v1/conversations?status=closed", &app.admin).await.1), 1);

@@ -79,6 +79,18 @@ pub async fn spawn_in_at(
     }
 }
 
+/// The password of every person [`TestApp::person`] creates.
+#[allow(dead_code)]
+pub const PASSWORD: &str = "a passphrase long enough";
+
+/// A person and a token that acts as them.
+#[allow(dead_code)]
+pub struct Person {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+}
+
 /// A valid profile for tests.
 pub fn profile(name: &str) -> Value {
     json!({
@@ -150,6 +162,28 @@ impl TestApp {
     pub async fn client_token(&self, slug: &str) -> String {
         let slug = ClientSlug::parse(slug).expect("valid slug");
         self.db.create_token(Role::Client, Some(slug), "owner".into()).await.expect("client token").token
+    }
+
+    /// Creates a person through the admin API with the password [`PASSWORD`], and a token that acts as them.
+    #[allow(dead_code)]
+    pub async fn person(&self, email: &str, role: &str, client: Option<&str>) -> Person {
+        let name = email.split('@').next().expect("local part").to_owned();
+        let body = json!({ "email": email, "name": name, "role": role, "client": client, "password": PASSWORD });
+        let (status, person) = self.post("/api/v1/people", &self.admin, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{person}");
+        let id = person["id"].as_str().expect("id").to_owned();
+        let who = recado::store::PersonRef::Id(id.parse().expect("a person id"));
+        let token = self.db.create_person_token(who, "tests".into(), "test".into()).await.expect("token").token;
+        Person { id, email: email.to_owned(), token }
+    }
+
+    /// Makes `assistants` (emails) the assistants who serve `slug`.
+    #[allow(dead_code)]
+    pub async fn assign(&self, slug: &str, assistants: &[&str]) {
+        let path = format!("/api/v1/clients/{slug}/assistants");
+        let (status, body) =
+            self.call(Method::PUT, &path, Some(&self.admin), Some(json!({ "assistants": assistants }))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
 
     /// Creates a client with a given profile directly in the store.

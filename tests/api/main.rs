@@ -2,6 +2,7 @@
 #![allow(unreachable_pub)] // One test binary: `pub` in its modules only means "shared with the other test modules".
 
 mod articles;
+mod assistants;
 mod attachments;
 mod channel_fixtures;
 mod channel_properties;
@@ -20,6 +21,7 @@ mod plugins;
 mod reply_window;
 mod robustness;
 mod security;
+mod sessions;
 mod sla;
 mod suggestions;
 mod webhooks;

@@ -1,0 +1,30 @@
+-- Sign-in sessions, tokens owned by people, assistants assigned to clients, and paging the audit log.
+
+-- A signed-in browser. Only a SHA-256 of the cookie's secret is kept; the public id names it in lists.
+CREATE TABLE sessions (
+    secret_hash  BLOB    NOT NULL PRIMARY KEY,
+    id           TEXT    NOT NULL UNIQUE,           -- ses_...
+    person_id    TEXT    NOT NULL REFERENCES people (id),
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,                  -- absolute end, whatever the activity
+    last_seen_at INTEGER NOT NULL,                  -- for the idle timeout, written at most once a minute
+    revoked_at   INTEGER
+);
+CREATE INDEX sessions_by_person ON sessions (person_id);
+
+-- A token made by (or for) a person acts as that person; one without a person is an integration's.
+ALTER TABLE tokens ADD COLUMN person_id TEXT REFERENCES people (id);
+CREATE INDEX tokens_by_person ON tokens (person_id);
+
+-- Which assistants serve which clients: an assistant sees only these clients' data.
+CREATE TABLE client_assistants (
+    client_id   TEXT    NOT NULL REFERENCES clients (id),
+    person_id   TEXT    NOT NULL REFERENCES people (id),
+    assigned_at INTEGER NOT NULL,
+    PRIMARY KEY (client_id, person_id)
+);
+CREATE INDEX client_assistants_by_person ON client_assistants (person_id, client_id);
+
+-- The audit log is paged newest first, across clients (admins) or within one.
+CREATE INDEX audit_log_by_time ON audit_log (at, id);
+CREATE INDEX audit_log_by_client_time ON audit_log (client_id, at, id);
