@@ -206,15 +206,19 @@ enum PersonCommand {
 
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// Create a token and print it (only the token, on stdout).
+    /// Create a token and print it (only the token, on stdout): an integration's (`--role`) or one that acts
+    /// as a person (`--person`).
     Create {
-        /// admin, assistant or client.
-        #[arg(long)]
-        role: String,
+        /// admin, assistant or client: the role of an integration's token.
+        #[arg(long, required_unless_present = "person", conflicts_with = "person")]
+        role: Option<String>,
         /// The client a client token belongs to.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "person")]
         client: Option<String>,
-        /// A label: the assistant's name or the integration's purpose.
+        /// The email of the person the token acts as (with their role and clients).
+        #[arg(long)]
+        person: Option<String>,
+        /// A label: the integration's purpose, or what the person uses it for.
         #[arg(long, default_value = "")]
         name: String,
         #[command(flatten)]
@@ -522,11 +526,22 @@ async fn person(command: PersonCommand) -> anyhow::Result<()> {
 async fn token(command: TokenCommand) -> anyhow::Result<()> {
     let open = open_store;
     match command {
-        TokenCommand::Create { role, client, name, store } => {
-            let (role, client) = role_and_client(&role, client)?;
-            let db = open(&store)?;
-            let name = if name.is_empty() { format!("{role} token") } else { name };
-            let created = db.create_token(role, client, name).await.context("creating the token")?;
+        TokenCommand::Create { role, client, person, name, store } => {
+            let created = if let Some(email) = person {
+                let email = recado::domain::Email::parse(&email)?;
+                let db = open(&store)?;
+                let name = if name.is_empty() { "command line".to_owned() } else { name };
+                let created = db.create_person_token(recado::store::PersonRef::Email(email), name, "cli".into()).await;
+                (db, created)
+            } else {
+                let (role, client) = role_and_client(role.as_deref().unwrap_or_default(), client)?;
+                let db = open(&store)?;
+                let name = if name.is_empty() { format!("{role} token") } else { name };
+                let created = db.create_token(role, client, name).await;
+                (db, created)
+            };
+            let (db, created) = created;
+            let created = created.context("creating the token")?;
             println!("{}", created.token);
             db.close().await;
             Ok(())

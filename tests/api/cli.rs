@@ -496,6 +496,25 @@ fn people_are_created_with_argon2id_hashes_and_their_passwords_set_and_their_acc
     let (hash, _) = hash_of("marta@example.com");
     assert!(recado::people::verify_password(changed, &hash) && !recado::people::verify_password(passphrase, &hash));
 
+    // A token that acts as a person; --person and --role do not mix.
+    let output = recado(&["token", "create", "--person", "MARTA@example.com", "--name", "laptop"], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let token = String::from_utf8(output.stdout).expect("utf-8").trim_end().to_owned();
+    let owner: String = rusqlite::Connection::open(dir.path().join("recado.db"))
+        .expect("open")
+        .query_row(
+            "SELECT p.email FROM tokens t JOIN people p ON p.id = t.person_id WHERE t.name = 'laptop'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the token belongs to Marta");
+    assert_eq!(owner, "marta@example.com");
+    assert!(token.starts_with("rcd_"));
+    let output = recado(&["token", "create", "--person", "marta@example.com", "--role", "admin"], dir.path());
+    assert!(!output.status.success(), "--person with --role is refused");
+    let output = recado(&["token", "create", "--person", "nobody@example.com"], dir.path());
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+
     let output = recado(&["person", "disable", "--email", "ana@example.com"], dir.path());
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(hash_of("ana@example.com").1, "disabled");
