@@ -153,6 +153,12 @@ impl Application {
             workers.clone(),
         );
 
+        let housekeeping = watch.spawn(
+            "housekeeping",
+            crate::housekeeping::run(state.db.clone(), settings.events.clone(), state.metrics.clone(), workers.clone()),
+            workers.clone(),
+        );
+
         http::serve(listener, router, settings.http.clone(), state.metrics.clone(), shutdown).await;
         tracing::info!("HTTP server stopped; stopping workers");
         workers.cancel();
@@ -164,6 +170,7 @@ impl Application {
             ("processing", processing),
             ("indexing", indexing),
             ("clocks", clocks),
+            ("housekeeping", housekeeping),
         ];
         for (name, handle) in workers {
             match tokio::time::timeout(worker_grace, handle).await {

@@ -52,6 +52,27 @@ pub struct Settings {
     pub media: MediaSettings,
     /// People signing in: sessions, cookies, limits on guessing.
     pub auth: AuthSettings,
+    /// The event log behind the live event streams.
+    pub events: EventSettings,
+}
+
+/// The event log behind `GET /api/v1/events`: how long it is kept and how far a stream may catch up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventSettings {
+    /// Events older than this many days are trimmed; a stream resuming from before them is told to resync.
+    pub retention_days: u64,
+    /// A stream resuming more than this many events behind is told to resync instead of replaying them.
+    pub max_replay: i64,
+    /// How often an open stream checks that its session or token still works (signed out, revoked or
+    /// disabled callers lose their stream within this time).
+    pub recheck_ms: u64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self { retention_days: 30, max_replay: 10_000, recheck_ms: 30_000 }
+    }
 }
 
 /// People signing in: how long sessions last, how the cookie is sent, how fast passwords may be guessed.
@@ -598,7 +619,10 @@ impl Settings {
             }
         }
         let auth = &self.auth;
-        let auth_checks: [(&'static str, bool, &str); 5] = [
+        let auth_checks: [(&'static str, bool, &str); 8] = [
+            ("events.retention_days", self.events.retention_days > 0, "must be greater than 0"),
+            ("events.max_replay", self.events.max_replay > 0, "must be greater than 0"),
+            ("events.recheck_ms", self.events.recheck_ms > 0, "must be greater than 0"),
             (
                 "auth.session_lifetime_hours",
                 (1..=24 * 90).contains(&auth.session_lifetime_hours),

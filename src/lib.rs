@@ -16,10 +16,11 @@
 //!   checks and compilation, chains and the circuit breaker.
 //! - `sla`: first-response clocks, warnings and `on-overdue` escalations.
 //! - `outbox`, `media`: delivery of outbound messages; downloading customers' media into `blobs`.
+//! - `housekeeping`: trimming the event log, forgetting ended sessions.
 //! - `worker`: the two worker shapes (claim, step) every background worker runs on, and their watch.
 //! - [`kb`]: knowledge bases: articles' files and templates, the tantivy index, language detection,
 //!   suggestions.
-//! - [`people`]: people's passwords (Argon2id hashing and checks).
+//! - [`people`]: people's passwords (Argon2id hashing and checks, a few at a time off the async threads).
 //! - [`app`]: wiring: handles built from the settings, workers spawned and stopped in order.
 //! - [`tools`]: shipped in the binary, not the server: demo seeding, `loadgen`, `bench-kb`, `eval`.
 //! - [`telemetry`]: the tracing subscriber.
@@ -28,6 +29,7 @@ pub(crate) mod blobs;
 pub mod channels;
 pub mod config;
 pub mod domain;
+pub(crate) mod housekeeping;
 pub(crate) mod http;
 pub mod kb;
 pub(crate) mod media;

@@ -41,7 +41,7 @@ pub use conversations::{
     ContactView, ConversationDetail, ConversationFilter, ConversationKey, ConversationSummary, Delivery, MessageView,
     RoutingChange, SlaClock,
 };
-pub use events::EventRecord;
+pub use events::{EventPage, EventRecord};
 pub use ingest::{InboundBatch, IngestOutcome, IngestReport};
 pub(crate) use media::is_url as is_media_url;
 pub use media::{ClaimedMedia, MediaOutcome, MediaView};
@@ -275,9 +275,11 @@ impl Db {
         let writable = Arc::new(AtomicBool::new(true));
         let max_batch = settings.max_batch;
         let thread_writable = Arc::clone(&writable);
+        let event_ticks = tokio::sync::watch::Sender::new(0);
+        let thread_ticks = event_ticks.clone();
         let handle = thread::Builder::new()
             .name("recado-sqlite-writer".into())
-            .spawn(move || run_writer(writer, receiver, max_batch, &thread_writable))
+            .spawn(move || run_writer(writer, receiver, max_batch, &thread_writable, &thread_ticks))
             .map_err(|e| Error::Unavailable(format!("cannot start the writer thread: {e}")))?;
 
         Ok(Self {
@@ -288,7 +290,7 @@ impl Db {
                 writable,
                 writer_thread: std::sync::Mutex::new(Some(handle)),
                 secrets: Arc::new(secrets),
-                event_ticks: tokio::sync::watch::Sender::new(0),
+                event_ticks,
             }),
         })
     }
@@ -381,7 +383,13 @@ fn configure(connection: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn run_writer(connection: Connection, commands: std_mpsc::Receiver<Command>, max_batch: usize, writable: &AtomicBool) {
+fn run_writer(
+    connection: Connection,
+    commands: std_mpsc::Receiver<Command>,
+    max_batch: usize,
+    writable: &AtomicBool,
+    event_ticks: &tokio::sync::watch::Sender<u64>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut stopping = false;
     while !stopping {
@@ -402,6 +410,10 @@ fn run_writer(connection: Connection, commands: std_mpsc::Receiver<Command>, max
         match run_group(&connection, batch.drain(..)) {
             Ok(completions) => {
                 writable.store(true, Ordering::Relaxed);
+                // Event streams wake only once what they will read is committed.
+                if events::take_recorded() {
+                    event_ticks.send_modify(|tick| *tick = tick.wrapping_add(1));
+                }
                 for complete in completions {
                     complete(None);
                 }

@@ -2,10 +2,16 @@
 //!
 //! Each event has the log's id (`id:`), its kind (`event:`) and a JSON body naming the client, conversation
 //! and message it concerns. A stream starts after the newest event, or after the id in `Last-Event-ID` (or
-//! `?after=`) to resume without a gap. The stream reads the log only as fast as the caller reads the stream
-//! (nothing is buffered for a slow reader beyond one page), wakes on each commit rather than polling, and
-//! holds a slot of the events budget (`http.max_event_streams`, a share per token) while open. A client
-//! token sees only its client's events.
+//! `?after=`) to resume without a gap; from before the log's retention (or more than `events.max_replay`
+//! behind) it gets one `resync` event instead, whose id is where it continues: reload, then carry on.
+//!
+//! The stream reads the log only as fast as the caller reads the stream (nothing is buffered for a slow reader
+//! beyond one page; a reader that stops reading is closed by the connection's idle timeout), wakes on each
+//! commit rather than polling, sends a heartbeat comment every 15 s so proxies keep it open, and holds a slot
+//! of the events budget (`http.max_event_streams`, a share per person or integration token) while open.
+//! Each caller sees only the events of the clients in their scope, an assistant's as her assignments stand
+//! at each read; a stream whose session or token ends (signed out, revoked, disabled) is closed within
+//! `events.recheck_ms`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -21,7 +27,7 @@ use super::AppState;
 use super::admission::Slot;
 use super::error::ApiError;
 use super::extract::{AppQuery, Principal};
-use crate::store::{Db, EventRecord, Scope};
+use crate::store::{Credential, Db, EventPage, EventRecord, Scope};
 
 /// Events read from the log at a time.
 const PAGE: usize = 200;
@@ -41,8 +47,11 @@ pub(super) struct EventsQuery {
 struct Reader {
     db: Db,
     scope: Scope,
+    credential: Credential,
+    checked: tokio::time::Instant,
+    recheck: Duration,
     after: i64,
-    page: VecDeque<EventRecord>,
+    page: VecDeque<Event>,
     ticks: tokio::sync::watch::Receiver<u64>,
     stopping: tokio_util::sync::CancellationToken,
     _slot: Slot,
@@ -66,16 +75,26 @@ pub(super) async fn events_stream(
                 .map_err(|_| ApiError::bad_request("invalid_event_id", "Last-Event-ID is not an id"))
         })
         .transpose()?;
+    let latest = state.db.latest_event().await?;
+    let mut page = VecDeque::new();
     let after = match resume.or(query.after) {
+        // Resuming further behind than is worth replaying: reload instead, from the newest event on.
+        Some(after) if latest - after.max(0) > state.settings.events.max_replay => {
+            page.push_back(resync(latest));
+            latest
+        }
         Some(after) => after.max(0),
-        None => state.db.latest_event().await?,
+        None => latest,
     };
     let ticks = state.db.event_ticks();
     let reader = Reader {
         db: state.db.clone(),
         scope: principal.scope(),
+        credential: principal.caller.credential.clone(),
+        checked: tokio::time::Instant::now(),
+        recheck: Duration::from_millis(state.settings.events.recheck_ms),
         after,
-        page: VecDeque::new(),
+        page,
         ticks,
         stopping: state.stopping.clone(),
         _slot: slot,
@@ -86,15 +105,30 @@ pub(super) async fn events_stream(
                 // Shutting down: the caller reconnects elsewhere (or later) with Last-Event-ID.
                 return None;
             }
-            if let Some(record) = reader.page.pop_front() {
-                return Some((Ok(to_event(&record)), reader));
+            if let Some(event) = reader.page.pop_front() {
+                return Some((Ok(event), reader));
+            }
+            if reader.checked.elapsed() >= reader.recheck {
+                match reader.db.credential_is_live(reader.credential.clone()).await {
+                    Ok(true) => reader.checked = tokio::time::Instant::now(),
+                    Ok(false) => return None,
+                    Err(error) => {
+                        tracing::warn!(%error, "checking a stream's credential failed; closing the stream");
+                        return None;
+                    }
+                }
             }
             // Mark the current tick seen before reading, so a commit during the read wakes the next wait.
             reader.ticks.borrow_and_update();
             match reader.db.events_after(reader.scope.clone(), reader.after, PAGE).await {
-                Ok(records) if !records.is_empty() => {
+                Ok(EventPage { resync: Some(latest), .. }) => {
+                    reader.after = latest;
+                    reader.page.push_back(resync(latest));
+                    continue;
+                }
+                Ok(EventPage { records, .. }) if !records.is_empty() => {
                     reader.after = records.last().map_or(reader.after, |record| record.seq);
-                    reader.page.extend(records);
+                    reader.page.extend(records.iter().map(to_event));
                     continue;
                 }
                 Ok(_) => {}
@@ -111,12 +145,20 @@ pub(super) async fn events_stream(
                     }
                     tokio::time::sleep(SETTLE).await;
                 }
-                () = tokio::time::sleep(IDLE_LOOK) => {}
+                () = tokio::time::sleep(IDLE_LOOK.min(reader.recheck)) => {}
                 () = reader.stopping.cancelled() => return None,
             }
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The event that tells a reader it missed events it can no longer get: reload, and continue from `latest`.
+fn resync(latest: i64) -> Event {
+    Event::default()
+        .id(latest.to_string())
+        .event("resync")
+        .data(format!(r#"{{"reason":"events you missed are no longer kept; reload what you show","latest":{latest}}}"#))
 }
 
 /// An event as a stream sends it: its id and kind in the SSE fields, the rest as the JSON data.

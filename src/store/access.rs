@@ -232,6 +232,32 @@ impl Db {
         Ok(Some(caller))
     }
 
+    /// Returns true if and only if `credential` still authenticates: a session not ended, not past its
+    /// lifetime, its person not disabled (its idle time is not counted: asking is activity); a token not
+    /// revoked, its person (if any) not disabled. Long-lived answers (event streams) ask now and then.
+    pub async fn credential_is_live(&self, credential: Credential) -> Result<bool> {
+        self.read(move |connection| {
+            let live = match &credential {
+                Credential::Session(id) => connection
+                    .prepare_cached(
+                        "SELECT 1 FROM sessions s JOIN people p ON p.id = s.person_id
+                         WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND p.disabled = 0",
+                    )?
+                    .query_row(params![id, Timestamp::now()], |_| Ok(()))
+                    .optional()?,
+                Credential::Token(id) => connection
+                    .prepare_cached(
+                        "SELECT 1 FROM tokens t LEFT JOIN people p ON p.id = t.person_id
+                         WHERE t.id = ?1 AND t.revoked_at IS NULL AND (t.person_id IS NULL OR p.disabled = 0)",
+                    )?
+                    .query_row([id], |_| Ok(()))
+                    .optional()?,
+            };
+            Ok(live.is_some())
+        })
+        .await
+    }
+
     /// Ends one session (signing out). Ending an ended session is fine.
     pub async fn end_session(&self, id: SessionId, actor: String) -> Result<()> {
         self.write(move |connection| {
@@ -254,6 +280,17 @@ impl Db {
                 .prepare_cached("SELECT person_id, client_id FROM client_assistants ORDER BY person_id, client_id")?
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// Deletes sessions that ended (revoked or past their lifetime) before `before`.
+    pub async fn forget_sessions(&self, before: Timestamp) -> Result<usize> {
+        self.write(move |connection| {
+            Ok(connection.execute(
+                "DELETE FROM sessions WHERE expires_at < ?1 OR (revoked_at IS NOT NULL AND revoked_at < ?1)",
+                [before],
+            )?)
         })
         .await
     }

@@ -119,6 +119,13 @@ fn record_change(connection: &Connection, client: &ClientSlug, id: &ArticleId, n
     Ok(())
 }
 
+/// Records an `article.changed` event (`change`: created, updated, deleted, learned) in the caller's
+/// transaction.
+pub(super) fn article_event(connection: &Connection, client: &ClientSlug, id: &ArticleId, change: &str) -> Result<()> {
+    let data = serde_json::json!({ "article_id": id.as_str(), "change": change });
+    super::events::record(connection, client.as_str(), "article.changed", None, &data)
+}
+
 fn shortcut_taken(connection: &Connection, client: &ClientSlug, id: &ArticleId, shortcut: Option<&str>) -> Result<()> {
     let Some(shortcut) = shortcut else { return Ok(()) };
     let holder: Option<String> = connection
@@ -206,6 +213,7 @@ impl Db {
                 "article.create",
                 &serde_json::json!({ "article_id": id, "version": 1 }),
             )?;
+            article_event(connection, &client, &id, "created")?;
             Ok(article)
         })
         .await
@@ -241,6 +249,7 @@ impl Db {
                 "article.update",
                 &serde_json::json!({ "article_id": id, "version": article.version }),
             )?;
+            article_event(connection, &client, &id, "updated")?;
             Ok(Edit::Applied(article))
         })
         .await
@@ -271,6 +280,7 @@ impl Db {
                 "article.delete",
                 &serde_json::json!({ "article_id": id, "version": version }),
             )?;
+            article_event(connection, &client, &id, "deleted")?;
             Ok(Edit::Applied(()))
         })
         .await

@@ -492,7 +492,9 @@ impl Db {
             )?;
             let action = if status == ConversationStatus::Closed { "conversation.close" } else { "conversation.reopen" };
             audit(connection, Some(&summary.client), &actor, action, &serde_json::json!({ "conversation_id": summary.id }))?;
-            load_summary(connection, &scope, &conversation_id)
+            let changed = load_summary(connection, &scope, &conversation_id)?;
+            super::events::conversation_updated(connection, &changed, "status")?;
+            Ok(changed)
         })
         .await
     }
@@ -526,7 +528,9 @@ impl Db {
                 "conversation.route",
                 &serde_json::json!({ "conversation_id": summary.id, "assignee": assignee, "queue": queue, "priority": priority.as_str() }),
             )?;
-            load_summary(connection, &scope, &conversation_id)
+            let changed = load_summary(connection, &scope, &conversation_id)?;
+            super::events::conversation_updated(connection, &changed, "routing")?;
+            Ok(changed)
         })
         .await
     }
@@ -576,7 +580,6 @@ impl Db {
                 )?)
             })
             .await?;
-        self.events_committed();
         Ok(view)
     }
 

@@ -81,7 +81,6 @@ impl Db {
                 Ok(report)
             })
             .await?;
-        self.events_committed();
         Ok(report)
     }
 }
@@ -123,6 +122,8 @@ fn ingest_one(
                      VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6)",
                 )?
                 .execute(params![slug, id, contact_id, channel, default_queue, now])?;
+            let data = json!({ "channel": channel, "contact_id": contact_id, "queue": default_queue });
+            events::record(connection, slug, "conversation.created", Some(&id), &data)?;
             id
         }
     };
@@ -155,7 +156,13 @@ fn ingest_one(
         })
         .collect();
     super::media::queue_downloads(connection, client, &message.channel, &message_id, &media, now)?;
-    events::record_for_message(connection, slug, "message.created", &message_id, &json!({ "kind": "customer" }))?;
+    events::record_for_message(
+        connection,
+        slug,
+        "message.created",
+        &message_id,
+        &json!({ "direction": "in", "kind": "customer" }),
+    )?;
     let preview: String = message.text.chars().take(PREVIEW_CHARS).collect();
     connection
         .prepare_cached(

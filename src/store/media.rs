@@ -285,7 +285,6 @@ impl Db {
             Ok(())
         })
         .await?;
-        self.events_committed();
         Ok(())
     }
 

@@ -170,6 +170,8 @@ pub(crate) fn enqueue_to(
             recipient,
             now
         ])?;
+    let data = serde_json::json!({ "direction": "out", "kind": kind, "author": author });
+    super::events::record_for_message(connection, conversation.client.as_str(), "message.created", &message_id, &data)?;
     let preview: String =
         if kind == MessageKind::OwnerNotice { conversation.preview.clone() } else { text.chars().take(160).collect() };
     connection
@@ -265,7 +267,6 @@ impl Db {
             delivery_event(connection, &client, &outbox_id)
         })
         .await?;
-        self.events_committed();
         Ok(())
     }
 

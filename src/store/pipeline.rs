@@ -236,7 +236,8 @@ pub(super) fn apply_routing(connection: &Connection, summary: &ConversationSumma
             decision.priority.unwrap_or(summary.priority),
             serde_json::to_string(&tags)?
         ])?;
-    Ok(())
+    let routed = load_summary(connection, &Scope::Client(summary.client.clone()), &summary.id)?;
+    super::events::conversation_updated(connection, &routed, "rules")
 }
 
 /// Applies an escalation to a conversation in the caller's transaction: records it, raises the
@@ -290,6 +291,14 @@ pub(super) fn escalate(
             "UPDATE conversations SET escalation_level = CASE WHEN escalation_level > ?3 THEN escalation_level ELSE ?3 END WHERE client_id = ?1 AND id = ?2",
         )?
         .execute(params![summary.client, summary.id, escalation.level])?;
+    let data = serde_json::json!({
+        "escalation_id": id,
+        "trigger": trigger,
+        "level": escalation.level,
+        "reason": escalation.reason,
+        "owner_notified": notification.is_some(),
+    });
+    super::events::record(connection, client.as_str(), "escalation.raised", Some(&summary.id), &data)?;
     Ok(id)
 }
 
@@ -399,6 +408,8 @@ impl Db {
                         Timestamp::now().millis()
                     ])?;
                 record_runs(connection, &item.client, &item.message_id, HookKind::OnMessage, &item.runs, &breaker)?;
+                let data = serde_json::json!({ "source": item.source.to_string(), "decision": item.decision });
+                super::events::record_for_message(connection, slug, "decision.recorded", &item.message_id, &data)?;
                 let conversation_id: ConversationId = connection
                     .prepare_cached("SELECT conversation_id FROM messages WHERE client_id = ?1 AND id = ?2")?
                     .query_row(params![slug, item.message_id], |row| row.get(0))?;

@@ -88,7 +88,8 @@ fn event(
             detail.to_string(),
             Timestamp::now().millis()
         ])?;
-    Ok(())
+    // Shown live too: the inbox reorders on a warning, an overdue conversation is pushed to people.
+    super::events::record(connection, client, kind, Some(conversation_id), detail)
 }
 
 impl Db {

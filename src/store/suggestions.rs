@@ -143,6 +143,7 @@ impl Db {
             content.questions.push(phrasing.clone());
             write_article_content(connection, &client, &article.id, &content, &format!("learned:{actor}"))?;
             audit(connection, Some(&client), &actor, "article.learn", &serde_json::json!({ "article_id": article.id, "phrasing": phrasing }))?;
+            super::articles::article_event(connection, &client, &article.id, "learned")?;
             Ok(true)
         })
         .await

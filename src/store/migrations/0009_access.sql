@@ -28,3 +28,11 @@ CREATE INDEX client_assistants_by_person ON client_assistants (person_id, client
 -- The audit log is paged newest first, across clients (admins) or within one.
 CREATE INDEX audit_log_by_time ON audit_log (at, id);
 CREATE INDEX audit_log_by_client_time ON audit_log (client_id, at, id);
+
+-- How far the event log has been trimmed: a stream resuming before `through_seq` has missed events and is told
+-- to resync. Events are found by age when trimming.
+CREATE TABLE event_log_trim (
+    id          INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    through_seq INTEGER NOT NULL
+);
+CREATE INDEX events_by_time ON events (at);
