@@ -1,9 +1,10 @@
-//! The demo: clients read from `kb/<slug>/client.toml`, and tokens to try the API with.
+//! The demo: clients read from `kb/<slug>/client.toml`, people to sign in as, and tokens to try the API
+//! with.
 
 use std::path::Path;
 
-use crate::domain::{ClientSlug, Role};
-use crate::store::Db;
+use crate::domain::{ClientSlug, Email, Role};
+use crate::store::{Db, NewPerson, PersonRef};
 
 /// Tokens created for the demo.
 #[derive(Debug)]
@@ -14,6 +15,19 @@ pub struct DemoTokens {
     pub assistant: String,
     /// A client token for the first client, with its slug.
     pub client: Option<(ClientSlug, String)>,
+    /// People to sign in as: who, what they see, and their password (generated at each start).
+    pub people: Vec<DemoPerson>,
+}
+
+/// A demo person and how to sign in as them.
+#[derive(Debug, Clone)]
+pub struct DemoPerson {
+    /// Their email address.
+    pub email: String,
+    /// Their role and what they see, in words.
+    pub sees: String,
+    /// Their password.
+    pub password: String,
 }
 
 /// What `recado demo` prints once it listens at `url`: the clients, the tokens, and requests to try.
@@ -37,10 +51,68 @@ pub fn banner(url: &str, clients: &[ClientSlug], tokens: &DemoTokens) -> String 
             tokens.assistant
         ));
     }
+    if !tokens.people.is_empty() {
+        text.push_str("\nsign in (POST /api/v1/session with {\"email\", \"password\"}) as:\n");
+        for person in &tokens.people {
+            text.push_str(&format!("  {:<28} {:<26} {}\n", person.email, person.password, person.sees));
+        }
+    }
     text
 }
 
-/// Imports the demo clients and their knowledge bases from `kb_dir` and creates one token of each role.
+/// Creates (or, on a later start, gives a new password to) a demo person.
+async fn demo_person(
+    db: &Db,
+    email: &str,
+    name: &str,
+    role: Role,
+    client: Option<ClientSlug>,
+    sees: String,
+) -> anyhow::Result<DemoPerson> {
+    let password = crate::people::generate_password();
+    let hashing = password.clone();
+    let hash = tokio::task::spawn_blocking(move || crate::people::hash_password(&hashing)).await??;
+    let address = Email::parse(email)?;
+    let person = NewPerson { email: address.clone(), name: name.into(), role, client, password_hash: hash.clone() };
+    match db.create_person(person, "demo".into()).await {
+        Ok(_) => {}
+        Err(crate::store::Error::Conflict(_)) => {
+            db.set_password(PersonRef::Email(address), hash, "demo".into(), None).await?;
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok(DemoPerson { email: email.into(), sees, password })
+}
+
+/// The demo's people: an admin, two assistants serving different clients (the first client and every other
+/// one; the second client and every other one), and someone of the first client.
+async fn seed_people(db: &Db, slugs: &[ClientSlug]) -> anyhow::Result<Vec<DemoPerson>> {
+    let mut people = vec![
+        demo_person(db, "admin@demo.recado.dev", "Alba (admin)", Role::Admin, None, "admin: everything".into()).await?,
+    ];
+    for (index, (email, name)) in
+        [("ana@demo.recado.dev", "Ana"), ("bruno@demo.recado.dev", "Bruno")].into_iter().enumerate()
+    {
+        let served: Vec<ClientSlug> = slugs.iter().skip(index).step_by(2).cloned().collect();
+        let names: Vec<&str> = served.iter().map(ClientSlug::as_str).collect();
+        let person =
+            demo_person(db, email, name, Role::Assistant, None, format!("assistant: {}", names.join(", "))).await?;
+        let id = db.person(PersonRef::Email(Email::parse(email)?)).await?.id;
+        db.set_served_clients(id, served, "demo".into()).await?;
+        people.push(person);
+    }
+    if let Some(first) = slugs.first() {
+        let email = format!("owner@{first}.demo.recado.dev");
+        people.push(
+            demo_person(db, &email, "Owner", Role::Client, Some(first.clone()), format!("client: {first}"))
+                .await?,
+        );
+    }
+    Ok(people)
+}
+
+/// Imports the demo clients and their knowledge bases from `kb_dir`, creates one token of each role and the
+/// demo's people (new passwords at each start).
 ///
 /// # Errors
 /// Loading the files or writing the store fails.
@@ -56,7 +128,8 @@ pub async fn seed(db: &Db, kb_dir: &Path) -> anyhow::Result<(Vec<ClientSlug>, De
         }
         None => None,
     };
-    Ok((slugs, DemoTokens { admin, assistant, client }))
+    let people = seed_people(db, &slugs).await?;
+    Ok((slugs, DemoTokens { admin, assistant, client, people }))
 }
 
 /// The example chain, in order: `(name, component file stem)`, each configured with its `config.json`.
@@ -109,6 +182,11 @@ mod tests {
             admin: "rcd_a".into(),
             assistant: "rcd_b".into(),
             client: Some((slug.clone(), "rcd_c".into())),
+            people: vec![super::DemoPerson {
+                email: "ana@demo.recado.dev".into(),
+                sees: "assistant: dental-gracia".into(),
+                password: "pw".into(),
+            }],
         };
         let banner = banner("http://127.0.0.1:8080", &[slug], &tokens);
         let lines: Vec<&str> = banner.lines().collect();
@@ -121,6 +199,9 @@ mod tests {
                 "    -H 'Content-Type: application/json' -d '{\"external_id\":\"m1\",\"from\":{\"handle\":\"+34600111222\",\"name\":\"Núria\"},\"text\":\"Hola!\"}'",
             ]
         );
+        let sign_in = lines.iter().position(|line| line.starts_with("sign in")).expect("the people");
+        let ana: Vec<&str> = lines[sign_in + 1].split_whitespace().collect();
+        assert_eq!(ana, ["ana@demo.recado.dev", "pw", "assistant:", "dental-gracia"]);
     }
 
     use std::path::Path;

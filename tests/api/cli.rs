@@ -127,6 +127,35 @@ async fn the_demo_creates_the_demo_clients_and_prints_working_tokens() {
             .iter()
             .any(|client| client["languages"] == serde_json::json!(["ca", "es"]))
     );
+
+    // The people it prints can sign in, and each sees what the banner says.
+    while !lines.iter().any(|line| line.starts_with("  owner@")) {
+        lines.push(demo.line().await);
+    }
+    let start = lines.iter().position(|line| line.starts_with("sign in")).expect("the people");
+    let people: Vec<Vec<String>> =
+        lines[start + 1..].iter().map(|line| line.split_whitespace().map(str::to_owned).collect()).collect();
+    assert_eq!(people.len(), 4, "an admin, two assistants, a client's person: {people:?}");
+    let http = reqwest::Client::new();
+    for person in &people {
+        let (email, password, role) = (&person[0], &person[1], person[2].trim_end_matches(':'));
+        let response = http
+            .post(format!("{base}/api/v1/session"))
+            .header("sec-fetch-site", "same-origin")
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED, "{email}");
+        let me: Value = response.json().await.expect("json");
+        assert_eq!(me["role"], role, "{me}");
+        let sees: Vec<&str> =
+            me["clients"].as_array().expect("clients").iter().filter_map(|c| c["slug"].as_str()).collect();
+        match role {
+            "admin" => assert_eq!(sees.len(), 5),
+            _ => assert_eq!(sees.join(", "), person[3..].join(" "), "{email} sees what the banner says"),
+        }
+    }
     demo.signal(nix::sys::signal::Signal::SIGTERM);
 }
 
