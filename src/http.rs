@@ -17,6 +17,7 @@ mod events;
 mod extract;
 mod ingest;
 mod media;
+mod openapi;
 mod ops;
 mod paging;
 mod people;
@@ -38,12 +39,13 @@ use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use axum::{BoxError, Router};
 use tower::ServiceBuilder;
 use tower::timeout::TimeoutLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::blobs::Blobs;
 use crate::config::Settings;
@@ -92,18 +94,20 @@ pub struct AppState {
     pub workers: crate::worker::Workers,
 }
 
-/// Builds every route with its layers (see [`admission`] for the order a request passes them in).
+/// Builds every route with its layers (see [`admission`] for the order a request passes them in), and the
+/// OpenAPI document of them all. Every route is registered through `routes!` from its handler's
+/// `#[utoipa::path]`, so the document and the router cannot disagree.
 pub(crate) fn router(state: AppState) -> Router {
     let http = &state.settings.http;
     let admission = &state.admission;
     // Webhook handlers check the channel and its secret before they read the body and take a slot.
-    let webhooks = Router::new()
-        .route("/webhooks/whatsapp/{slug}", get(ingest::whatsapp_verify).post(ingest::whatsapp_receive))
-        .route("/webhooks/telegram/{slug}", post(ingest::telegram_receive))
+    let webhooks = OpenApiRouter::new()
+        .routes(routes!(ingest::whatsapp_verify, ingest::whatsapp_receive))
+        .routes(routes!(ingest::telegram_receive))
         .layer(DefaultBodyLimit::max(http.ingest_body_limit_bytes))
         .layer(request_timeout(&state.settings));
-    let message_api = Router::new()
-        .route("/api/v1/clients/{slug}/messages", post(ingest::messages_create))
+    let message_api = OpenApiRouter::new()
+        .routes(routes!(ingest::messages_create))
         .layer(DefaultBodyLimit::max(http.ingest_body_limit_bytes))
         .layer(request_timeout(&state.settings))
         .layer(middleware::from_fn_with_state(admission.ingest.clone(), admission::admit_client))
@@ -111,8 +115,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
     // The component plus the other fields and the multipart framing.
     let upload_limit = state.settings.plugins.max_component_bytes.saturating_add(128 * 1024);
-    let uploads = Router::new()
-        .route("/api/v1/clients/{slug}/plugins", get(plugins::plugins_list).post(plugins::plugins_upload))
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(plugins::plugins_list, plugins::plugins_upload))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(request_timeout(&state.settings))
         .layer(middleware::from_fn_with_state(admission.clone(), admission::admit_token))
@@ -120,52 +124,49 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
     // An attachment plus the caption and the multipart framing.
     let attachment_limit = state.settings.media.max_upload_bytes.saturating_add(64 * 1024);
-    let attachments = Router::new()
-        .route("/api/v1/conversations/{id}/attachments", post(conversations::conversations_attachment))
+    let attachments = OpenApiRouter::new()
+        .routes(routes!(conversations::conversations_attachment))
         .layer(DefaultBodyLimit::max(attachment_limit))
         .layer(request_timeout(&state.settings))
         .layer(middleware::from_fn_with_state(admission.clone(), admission::admit_token))
         .layer(middleware::from_fn_with_state(BodyRule::new(http, attachment_limit), admission::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
-    let api = Router::new()
-        .route("/api/v1/clients", get(clients::clients_list).post(clients::clients_create))
-        .route("/api/v1/clients/{slug}", get(clients::clients_show).patch(clients::clients_update))
-        .route("/api/v1/clients/{slug}/channels/{kind}", put(clients::channels_put))
-        .route("/api/v1/clients/{slug}/kb/articles", get(articles::articles_list).post(articles::articles_create))
-        .route(
-            "/api/v1/clients/{slug}/kb/articles/{id}",
-            get(articles::articles_show).put(articles::articles_update).delete(articles::articles_delete),
-        )
-        .route("/api/v1/clients/{slug}/plugins/{id}", get(plugins::plugins_show))
-        .route("/api/v1/clients/{slug}/plugins/{id}/replay", post(plugins::plugins_replay))
-        .route("/api/v1/clients/{slug}/plugins/{id}/{action}", post(plugins::plugins_action))
-        .route("/api/v1/clients/{slug}/decisions", get(plugins::decisions_list))
-        .route("/api/v1/conversations", get(conversations::conversations_list))
-        .route("/api/v1/conversations/{id}", get(conversations::conversations_show))
-        .route("/api/v1/conversations/{id}/replies", post(conversations::conversations_reply))
-        .route("/api/v1/conversations/{id}/templates", post(conversations::conversations_template))
-        .route("/api/v1/conversations/{id}/close", post(conversations::conversations_close))
-        .route("/api/v1/conversations/{id}/reopen", post(conversations::conversations_reopen))
-        .route("/api/v1/conversations/{id}/assign", post(conversations::conversations_assign))
-        .route("/api/v1/messages/{id}/decisions", get(conversations::messages_decisions))
-        .route("/api/v1/contacts/{id}/tags", put(conversations::contacts_tags))
-        .route("/api/v1/people", get(people::people_list).post(people::people_create))
-        .route("/api/v1/people/{id}/password", put(people::people_password))
-        .route("/api/v1/people/{id}/disable", post(people::people_disable))
-        .route("/api/v1/people/{id}/clients", put(people::people_clients))
-        .route("/api/v1/clients/{slug}/assistants", get(clients::assistants_show).put(clients::assistants_put))
-        .route("/api/v1/session", delete(session::session_delete))
-        .route("/api/v1/me", get(session::me_show))
-        .route("/api/v1/me/password", put(session::me_password))
-        .route("/api/v1/tokens", get(tokens::tokens_list).post(tokens::tokens_create))
-        .route("/api/v1/tokens/{id}", delete(tokens::tokens_revoke))
-        .route("/api/v1/audit", get(audit::audit_list))
-        .route("/api/v1/events", get(events::events_stream))
-        .route("/api/v1/media/{id}", get(media::media_show))
-        .route("/api/v1/media/{id}/retry", post(media::media_retry))
-        .route("/api/v1/messages/{id}/suggestions", get(suggestions::suggestions_for_message))
-        .route("/api/v1/clients/{slug}/suggestions", get(suggestions::suggestions_for_query))
-        .route("/api/v1/suggestions/feedback", post(suggestions::suggestions_feedback))
+    let api = OpenApiRouter::new()
+        .routes(routes!(clients::clients_list, clients::clients_create))
+        .routes(routes!(clients::clients_show, clients::clients_update))
+        .routes(routes!(clients::channels_put))
+        .routes(routes!(articles::articles_list, articles::articles_create))
+        .routes(routes!(articles::articles_show, articles::articles_update, articles::articles_delete))
+        .routes(routes!(plugins::plugins_show))
+        .routes(routes!(plugins::plugins_replay))
+        .routes(routes!(plugins::plugins_action))
+        .routes(routes!(plugins::decisions_list))
+        .routes(routes!(conversations::conversations_list))
+        .routes(routes!(conversations::conversations_show))
+        .routes(routes!(conversations::conversations_reply))
+        .routes(routes!(conversations::conversations_template))
+        .routes(routes!(conversations::conversations_close))
+        .routes(routes!(conversations::conversations_reopen))
+        .routes(routes!(conversations::conversations_assign))
+        .routes(routes!(conversations::messages_decisions))
+        .routes(routes!(conversations::contacts_tags))
+        .routes(routes!(people::people_list, people::people_create))
+        .routes(routes!(people::people_password))
+        .routes(routes!(people::people_disable))
+        .routes(routes!(people::people_clients))
+        .routes(routes!(clients::assistants_show, clients::assistants_put))
+        .routes(routes!(session::session_delete))
+        .routes(routes!(session::me_show))
+        .routes(routes!(session::me_password))
+        .routes(routes!(tokens::tokens_list, tokens::tokens_create))
+        .routes(routes!(tokens::tokens_revoke))
+        .routes(routes!(audit::audit_list))
+        .routes(routes!(events::events_stream))
+        .routes(routes!(media::media_show))
+        .routes(routes!(media::media_retry))
+        .routes(routes!(suggestions::suggestions_for_message))
+        .routes(routes!(suggestions::suggestions_for_query))
+        .routes(routes!(suggestions::suggestions_feedback))
         .layer(DefaultBodyLimit::max(http.api_body_limit_bytes))
         .layer(request_timeout(&state.settings))
         .layer(middleware::from_fn_with_state(admission.clone(), admission::admit_token))
@@ -173,18 +174,19 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
     // Signing in has no credential to check first: a throttled address is refused before its body is read,
     // and the password check takes one of a few global slots (`people::Passwords`).
-    let sign_in = Router::new()
-        .route("/api/v1/session", post(session::session_create))
+    let sign_in = OpenApiRouter::new()
+        .routes(routes!(session::session_create))
         .layer(DefaultBodyLimit::max(http.api_body_limit_bytes))
         .layer(request_timeout(&state.settings))
         .layer(middleware::from_fn_with_state(BodyRule::new(http, http.api_body_limit_bytes), admission::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), admission::throttle_address));
-    let ops = Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics));
+    let ops = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi::openapi_json));
 
-    Router::new()
+    let (router, openapi) = OpenApiRouter::with_openapi(openapi::base())
         .merge(webhooks)
         .merge(message_api)
         .merge(uploads)
@@ -192,6 +194,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(api)
         .merge(sign_in)
         .merge(ops)
+        .split_for_parts();
+    router
+        .layer(axum::Extension(openapi::Document::new(&openapi)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -279,4 +284,18 @@ async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -
     }
     metrics.request(method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_route_is_registered_from_its_documented_operation() {
+        // `routes!` takes a handler's path and method from its `#[utoipa::path]`, so a route added any other
+        // way would be served but missing from `/api/v1/openapi.json`.
+        let source = include_str!("http.rs");
+        let plain_route = concat!(".ro", "ute(");
+        assert!(!source.contains(plain_route), "a route registered around the OpenAPI document");
+        let handlers = source.matches(concat!("routes", "!(")).count();
+        assert!(handlers >= 40, "{handlers} route registrations");
+    }
 }

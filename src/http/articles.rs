@@ -99,6 +99,7 @@ pub(super) struct ListQuery {
 }
 
 /// `GET .../kb/articles`: by id, filtered by text (`q`) and `language`, paged by `cursor`.
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/kb/articles", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug"), ("q" = Option<String>, Query), ("language" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of articles"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn articles_list(
     State(state): State<AppState>,
     principal: Principal,
@@ -113,6 +114,7 @@ pub(super) async fn articles_list(
 }
 
 /// `POST .../kb/articles` (admin): the id is given or derived from the title.
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/kb/articles", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "created"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn articles_create(
     State(state): State<AppState>,
     principal: Principal,
@@ -129,6 +131,7 @@ pub(super) async fn articles_create(
 }
 
 /// `GET .../kb/articles/{id}`.
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/kb/articles/{id}", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the article, its version in `ETag`"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn articles_show(
     State(state): State<AppState>,
     principal: Principal,
@@ -141,6 +144,7 @@ pub(super) async fn articles_show(
 
 /// `PUT .../kb/articles/{id}` (admin): replaces the content of the version named; 409 with the current
 /// article if that version is stale.
+#[utoipa::path(put, path = "/api/v1/clients/{slug}/kb/articles/{id}", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the new version"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn articles_update(
     State(state): State<AppState>,
     principal: Principal,
@@ -173,6 +177,7 @@ pub(super) struct DeleteQuery {
 }
 
 /// `DELETE .../kb/articles/{id}` (admin): with `If-Match` or `?version=`.
+#[utoipa::path(delete, path = "/api/v1/clients/{slug}/kb/articles/{id}", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id"), ("version" = Option<u32>, Query)), responses((status = 204, description = "deleted"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn articles_delete(
     State(state): State<AppState>,
     principal: Principal,

@@ -31,6 +31,7 @@ pub(super) struct AuditPage {
 }
 
 /// `GET /api/v1/audit`.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(("client" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of the audit log"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn audit_list(
     State(state): State<AppState>,
     principal: Principal,

@@ -69,6 +69,7 @@ fn profile_from(object: Map<String, Value>) -> Result<ClientProfile, ApiError> {
 }
 
 /// `GET /api/v1/clients`: every client an admin or assistant may see; a client token sees its own.
+#[utoipa::path(get, path = "/api/v1/clients", tag = "clients", responses((status = 200, description = "the clients the caller may see"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn clients_list(State(db): State<Db>, principal: Principal) -> Result<Json<ClientList>, ApiError> {
     let scope = principal.scope();
     let mut clients = Vec::new();
@@ -81,6 +82,7 @@ pub(super) async fn clients_list(State(db): State<Db>, principal: Principal) -> 
 }
 
 /// `POST /api/v1/clients` (admin): creates a client from `{"slug", ...profile}`.
+#[utoipa::path(post, path = "/api/v1/clients", tag = "clients", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "created"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn clients_create(
     State(db): State<Db>,
     principal: Principal,
@@ -99,6 +101,7 @@ pub(super) async fn clients_create(
 }
 
 /// `GET /api/v1/clients/{slug}`: admins, assistants and the client itself.
+#[utoipa::path(get, path = "/api/v1/clients/{slug}", tag = "clients", params(("slug" = String, Path, description = "the client's slug")), responses((status = 200, description = "the client card"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn clients_show(
     State(db): State<Db>,
     principal: Principal,
@@ -111,6 +114,7 @@ pub(super) async fn clients_show(
 
 /// `PATCH /api/v1/clients/{slug}` (admin): replaces the given top-level fields; `null` resets one to its
 /// default. The slug cannot change.
+#[utoipa::path(patch, path = "/api/v1/clients/{slug}", tag = "clients", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the changed card"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn clients_update(
     State(db): State<Db>,
     principal: Principal,
@@ -172,6 +176,7 @@ const PROFILE_FIELDS: &[&str] = &[
 
 /// `PUT /api/v1/clients/{slug}/channels/{kind}` (admin): stores a channel's settings, secrets included; the
 /// answer shows only the public part.
+#[utoipa::path(put, path = "/api/v1/clients/{slug}/channels/{kind}", tag = "clients", params(("slug" = String, Path, description = "the client's slug"), ("kind" = String, Path, description = "whatsapp, telegram or webhook")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "stored (secrets are never returned)"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn channels_put(
     State(state): State<AppState>,
     principal: Principal,
@@ -225,6 +230,7 @@ pub(super) struct AssistantsBody {
 }
 
 /// `GET /api/v1/clients/{slug}/assistants` (admin): who serves this client.
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/assistants", tag = "people", params(("slug" = String, Path, description = "the client's slug")), responses((status = 200, description = "the assistants who serve the client"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn assistants_show(
     State(db): State<Db>,
     principal: Principal,
@@ -236,6 +242,7 @@ pub(super) async fn assistants_show(
 }
 
 /// `PUT /api/v1/clients/{slug}/assistants` (admin): `{"assistants": [email, ...]}` replaces who serves it.
+#[utoipa::path(put, path = "/api/v1/clients/{slug}/assistants", tag = "people", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the assistants who now serve the client"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn assistants_put(
     State(db): State<Db>,
     principal: Principal,

@@ -100,6 +100,7 @@ pub(super) struct ListQuery {
 }
 
 /// `GET /api/v1/conversations`: newest activity first, filtered, with a cursor to the next page.
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", params(("client" = Option<String>, Query), ("status" = Option<String>, Query), ("assignee" = Option<String>, Query), ("queue" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of the inbox"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_list(
     State(state): State<AppState>,
     principal: Principal,
@@ -133,6 +134,7 @@ pub(super) struct ShowQuery {
 
 /// `GET /api/v1/conversations/{id}`: the conversation with its latest messages (up to `limit`, at most
 /// 1,000, default 200), oldest first.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "the object's id"), ("limit" = Option<usize>, Query)), responses((status = 200, description = "the conversation and its latest messages"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_show(
     State(state): State<AppState>,
     principal: Principal,
@@ -161,6 +163,7 @@ pub(super) struct ReplyBody {
 }
 
 /// `POST /api/v1/conversations/{id}/replies`: stores the reply and queues its delivery in one transaction.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/replies", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "queued for delivery"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_reply(
     State(state): State<AppState>,
     principal: Principal,
@@ -193,6 +196,7 @@ async fn send_reply(
 /// `POST /api/v1/conversations/{id}/attachments` (multipart: `file`, optional `text` as its caption): sends a
 /// file (image, audio, video or document) through the conversation's channel. The file's type is sniffed
 /// from its bytes; it is kept in the media store, listed on the message and served like customers' files.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/attachments", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "multipart/form-data"), responses((status = 201, description = "queued for delivery"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_attachment(
     State(state): State<AppState>,
     principal: Principal,
@@ -278,6 +282,7 @@ pub(super) struct TemplateBody {
 
 /// `POST /api/v1/conversations/{id}/templates`: sends one of the client's approved WhatsApp templates, the
 /// way to write to a customer after the 24-hour window has closed.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/templates", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "queued for delivery"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_template(
     State(state): State<AppState>,
     principal: Principal,
@@ -329,6 +334,7 @@ async fn set_status(
 }
 
 /// `POST /api/v1/conversations/{id}/close`.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/close", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the conversation"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_close(
     State(state): State<AppState>,
     principal: Principal,
@@ -338,6 +344,7 @@ pub(super) async fn conversations_close(
 }
 
 /// `POST /api/v1/conversations/{id}/reopen`: 409 if the contact already has another open conversation.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/reopen", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the conversation"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_reopen(
     State(state): State<AppState>,
     principal: Principal,
@@ -364,6 +371,7 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
 }
 
 /// `POST /api/v1/conversations/{id}/assign`: assignee, queue and priority.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/assign", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the conversation"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_assign(
     State(state): State<AppState>,
     principal: Principal,
@@ -392,6 +400,7 @@ const MAX_CONTACT_TAGS: usize = 16;
 
 /// `PUT /api/v1/contacts/{id}/tags`: replaces the tags people put on a contact (`vip`, `wholesale`); rule
 /// plugins see them with every later message of that contact.
+#[utoipa::path(put, path = "/api/v1/contacts/{id}/tags", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the contact"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn contacts_tags(
     State(state): State<AppState>,
     principal: Principal,
@@ -412,6 +421,7 @@ pub(super) async fn contacts_tags(
 }
 
 /// `GET /api/v1/messages/{id}/decisions`: what decided about a message, and why.
+#[utoipa::path(get, path = "/api/v1/messages/{id}/decisions", tag = "conversations", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the decisions about the message"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn messages_decisions(
     State(state): State<AppState>,
     principal: Principal,

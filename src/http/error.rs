@@ -147,15 +147,17 @@ impl ApiError {
 
 /// The one shape of every error answer: `{"error": {"code", "message"}}`, and for a stale edit the current
 /// object beside it.
-#[derive(serde::Serialize)]
-struct ErrorBody<'a> {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
+    /// The current article, when an edit named a version that is no longer current.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     current: Option<&'a crate::store::Article>,
 }
 
 /// What went wrong: a stable code to branch on, and words for people.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct ErrorDetail<'a> {
     code: &'a str,
     message: &'a str,

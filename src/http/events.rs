@@ -58,6 +58,7 @@ struct Reader {
 }
 
 /// `GET /api/v1/events`: the event stream of what the caller may see.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(("after" = Option<i64>, Query)), responses((status = 200, description = "a server-sent event stream (`text/event-stream`)"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn events_stream(
     State(state): State<AppState>,
     principal: Principal,

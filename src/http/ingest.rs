@@ -194,6 +194,7 @@ impl WebhookAnswer {
 
 /// `POST /api/v1/clients/{slug}/messages`: admin or the client's own token. 201 for a new message, 200 with
 /// `"duplicate": true` and the first copy's ids for a repeat.
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/messages", tag = "messages", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "stored; 200 with `duplicate: true` when it was already"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn messages_create(
     State(state): State<AppState>,
     principal: Principal,
@@ -317,6 +318,7 @@ pub(super) struct VerifyQuery {
 }
 
 /// `GET /webhooks/whatsapp/{slug}`: echoes `hub.challenge` as plain text when the verify token matches.
+#[utoipa::path(get, path = "/webhooks/whatsapp/{slug}", tag = "webhooks", params(("slug" = String, Path, description = "the client's slug"), ("hub.mode" = Option<String>, Query), ("hub.verify_token" = Option<String>, Query), ("hub.challenge" = Option<String>, Query)), responses((status = 200, description = "the challenge, echoed"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
 pub(super) async fn whatsapp_verify(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -342,6 +344,7 @@ pub(super) async fn whatsapp_verify(
 ///
 /// The signature covers the body, so only its presence can be checked before the body is read; the channel
 /// must exist first.
+#[utoipa::path(post, path = "/webhooks/whatsapp/{slug}", tag = "webhooks", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "stored (or acknowledged and ignored)"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
 pub(super) async fn whatsapp_receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -382,6 +385,7 @@ fn invalid_signature() -> ApiError {
 /// other updates are acknowledged and counted, so Telegram does not retry them.
 ///
 /// The channel and the secret header are checked before a byte of the body is read.
+#[utoipa::path(post, path = "/webhooks/telegram/{slug}", tag = "webhooks", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "stored (or acknowledged and ignored)"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
 pub(super) async fn telegram_receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

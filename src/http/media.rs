@@ -35,6 +35,7 @@ impl From<MediaView> for MediaBody {
 }
 
 /// `GET /api/v1/media/{id}`: the file's bytes. 404 for another client's file; 409 while it is not stored.
+#[utoipa::path(get, path = "/api/v1/media/{id}", tag = "media", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the file, with its sniffed type"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn media_show(
     State(state): State<AppState>,
     principal: Principal,
@@ -67,6 +68,7 @@ pub(super) async fn media_show(
 }
 
 /// `POST /api/v1/media/{id}/retry`: queues a failed download again.
+#[utoipa::path(post, path = "/api/v1/media/{id}/retry", tag = "media", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "queued again"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn media_retry(
     State(state): State<AppState>,
     principal: Principal,

@@ -10,6 +10,7 @@ use super::AppState;
 use super::error::error_response;
 
 /// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
 pub(super) async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
@@ -22,6 +23,7 @@ pub(super) struct Status {
 
 /// `GET /readyz`: 200 while the store takes writes and every background worker runs; 503 after a commit
 /// failed for lack of space or I/O (until one succeeds again), or once a worker has stopped (until restart).
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready (503 when not)")))]
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let down = state.workers.down();
     if !down.is_empty() {
@@ -35,6 +37,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus metrics")))]
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     match state.db.outbox_backlog().await {
         Ok(backlog) => state.metrics.set_outbox_backlog(backlog.pending, backlog.sending, backlog.dead),

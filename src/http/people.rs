@@ -87,6 +87,7 @@ pub(super) async fn password_hash(
 }
 
 /// `GET /api/v1/people` (admin).
+#[utoipa::path(get, path = "/api/v1/people", tag = "people", responses((status = 200, description = "every person"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn people_list(
     State(state): State<AppState>,
     principal: Principal,
@@ -110,6 +111,7 @@ pub(super) async fn people_list(
 }
 
 /// `POST /api/v1/people` (admin): `{"email", "name", "role", "client"?, "password"?}`.
+#[utoipa::path(post, path = "/api/v1/people", tag = "people", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "created (with `generated_password` once, when generated)"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn people_create(
     State(state): State<AppState>,
     principal: Principal,
@@ -125,6 +127,7 @@ pub(super) async fn people_create(
 }
 
 /// `PUT /api/v1/people/{id}/password` (admin): `{"password"?}`.
+#[utoipa::path(put, path = "/api/v1/people/{id}/password", tag = "people", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the person"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn people_password(
     State(state): State<AppState>,
     principal: Principal,
@@ -138,6 +141,7 @@ pub(super) async fn people_password(
 }
 
 /// `POST /api/v1/people/{id}/disable` (admin).
+#[utoipa::path(post, path = "/api/v1/people/{id}/disable", tag = "people", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the person"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn people_disable(
     State(state): State<AppState>,
     principal: Principal,
@@ -149,6 +153,7 @@ pub(super) async fn people_disable(
 }
 
 /// `PUT /api/v1/people/{id}/clients` (admin): `{"clients": [slug, ...]}`, the clients an assistant serves.
+#[utoipa::path(put, path = "/api/v1/people/{id}/clients", tag = "people", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the person with the clients she serves"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn people_clients(
     State(state): State<AppState>,
     principal: Principal,

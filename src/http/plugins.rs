@@ -223,6 +223,7 @@ async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
 
 /// `POST /api/v1/clients/{slug}/plugins`: checks, compiles (in a separate process), smoke-calls and stores a
 /// version as `inactive`.
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/plugins", tag = "plugins", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "multipart/form-data"), responses((status = 201, description = "admitted, inactive"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn plugins_upload(
     State(state): State<AppState>,
     principal: Principal,
@@ -304,6 +305,7 @@ pub(super) async fn plugins_upload(
 const RETENTION: &str = "system:retention";
 
 /// `GET /api/v1/clients/{slug}/plugins`: every version, in chain order.
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/plugins", tag = "plugins", params(("slug" = String, Path, description = "the client's slug")), responses((status = 200, description = "every version, in chain order"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn plugins_list(
     State(state): State<AppState>,
     principal: Principal,
@@ -315,6 +317,7 @@ pub(super) async fn plugins_list(
 }
 
 /// `GET /api/v1/clients/{slug}/plugins/{id}`.
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/plugins/{id}", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the version"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn plugins_show(
     State(state): State<AppState>,
     principal: Principal,
@@ -327,6 +330,7 @@ pub(super) async fn plugins_show(
 
 /// `POST /api/v1/clients/{slug}/plugins/{id}/{action}` with action `activate`, `shadow`, `disable`,
 /// `deactivate` or `rollback`.
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/plugins/{id}/{action}", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id"), ("action" = String, Path, description = "activate, shadow, disable, deactivate or rollback")), responses((status = 200, description = "the version in its new state"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn plugins_action(
     State(state): State<AppState>,
     principal: Principal,
@@ -359,6 +363,7 @@ pub(super) struct ReplayRequest {
 
 /// `POST /api/v1/clients/{slug}/plugins/{id}/replay`: that version's decision for each of the client's latest
 /// messages, next to the active chain's and the one recorded at the time. Nothing is stored or sent.
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/plugins/{id}/replay", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "what the version would have decided, next to what was"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn plugins_replay(
     State(state): State<AppState>,
     principal: Principal,
@@ -408,6 +413,7 @@ pub(super) struct DecisionsQuery {
 
 /// `GET /api/v1/clients/{slug}/decisions`: what was decided, by which plugin and version, why, with its logs,
 /// fuel and duration; newest first.
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/decisions", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("plugin_id" = Option<String>, Query), ("message_id" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of the decision log"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn decisions_list(
     State(state): State<AppState>,
     principal: Principal,

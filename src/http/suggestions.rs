@@ -32,6 +32,7 @@ pub(super) struct QueryParams {
 }
 
 /// `GET /api/v1/clients/{slug}/suggestions?q=...&k=...&lang=...`.
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/suggestions", tag = "suggestions", params(("slug" = String, Path, description = "the client's slug"), ("q" = Option<String>, Query), ("k" = Option<usize>, Query), ("lang" = Option<String>, Query)), responses((status = 200, description = "suggested replies for the text"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn suggestions_for_query(
     State(state): State<AppState>,
     principal: Principal,
@@ -61,6 +62,7 @@ pub(super) struct MessageParams {
 }
 
 /// `GET /api/v1/messages/{id}/suggestions`: filled in for the message's contact.
+#[utoipa::path(get, path = "/api/v1/messages/{id}/suggestions", tag = "suggestions", params(("id" = String, Path, description = "the object's id"), ("k" = Option<usize>, Query)), responses((status = 200, description = "suggested replies, filled in for the contact"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn suggestions_for_message(
     State(state): State<AppState>,
     principal: Principal,
@@ -85,6 +87,7 @@ pub(super) struct FeedbackBody {
 }
 
 /// `POST /api/v1/suggestions/feedback`: which suggestions were shown for a message and which was used.
+#[utoipa::path(post, path = "/api/v1/suggestions/feedback", tag = "suggestions", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 204, description = "recorded"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn suggestions_feedback(
     State(state): State<AppState>,
     principal: Principal,

@@ -36,6 +36,7 @@ pub(super) struct NewTokenBody {
 }
 
 /// `GET /api/v1/tokens`: the caller's own tokens; every token for an admin.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "sign-in", responses((status = 200, description = "the tokens the caller may see"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn tokens_list(
     State(state): State<AppState>,
     principal: Principal,
@@ -45,6 +46,7 @@ pub(super) async fn tokens_list(
 }
 
 /// `POST /api/v1/tokens`: `{"name"}` makes a token that acts as the caller.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "sign-in", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "created: the whole token, this once"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn tokens_create(
     State(state): State<AppState>,
     principal: Principal,
@@ -57,6 +59,7 @@ pub(super) async fn tokens_create(
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revokes one of the caller's tokens (any token, for an admin).
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "sign-in", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "revoked"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn tokens_revoke(
     State(state): State<AppState>,
     principal: Principal,

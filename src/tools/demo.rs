@@ -104,8 +104,7 @@ async fn seed_people(db: &Db, slugs: &[ClientSlug]) -> anyhow::Result<Vec<DemoPe
     if let Some(first) = slugs.first() {
         let email = format!("owner@{first}.demo.recado.dev");
         people.push(
-            demo_person(db, &email, "Owner", Role::Client, Some(first.clone()), format!("client: {first}"))
-                .await?,
+            demo_person(db, &email, "Owner", Role::Client, Some(first.clone()), format!("client: {first}")).await?,
         );
     }
     Ok(people)

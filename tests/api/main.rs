@@ -15,6 +15,7 @@ mod helpers;
 mod ingest;
 mod isolation;
 mod media;
+mod openapi;
 mod outbox;
 mod people;
 mod plugins;
