@@ -21,6 +21,7 @@ mod people;
 mod plugins;
 mod reply_window;
 mod robustness;
+mod route_matrix;
 mod security;
 mod sessions;
 mod sla;
