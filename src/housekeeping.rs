@@ -1,5 +1,5 @@
-//! Housekeeping: the event log keeps `events.retention_days` of events, and sessions that ended a day ago
-//! are forgotten. One step every few minutes, in batches, so a large backlog never holds the writer long.
+//! Housekeeping: the event log keeps `events.retention_days` of events, sessions that ended a day ago are
+//! forgotten, and replied conversations without first-response figures (from before reports) get them. One step every few minutes, in batches, so a large backlog never holds the writer long.
 
 use std::time::Duration;
 
@@ -41,6 +41,8 @@ impl StepWorker for Housekeeping {
             }
         }
         self.db.forget_sessions(Timestamp::now().minus(ENDED_SESSIONS_KEPT)).await?;
+        // Conversations replied before recado kept first-response figures get them, a batch at a time.
+        while self.db.fill_first_responses(BATCH).await? > 0 {}
         Ok(None)
     }
 }

@@ -22,6 +22,7 @@ mod ops;
 mod paging;
 mod people;
 mod plugins;
+mod reports;
 mod server;
 mod session;
 mod suggestions;
@@ -161,6 +162,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(tokens::tokens_list, tokens::tokens_create))
         .routes(routes!(tokens::tokens_revoke))
         .routes(routes!(audit::audit_list))
+        .routes(routes!(reports::reports_summary))
         .routes(routes!(events::events_stream))
         .routes(routes!(media::media_show))
         .routes(routes!(media::media_retry))

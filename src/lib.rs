@@ -14,6 +14,7 @@
 //!   and replays.
 //! - [`plugins`]: the WebAssembly rule-plugin host: engine, budgeted host imports, versioned contracts, upload
 //!   checks and compilation, chains and the circuit breaker.
+//! - [`reports`]: response-time and workload figures from the stored history.
 //! - `sla`: first-response clocks, warnings and `on-overdue` escalations.
 //! - `outbox`, `media`: delivery of outbound messages; downloading customers' media into `blobs`.
 //! - `housekeeping`: trimming the event log, forgetting ended sessions.
@@ -38,6 +39,7 @@ pub(crate) mod outbox;
 pub mod people;
 pub(crate) mod pipeline;
 pub mod plugins;
+pub mod reports;
 pub(crate) mod sla;
 pub mod store;
 pub mod telemetry;

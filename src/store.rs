@@ -28,6 +28,7 @@ mod paging;
 mod people;
 mod pipeline;
 mod plugins;
+mod reports;
 mod secrets;
 mod sla;
 mod sql;
@@ -38,8 +39,8 @@ pub use access::{Caller, Credential, NewSession, Scope, SessionRules};
 pub use articles::{Article, Edit, ImportSummary};
 pub use clients::{AuditEntry, AuditKey, ClientRecord};
 pub use conversations::{
-    ContactView, ConversationDetail, ConversationFilter, ConversationKey, ConversationSummary, Delivery, MessageView,
-    RoutingChange, SlaClock,
+    Author, ContactView, ConversationDetail, ConversationFilter, ConversationKey, ConversationSummary, Delivery,
+    MessageView, RoutingChange, SlaClock,
 };
 pub use events::{EventPage, EventRecord};
 pub use ingest::{InboundBatch, IngestOutcome, IngestReport};
@@ -53,6 +54,7 @@ pub use plugins::{
     DecisionFilter, DecisionKey, DecisionRecord, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,
     TripRule,
 };
+pub use reports::{ConversationFacts, DAY_MS, EscalationCount, FeedbackCount, MessageCount, ReportRange, ReportRows};
 pub use sla::{DueClock, OverdueContext, OverdueDecision};
 pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};
 pub use tokens::{NewToken, TokenRecord};

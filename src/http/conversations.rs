@@ -183,7 +183,7 @@ async fn send_reply(
     payload: Option<Outbound>,
 ) -> Result<(StatusCode, Json<Replied>), ApiError> {
     let scope = principal.scope();
-    let message_id = state.db.reply(scope.clone(), id.clone(), principal.name().to_owned(), text, payload).await?;
+    let message_id = state.db.reply(scope.clone(), id.clone(), principal.author(), text, payload).await?;
     state.outbox.wake();
     let detail = state.db.conversation(scope, id, 20).await?;
     let message = match detail.messages.into_iter().find(|message| message.id == message_id) {

@@ -169,6 +169,11 @@ impl Principal {
         &self.caller.name
     }
 
+    /// The author of this caller's replies.
+    pub(super) fn author(&self) -> crate::store::Author {
+        crate::store::Author { name: self.caller.name.clone(), id: self.caller.actor() }
+    }
+
     /// What data this caller may see.
     pub(super) fn scope(&self) -> Scope {
         self.caller.scope.clone()

@@ -87,7 +87,7 @@ pub(super) struct FeedbackBody {
 }
 
 /// `POST /api/v1/suggestions/feedback`: which suggestions were shown for a message and which was used.
-#[utoipa::path(post, path = "/api/v1/suggestions/feedback", tag = "suggestions", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 204, description = "recorded"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/suggestions/feedback", tag = "suggestions", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "recorded"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn suggestions_feedback(
     State(state): State<AppState>,
     principal: Principal,

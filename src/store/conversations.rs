@@ -273,6 +273,42 @@ fn ensure_serves(connection: &Connection, email: &str, client: &ClientSlug) -> R
     }
 }
 
+/// Who sent a reply: the name it carries and who they are (a person's id, or `token:<id>`).
+#[derive(Debug, Clone)]
+pub struct Author {
+    /// The name the customer sees.
+    pub name: String,
+    /// The person's id, or `token:<id>` for an integration.
+    pub id: String,
+}
+
+/// Records the first-response figures of a conversation at its first human reply: who, and how long after
+/// the first customer message, on the wall clock and in the client's opening hours.
+fn first_response(
+    connection: &Connection,
+    summary: &ConversationSummary,
+    reply: &MessageId,
+    author: &str,
+) -> Result<()> {
+    let (first_in, replied): (Option<Timestamp>, Timestamp) = connection
+        .prepare_cached(
+            "SELECT (SELECT MIN(created_at) FROM messages
+                     WHERE client_id = ?1 AND conversation_id = ?2 AND direction = 'in'),
+                    (SELECT created_at FROM messages WHERE client_id = ?1 AND id = ?3)",
+        )?
+        .query_row(params![summary.client, summary.id, reply], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let Some(first_in) = first_in else { return Ok(()) };
+    let profile = super::clients::load_client(connection, &summary.client)?.profile;
+    let wall = (replied.millis() - first_in.millis()).max(0);
+    let open = profile.business_hours.open_time_between(first_in, replied, &profile.timezone);
+    connection.execute(
+        "UPDATE conversations SET first_reply_by = ?3, first_response_ms = ?4, first_response_open_ms = ?5
+         WHERE client_id = ?1 AND id = ?2 AND first_reply_by IS NULL",
+        params![summary.client, summary.id, author, wall, open],
+    )?;
+    Ok(())
+}
+
 /// Changes to the routing of a conversation; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct RoutingChange {
@@ -417,7 +453,7 @@ impl Db {
         &self,
         scope: Scope,
         conversation_id: ConversationId,
-        author: String,
+        author: Author,
         text: String,
         payload: Option<Outbound>,
     ) -> Result<MessageId> {
@@ -431,8 +467,21 @@ impl Db {
                     return Err(Error::WindowClosed { closed_at: closes_at });
                 }
             }
-            let message_id =
-                enqueue_with(connection, &summary, MessageKind::Assistant, Some(&author), &text, payload.as_ref())?;
+            let message_id = enqueue_with(
+                connection,
+                &summary,
+                MessageKind::Assistant,
+                Some(&author.name),
+                &text,
+                payload.as_ref(),
+            )?;
+            connection.execute(
+                "UPDATE messages SET author_id = ?3 WHERE client_id = ?1 AND id = ?2",
+                params![summary.client, message_id, author.id],
+            )?;
+            if summary.first_human_reply_at.is_none() {
+                first_response(connection, &summary, &message_id, &author.id)?;
+            }
             if let Some(payload) = &payload {
                 super::media::record_outbound(connection, &summary.client, &summary.channel, &message_id, payload)?;
             }

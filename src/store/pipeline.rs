@@ -428,6 +428,12 @@ impl Db {
                 let summary = load_summary(connection, &scope, &conversation_id)?;
                 if let Some(text) = &item.decision.acknowledge {
                     enqueue(connection, &summary, MessageKind::AutoAck, None, text)?;
+                    connection
+                        .prepare_cached(
+                            "UPDATE conversations SET acknowledged_at = COALESCE(acknowledged_at, ?3)
+                             WHERE client_id = ?1 AND id = ?2",
+                        )?
+                        .execute(params![summary.client, summary.id, Timestamp::now()])?;
                 }
                 let decision = &item.decision;
                 apply_routing(connection, &summary, decision)?;

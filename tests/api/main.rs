@@ -20,6 +20,7 @@ mod outbox;
 mod people;
 mod plugins;
 mod reply_window;
+mod reports;
 mod robustness;
 mod route_matrix;
 mod security;

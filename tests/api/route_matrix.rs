@@ -72,7 +72,7 @@ fn entry(method: &Method, path: &str, ids: &Ids) -> Option<(String, Access, Body
         &ids.token
     };
     let concrete = match path {
-        "/api/v1/audit" | "/api/v1/conversations" => format!("{path}?client=client-a"),
+        "/api/v1/audit" | "/api/v1/conversations" | "/api/v1/reports/summary" => format!("{path}?client=client-a"),
         "/api/v1/clients/{slug}/suggestions" => format!("{path}?q=opening+hours"),
         _ => path.to_owned(),
     };
@@ -141,6 +141,7 @@ fn entry(method: &Method, path: &str, ids: &Ids) -> Option<(String, Access, Body
         ("POST", "/api/v1/people/{id}/disable") => (Admin, json(json!({}))),
         ("PUT", "/api/v1/people/{id}/clients") => (Admin, json(json!({ "clients": ["client-a"] }))),
         ("GET", "/api/v1/audit") => (AdminOrClient, Body::None),
+        ("GET", "/api/v1/reports/summary") => (Scoped, Body::None),
         ("GET", "/api/v1/me") | ("GET", "/api/v1/tokens") => (Personal, Body::None),
         ("POST", "/api/v1/tokens") => (Personal, json(json!({ "name": "matrix" }))),
         // Revoking A's person's token: only they (and admins) find it.

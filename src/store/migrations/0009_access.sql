@@ -36,3 +36,16 @@ CREATE TABLE event_log_trim (
     through_seq INTEGER NOT NULL
 );
 CREATE INDEX events_by_time ON events (at);
+
+-- Reports. Each conversation keeps its first-response figures, written by the first human reply (who, how
+-- long on the wall clock and in the client's business hours) and when it was first acknowledged; replies keep
+-- who sent them. Indexes let a year of figures be counted from index entries alone.
+ALTER TABLE conversations ADD COLUMN first_reply_by TEXT;          -- the person (or token) of the first reply
+ALTER TABLE conversations ADD COLUMN first_response_ms INTEGER;    -- first customer message to first reply
+ALTER TABLE conversations ADD COLUMN first_response_open_ms INTEGER; -- the same, in the client's opening hours
+ALTER TABLE conversations ADD COLUMN acknowledged_at INTEGER;      -- first automatic acknowledgement queued
+ALTER TABLE messages ADD COLUMN author_id TEXT;                    -- who sent a reply (a person's id, or token:<id>)
+CREATE INDEX conversations_by_opening ON conversations (opened_at, client_id);
+CREATE INDEX messages_by_time ON messages (created_at, client_id, channel, direction, kind, author_id);
+CREATE INDEX escalations_by_time ON escalations (created_at, client_id, level);
+CREATE INDEX suggestion_feedback_by_time ON suggestion_feedback (at, client_id);

@@ -1,0 +1,419 @@
+//! Reports: response-time and workload figures over a range, in total, per client, per assistant and per
+//! UTC day or week (weeks start on Monday), computed from the rows the store reads (`store::ReportRows`).
+//!
+//! Definitions, which the tests recompute by hand:
+//! - **Conversations** are those opened (first customer message) in the range; **messages** those created in
+//!   it, inbound (from customers) and outbound (replies, acknowledgements, notices, templates).
+//! - **First response**: from a conversation's first customer message to its first reply by a person (an
+//!   automatic acknowledgement is not a response), on the wall clock and counted in the client's opening
+//!   hours. Median and 90th percentile by nearest rank. **Within target**: the share of first responses that
+//!   met the client's first-response target (the clock's `met`, against `met_late`).
+//! - **Acknowledgement coverage**: the share of conversations whose first customer message got an automatic
+//!   acknowledgement queued within a minute.
+//! - **Escalations** by level, raised in the range.
+//! - **Suggestion use**: of the replies sent in the range, how many started from a suggestion (the feedback
+//!   that named a pick), and how many of those were edited first.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::domain::{ClientSlug, Direction, MessageKind, SlaState, Timestamp};
+use crate::store::{DAY_MS, ReportRows};
+
+/// How periods are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// UTC days.
+    Day,
+    /// Weeks from Monday, UTC.
+    Week,
+}
+
+impl GroupBy {
+    /// The first day (days since 1970-01-01) of the period holding `day`.
+    fn start(self, day: i64) -> i64 {
+        match self {
+            Self::Day => day,
+            // 1970-01-01 was a Thursday: three days after a Monday.
+            Self::Week => day - (day + 3).rem_euclid(7),
+        }
+    }
+}
+
+/// Messages in and out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InOut {
+    /// From customers.
+    pub inbound: u64,
+    /// To customers (replies, acknowledgements, notices).
+    pub outbound: u64,
+}
+
+/// First-response figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FirstResponse {
+    /// Conversations with a first reply.
+    pub count: u64,
+    /// Median, wall clock.
+    pub median_ms: Option<i64>,
+    /// 90th percentile, wall clock.
+    pub p90_ms: Option<i64>,
+    /// Median, in opening hours.
+    pub median_open_ms: Option<i64>,
+    /// 90th percentile, in opening hours.
+    pub p90_open_ms: Option<i64>,
+    /// First responses whose clock ended met or met late.
+    pub with_target: u64,
+    /// Of those, within the target.
+    pub within_target: u64,
+    /// `within_target / with_target`.
+    pub within_target_share: Option<f64>,
+}
+
+/// Automatic-acknowledgement coverage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Acknowledgements {
+    /// Conversations opened.
+    pub conversations: u64,
+    /// Of those, acknowledged within a minute of the first customer message.
+    pub within_a_minute: u64,
+    /// `within_a_minute / conversations`.
+    pub share: Option<f64>,
+}
+
+/// Suggestion use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SuggestionUse {
+    /// Replies sent by people.
+    pub replies: u64,
+    /// Replies that started from a suggestion.
+    pub from_suggestion: u64,
+    /// Of those, edited before sending.
+    pub edited: u64,
+    /// `from_suggestion / replies`.
+    pub share: Option<f64>,
+}
+
+/// The figures of one slice (everything, a client, an assistant, a period).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Figures {
+    /// Conversations opened.
+    pub conversations: u64,
+    /// Conversations opened, by channel.
+    pub conversations_by_channel: BTreeMap<String, u64>,
+    /// Messages.
+    pub messages: InOut,
+    /// Messages by channel.
+    pub messages_by_channel: BTreeMap<String, InOut>,
+    /// First responses.
+    pub first_response: FirstResponse,
+    /// Acknowledgement coverage.
+    pub acknowledgements: Acknowledgements,
+    /// Escalations raised, by level.
+    pub escalations_by_level: BTreeMap<u8, u64>,
+    /// Suggestion use.
+    pub suggestions: SuggestionUse,
+}
+
+/// One client's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientFigures {
+    /// The client.
+    pub client: ClientSlug,
+    /// Its figures.
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// One person's figures (their first responses, replies and suggestion use).
+#[derive(Debug, Clone, Serialize)]
+pub struct AssistantFigures {
+    /// Who: a person's id, or `token:<id>`.
+    pub assistant: String,
+    /// Their name, for a person.
+    pub name: Option<String>,
+    /// Their first responses.
+    pub first_response: FirstResponse,
+    /// Their replies and suggestion use.
+    pub suggestions: SuggestionUse,
+}
+
+/// One period's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeriodFigures {
+    /// When the period starts (UTC midnight).
+    pub start: Timestamp,
+    /// Its figures.
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// A whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// From (inclusive).
+    pub from: Timestamp,
+    /// To (exclusive).
+    pub to: Timestamp,
+    /// How periods are cut.
+    pub group_by: GroupBy,
+    /// Everything in the range.
+    pub total: Figures,
+    /// Per client.
+    pub clients: Vec<ClientFigures>,
+    /// Per person who replied.
+    pub assistants: Vec<AssistantFigures>,
+    /// Per period, in order.
+    pub periods: Vec<PeriodFigures>,
+}
+
+/// The value at rank `ceil(q * n)` of `sorted` (nearest rank).
+fn nearest_rank(sorted: &[i64], q: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+fn share(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+/// Accumulates one slice.
+#[derive(Default)]
+struct Slice {
+    figures: Figures,
+    wall: Vec<i64>,
+    open: Vec<i64>,
+}
+
+impl Slice {
+    fn conversation(&mut self, facts: &crate::store::ConversationFacts) {
+        let figures = &mut self.figures;
+        figures.conversations += 1;
+        *figures.conversations_by_channel.entry(facts.channel.to_string()).or_default() += 1;
+        figures.acknowledgements.conversations += 1;
+        if facts.acknowledged_at.is_some_and(|at| at.millis() - facts.opened_at.millis() <= 60_000) {
+            figures.acknowledgements.within_a_minute += 1;
+        }
+        self.first_response(facts);
+    }
+
+    fn first_response(&mut self, facts: &crate::store::ConversationFacts) {
+        let (Some(wall), Some(open)) = (facts.first_response_ms, facts.first_response_open_ms) else { return };
+        let first = &mut self.figures.first_response;
+        first.count += 1;
+        self.wall.push(wall);
+        self.open.push(open);
+        match facts.sla_state {
+            Some(SlaState::Met) => {
+                first.with_target += 1;
+                first.within_target += 1;
+            }
+            Some(SlaState::MetLate) => first.with_target += 1,
+            _ => {}
+        }
+    }
+
+    fn finish(mut self) -> Figures {
+        self.wall.sort_unstable();
+        self.open.sort_unstable();
+        let figures = &mut self.figures;
+        let first = &mut figures.first_response;
+        first.median_ms = nearest_rank(&self.wall, 0.5);
+        first.p90_ms = nearest_rank(&self.wall, 0.9);
+        first.median_open_ms = nearest_rank(&self.open, 0.5);
+        first.p90_open_ms = nearest_rank(&self.open, 0.9);
+        first.within_target_share = share(first.within_target, first.with_target);
+        let acks = &mut figures.acknowledgements;
+        acks.share = share(acks.within_a_minute, acks.conversations);
+        let suggestions = &mut figures.suggestions;
+        suggestions.share = share(suggestions.from_suggestion, suggestions.replies);
+        self.figures
+    }
+}
+
+/// Computes the report of `rows` over `[from, to)`.
+pub fn compute(rows: &ReportRows, from: Timestamp, to: Timestamp, group_by: GroupBy) -> Report {
+    let mut total = Slice::default();
+    let mut clients: BTreeMap<ClientSlug, Slice> = BTreeMap::new();
+    let mut assistants: BTreeMap<String, Slice> = BTreeMap::new();
+    let mut periods: BTreeMap<i64, Slice> = BTreeMap::new();
+    // Every period of the range is shown, empty ones too.
+    let (first_day, last_day) = (from.millis().div_euclid(DAY_MS), (to.millis() - 1).div_euclid(DAY_MS));
+    let mut day = group_by.start(first_day);
+    while day <= last_day {
+        periods.entry(day).or_default();
+        day += if group_by == GroupBy::Week { 7 } else { 1 };
+    }
+    let period = |day: i64| group_by.start(day);
+
+    for facts in &rows.conversations {
+        let day = facts.opened_at.millis().div_euclid(DAY_MS);
+        total.conversation(facts);
+        clients.entry(facts.client.clone()).or_default().conversation(facts);
+        periods.entry(period(day)).or_default().conversation(facts);
+        if let Some(who) = &facts.first_reply_by {
+            assistants.entry(who.clone()).or_default().first_response(facts);
+        }
+    }
+    for count in &rows.messages {
+        let slices = [
+            Some(&mut total),
+            Some(clients.entry(count.client.clone()).or_default()),
+            Some(periods.entry(period(count.day)).or_default()),
+        ];
+        for slice in slices.into_iter().flatten() {
+            let by_channel = slice.figures.messages_by_channel.entry(count.channel.to_string()).or_default();
+            match count.direction {
+                Direction::In => {
+                    slice.figures.messages.inbound += count.count;
+                    by_channel.inbound += count.count;
+                }
+                Direction::Out => {
+                    slice.figures.messages.outbound += count.count;
+                    by_channel.outbound += count.count;
+                    if count.kind == MessageKind::Assistant {
+                        slice.figures.suggestions.replies += count.count;
+                    }
+                }
+            }
+        }
+        if count.kind == MessageKind::Assistant
+            && let Some(author) = &count.author
+        {
+            assistants.entry(author.clone()).or_default().figures.suggestions.replies += count.count;
+        }
+    }
+    for count in &rows.escalations {
+        for slice in [
+            &mut total,
+            clients.entry(count.client.clone()).or_default(),
+            periods.entry(period(count.day)).or_default(),
+        ] {
+            *slice.figures.escalations_by_level.entry(count.level).or_default() += count.count;
+        }
+    }
+    for count in rows.feedback.iter().filter(|count| count.picked) {
+        for slice in [
+            &mut total,
+            clients.entry(count.client.clone()).or_default(),
+            periods.entry(period(count.day)).or_default(),
+            assistants.entry(count.actor.clone()).or_default(),
+        ] {
+            slice.figures.suggestions.from_suggestion += count.count;
+            if count.edited {
+                slice.figures.suggestions.edited += count.count;
+            }
+        }
+    }
+
+    let names: BTreeMap<&str, &str> = rows.names.iter().map(|(id, name)| (id.as_str(), name.as_str())).collect();
+    Report {
+        from,
+        to,
+        group_by,
+        total: total.finish(),
+        clients: clients.into_iter().map(|(client, slice)| ClientFigures { client, figures: slice.finish() }).collect(),
+        assistants: assistants
+            .into_iter()
+            .map(|(assistant, slice)| {
+                let figures = slice.finish();
+                AssistantFigures {
+                    name: names.get(assistant.as_str()).map(|name| (*name).to_owned()),
+                    assistant,
+                    first_response: figures.first_response,
+                    suggestions: figures.suggestions,
+                }
+            })
+            .collect(),
+        periods: periods
+            .into_iter()
+            .filter(|(day, _)| *day <= last_day)
+            .map(|(day, slice)| PeriodFigures { start: Timestamp(day * DAY_MS), figures: slice.finish() })
+            .collect(),
+    }
+}
+
+/// The CSV of a report: one row per slice (the total, each client, each person, each period), with the
+/// figures as columns; durations in seconds, shares as fractions.
+pub fn to_csv(report: &Report) -> String {
+    let mut out = String::from(
+        "slice,key,name,conversations,messages_in,messages_out,first_responses,first_response_median_s,\
+         first_response_p90_s,first_response_open_median_s,first_response_open_p90_s,within_target_share,\
+         acknowledged_within_a_minute_share,escalations,replies,replies_from_suggestion,replies_edited,suggestion_share\n",
+    );
+    let seconds = |ms: Option<i64>| ms.map_or(String::new(), |ms| format!("{:.1}", ms as f64 / 1000.0));
+    let fraction = |value: Option<f64>| value.map_or(String::new(), |value| format!("{value:.4}"));
+    let field = |text: &str| {
+        if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+    };
+    let mut row = |slice: &str, key: &str, name: &str, figures: &Figures| {
+        let first = &figures.first_response;
+        let escalations: u64 = figures.escalations_by_level.values().sum();
+        out.push_str(&format!(
+            "{slice},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            field(key),
+            field(name),
+            figures.conversations,
+            figures.messages.inbound,
+            figures.messages.outbound,
+            first.count,
+            seconds(first.median_ms),
+            seconds(first.p90_ms),
+            seconds(first.median_open_ms),
+            seconds(first.p90_open_ms),
+            fraction(first.within_target_share),
+            fraction(figures.acknowledgements.share),
+            escalations,
+            figures.suggestions.replies,
+            figures.suggestions.from_suggestion,
+            figures.suggestions.edited,
+            fraction(figures.suggestions.share),
+        ));
+    };
+    row("total", "", "", &report.total);
+    for client in &report.clients {
+        row("client", client.client.as_str(), "", &client.figures);
+    }
+    for assistant in &report.assistants {
+        let figures = Figures {
+            first_response: assistant.first_response.clone(),
+            suggestions: assistant.suggestions.clone(),
+            ..Figures::default()
+        };
+        row("assistant", &assistant.assistant, assistant.name.as_deref().unwrap_or(""), &figures);
+    }
+    for period in &report.periods {
+        row("period", &period.start.to_rfc3339(), "", &period.figures);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_by_nearest_rank() {
+        let values = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
+        assert_eq!(nearest_rank(&values, 0.5), Some(50));
+        assert_eq!(nearest_rank(&values, 0.9), Some(90));
+        assert_eq!(nearest_rank(&[7], 0.9), Some(7));
+        assert_eq!(nearest_rank(&[], 0.5), None);
+        assert_eq!(nearest_rank(&[1, 2, 3], 0.5), Some(2));
+    }
+
+    #[test]
+    fn weeks_start_on_monday() {
+        // 2026-12-07 is a Monday (day 20_794); the Sunday before belongs to the week before.
+        let monday = 20_794;
+        assert_eq!(GroupBy::Week.start(monday), monday);
+        assert_eq!(GroupBy::Week.start(monday + 6), monday);
+        assert_eq!(GroupBy::Week.start(monday - 1), monday - 7);
+        assert_eq!(GroupBy::Day.start(monday + 3), monday + 3);
+    }
+}

@@ -1,0 +1,251 @@
+//! What reports are computed from: per conversation opened in a range, its first-response figures (written by
+//! its first human reply) and acknowledgement; and counts of messages, escalations and suggestion feedback by
+//! client, kind and UTC day, read from covering indexes so that a year of a busy agency is read in well under
+//! a second (see `BENCHMARKS.md`). The arithmetic (medians, shares, periods) is `crate::reports`'.
+
+use rusqlite::params;
+
+use super::access::Scope;
+use super::{Db, Result};
+use crate::domain::{ChannelName, ClientSlug, Direction, MessageKind, SlaState, Timestamp};
+
+/// Milliseconds in a day: rows are counted by UTC day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// What a report covers.
+#[derive(Debug, Clone)]
+pub struct ReportRange {
+    /// From this time (inclusive).
+    pub from: Timestamp,
+    /// To this time (exclusive).
+    pub to: Timestamp,
+    /// Only this client.
+    pub client: Option<ClientSlug>,
+    /// Only what this person (or token) did: their first responses, replies and suggestion use.
+    pub assistant: Option<String>,
+}
+
+/// A conversation opened in the range.
+#[derive(Debug, Clone)]
+pub struct ConversationFacts {
+    /// Its client.
+    pub client: ClientSlug,
+    /// Its channel.
+    pub channel: ChannelName,
+    /// When the first customer message arrived.
+    pub opened_at: Timestamp,
+    /// When the first automatic acknowledgement was queued.
+    pub acknowledged_at: Option<Timestamp>,
+    /// Who replied first.
+    pub first_reply_by: Option<String>,
+    /// First customer message to first human reply, wall clock.
+    pub first_response_ms: Option<i64>,
+    /// The same, counted in the client's opening hours.
+    pub first_response_open_ms: Option<i64>,
+    /// Where its first-response clock ended (`met` is within the target).
+    pub sla_state: Option<SlaState>,
+}
+
+/// Messages of one kind, client, channel, author and day.
+#[derive(Debug, Clone)]
+pub struct MessageCount {
+    /// The client.
+    pub client: ClientSlug,
+    /// The channel.
+    pub channel: ChannelName,
+    /// In or out.
+    pub direction: Direction,
+    /// What produced it.
+    pub kind: MessageKind,
+    /// Who sent it (replies).
+    pub author: Option<String>,
+    /// The UTC day (days since 1970-01-01).
+    pub day: i64,
+    /// How many.
+    pub count: u64,
+}
+
+/// Escalations of one level, client and day.
+#[derive(Debug, Clone)]
+pub struct EscalationCount {
+    /// The client.
+    pub client: ClientSlug,
+    /// The level.
+    pub level: u8,
+    /// The UTC day.
+    pub day: i64,
+    /// How many.
+    pub count: u64,
+}
+
+/// Suggestion feedback of one client, person and day.
+#[derive(Debug, Clone)]
+pub struct FeedbackCount {
+    /// The client.
+    pub client: ClientSlug,
+    /// Who gave it.
+    pub actor: String,
+    /// A suggestion was used.
+    pub picked: bool,
+    /// It was edited before sending.
+    pub edited: bool,
+    /// The UTC day.
+    pub day: i64,
+    /// How many.
+    pub count: u64,
+}
+
+/// Everything a report is computed from.
+#[derive(Debug, Clone, Default)]
+pub struct ReportRows {
+    /// Conversations opened in the range.
+    pub conversations: Vec<ConversationFacts>,
+    /// Message counts.
+    pub messages: Vec<MessageCount>,
+    /// Escalation counts.
+    pub escalations: Vec<EscalationCount>,
+    /// Suggestion feedback counts.
+    pub feedback: Vec<FeedbackCount>,
+    /// Names of the people among the authors.
+    pub names: Vec<(String, String)>,
+}
+
+impl Db {
+    /// Fills in the first-response figures of up to `batch` replied conversations that lack them (replied
+    /// before recado kept them, or whose history was corrected): from the first customer message to the first
+    /// reply, on the wall clock and in the client's opening hours, and who sent that reply. Returns how many.
+    pub async fn fill_first_responses(&self, batch: i64) -> Result<usize> {
+        self.write(move |connection| {
+            let rows: Vec<(ClientSlug, crate::domain::ConversationId, Timestamp)> = connection
+                .prepare_cached(
+                    "SELECT client_id, id, first_human_reply_at FROM conversations
+                     WHERE first_human_reply_at IS NOT NULL AND first_response_open_ms IS NULL LIMIT ?1",
+                )?
+                .query_map([batch], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut profiles = std::collections::HashMap::new();
+            for (client, id, replied) in &rows {
+                let (first_in, author): (Option<Timestamp>, Option<String>) = connection
+                    .prepare_cached(
+                        "SELECT (SELECT MIN(created_at) FROM messages
+                                 WHERE client_id = ?1 AND conversation_id = ?2 AND direction = 'in'),
+                                (SELECT author_id FROM messages WHERE client_id = ?1 AND conversation_id = ?2
+                                   AND kind = 'assistant' ORDER BY created_at, id LIMIT 1)",
+                    )?
+                    .query_row(params![client, id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let first_in = first_in.unwrap_or(*replied);
+                if !profiles.contains_key(client) {
+                    profiles.insert(client.clone(), super::clients::load_client(connection, client)?.profile);
+                }
+                let profile = &profiles[client];
+                let open = profile.business_hours.open_time_between(first_in, *replied, &profile.timezone);
+                connection.execute(
+                    "UPDATE conversations SET first_response_ms = ?3, first_response_open_ms = ?4,
+                            first_reply_by = COALESCE(first_reply_by, ?5)
+                     WHERE client_id = ?1 AND id = ?2",
+                    params![client, id, (replied.millis() - first_in.millis()).max(0), open, author],
+                )?;
+            }
+            Ok(rows.len())
+        })
+        .await
+    }
+
+    /// The rows a report over `range` is computed from, limited to what `scope` may see.
+    pub async fn report_rows(&self, scope: Scope, range: ReportRange) -> Result<ReportRows> {
+        self.read(move |connection| {
+            let (every, person) = scope.params();
+            let client = range.client.as_ref().map(ClientSlug::as_str);
+            let (from, to, who) = (range.from, range.to, range.assistant.as_deref());
+            let conversations = connection
+                .prepare_cached(&format!(
+                    "SELECT client_id, channel, opened_at, acknowledged_at, first_reply_by, first_response_ms,
+                            first_response_open_ms, sla_state
+                     FROM conversations
+                     WHERE opened_at >= ?1 AND opened_at < ?2 AND {} AND (?5 IS NULL OR client_id = ?5)
+                       AND (?6 IS NULL OR first_reply_by = ?6)",
+                    Scope::condition("client_id", 3)
+                ))?
+                .query_map(params![from, to, every, person, client, who], |row| {
+                    Ok(ConversationFacts {
+                        client: row.get(0)?,
+                        channel: row.get(1)?,
+                        opened_at: row.get(2)?,
+                        acknowledged_at: row.get(3)?,
+                        first_reply_by: row.get(4)?,
+                        first_response_ms: row.get(5)?,
+                        first_response_open_ms: row.get(6)?,
+                        sla_state: row.get(7)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let messages = connection
+                .prepare_cached(&format!(
+                    "SELECT client_id, channel, direction, kind, author_id, created_at / {DAY_MS} AS day, COUNT(*)
+                     FROM messages
+                     WHERE created_at >= ?1 AND created_at < ?2 AND {} AND (?5 IS NULL OR client_id = ?5)
+                       AND (?6 IS NULL OR author_id = ?6)
+                     GROUP BY client_id, channel, direction, kind, author_id, day",
+                    Scope::condition("client_id", 3)
+                ))?
+                .query_map(params![from, to, every, person, client, who], |row| {
+                    Ok(MessageCount {
+                        client: row.get(0)?,
+                        channel: row.get(1)?,
+                        direction: row.get(2)?,
+                        kind: row.get(3)?,
+                        author: row.get(4)?,
+                        day: row.get(5)?,
+                        count: row.get::<_, i64>(6)?.unsigned_abs(),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            // Escalations are the rules' and the clocks', nobody's in particular: not in one person's figures.
+            let escalations = if who.is_some() {
+                Vec::new()
+            } else {
+                connection
+                    .prepare_cached(&format!(
+                        "SELECT client_id, level, created_at / {DAY_MS} AS day, COUNT(*) FROM escalations
+                         WHERE created_at >= ?1 AND created_at < ?2 AND {} AND (?5 IS NULL OR client_id = ?5)
+                         GROUP BY client_id, level, day",
+                        Scope::condition("client_id", 3)
+                    ))?
+                    .query_map(params![from, to, every, person, client], |row| {
+                        Ok(EscalationCount {
+                            client: row.get(0)?,
+                            level: row.get(1)?,
+                            day: row.get(2)?,
+                            count: row.get::<_, i64>(3)?.unsigned_abs(),
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let feedback = connection
+                .prepare_cached(&format!(
+                    "SELECT client_id, actor, picked IS NOT NULL, edited, at / {DAY_MS} AS day, COUNT(*)
+                     FROM suggestion_feedback
+                     WHERE at >= ?1 AND at < ?2 AND {} AND (?5 IS NULL OR client_id = ?5) AND (?6 IS NULL OR actor = ?6)
+                     GROUP BY client_id, actor, 3, edited, day",
+                    Scope::condition("client_id", 3)
+                ))?
+                .query_map(params![from, to, every, person, client, who], |row| {
+                    Ok(FeedbackCount {
+                        client: row.get(0)?,
+                        actor: row.get(1)?,
+                        picked: row.get(2)?,
+                        edited: row.get(3)?,
+                        day: row.get(4)?,
+                        count: row.get::<_, i64>(5)?.unsigned_abs(),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let names = connection
+                .prepare_cached("SELECT id, name FROM people")?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(ReportRows { conversations, messages, escalations, feedback, names })
+        })
+        .await
+    }
+}
