@@ -71,6 +71,8 @@ enum Command {
     },
     /// Measure knowledge-base import, indexing, size, memory and suggestion latency at scale.
     BenchKb(recado::tools::bench_kb::BenchArgs),
+    /// Report benchmark: a year of a busy agency (two million messages), the yearly report timed.
+    BenchReports(recado::tools::bench_reports::ReportBenchArgs),
     /// Measure sustained ingest throughput and latency against a fresh server on loopback.
     Loadgen(recado::tools::loadgen::LoadgenArgs),
 }
@@ -315,6 +317,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::BenchReports(args) => {
+            recado::telemetry::init("warn");
+            let report = recado::tools::bench_reports::run(args).await?;
+            println!("{report}");
             Ok(())
         }
         Command::BenchKb(args) => {

@@ -54,7 +54,9 @@ pub use plugins::{
     DecisionFilter, DecisionKey, DecisionRecord, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,
     TripRule,
 };
-pub use reports::{ConversationFacts, DAY_MS, EscalationCount, FeedbackCount, MessageCount, ReportRange, ReportRows};
+pub use reports::{
+    ConversationFacts, DAY_MS, EscalationCount, FeedbackCount, MessageCount, ReportRange, ReportRows, SyntheticHistory,
+};
 pub use sla::{DueClock, OverdueContext, OverdueDecision};
 pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};
 pub use tokens::{NewToken, TokenRecord};

@@ -249,3 +249,122 @@ impl Db {
         .await
     }
 }
+
+/// A synthetic history for the report benchmark (`recado bench-reports`): conversations spread evenly over
+/// `[from, to)` among `clients`, each with a customer message, an acknowledgement three seconds later, a first
+/// reply by one of `assistants` after one to 120 minutes, and then alternating messages up to
+/// `messages_per_conversation`; one in twenty escalated, three in ten replies from a suggestion.
+#[derive(Debug, Clone)]
+pub struct SyntheticHistory {
+    /// The clients (they must exist).
+    pub clients: Vec<ClientSlug>,
+    /// Who replies (person ids).
+    pub assistants: Vec<String>,
+    /// Conversations to write.
+    pub conversations: usize,
+    /// Messages in each.
+    pub messages_per_conversation: usize,
+    /// From.
+    pub from: Timestamp,
+    /// To.
+    pub to: Timestamp,
+}
+
+impl Db {
+    /// Writes conversations `start..end` of `history` in one transaction (the benchmark calls it in chunks).
+    pub async fn write_synthetic_history(
+        &self,
+        history: std::sync::Arc<SyntheticHistory>,
+        start: usize,
+        end: usize,
+    ) -> Result<()> {
+        self.write(move |connection| {
+            let span = (history.to.millis() - history.from.millis()).max(1);
+            let total = history.conversations.max(1) as i64;
+            for n in start..end {
+                // A cheap, reproducible spread: every figure follows from the conversation's number.
+                let mix = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+                let client = &history.clients[n % history.clients.len()];
+                let assistant = &history.assistants[(mix as usize) % history.assistants.len()];
+                let opened = history.from.millis() + span * n as i64 / total;
+                let first_response = (1 + (mix % 120) as i64) * 60_000;
+                let (conversation, contact) = (format!("cnv_bench{n:024x}"), format!("ctc_bench{n:024x}"));
+                connection
+                    .prepare_cached(
+                        "INSERT INTO contacts (client_id, id, channel, handle, created_at, updated_at)
+                         VALUES (?1, ?2, 'whatsapp', ?3, ?4, ?4)",
+                    )?
+                    .execute(params![client, contact, format!("+{n}"), opened])?;
+                let state = if first_response <= 60 * 60_000 { "met" } else { "met_late" };
+                connection
+                    .prepare_cached(
+                        "INSERT INTO conversations (client_id, id, contact_id, channel, status, opened_at, last_activity_at,
+                                                    first_human_reply_at, first_reply_by, first_response_ms,
+                                                    first_response_open_ms, acknowledged_at, sla_state)
+                         VALUES (?1, ?2, ?3, 'whatsapp', 'closed', ?4, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+                    )?
+                    .execute(params![
+                        client,
+                        conversation,
+                        contact,
+                        opened,
+                        opened + first_response,
+                        assistant,
+                        first_response,
+                        opened + 3_000,
+                        state
+                    ])?;
+                for m in 0..history.messages_per_conversation {
+                    let (direction, kind, at, author) = match m {
+                        0 => ("in", "customer", opened, None),
+                        1 => ("out", "auto_ack", opened + 3_000, None),
+                        2 => ("out", "assistant", opened + first_response, Some(assistant)),
+                        m if m % 2 == 1 => ("in", "customer", opened + first_response + m as i64 * 300_000, None),
+                        m => ("out", "assistant", opened + first_response + m as i64 * 300_000, Some(assistant)),
+                    };
+                    connection
+                        .prepare_cached(
+                            "INSERT INTO messages (client_id, id, conversation_id, direction, kind, channel, external_id,
+                                                   author_id, text, created_at, state)
+                             VALUES (?1, ?2, ?3, ?4, ?5, 'whatsapp', ?6, ?7, 'benchmark', ?8, 'processed')",
+                        )?
+                        .execute(params![
+                            client,
+                            format!("msg_bench{n:020x}{m:04x}"),
+                            conversation,
+                            direction,
+                            kind,
+                            (direction == "in").then(|| format!("bench-{n}-{m}")),
+                            author,
+                            at
+                        ])?;
+                }
+                if mix % 20 == 0 {
+                    connection
+                        .prepare_cached(
+                            "INSERT INTO escalations (client_id, id, conversation_id, trigger, level, reason, source, created_at)
+                             VALUES (?1, ?2, ?3, 'overdue', ?4, 'benchmark', 'defaults', ?5)",
+                        )?
+                        .execute(params![client, format!("esc_bench{n:024x}"), conversation, 1 + (mix % 3) as i64, opened + 3_600_000])?;
+                }
+                if mix % 10 < 3 {
+                    connection
+                        .prepare_cached(
+                            "INSERT INTO suggestion_feedback (client_id, id, message_id, shown, picked, edited, actor, at)
+                             VALUES (?1, ?2, ?3, '[]', 'article', ?4, ?5, ?6)",
+                        )?
+                        .execute(params![
+                            client,
+                            format!("fbk_bench{n:024x}"),
+                            format!("msg_bench{n:020x}{:04x}", 2),
+                            mix % 2 == 0,
+                            assistant,
+                            opened + first_response
+                        ])?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
