@@ -339,7 +339,7 @@ impl Db {
                             at
                         ])?;
                 }
-                if mix % 20 == 0 {
+                if mix.is_multiple_of(20) {
                     connection
                         .prepare_cached(
                             "INSERT INTO escalations (client_id, id, conversation_id, trigger, level, reason, source, created_at)
@@ -357,7 +357,7 @@ impl Db {
                             client,
                             format!("fbk_bench{n:024x}"),
                             format!("msg_bench{n:020x}{:04x}", 2),
-                            mix % 2 == 0,
+                            mix.is_multiple_of(2),
                             assistant,
                             opened + first_response
                         ])?;
