@@ -2,7 +2,8 @@
 //!
 //! Two separate concurrency budgets (a bulkhead): ingest (webhooks and the message API) and everything else,
 //! so a flood of inbox requests cannot starve providers' webhooks and the other way round. Each budget has a
-//! share per principal (a client for ingest, a token for the API), so one caller cannot take all of it.
+//! share per principal (a client for ingest; for the API a person, whatever session or token they use, or an
+//! integration's token), so one caller cannot take all of it.
 //! Past its budget a request gets a fast 503 with `Retry-After` instead of waiting; bodies are read before a
 //! slot is taken, under a minimum rate ([`admission`]). Each request may run for a bounded time (504).
 //! Health and metrics sit outside both budgets.

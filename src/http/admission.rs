@@ -11,7 +11,8 @@
 //!    sending one byte at a time holds only its own connection (and connections are capped per address by
 //!    the accept loop).
 //! 3. **A work slot** ([`Budget`]): one of the route group's global slots and one of the slots of its
-//!    principal (the token for API routes, the client for ingest). Past either, a fast 503 with
+//!    principal (for API routes the person, across all their sessions and tokens, or the integration's
+//!    token; the client for ingest). Past either, a fast 503 with
 //!    `Retry-After`. API routes also take a token of their caller's request rate ([`Buckets`]); past it, 429.
 //! 4. The request timeout (504), which measures the work alone, not the time the body took.
 
@@ -359,15 +360,15 @@ pub(crate) async fn admit_client(
 pub(crate) struct Admission {
     /// Ingest: webhooks and the message API, one share per client.
     pub(crate) ingest: Arc<Budget>,
-    /// Every other API route, one share per token.
+    /// Every other API route, one share per person or integration token.
     pub(crate) api: Arc<Budget>,
-    /// Live event streams, one share per token (held for as long as the stream is open).
+    /// Live event streams, one share per person or integration token (held while the stream is open).
     pub(crate) events: Arc<Budget>,
     /// Failed authentications per address (tokens, sessions, sign-ins, webhook secrets).
     pub(crate) auth_failures: Arc<AuthFailures>,
     /// Failed sign-ins per account (by the address's lower-case key), whatever the caller's address.
     pub(crate) sign_in_failures: Arc<Failures<String>>,
-    /// Requests per token on the API routes.
+    /// Requests per person or integration token on the API routes.
     pub(crate) api_rate: Arc<Buckets<String>>,
     /// Bodies of ingest routes.
     pub(crate) ingest_body: BodyRule,
