@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::domain::{ClientSlug, Direction, MessageKind, SlaState, Timestamp};
-use crate::store::{DAY_MS, ReportRows};
+use crate::domain::{ChannelName, ClientSlug, Direction, MessageKind, SlaState, Timestamp};
+use crate::store::{ConversationFacts, DAY_MS, FeedbackCount, MessageCount, ReportRows};
 
 /// How periods are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
@@ -32,6 +32,14 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
+    /// Days in a period.
+    fn days(self) -> i64 {
+        match self {
+            Self::Day => 1,
+            Self::Week => 7,
+        }
+    }
+
     /// The first day (days since 1970-01-01) of the period holding `day`.
     fn start(self, day: i64) -> i64 {
         match self {
@@ -169,32 +177,35 @@ pub struct Report {
     pub periods: Vec<PeriodFigures>,
 }
 
-/// The value at rank `ceil(q * n)` of `sorted` (nearest rank).
-fn nearest_rank(sorted: &[i64], q: f64) -> Option<i64> {
-    if sorted.is_empty() {
+/// The value at rank `ceil(q * n)` of `values` in ascending order (nearest rank). Reorders `values`.
+fn nearest_rank(values: &mut [i64], q: f64) -> Option<i64> {
+    if values.is_empty() {
         return None;
     }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    // Selection rather than a sort: linear in the number of values, and a year holds hundreds of thousands.
+    Some(*values.select_nth_unstable(rank - 1).1)
 }
 
 fn share(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-/// Accumulates one slice.
+/// Accumulates one slice; channels are positions in [`ReportRows::channels`].
 #[derive(Default)]
 struct Slice {
     figures: Figures,
+    conversations_by_channel: Vec<u64>,
+    messages_by_channel: Vec<InOut>,
     wall: Vec<i64>,
     open: Vec<i64>,
 }
 
 impl Slice {
-    fn conversation(&mut self, facts: &crate::store::ConversationFacts) {
+    fn conversation(&mut self, facts: &ConversationFacts) {
         let figures = &mut self.figures;
         figures.conversations += 1;
-        *figures.conversations_by_channel.entry(facts.channel.to_string()).or_default() += 1;
+        *grown(&mut self.conversations_by_channel, facts.channel) += 1;
         figures.acknowledgements.conversations += 1;
         if facts.acknowledged_at.is_some_and(|at| at.millis() - facts.opened_at.millis() <= 60_000) {
             figures.acknowledgements.within_a_minute += 1;
@@ -202,7 +213,7 @@ impl Slice {
         self.first_response(facts);
     }
 
-    fn first_response(&mut self, facts: &crate::store::ConversationFacts) {
+    fn first_response(&mut self, facts: &ConversationFacts) {
         let (Some(wall), Some(open)) = (facts.first_response_ms, facts.first_response_open_ms) else { return };
         let first = &mut self.figures.first_response;
         first.count += 1;
@@ -218,122 +229,178 @@ impl Slice {
         }
     }
 
-    fn finish(mut self) -> Figures {
-        self.wall.sort_unstable();
-        self.open.sort_unstable();
+    fn messages(&mut self, count: &MessageCount) {
+        let figures = &mut self.figures;
+        let by_channel = grown(&mut self.messages_by_channel, count.channel);
+        match count.direction {
+            Direction::In => {
+                figures.messages.inbound += count.count;
+                by_channel.inbound += count.count;
+            }
+            Direction::Out => {
+                figures.messages.outbound += count.count;
+                by_channel.outbound += count.count;
+                if count.kind == MessageKind::Assistant {
+                    figures.suggestions.replies += count.count;
+                }
+            }
+        }
+    }
+
+    fn suggestion_used(&mut self, count: &FeedbackCount) {
+        let suggestions = &mut self.figures.suggestions;
+        suggestions.from_suggestion += count.count;
+        if count.edited {
+            suggestions.edited += count.count;
+        }
+    }
+
+    fn finish(mut self, channels: &[ChannelName]) -> Figures {
         let figures = &mut self.figures;
         let first = &mut figures.first_response;
-        first.median_ms = nearest_rank(&self.wall, 0.5);
-        first.p90_ms = nearest_rank(&self.wall, 0.9);
-        first.median_open_ms = nearest_rank(&self.open, 0.5);
-        first.p90_open_ms = nearest_rank(&self.open, 0.9);
+        first.median_ms = nearest_rank(&mut self.wall, 0.5);
+        first.p90_ms = nearest_rank(&mut self.wall, 0.9);
+        first.median_open_ms = nearest_rank(&mut self.open, 0.5);
+        first.p90_open_ms = nearest_rank(&mut self.open, 0.9);
         first.within_target_share = share(first.within_target, first.with_target);
         let acks = &mut figures.acknowledgements;
         acks.share = share(acks.within_a_minute, acks.conversations);
         let suggestions = &mut figures.suggestions;
         suggestions.share = share(suggestions.from_suggestion, suggestions.replies);
+        let name = |position: usize| channels.get(position).map_or_else(String::new, ToString::to_string);
+        for (position, count) in self.conversations_by_channel.into_iter().enumerate().filter(|(_, count)| *count > 0) {
+            *figures.conversations_by_channel.entry(name(position)).or_default() += count;
+        }
+        for (position, counts) in self.messages_by_channel.into_iter().enumerate() {
+            if counts != InOut::default() {
+                let by_channel = figures.messages_by_channel.entry(name(position)).or_default();
+                by_channel.inbound += counts.inbound;
+                by_channel.outbound += counts.outbound;
+            }
+        }
         self.figures
+    }
+}
+
+/// The element at `position`, the vector grown with defaults to hold it.
+fn grown<T: Default>(values: &mut Vec<T>, position: u32) -> &mut T {
+    let position = position as usize;
+    if values.len() <= position {
+        values.resize_with(position + 1, T::default);
+    }
+    &mut values[position]
+}
+
+/// The slices of the periods of a range, by day.
+struct Periods {
+    group_by: GroupBy,
+    first: i64,
+    slices: Vec<Slice>,
+}
+
+impl Periods {
+    /// Every period of `[from, to)`, empty ones too.
+    fn new(from: Timestamp, to: Timestamp, group_by: GroupBy) -> Self {
+        let (first_day, last_day) = (from.millis().div_euclid(DAY_MS), (to.millis() - 1).div_euclid(DAY_MS));
+        let first = group_by.start(first_day);
+        let count = (group_by.start(last_day.max(first_day)) - first) / group_by.days() + 1;
+        Self { group_by, first, slices: (0..count).map(|_| Slice::default()).collect() }
+    }
+
+    /// The slice of the period holding `day` (days outside the range have none).
+    fn slice(&mut self, day: i64) -> Option<&mut Slice> {
+        let index = (self.group_by.start(day) - self.first) / self.group_by.days();
+        usize::try_from(index).ok().and_then(|index| self.slices.get_mut(index))
     }
 }
 
 /// Computes the report of `rows` over `[from, to)`.
 pub fn compute(rows: &ReportRows, from: Timestamp, to: Timestamp, group_by: GroupBy) -> Report {
     let mut total = Slice::default();
-    let mut clients: BTreeMap<ClientSlug, Slice> = BTreeMap::new();
-    let mut assistants: BTreeMap<String, Slice> = BTreeMap::new();
-    let mut periods: BTreeMap<i64, Slice> = BTreeMap::new();
-    // Every period of the range is shown, empty ones too.
-    let (first_day, last_day) = (from.millis().div_euclid(DAY_MS), (to.millis() - 1).div_euclid(DAY_MS));
-    let mut day = group_by.start(first_day);
-    while day <= last_day {
-        periods.entry(day).or_default();
-        day += if group_by == GroupBy::Week { 7 } else { 1 };
+    let mut clients: Vec<Slice> = rows.clients.iter().map(|_| Slice::default()).collect();
+    // Only people whose work shows: a first response, a reply, a reply from a suggestion.
+    let mut assistants: Vec<Option<Slice>> = rows.actors.iter().map(|_| None).collect();
+    let mut periods = Periods::new(from, to, group_by);
+    fn assistant(assistants: &mut [Option<Slice>], position: u32) -> &mut Slice {
+        assistants[position as usize].get_or_insert_with(Slice::default)
     }
-    let period = |day: i64| group_by.start(day);
 
     for facts in &rows.conversations {
-        let day = facts.opened_at.millis().div_euclid(DAY_MS);
         total.conversation(facts);
-        clients.entry(facts.client.clone()).or_default().conversation(facts);
-        periods.entry(period(day)).or_default().conversation(facts);
-        if let Some(who) = &facts.first_reply_by {
-            assistants.entry(who.clone()).or_default().first_response(facts);
+        clients[facts.client as usize].conversation(facts);
+        if let Some(slice) = periods.slice(facts.opened_at.millis().div_euclid(DAY_MS)) {
+            slice.conversation(facts);
+        }
+        if let Some(who) = facts.first_reply_by {
+            assistant(&mut assistants, who).first_response(facts);
         }
     }
     for count in &rows.messages {
-        let slices = [
-            Some(&mut total),
-            Some(clients.entry(count.client.clone()).or_default()),
-            Some(periods.entry(period(count.day)).or_default()),
-        ];
-        for slice in slices.into_iter().flatten() {
-            let by_channel = slice.figures.messages_by_channel.entry(count.channel.to_string()).or_default();
-            match count.direction {
-                Direction::In => {
-                    slice.figures.messages.inbound += count.count;
-                    by_channel.inbound += count.count;
-                }
-                Direction::Out => {
-                    slice.figures.messages.outbound += count.count;
-                    by_channel.outbound += count.count;
-                    if count.kind == MessageKind::Assistant {
-                        slice.figures.suggestions.replies += count.count;
-                    }
-                }
-            }
+        total.messages(count);
+        clients[count.client as usize].messages(count);
+        if let Some(slice) = periods.slice(count.day) {
+            slice.messages(count);
         }
         if count.kind == MessageKind::Assistant
-            && let Some(author) = &count.author
+            && let Some(author) = count.author
         {
-            assistants.entry(author.clone()).or_default().figures.suggestions.replies += count.count;
+            assistant(&mut assistants, author).figures.suggestions.replies += count.count;
         }
     }
     for count in &rows.escalations {
-        for slice in [
-            &mut total,
-            clients.entry(count.client.clone()).or_default(),
-            periods.entry(period(count.day)).or_default(),
-        ] {
+        for slice in [Some(&mut total), Some(&mut clients[count.client as usize]), periods.slice(count.day)]
+            .into_iter()
+            .flatten()
+        {
             *slice.figures.escalations_by_level.entry(count.level).or_default() += count.count;
         }
     }
-    for count in rows.feedback.iter().filter(|count| count.picked) {
-        for slice in [
-            &mut total,
-            clients.entry(count.client.clone()).or_default(),
-            periods.entry(period(count.day)).or_default(),
-            assistants.entry(count.actor.clone()).or_default(),
-        ] {
-            slice.figures.suggestions.from_suggestion += count.count;
-            if count.edited {
-                slice.figures.suggestions.edited += count.count;
-            }
+    for count in &rows.feedback {
+        total.suggestion_used(count);
+        clients[count.client as usize].suggestion_used(count);
+        if let Some(slice) = periods.slice(count.day) {
+            slice.suggestion_used(count);
         }
+        assistant(&mut assistants, count.actor).suggestion_used(count);
     }
 
-    let names: BTreeMap<&str, &str> = rows.names.iter().map(|(id, name)| (id.as_str(), name.as_str())).collect();
+    let channels = &rows.channels;
+    let mut client_figures: Vec<ClientFigures> = rows
+        .clients
+        .iter()
+        .zip(clients)
+        .map(|(client, slice)| ClientFigures { client: client.clone(), figures: slice.finish(channels) })
+        .collect();
+    client_figures.sort_by(|a, b| a.client.cmp(&b.client));
+    let mut assistant_figures: Vec<AssistantFigures> = rows
+        .actors
+        .iter()
+        .zip(assistants)
+        .filter_map(|(actor, slice)| {
+            let figures = slice?.finish(channels);
+            Some(AssistantFigures {
+                assistant: actor.id.clone(),
+                name: actor.name.clone(),
+                first_response: figures.first_response,
+                suggestions: figures.suggestions,
+            })
+        })
+        .collect();
+    assistant_figures.sort_by(|a, b| a.assistant.cmp(&b.assistant));
+    let (first, days) = (periods.first, group_by.days());
     Report {
         from,
         to,
         group_by,
-        total: total.finish(),
-        clients: clients.into_iter().map(|(client, slice)| ClientFigures { client, figures: slice.finish() }).collect(),
-        assistants: assistants
-            .into_iter()
-            .map(|(assistant, slice)| {
-                let figures = slice.finish();
-                AssistantFigures {
-                    name: names.get(assistant.as_str()).map(|name| (*name).to_owned()),
-                    assistant,
-                    first_response: figures.first_response,
-                    suggestions: figures.suggestions,
-                }
+        total: total.finish(channels),
+        clients: client_figures,
+        assistants: assistant_figures,
+        periods: (0..)
+            .zip(periods.slices)
+            .map(|(index, slice)| PeriodFigures {
+                start: Timestamp((first + index * days) * DAY_MS),
+                figures: slice.finish(channels),
             })
-            .collect(),
-        periods: periods
-            .into_iter()
-            .filter(|(day, _)| *day <= last_day)
-            .map(|(day, slice)| PeriodFigures { start: Timestamp(day * DAY_MS), figures: slice.finish() })
             .collect(),
     }
 }
@@ -399,12 +466,12 @@ mod tests {
 
     #[test]
     fn percentiles_are_by_nearest_rank() {
-        let values = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
-        assert_eq!(nearest_rank(&values, 0.5), Some(50));
-        assert_eq!(nearest_rank(&values, 0.9), Some(90));
-        assert_eq!(nearest_rank(&[7], 0.9), Some(7));
-        assert_eq!(nearest_rank(&[], 0.5), None);
-        assert_eq!(nearest_rank(&[1, 2, 3], 0.5), Some(2));
+        let mut values = [100, 30, 20, 40, 90, 60, 70, 80, 50, 10];
+        assert_eq!(nearest_rank(&mut values, 0.5), Some(50));
+        assert_eq!(nearest_rank(&mut values, 0.9), Some(90));
+        assert_eq!(nearest_rank(&mut [7], 0.9), Some(7));
+        assert_eq!(nearest_rank(&mut [], 0.5), None);
+        assert_eq!(nearest_rank(&mut [3, 1, 2], 0.5), Some(2));
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub use plugins::{
     TripRule,
 };
 pub use reports::{
-    ConversationFacts, DAY_MS, EscalationCount, FeedbackCount, MessageCount, ReportRange, ReportRows, SyntheticHistory,
+    ConversationFacts, DAY_MS, EscalationCount, FeedbackCount, MessageCount, ReportActor, ReportRange, ReportRows,
+    SyntheticHistory,
 };
 pub use sla::{DueClock, OverdueContext, OverdueDecision};
 pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_contact_tags.sql"),
     include_str!("migrations/0008_people.sql"),
     include_str!("migrations/0009_access.sql"),
+    include_str!("migrations/0010_report_counts.sql"),
 ];
 
 /// The schema version this build writes.
@@ -52,6 +53,48 @@ mod tests {
         migrate(&mut connection).expect("second");
         let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("version");
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn messages_written_before_the_counts_existed_are_counted_by_the_migration() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..9] {
+            connection.execute_batch(sql).expect("older schema");
+        }
+        // Only the messages matter here, not the client and conversation they would belong to.
+        connection.execute_batch("PRAGMA user_version = 9; PRAGMA foreign_keys = OFF").expect("version");
+        let day = 86_400_000_i64;
+        for (id, direction, kind, author, at) in [
+            ("msg_1", "in", "customer", None, 20_000 * day + 5),
+            ("msg_2", "in", "customer", None, 20_000 * day + 9),
+            ("msg_3", "out", "assistant", Some("prs_a"), 20_000 * day + 10),
+            ("msg_4", "in", "customer", None, 20_001 * day),
+        ] {
+            connection
+                .execute(
+                    "INSERT INTO messages (client_id, id, conversation_id, direction, kind, channel, author_id, text,
+                                           created_at, state)
+                     VALUES ('acme', ?1, 'cnv_1', ?2, ?3, 'whatsapp', ?4, '', ?5, 'processed')",
+                    rusqlite::params![id, direction, kind, author, at],
+                )
+                .expect("message");
+        }
+        migrate(&mut connection).expect("migrate");
+        let counts: Vec<(i64, String, String, i64)> = connection
+            .prepare("SELECT day, kind, author_id, count FROM message_counts ORDER BY day, kind")
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            counts,
+            [
+                (20_000, "assistant".to_owned(), "prs_a".to_owned(), 1),
+                (20_000, "customer".to_owned(), String::new(), 2),
+                (20_001, "customer".to_owned(), String::new(), 1),
+            ]
+        );
     }
 
     #[test]

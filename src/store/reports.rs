@@ -1,12 +1,17 @@
 //! What reports are computed from: per conversation opened in a range, its first-response figures (written by
-//! its first human reply) and acknowledgement; and counts of messages, escalations and suggestion feedback by
-//! client, kind and UTC day, read from covering indexes so that a year of a busy agency is read in well under
-//! a second (see `BENCHMARKS.md`). The arithmetic (medians, shares, periods) is `crate::reports`'.
+//! its first human reply) and acknowledgement, read from a covering index; messages counted by client, UTC
+//! day, channel, direction, kind and author from `message_counts` (kept by triggers as messages are written:
+//! see migration 0010), with the partial days at the ends of a range counted from the messages; escalations
+//! and replies started from a suggestion. A year of a busy agency is read in well under a second (see
+//! `BENCHMARKS.md`). The arithmetic (medians, shares, periods) is `crate::reports`'.
+
+use std::collections::HashMap;
 
 use rusqlite::params;
+use rusqlite::types::{FromSql, Type, ValueRef};
 
 use super::access::Scope;
-use super::{Db, Result};
+use super::{Db, Error, Result};
 use crate::domain::{ChannelName, ClientSlug, Direction, MessageKind, SlaState, Timestamp};
 
 /// Milliseconds in a day: rows are counted by UTC day.
@@ -25,19 +30,20 @@ pub struct ReportRange {
     pub assistant: Option<String>,
 }
 
-/// A conversation opened in the range.
+/// A conversation opened in the range. Clients, channels and people are positions in [`ReportRows`]' lists:
+/// a year holds hundreds of thousands of conversations but a few dozen names.
 #[derive(Debug, Clone)]
 pub struct ConversationFacts {
-    /// Its client.
-    pub client: ClientSlug,
-    /// Its channel.
-    pub channel: ChannelName,
+    /// Its client (a position in [`ReportRows::clients`]).
+    pub client: u32,
+    /// Its channel (in [`ReportRows::channels`]).
+    pub channel: u32,
     /// When the first customer message arrived.
     pub opened_at: Timestamp,
     /// When the first automatic acknowledgement was queued.
     pub acknowledged_at: Option<Timestamp>,
-    /// Who replied first.
-    pub first_reply_by: Option<String>,
+    /// Who replied first (in [`ReportRows::actors`]).
+    pub first_reply_by: Option<u32>,
     /// First customer message to first human reply, wall clock.
     pub first_response_ms: Option<i64>,
     /// The same, counted in the client's opening hours.
@@ -49,16 +55,16 @@ pub struct ConversationFacts {
 /// Messages of one kind, client, channel, author and day.
 #[derive(Debug, Clone)]
 pub struct MessageCount {
-    /// The client.
-    pub client: ClientSlug,
-    /// The channel.
-    pub channel: ChannelName,
+    /// The client (in [`ReportRows::clients`]).
+    pub client: u32,
+    /// The channel (in [`ReportRows::channels`]).
+    pub channel: u32,
     /// In or out.
     pub direction: Direction,
     /// What produced it.
     pub kind: MessageKind,
-    /// Who sent it (replies).
-    pub author: Option<String>,
+    /// Who sent it, for replies (in [`ReportRows::actors`]).
+    pub author: Option<u32>,
     /// The UTC day (days since 1970-01-01).
     pub day: i64,
     /// How many.
@@ -68,8 +74,8 @@ pub struct MessageCount {
 /// Escalations of one level, client and day.
 #[derive(Debug, Clone)]
 pub struct EscalationCount {
-    /// The client.
-    pub client: ClientSlug,
+    /// The client (in [`ReportRows::clients`]).
+    pub client: u32,
     /// The level.
     pub level: u8,
     /// The UTC day.
@@ -78,15 +84,13 @@ pub struct EscalationCount {
     pub count: u64,
 }
 
-/// Suggestion feedback of one client, person and day.
+/// Replies started from a suggestion, of one client, person, day and whether they were edited.
 #[derive(Debug, Clone)]
 pub struct FeedbackCount {
-    /// The client.
-    pub client: ClientSlug,
-    /// Who gave it.
-    pub actor: String,
-    /// A suggestion was used.
-    pub picked: bool,
+    /// The client (in [`ReportRows::clients`]).
+    pub client: u32,
+    /// Who gave it (in [`ReportRows::actors`]).
+    pub actor: u32,
     /// It was edited before sending.
     pub edited: bool,
     /// The UTC day.
@@ -95,19 +99,67 @@ pub struct FeedbackCount {
     pub count: u64,
 }
 
+/// Someone whose work is counted: a person's id, or `token:<id>`, and a person's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportActor {
+    /// The person's id, or `token:<id>`.
+    pub id: String,
+    /// A person's name.
+    pub name: Option<String>,
+}
+
 /// Everything a report is computed from.
 #[derive(Debug, Clone, Default)]
 pub struct ReportRows {
+    /// The clients the rows name.
+    pub clients: Vec<ClientSlug>,
+    /// The channels the rows name.
+    pub channels: Vec<ChannelName>,
+    /// The people (or tokens) the rows name.
+    pub actors: Vec<ReportActor>,
     /// Conversations opened in the range.
     pub conversations: Vec<ConversationFacts>,
     /// Message counts.
     pub messages: Vec<MessageCount>,
     /// Escalation counts.
     pub escalations: Vec<EscalationCount>,
-    /// Suggestion feedback counts.
+    /// Counts of replies started from a suggestion.
     pub feedback: Vec<FeedbackCount>,
-    /// Names of the people among the authors.
-    pub names: Vec<(String, String)>,
+}
+
+/// Gives each distinct text of a column a position, reading the text in place: only a new one is decoded.
+struct Positions<T> {
+    by_text: HashMap<String, u32>,
+    values: Vec<T>,
+}
+
+impl<T: FromSql> Positions<T> {
+    fn new() -> Self {
+        Self { by_text: HashMap::new(), values: Vec::new() }
+    }
+
+    /// The position of column `index`'s value, `None` for NULL.
+    fn of(&mut self, row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option<u32>> {
+        let value = row.get_ref(index)?;
+        if value == ValueRef::Null {
+            return Ok(None);
+        }
+        let text = value
+            .as_str()
+            .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, value.data_type(), Box::new(error)))?;
+        if let Some(position) = self.by_text.get(text) {
+            return Ok(Some(*position));
+        }
+        let position = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+        self.by_text.insert(text.to_owned(), position);
+        self.values.push(row.get(index)?);
+        Ok(Some(position))
+    }
+
+    /// The same, for a column that is never NULL.
+    fn of_required(&mut self, row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<u32> {
+        self.of(row, index)?.ok_or(rusqlite::Error::InvalidColumnType(index, "NULL".into(), Type::Null))
+    }
 }
 
 impl Db {
@@ -157,94 +209,113 @@ impl Db {
             let (every, person) = scope.params();
             let client = range.client.as_ref().map(ClientSlug::as_str);
             let (from, to, who) = (range.from, range.to, range.assistant.as_deref());
-            let conversations = connection
-                .prepare_cached(&format!(
-                    "SELECT client_id, channel, opened_at, acknowledged_at, first_reply_by, first_response_ms,
-                            first_response_open_ms, sla_state
-                     FROM conversations
-                     WHERE opened_at >= ?1 AND opened_at < ?2 AND {} AND (?5 IS NULL OR client_id = ?5)
-                       AND (?6 IS NULL OR first_reply_by = ?6)",
-                    Scope::condition("client_id", 3)
-                ))?
-                .query_map(params![from, to, every, person, client, who], |row| {
-                    Ok(ConversationFacts {
-                        client: row.get(0)?,
-                        channel: row.get(1)?,
-                        opened_at: row.get(2)?,
-                        acknowledged_at: row.get(3)?,
-                        first_reply_by: row.get(4)?,
-                        first_response_ms: row.get(5)?,
-                        first_response_open_ms: row.get(6)?,
-                        sla_state: row.get(7)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let messages = connection
-                .prepare_cached(&format!(
-                    "SELECT client_id, channel, direction, kind, author_id, created_at / {DAY_MS} AS day, COUNT(*)
-                     FROM messages
-                     WHERE created_at >= ?1 AND created_at < ?2 AND {} AND (?5 IS NULL OR client_id = ?5)
-                       AND (?6 IS NULL OR author_id = ?6)
-                     GROUP BY client_id, channel, direction, kind, author_id, day",
-                    Scope::condition("client_id", 3)
-                ))?
-                .query_map(params![from, to, every, person, client, who], |row| {
-                    Ok(MessageCount {
-                        client: row.get(0)?,
-                        channel: row.get(1)?,
-                        direction: row.get(2)?,
-                        kind: row.get(3)?,
-                        author: row.get(4)?,
-                        day: row.get(5)?,
-                        count: row.get::<_, i64>(6)?.unsigned_abs(),
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            // Escalations are the rules' and the clocks', nobody's in particular: not in one person's figures.
-            let escalations = if who.is_some() {
-                Vec::new()
+            let mut clients = Positions::<ClientSlug>::new();
+            let mut channels = Positions::<ChannelName>::new();
+            let mut actors = Positions::<String>::new();
+            let condition = Scope::condition("client_id", 3);
+
+            let mut conversations = Vec::new();
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT client_id, channel, opened_at, acknowledged_at, first_reply_by, first_response_ms,
+                        first_response_open_ms, sla_state
+                 FROM conversations
+                 WHERE opened_at >= ?1 AND opened_at < ?2 AND {condition} AND (?5 IS NULL OR client_id = ?5)
+                   AND (?6 IS NULL OR first_reply_by = ?6)"
+            ))?;
+            let mut rows = statement.query(params![from, to, every, person, client, who])?;
+            while let Some(row) = rows.next()? {
+                conversations.push(ConversationFacts {
+                    client: clients.of_required(row, 0)?,
+                    channel: channels.of_required(row, 1)?,
+                    opened_at: row.get(2)?,
+                    acknowledged_at: row.get(3)?,
+                    first_reply_by: actors.of(row, 4)?,
+                    first_response_ms: row.get(5)?,
+                    first_response_open_ms: row.get(6)?,
+                    sla_state: row.get(7)?,
+                });
+            }
+
+            // Whole UTC days are read from the counts kept as messages are written; the ends of a range that
+            // starts or stops inside a day are counted from the messages themselves (at most two days of them).
+            let first_day = (from.millis() + DAY_MS - 1).div_euclid(DAY_MS);
+            let end_day = to.millis().div_euclid(DAY_MS).max(first_day);
+            let (whole_from, whole_to) = if first_day < end_day {
+                (Timestamp(first_day * DAY_MS), Timestamp(end_day * DAY_MS))
             } else {
-                connection
-                    .prepare_cached(&format!(
-                        "SELECT client_id, level, created_at / {DAY_MS} AS day, COUNT(*) FROM escalations
-                         WHERE created_at >= ?1 AND created_at < ?2 AND {} AND (?5 IS NULL OR client_id = ?5)
-                         GROUP BY client_id, level, day",
-                        Scope::condition("client_id", 3)
-                    ))?
-                    .query_map(params![from, to, every, person, client], |row| {
-                        Ok(EscalationCount {
-                            client: row.get(0)?,
-                            level: row.get(1)?,
-                            day: row.get(2)?,
-                            count: row.get::<_, i64>(3)?.unsigned_abs(),
-                        })
-                    })?
-                    .collect::<rusqlite::Result<_>>()?
+                (to, to)
             };
-            let feedback = connection
-                .prepare_cached(&format!(
-                    "SELECT client_id, actor, picked IS NOT NULL, edited, at / {DAY_MS} AS day, COUNT(*)
-                     FROM suggestion_feedback
-                     WHERE at >= ?1 AND at < ?2 AND {} AND (?5 IS NULL OR client_id = ?5) AND (?6 IS NULL OR actor = ?6)
-                     GROUP BY client_id, actor, 3, edited, day",
-                    Scope::condition("client_id", 3)
-                ))?
-                .query_map(params![from, to, every, person, client, who], |row| {
-                    Ok(FeedbackCount {
-                        client: row.get(0)?,
-                        actor: row.get(1)?,
-                        picked: row.get(2)?,
-                        edited: row.get(3)?,
-                        day: row.get(4)?,
-                        count: row.get::<_, i64>(5)?.unsigned_abs(),
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let names = connection
+            let mut messages = Vec::new();
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT client_id, channel, direction, kind, NULLIF(author_id, ''), day, count
+                 FROM message_counts
+                 WHERE day >= ?7 AND day < ?8 AND count > 0 AND {condition} AND (?5 IS NULL OR client_id = ?5)
+                   AND (?6 IS NULL OR author_id = ?6)
+                 UNION ALL
+                 SELECT client_id, channel, direction, kind, author_id, created_at / {DAY_MS}, 1
+                 FROM messages
+                 WHERE (created_at >= ?1 AND created_at < ?9 OR created_at >= ?10 AND created_at < ?2)
+                   AND {condition} AND (?5 IS NULL OR client_id = ?5) AND (?6 IS NULL OR author_id = ?6)"
+            ))?;
+            let mut rows = statement
+                .query(params![from, to, every, person, client, who, first_day, end_day, whole_from, whole_to])?;
+            while let Some(row) = rows.next()? {
+                messages.push(MessageCount {
+                    client: clients.of_required(row, 0)?,
+                    channel: channels.of_required(row, 1)?,
+                    direction: row.get(2)?,
+                    kind: row.get(3)?,
+                    author: actors.of(row, 4)?,
+                    day: row.get(5)?,
+                    count: row.get::<_, i64>(6)?.unsigned_abs(),
+                });
+            }
+
+            // Escalations are the rules' and the clocks', nobody's in particular: not in one person's figures.
+            // Rows are counted here rather than with GROUP BY, which sorts them in a temporary tree: for a year's
+            // rows, ten times slower than reading them.
+            let mut escalations: HashMap<(u32, u8, i64), u64> = HashMap::new();
+            if who.is_none() {
+                let mut statement = connection.prepare_cached(&format!(
+                    "SELECT client_id, level, created_at / {DAY_MS} FROM escalations
+                     WHERE created_at >= ?1 AND created_at < ?2 AND {condition} AND (?5 IS NULL OR client_id = ?5)"
+                ))?;
+                let mut rows = statement.query(params![from, to, every, person, client])?;
+                while let Some(row) = rows.next()? {
+                    *escalations.entry((clients.of_required(row, 0)?, row.get(1)?, row.get(2)?)).or_default() += 1;
+                }
+            }
+            let mut feedback: HashMap<(u32, u32, bool, i64), u64> = HashMap::new();
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT client_id, actor, edited, at / {DAY_MS} FROM suggestion_feedback
+                 WHERE picked IS NOT NULL AND at >= ?1 AND at < ?2 AND {condition} AND (?5 IS NULL OR client_id = ?5)
+                   AND (?6 IS NULL OR actor = ?6)"
+            ))?;
+            let mut rows = statement.query(params![from, to, every, person, client, who])?;
+            while let Some(row) = rows.next()? {
+                let key = (clients.of_required(row, 0)?, actors.of_required(row, 1)?, row.get(2)?, row.get(3)?);
+                *feedback.entry(key).or_default() += 1;
+            }
+
+            let mut names: HashMap<String, String> = connection
                 .prepare_cached("SELECT id, name FROM people")?
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
-            Ok(ReportRows { conversations, messages, escalations, feedback, names })
+            Ok(ReportRows {
+                clients: clients.values,
+                channels: channels.values,
+                actors: actors.values.into_iter().map(|id| ReportActor { name: names.remove(&id), id }).collect(),
+                conversations,
+                messages,
+                escalations: escalations
+                    .into_iter()
+                    .map(|((client, level, day), count)| EscalationCount { client, level, day, count })
+                    .collect(),
+                feedback: feedback
+                    .into_iter()
+                    .map(|((client, actor, edited, day), count)| FeedbackCount { client, actor, edited, day, count })
+                    .collect(),
+            })
         })
         .await
     }
@@ -271,6 +342,31 @@ pub struct SyntheticHistory {
 }
 
 impl Db {
+    /// The year a synthetic history written before covers: from its first conversation, 365 days.
+    pub async fn synthetic_history_span(&self) -> Result<(Timestamp, Timestamp)> {
+        self.read(|connection| {
+            let from: Option<Timestamp> = connection
+                .prepare_cached("SELECT MIN(opened_at) FROM conversations WHERE id LIKE 'cnv_bench%'")?
+                .query_row([], |row| row.get(0))?;
+            let from = from.ok_or(Error::NotFound("synthetic history"))?;
+            Ok((from, Timestamp(from.millis() + 365 * DAY_MS)))
+        })
+        .await
+    }
+
+    /// Messages and conversations in the store.
+    pub async fn synthetic_history_size(&self) -> Result<(u64, u64)> {
+        self.read(|connection| {
+            let count = |table: &str| -> Result<u64> {
+                let count: i64 =
+                    connection.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0))?;
+                Ok(count.unsigned_abs())
+            };
+            Ok((count("messages")?, count("conversations")?))
+        })
+        .await
+    }
+
     /// Writes conversations `start..end` of `history` in one transaction (the benchmark calls it in chunks).
     pub async fn write_synthetic_history(
         &self,

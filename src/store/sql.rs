@@ -24,21 +24,22 @@ macro_rules! text_columns {
 
         impl FromSql for $name {
             fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                String::column_result(value).and_then($decode)
+                $decode(value)
             }
         }
     };
     (ids: $($name:ident),+ $(,)?) => {$(
-        text_columns!(@one $name, |text: String| Ok($name::from_stored(text)));
+        text_columns!(@one $name, |value| String::column_result(value).map($name::from_stored));
     )+};
     (parsed: $($name:ident),+ $(,)?) => {$(
         text_columns!(@one $name, parsed::<$name>);
     )+};
 }
 
-/// A slug or state name read back; a value that is not one is an error naming its type.
-fn parsed<T: std::str::FromStr<Err = crate::domain::Invalid>>(text: String) -> FromSqlResult<T> {
-    text.parse().map_err(|error: crate::domain::Invalid| FromSqlError::Other(error.into()))
+/// A slug or state name read back, parsed where it lies (reports read hundreds of thousands); a value that is
+/// not one is an error naming its type.
+fn parsed<T: std::str::FromStr<Err = crate::domain::Invalid>>(value: ValueRef<'_>) -> FromSqlResult<T> {
+    value.as_str()?.parse().map_err(|error: crate::domain::Invalid| FromSqlError::Other(error.into()))
 }
 
 text_columns!(ids: ConversationId, MessageId, ContactId, OutboxId, PluginId, EscalationId, MediaId, PersonId, SessionId);

@@ -100,6 +100,26 @@ async fn figures_match_those_worked_out_by_hand() {
     }
     db.execute("UPDATE suggestion_feedback SET at = ?1", [utc("2026-11-16T09:19:00Z")]).expect("feedback");
     db.execute("UPDATE escalations SET created_at = ?1", [utc("2026-11-21T11:00:00Z")]).expect("escalation");
+    // The counts reports read for whole days followed the messages as they were written, given an author and
+    // moved in time.
+    let grouped = |sql: &str| -> Vec<(i64, String, String, String, String, i64)> {
+        db.prepare(sql)
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let counted = grouped(
+        "SELECT day, channel, direction, kind, author_id, count FROM message_counts WHERE count > 0
+         ORDER BY 1, 2, 3, 4, 5",
+    );
+    let messages = grouped(
+        "SELECT created_at / 86400000, channel, direction, kind, COALESCE(author_id, ''), COUNT(*) FROM messages
+         GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+    );
+    assert_eq!(counted, messages);
+    assert!(counted.iter().any(|row| row.3 == "assistant" && row.4 == ana.id), "{counted:?}");
     drop(db);
 
     let app = spawn_in(dir.path(), |_| {}).await;
@@ -169,6 +189,23 @@ async fn figures_match_those_worked_out_by_hand() {
             (Some(0), Some(0), Some(1))
         ]
     );
+    // A range that starts and ends inside days: its ends are counted message by message. From 09:10 on the
+    // 16th (after C1's message and acknowledgement, before Ana's reply) to 08:00 on the 23rd (before Bruno's).
+    let (status, partial) =
+        app.get("/api/v1/reports/summary?from=2026-11-16T09:10:00Z&to=2026-11-23T08:00:00Z", &app.admin).await;
+    assert_eq!(status, StatusCode::OK, "{partial}");
+    assert_eq!(partial["total"]["conversations"], 2);
+    assert_eq!(
+        partial["total"]["messages"],
+        json!({ "inbound": 2, "outbound": 3 }),
+        "Ana's reply, two acknowledgements"
+    );
+    let partial_days = partial["periods"].as_array().expect("periods");
+    assert_eq!(partial_days.len(), 8);
+    assert_eq!(partial_days[0]["messages"], json!({ "inbound": 0, "outbound": 1 }));
+    assert_eq!(partial_days[7]["messages"], json!({ "inbound": 0, "outbound": 0 }));
+    assert_eq!(partial["total"]["suggestions"]["replies"], 1);
+
     let (_, weekly) = app.get(&format!("/api/v1/reports/summary?{range}&group_by=week"), &app.admin).await;
     let weeks = weekly["periods"].as_array().expect("periods");
     assert_eq!(weeks.len(), 2);
