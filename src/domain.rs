@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the rules decided for one inbound message (or one overdue conversation). Each plugin of a client's
 /// chain gives one, [`merge_chain`] combines them, and the client's defaults fill in what the chain leaves.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     /// Text sent to the customer at once as an automatic acknowledgement.
     pub acknowledge: Option<String>,
@@ -98,6 +98,19 @@ impl Serialize for DecisionSource {
     }
 }
 
+/// In the API document: the text it is written as.
+impl utoipa::PartialSchema for DecisionSource {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("`defaults`, `chain` or `plugin:<id>`"))
+            .examples(["chain"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DecisionSource {}
+
 impl fmt::Display for DecisionSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -109,7 +122,7 @@ impl fmt::Display for DecisionSource {
 }
 
 /// A request to raise a conversation to people beyond the assistants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Escalation {
     /// Severity from 1 (notice) to 3 (critical).
     pub level: u8,
@@ -143,7 +156,8 @@ impl Invalid {
 }
 
 /// Milliseconds since the Unix epoch, UTC. Stored as an integer, shown as RFC 3339.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
+#[schema(value_type = String, format = DateTime, example = "2026-12-07T09:30:00.000Z")]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {

@@ -36,7 +36,7 @@ const PICK_WEIGHT: f32 = 0.3;
 const PICK_PRIOR: f32 = 5.0;
 
 /// Suggestions and how their language was chosen.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Suggestions {
     /// The language the text was taken to be in.
     pub language: String,

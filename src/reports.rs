@@ -22,7 +22,7 @@ use crate::domain::{ChannelName, ClientSlug, Direction, MessageKind, SlaState, T
 use crate::store::{ConversationFacts, DAY_MS, FeedbackCount, MessageCount, ReportRows};
 
 /// How periods are cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     /// UTC days.
@@ -51,7 +51,7 @@ impl GroupBy {
 }
 
 /// Messages in and out.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InOut {
     /// From customers.
     pub inbound: u64,
@@ -60,7 +60,7 @@ pub struct InOut {
 }
 
 /// First-response figures.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FirstResponse {
     /// Conversations with a first reply.
     pub count: u64,
@@ -81,7 +81,7 @@ pub struct FirstResponse {
 }
 
 /// Automatic-acknowledgement coverage.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Acknowledgements {
     /// Conversations opened.
     pub conversations: u64,
@@ -92,7 +92,7 @@ pub struct Acknowledgements {
 }
 
 /// Suggestion use.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SuggestionUse {
     /// Replies sent by people.
     pub replies: u64,
@@ -105,7 +105,7 @@ pub struct SuggestionUse {
 }
 
 /// The figures of one slice (everything, a client, an assistant, a period).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Figures {
     /// Conversations opened.
     pub conversations: u64,
@@ -126,7 +126,7 @@ pub struct Figures {
 }
 
 /// One client's figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClientFigures {
     /// The client.
     pub client: ClientSlug,
@@ -136,7 +136,7 @@ pub struct ClientFigures {
 }
 
 /// One person's figures (their first responses, replies and suggestion use).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AssistantFigures {
     /// Who: a person's id, or `token:<id>`.
     pub assistant: String,
@@ -149,7 +149,7 @@ pub struct AssistantFigures {
 }
 
 /// One period's figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PeriodFigures {
     /// When the period starts (UTC midnight).
     pub start: Timestamp,
@@ -159,7 +159,7 @@ pub struct PeriodFigures {
 }
 
 /// A whole report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// From (inclusive).
     pub from: Timestamp,

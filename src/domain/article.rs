@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Invalid, parse_label};
 
 /// The id of an article, unique within its client: `[a-z0-9-]`, 1 to 100 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct ArticleId(String);
 
@@ -82,7 +82,7 @@ impl<'de> Deserialize<'de> for ArticleId {
 }
 
 /// The editable content of an article.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArticleContent {
     /// Language code of the article, e.g. `ca`; any code is allowed (unknown ones get neutral analysis).

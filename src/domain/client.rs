@@ -10,7 +10,7 @@ use super::{Invalid, Timestamp};
 /// The stable, URL-safe identifier of a client, e.g. `dental-gracia`.
 ///
 /// It is the client id that leads every key in the store, so it never changes once created.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct ClientSlug(String);
 
@@ -66,7 +66,7 @@ impl<'de> Deserialize<'de> for ClientSlug {
 /// Everything about a client except its slug and its channel credentials.
 ///
 /// The same shape is read from `kb/<client>/client.toml`, accepted by the clients API and stored as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientProfile {
     /// The business's display name.
@@ -104,7 +104,7 @@ pub struct ClientProfile {
 }
 
 /// An approved WhatsApp message template, as registered with Meta.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsAppTemplate {
     /// Its name at Meta (`appointment_reminder`).
@@ -154,7 +154,7 @@ impl WhatsAppTemplate {
 }
 
 /// How reply suggestions behave for a client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuggestionSettings {
     /// Confidence threshold: articles scoring below it are not suggested (see `BENCHMARKS.md` for the
@@ -276,7 +276,7 @@ pub enum Weekday {
 ///
 /// An empty weekday is closed all day; a profile with no intervals at all is treated as always open,
 /// since a business that never set its hours should not be reported as permanently closed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BusinessHours {
     /// Monday's intervals, e.g. `["09:00-14:00", "16:00-20:00"]`.
@@ -501,6 +501,19 @@ impl Serialize for Interval {
     }
 }
 
+/// In the API document: the text it is written as.
+impl utoipa::PartialSchema for Interval {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^\d{2}:\d{2}-\d{2}:\d{2}$"))
+            .examples(["09:00-13:30"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Interval {}
+
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
@@ -509,7 +522,7 @@ impl<'de> Deserialize<'de> for Interval {
 }
 
 /// Service-level targets of a client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sla {
     /// Target for the first human reply, in business-hours minutes.
@@ -551,7 +564,7 @@ impl Default for Sla {
 }
 
 /// The person told when a conversation is escalated, and how to reach them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationContact {
     /// Who it is, e.g. "Dr. Marta Puig (owner)".
@@ -574,7 +587,7 @@ impl EscalationContact {
 }
 
 /// What happens to a message when no rule plugin decides otherwise.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientDefaults {
     /// Whether the first message of a conversation gets an automatic acknowledgement.

@@ -39,7 +39,7 @@ pub trait TypedId: Sized {
 macro_rules! typed_id {
     ($(#[$meta:meta])* $name:ident => $prefix:literal, $kind:literal) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
         #[serde(transparent)]
         pub struct $name(String);
 

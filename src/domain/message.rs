@@ -10,7 +10,7 @@ use super::{ClientSlug, Context, Invalid, Part, Timestamp};
 /// The channel a contact writes on: `whatsapp`, `telegram`, `api` (the generic JSON API) or another label
 /// a client's own integration chooses. Part of the dedupe key, so a WhatsApp id never collides with a
 /// Telegram one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct ChannelName(String);
 
@@ -144,6 +144,18 @@ macro_rules! text_enum {
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
+
+        /// In the API document: one of the names it is written as.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             /// The stored and displayed name.
@@ -315,7 +327,7 @@ text_enum!(
 );
 
 /// A line a plugin logged during a run (cut to the host's limit).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// How important the plugin said it was.
     pub level: LogLevel,

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One part of a message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Part {
     /// Plain text.
@@ -50,7 +50,7 @@ pub enum Part {
 }
 
 /// What kind of file a media part is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaKind {
     /// A photo.
@@ -88,7 +88,7 @@ impl MediaKind {
 }
 
 /// A file the customer sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Media {
     /// What kind of file.
     pub kind: MediaKind,
@@ -112,7 +112,7 @@ pub struct Media {
 }
 
 /// A place.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Location {
     /// Latitude in degrees.
     pub latitude: f64,
@@ -130,7 +130,7 @@ pub struct Location {
 }
 
 /// A shared contact card.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SharedContact {
     /// The name as shown.
     pub name: String,
@@ -140,7 +140,7 @@ pub struct SharedContact {
 }
 
 /// A catalogue order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Order {
     /// The catalogue it was placed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,7 +153,7 @@ pub struct Order {
 }
 
 /// One line of an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderItem {
     /// The product's id in the catalogue.
     pub product_id: String,
@@ -168,7 +168,7 @@ pub struct OrderItem {
 }
 
 /// Where a message came from and what it refers to.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Context {
     /// The provider's id of the message this one answers (ours or the customer's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,7 +192,7 @@ impl Context {
 }
 
 /// A click-to-chat ad or post.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Referral {
     /// `ad` or `post`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,7 +16,7 @@ use crate::kb::template;
 use crate::store::{Article, Edit};
 
 /// A page of a client's articles.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct ArticleList {
     articles: Vec<Article>,
     next_cursor: Option<String>,
@@ -32,7 +32,7 @@ fn article_response(status: StatusCode, article: &Article) -> Response {
 }
 
 /// Body of a create or a replace.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ArticleBody {
     #[serde(default)]
@@ -99,7 +99,7 @@ pub(super) struct ListQuery {
 }
 
 /// `GET .../kb/articles`: by id, filtered by text (`q`) and `language`, paged by `cursor`.
-#[utoipa::path(get, path = "/api/v1/clients/{slug}/kb/articles", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug"), ("q" = Option<String>, Query), ("language" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of articles"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/kb/articles", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug"), ("q" = Option<String>, Query), ("language" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of articles", body = ArticleList), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn articles_list(
     State(state): State<AppState>,
     principal: Principal,
@@ -114,7 +114,7 @@ pub(super) async fn articles_list(
 }
 
 /// `POST .../kb/articles` (admin): the id is given or derived from the title.
-#[utoipa::path(post, path = "/api/v1/clients/{slug}/kb/articles", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "created"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/kb/articles", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug")), request_body(content = ArticleBody, content_type = "application/json"), responses((status = 201, description = "created", body = crate::store::Article), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn articles_create(
     State(state): State<AppState>,
     principal: Principal,
@@ -131,7 +131,7 @@ pub(super) async fn articles_create(
 }
 
 /// `GET .../kb/articles/{id}`.
-#[utoipa::path(get, path = "/api/v1/clients/{slug}/kb/articles/{id}", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the article, its version in `ETag`"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/kb/articles/{id}", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the article, its version in `ETag`", body = crate::store::Article), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn articles_show(
     State(state): State<AppState>,
     principal: Principal,
@@ -144,7 +144,7 @@ pub(super) async fn articles_show(
 
 /// `PUT .../kb/articles/{id}` (admin): replaces the content of the version named; 409 with the current
 /// article if that version is stale.
-#[utoipa::path(put, path = "/api/v1/clients/{slug}/kb/articles/{id}", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the new version"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(put, path = "/api/v1/clients/{slug}/kb/articles/{id}", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), request_body(content = ArticleBody, content_type = "application/json"), responses((status = 200, description = "the new version", body = crate::store::Article), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn articles_update(
     State(state): State<AppState>,
     principal: Principal,

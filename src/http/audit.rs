@@ -24,14 +24,14 @@ pub(super) struct AuditQuery {
 }
 
 /// A page of the audit log.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct AuditPage {
     entries: Vec<AuditEntry>,
     next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/audit`.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(("client" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of the audit log"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(("client" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of the audit log", body = AuditPage), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn audit_list(
     State(state): State<AppState>,
     principal: Principal,

@@ -20,7 +20,7 @@ use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Invalid, Timestamp};
 use crate::store::{ClientRecord, Db};
 
 /// A client card: slug, profile fields, public channel settings (never secrets), timestamps.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct ClientBody {
     slug: ClientSlug,
     #[serde(flatten)]
@@ -31,7 +31,7 @@ pub(super) struct ClientBody {
 }
 
 /// Every client the caller may see.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct ClientList {
     clients: Vec<ClientBody>,
 }
@@ -69,7 +69,7 @@ fn profile_from(object: Map<String, Value>) -> Result<ClientProfile, ApiError> {
 }
 
 /// `GET /api/v1/clients`: every client an admin or assistant may see; a client token sees its own.
-#[utoipa::path(get, path = "/api/v1/clients", tag = "clients", responses((status = 200, description = "the clients the caller may see"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/clients", tag = "clients", responses((status = 200, description = "the clients the caller may see", body = ClientList), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn clients_list(State(db): State<Db>, principal: Principal) -> Result<Json<ClientList>, ApiError> {
     let scope = principal.scope();
     let mut clients = Vec::new();
@@ -82,7 +82,7 @@ pub(super) async fn clients_list(State(db): State<Db>, principal: Principal) -> 
 }
 
 /// `POST /api/v1/clients` (admin): creates a client from `{"slug", ...profile}`.
-#[utoipa::path(post, path = "/api/v1/clients", tag = "clients", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "created"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/clients", tag = "clients", request_body(content = crate::domain::ClientProfile, content_type = "application/json", description = "the client's profile, and its `slug`"), responses((status = 201, description = "created", body = ClientBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn clients_create(
     State(db): State<Db>,
     principal: Principal,
@@ -101,7 +101,7 @@ pub(super) async fn clients_create(
 }
 
 /// `GET /api/v1/clients/{slug}`: admins, assistants and the client itself.
-#[utoipa::path(get, path = "/api/v1/clients/{slug}", tag = "clients", params(("slug" = String, Path, description = "the client's slug")), responses((status = 200, description = "the client card"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/clients/{slug}", tag = "clients", params(("slug" = String, Path, description = "the client's slug")), responses((status = 200, description = "the client card", body = ClientBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn clients_show(
     State(db): State<Db>,
     principal: Principal,
@@ -114,7 +114,7 @@ pub(super) async fn clients_show(
 
 /// `PATCH /api/v1/clients/{slug}` (admin): replaces the given top-level fields; `null` resets one to its
 /// default. The slug cannot change.
-#[utoipa::path(patch, path = "/api/v1/clients/{slug}", tag = "clients", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the changed card"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(patch, path = "/api/v1/clients/{slug}", tag = "clients", params(("slug" = String, Path, description = "the client's slug")), request_body(content = crate::domain::ClientProfile, content_type = "application/json", description = "the fields of the profile to replace; `null` resets one"), responses((status = 200, description = "the changed card", body = ClientBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn clients_update(
     State(db): State<Db>,
     principal: Principal,
@@ -176,7 +176,7 @@ const PROFILE_FIELDS: &[&str] = &[
 
 /// `PUT /api/v1/clients/{slug}/channels/{kind}` (admin): stores a channel's settings, secrets included; the
 /// answer shows only the public part.
-#[utoipa::path(put, path = "/api/v1/clients/{slug}/channels/{kind}", tag = "clients", params(("slug" = String, Path, description = "the client's slug"), ("kind" = String, Path, description = "whatsapp, telegram or webhook")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "stored (secrets are never returned)"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(put, path = "/api/v1/clients/{slug}/channels/{kind}", tag = "clients", params(("slug" = String, Path, description = "the client's slug"), ("kind" = String, Path, description = "whatsapp, telegram or webhook")), request_body(content = serde_json::Value, content_type = "application/json", description = "the channel's settings: for `whatsapp` `phone_number_id`, `access_token`, `app_secret`, `verify_token`; for `telegram` `bot_token`, `secret_token`; for `webhook` `url`, `secret` (see the README)"), responses((status = 200, description = "stored (secrets are never returned)", body = ChannelSettings), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn channels_put(
     State(state): State<AppState>,
     principal: Principal,
@@ -210,27 +210,27 @@ pub(super) async fn channels_put(
 }
 
 /// A channel's settings as the API shows them: never a secret.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub(super) struct ChannelSettings {
     channel: ChannelKind,
     settings: Value,
 }
 
 /// The assistants who serve a client.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct AssistantList {
     assistants: Vec<crate::store::PersonRecord>,
 }
 
 /// Body of the assistants who serve a client, by email.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AssistantsBody {
     assistants: Vec<String>,
 }
 
 /// `GET /api/v1/clients/{slug}/assistants` (admin): who serves this client.
-#[utoipa::path(get, path = "/api/v1/clients/{slug}/assistants", tag = "people", params(("slug" = String, Path, description = "the client's slug")), responses((status = 200, description = "the assistants who serve the client"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/assistants", tag = "people", params(("slug" = String, Path, description = "the client's slug")), responses((status = 200, description = "the assistants who serve the client", body = AssistantList), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn assistants_show(
     State(db): State<Db>,
     principal: Principal,
@@ -242,7 +242,7 @@ pub(super) async fn assistants_show(
 }
 
 /// `PUT /api/v1/clients/{slug}/assistants` (admin): `{"assistants": [email, ...]}` replaces who serves it.
-#[utoipa::path(put, path = "/api/v1/clients/{slug}/assistants", tag = "people", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the assistants who now serve the client"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(put, path = "/api/v1/clients/{slug}/assistants", tag = "people", params(("slug" = String, Path, description = "the client's slug")), request_body(content = AssistantsBody, content_type = "application/json"), responses((status = 200, description = "the assistants who now serve the client", body = AssistantList), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn assistants_put(
     State(db): State<Db>,
     principal: Principal,

@@ -24,7 +24,7 @@ const MAX_MESSAGES: usize = 1_000;
 const MAX_REPLY_CHARS: usize = 4_096;
 
 /// A message as the API shows it: the stored view, with each media file's address.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct MessageBody {
     #[serde(flatten)]
     message: MessageView,
@@ -39,7 +39,7 @@ impl From<MessageView> for MessageBody {
 }
 
 /// `GET /api/v1/conversations`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct ConversationList {
     conversations: Vec<ConversationSummary>,
     next_cursor: Option<String>,
@@ -47,7 +47,7 @@ pub(super) struct ConversationList {
 
 /// `GET /api/v1/conversations/{id}`: the conversation, its latest messages, and (on a channel that has
 /// one) whether the reply window is open.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct ConversationBody {
     #[serde(flatten)]
     summary: ConversationSummary,
@@ -58,14 +58,14 @@ pub(super) struct ConversationBody {
 }
 
 /// Whether a free-form reply can still be delivered, and until when.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ReplyWindow {
     open: bool,
     closes_at: Option<Timestamp>,
 }
 
 /// A stored reply (or attachment, or template) and its conversation.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Replied {
     conversation_id: ConversationId,
     message: RepliedMessage,
@@ -73,7 +73,7 @@ pub(super) struct Replied {
 
 /// The reply as stored, delivery state included; only its id if so many messages arrived at once that it is
 /// no longer among the latest.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum RepliedMessage {
     Stored(Box<MessageBody>),
@@ -81,7 +81,7 @@ enum RepliedMessage {
 }
 
 /// `GET /api/v1/messages/{id}/decisions`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct MessageDecisions {
     message_id: MessageId,
     decisions: Vec<DecisionBody>,
@@ -100,7 +100,7 @@ pub(super) struct ListQuery {
 }
 
 /// `GET /api/v1/conversations`: newest activity first, filtered, with a cursor to the next page.
-#[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", params(("client" = Option<String>, Query), ("status" = Option<String>, Query), ("assignee" = Option<String>, Query), ("queue" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of the inbox"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", params(("client" = Option<String>, Query), ("status" = Option<String>, Query), ("assignee" = Option<String>, Query), ("queue" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of the inbox", body = ConversationList), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_list(
     State(state): State<AppState>,
     principal: Principal,
@@ -134,7 +134,7 @@ pub(super) struct ShowQuery {
 
 /// `GET /api/v1/conversations/{id}`: the conversation with its latest messages (up to `limit`, at most
 /// 1,000, default 200), oldest first.
-#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "the object's id"), ("limit" = Option<usize>, Query)), responses((status = 200, description = "the conversation and its latest messages"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "the object's id"), ("limit" = Option<usize>, Query)), responses((status = 200, description = "the conversation and its latest messages", body = ConversationBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_show(
     State(state): State<AppState>,
     principal: Principal,
@@ -156,14 +156,14 @@ pub(super) async fn conversations_show(
 }
 
 /// Body of a reply.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReplyBody {
     text: String,
 }
 
 /// `POST /api/v1/conversations/{id}/replies`: stores the reply and queues its delivery in one transaction.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/replies", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "queued for delivery"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/replies", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = ReplyBody, content_type = "application/json"), responses((status = 201, description = "queued for delivery", body = Replied), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_reply(
     State(state): State<AppState>,
     principal: Principal,
@@ -196,7 +196,7 @@ async fn send_reply(
 /// `POST /api/v1/conversations/{id}/attachments` (multipart: `file`, optional `text` as its caption): sends a
 /// file (image, audio, video or document) through the conversation's channel. The file's type is sniffed
 /// from its bytes; it is kept in the media store, listed on the message and served like customers' files.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/attachments", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "multipart/form-data"), responses((status = 201, description = "queued for delivery"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/attachments", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "multipart/form-data"), responses((status = 201, description = "queued for delivery", body = Replied), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_attachment(
     State(state): State<AppState>,
     principal: Principal,
@@ -270,7 +270,7 @@ fn clean_filename(name: &str) -> String {
 }
 
 /// Body of a template send.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TemplateBody {
     name: String,
@@ -282,7 +282,7 @@ pub(super) struct TemplateBody {
 
 /// `POST /api/v1/conversations/{id}/templates`: sends one of the client's approved WhatsApp templates, the
 /// way to write to a customer after the 24-hour window has closed.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/templates", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "queued for delivery"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/templates", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = TemplateBody, content_type = "application/json"), responses((status = 201, description = "queued for delivery", body = Replied), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_template(
     State(state): State<AppState>,
     principal: Principal,
@@ -334,7 +334,7 @@ async fn set_status(
 }
 
 /// `POST /api/v1/conversations/{id}/close`.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/close", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the conversation"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/close", tag = "conversations", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the conversation", body = ConversationSummary), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_close(
     State(state): State<AppState>,
     principal: Principal,
@@ -344,7 +344,7 @@ pub(super) async fn conversations_close(
 }
 
 /// `POST /api/v1/conversations/{id}/reopen`: 409 if the contact already has another open conversation.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/reopen", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the conversation"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/reopen", tag = "conversations", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the conversation", body = ConversationSummary), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_reopen(
     State(state): State<AppState>,
     principal: Principal,
@@ -354,7 +354,7 @@ pub(super) async fn conversations_reopen(
 }
 
 /// Body of an assignment: each field present is changed; `null` clears assignee or queue.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AssignBody {
     #[serde(default, deserialize_with = "present")]
@@ -371,7 +371,7 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
 }
 
 /// `POST /api/v1/conversations/{id}/assign`: assignee, queue and priority.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/assign", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the conversation"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/assign", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = AssignBody, content_type = "application/json"), responses((status = 200, description = "the conversation", body = ConversationSummary), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn conversations_assign(
     State(state): State<AppState>,
     principal: Principal,
@@ -389,7 +389,7 @@ pub(super) async fn conversations_assign(
 }
 
 /// Body of a contact's tags.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TagsBody {
     tags: Vec<String>,
@@ -400,7 +400,7 @@ const MAX_CONTACT_TAGS: usize = 16;
 
 /// `PUT /api/v1/contacts/{id}/tags`: replaces the tags people put on a contact (`vip`, `wholesale`); rule
 /// plugins see them with every later message of that contact.
-#[utoipa::path(put, path = "/api/v1/contacts/{id}/tags", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "the contact"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(put, path = "/api/v1/contacts/{id}/tags", tag = "conversations", params(("id" = String, Path, description = "the object's id")), request_body(content = TagsBody, content_type = "application/json"), responses((status = 200, description = "the contact", body = ContactView), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn contacts_tags(
     State(state): State<AppState>,
     principal: Principal,
@@ -421,7 +421,7 @@ pub(super) async fn contacts_tags(
 }
 
 /// `GET /api/v1/messages/{id}/decisions`: what decided about a message, and why.
-#[utoipa::path(get, path = "/api/v1/messages/{id}/decisions", tag = "conversations", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the decisions about the message"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/messages/{id}/decisions", tag = "conversations", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the decisions about the message", body = MessageDecisions), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn messages_decisions(
     State(state): State<AppState>,
     principal: Principal,

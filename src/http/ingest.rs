@@ -29,7 +29,7 @@ use crate::domain::{
 use crate::store::{InboundBatch, IngestOutcome, IngestReport};
 
 /// Body of `POST /api/v1/clients/{slug}/messages`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewMessage {
     external_id: String,
@@ -51,7 +51,7 @@ pub(super) struct NewMessage {
 }
 
 /// A file sent with a message through the API: exactly one of `url` and `data_base64`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAttachment {
     #[serde(default)]
@@ -69,7 +69,7 @@ struct NewAttachment {
     kind: Option<MediaKind>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Sender {
     handle: String,
@@ -163,7 +163,7 @@ fn batch_of(state: &AppState, client: &ClientSlug, channel: &'static str, parsed
 }
 
 /// The answer to a provider: what was stored of its call.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct WebhookAnswer {
     messages: usize,
     duplicates: usize,
@@ -194,7 +194,7 @@ impl WebhookAnswer {
 
 /// `POST /api/v1/clients/{slug}/messages`: admin or the client's own token. 201 for a new message, 200 with
 /// `"duplicate": true` and the first copy's ids for a repeat.
-#[utoipa::path(post, path = "/api/v1/clients/{slug}/messages", tag = "messages", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "stored; 200 with `duplicate: true` when it was already"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/messages", tag = "messages", params(("slug" = String, Path, description = "the client's slug")), request_body(content = NewMessage, content_type = "application/json"), responses((status = 201, description = "stored; 200 with `duplicate: true` when it was already", body = crate::store::IngestOutcome), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn messages_create(
     State(state): State<AppState>,
     principal: Principal,
@@ -344,7 +344,7 @@ pub(super) async fn whatsapp_verify(
 ///
 /// The signature covers the body, so only its presence can be checked before the body is read; the channel
 /// must exist first.
-#[utoipa::path(post, path = "/webhooks/whatsapp/{slug}", tag = "webhooks", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "stored (or acknowledged and ignored)"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/webhooks/whatsapp/{slug}", tag = "webhooks", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json", description = "a WhatsApp Cloud API webhook notification, as Meta sends it"), responses((status = 200, description = "stored (or acknowledged and ignored)", body = WebhookAnswer), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
 pub(super) async fn whatsapp_receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -385,7 +385,7 @@ fn invalid_signature() -> ApiError {
 /// other updates are acknowledged and counted, so Telegram does not retry them.
 ///
 /// The channel and the secret header are checked before a byte of the body is read.
-#[utoipa::path(post, path = "/webhooks/telegram/{slug}", tag = "webhooks", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "stored (or acknowledged and ignored)"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/webhooks/telegram/{slug}", tag = "webhooks", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json", description = "a Telegram Bot API update, as Telegram sends it"), responses((status = 200, description = "stored (or acknowledged and ignored)", body = WebhookAnswer), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
 pub(super) async fn telegram_receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -20,7 +20,7 @@ use crate::domain::{MediaId, MediaState};
 use crate::store::MediaView;
 
 /// A media file as the API lists it on its message: the stored view and, once stored, where it is served.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct MediaBody {
     #[serde(flatten)]
     media: MediaView,
@@ -68,7 +68,7 @@ pub(super) async fn media_show(
 }
 
 /// `POST /api/v1/media/{id}/retry`: queues a failed download again.
-#[utoipa::path(post, path = "/api/v1/media/{id}/retry", tag = "media", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "queued again"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/media/{id}/retry", tag = "media", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "queued again", body = MediaBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn media_retry(
     State(state): State<AppState>,
     principal: Principal,

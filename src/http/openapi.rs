@@ -1,5 +1,6 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of every route, generated from the handlers'
-//! `#[utoipa::path]` attributes as the router registers them (see `http::router`), rendered once at start.
+//! `#[utoipa::path]` attributes as the router registers them (see `http::router`), with the schemas of their
+//! bodies and answers derived from the Rust types (`utoipa::ToSchema`), rendered once at start.
 
 use std::sync::Arc;
 

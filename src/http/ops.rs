@@ -10,20 +10,20 @@ use super::AppState;
 use super::error::error_response;
 
 /// `GET /healthz`: the process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive", body = Status)))]
 pub(super) async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
 /// The answer of the health routes.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub(super) struct Status {
     status: &'static str,
 }
 
 /// `GET /readyz`: 200 while the store takes writes and every background worker runs; 503 after a commit
 /// failed for lack of space or I/O (until one succeeds again), or once a worker has stopped (until restart).
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready (503 when not)")))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready (503 when not)", body = Status)))]
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let down = state.workers.down();
     if !down.is_empty() {

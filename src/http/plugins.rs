@@ -24,7 +24,7 @@ use crate::store::{DecisionFilter, DecisionRecord, PluginRecord};
 const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 /// A plugin version as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct PluginBody {
     id: PluginId,
     client: ClientSlug,
@@ -63,7 +63,7 @@ impl From<PluginRecord> for PluginBody {
 }
 
 /// A recorded decision as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct DecisionBody {
     message_id: MessageId,
     source: String,
@@ -80,7 +80,7 @@ pub(super) struct DecisionBody {
 }
 
 /// The plugin version a decision came from.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct PluginRef {
     id: PluginId,
     name: Option<String>,
@@ -110,20 +110,20 @@ impl From<DecisionRecord> for DecisionBody {
 }
 
 /// A client's plugin versions.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct PluginList {
     plugins: Vec<PluginBody>,
 }
 
 /// A replay, with the version it ran.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct ReplayBody {
     plugin: PluginBody,
     replay: ReplayReport,
 }
 
 /// A page of the decision log.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct DecisionList {
     decisions: Vec<DecisionBody>,
     next_cursor: Option<String>,
@@ -223,7 +223,7 @@ async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
 
 /// `POST /api/v1/clients/{slug}/plugins`: checks, compiles (in a separate process), smoke-calls and stores a
 /// version as `inactive`.
-#[utoipa::path(post, path = "/api/v1/clients/{slug}/plugins", tag = "plugins", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "multipart/form-data"), responses((status = 201, description = "admitted, inactive"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/plugins", tag = "plugins", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "multipart/form-data"), responses((status = 201, description = "admitted, inactive", body = PluginBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn plugins_upload(
     State(state): State<AppState>,
     principal: Principal,
@@ -305,7 +305,7 @@ pub(super) async fn plugins_upload(
 const RETENTION: &str = "system:retention";
 
 /// `GET /api/v1/clients/{slug}/plugins`: every version, in chain order.
-#[utoipa::path(get, path = "/api/v1/clients/{slug}/plugins", tag = "plugins", params(("slug" = String, Path, description = "the client's slug")), responses((status = 200, description = "every version, in chain order"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/plugins", tag = "plugins", params(("slug" = String, Path, description = "the client's slug")), responses((status = 200, description = "every version, in chain order", body = PluginList), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn plugins_list(
     State(state): State<AppState>,
     principal: Principal,
@@ -317,7 +317,7 @@ pub(super) async fn plugins_list(
 }
 
 /// `GET /api/v1/clients/{slug}/plugins/{id}`.
-#[utoipa::path(get, path = "/api/v1/clients/{slug}/plugins/{id}", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the version"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/plugins/{id}", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), responses((status = 200, description = "the version", body = PluginBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn plugins_show(
     State(state): State<AppState>,
     principal: Principal,
@@ -330,7 +330,7 @@ pub(super) async fn plugins_show(
 
 /// `POST /api/v1/clients/{slug}/plugins/{id}/{action}` with action `activate`, `shadow`, `disable`,
 /// `deactivate` or `rollback`.
-#[utoipa::path(post, path = "/api/v1/clients/{slug}/plugins/{id}/{action}", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id"), ("action" = String, Path, description = "activate, shadow, disable, deactivate or rollback")), responses((status = 200, description = "the version in its new state"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/plugins/{id}/{action}", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id"), ("action" = String, Path, description = "activate, shadow, disable, deactivate or rollback")), responses((status = 200, description = "the version in its new state", body = PluginBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn plugins_action(
     State(state): State<AppState>,
     principal: Principal,
@@ -354,7 +354,7 @@ pub(super) async fn plugins_action(
 }
 
 /// Body of a replay request.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReplayRequest {
     /// How many of the latest inbound messages (default 50).
@@ -363,7 +363,7 @@ pub(super) struct ReplayRequest {
 
 /// `POST /api/v1/clients/{slug}/plugins/{id}/replay`: that version's decision for each of the client's latest
 /// messages, next to the active chain's and the one recorded at the time. Nothing is stored or sent.
-#[utoipa::path(post, path = "/api/v1/clients/{slug}/plugins/{id}/replay", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 200, description = "what the version would have decided, next to what was"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/plugins/{id}/replay", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("id" = String, Path, description = "the object's id")), request_body(content = ReplayRequest, content_type = "application/json", description = "optional: how many of the latest messages"), responses((status = 200, description = "what the version would have decided, next to what was", body = ReplayBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn plugins_replay(
     State(state): State<AppState>,
     principal: Principal,
@@ -413,7 +413,7 @@ pub(super) struct DecisionsQuery {
 
 /// `GET /api/v1/clients/{slug}/decisions`: what was decided, by which plugin and version, why, with its logs,
 /// fuel and duration; newest first.
-#[utoipa::path(get, path = "/api/v1/clients/{slug}/decisions", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("plugin_id" = Option<String>, Query), ("message_id" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of the decision log"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/decisions", tag = "plugins", params(("slug" = String, Path, description = "the client's slug"), ("plugin_id" = Option<String>, Query), ("message_id" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, description = "a page of the decision log", body = DecisionList), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn decisions_list(
     State(state): State<AppState>,
     principal: Principal,

@@ -53,7 +53,7 @@ fn instant(field: &str, text: &str) -> Result<Timestamp, Invalid> {
 #[utoipa::path(get, path = "/api/v1/reports/summary", tag = "reports",
     params(("from" = Option<String>, Query), ("to" = Option<String>, Query), ("client" = Option<String>, Query),
            ("assistant" = Option<String>, Query), ("group_by" = Option<String>, Query), ("format" = Option<String>, Query)),
-    responses((status = 200, description = "the figures, as JSON or CSV"),
+    responses((status = 200, description = "the figures, as JSON or CSV", body = crate::reports::Report),
               (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody),
               (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)),
     security(("token" = []), ("session" = [])))]

@@ -24,7 +24,7 @@ use crate::domain::{ClientSlug, Email, Role, Timestamp};
 use crate::store::{Caller, Credential, PersonRecord, PersonRef, Scope};
 
 /// A sign-in.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SignIn {
     email: String,
@@ -32,14 +32,14 @@ pub(super) struct SignIn {
 }
 
 /// A client the caller may see.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct VisibleClient {
     slug: ClientSlug,
     name: String,
 }
 
 /// Who the caller is and what they may see.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Me {
     /// The person, unless the caller is an integration's token.
     person: Option<PersonRecord>,
@@ -99,7 +99,7 @@ fn session_cookie(settings: &AuthSettings, secret: Option<&str>) -> HeaderValue 
 
 /// `POST /api/v1/session`: `{"email", "password"}`. Answers who signed in, with the session cookie. (A throttled
 /// address was answered 429 before its body was read: [`super::admission::throttle_address`].)
-#[utoipa::path(post, path = "/api/v1/session", tag = "sign-in", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "signed in: the session cookie is set"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/session", tag = "sign-in", request_body(content = SignIn, content_type = "application/json"), responses((status = 201, description = "signed in: the session cookie is set", body = Me), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
 pub(super) async fn session_create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let address = peer(&request);
     // A forged sign-in from another site would sign the victim's browser into the attacker's account.
@@ -153,13 +153,13 @@ pub(super) async fn session_delete(State(state): State<AppState>, principal: Pri
 }
 
 /// `GET /api/v1/me`: who the caller is and which clients they may see.
-#[utoipa::path(get, path = "/api/v1/me", tag = "sign-in", responses((status = 200, description = "who the caller is and which clients they may see"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "sign-in", responses((status = 200, description = "who the caller is and which clients they may see", body = Me), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn me_show(State(state): State<AppState>, principal: Principal) -> Result<Json<Me>, ApiError> {
     Ok(Json(me_body(&state, principal.caller, None).await?))
 }
 
 /// A person's change of their own password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OwnPassword {
     current_password: String,
@@ -167,7 +167,7 @@ pub(super) struct OwnPassword {
 }
 
 /// `PUT /api/v1/me/password`: `{"current_password", "new_password"}`. Ends the person's other sessions.
-#[utoipa::path(put, path = "/api/v1/me/password", tag = "sign-in", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 204, description = "changed"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(put, path = "/api/v1/me/password", tag = "sign-in", request_body(content = OwnPassword, content_type = "application/json"), responses((status = 204, description = "changed"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn me_password(
     State(state): State<AppState>,
     principal: Principal,

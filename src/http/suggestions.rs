@@ -16,7 +16,7 @@ use crate::kb::{MAX_SUGGESTIONS, Pick, Suggestions};
 const MAX_QUERY_CHARS: usize = 10_240;
 
 /// What recording feedback did.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct FeedbackRecorded {
     recorded: bool,
     learned_phrasing: bool,
@@ -32,7 +32,7 @@ pub(super) struct QueryParams {
 }
 
 /// `GET /api/v1/clients/{slug}/suggestions?q=...&k=...&lang=...`.
-#[utoipa::path(get, path = "/api/v1/clients/{slug}/suggestions", tag = "suggestions", params(("slug" = String, Path, description = "the client's slug"), ("q" = Option<String>, Query), ("k" = Option<usize>, Query), ("lang" = Option<String>, Query)), responses((status = 200, description = "suggested replies for the text"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/suggestions", tag = "suggestions", params(("slug" = String, Path, description = "the client's slug"), ("q" = Option<String>, Query), ("k" = Option<usize>, Query), ("lang" = Option<String>, Query)), responses((status = 200, description = "suggested replies for the text", body = Suggestions), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn suggestions_for_query(
     State(state): State<AppState>,
     principal: Principal,
@@ -62,7 +62,7 @@ pub(super) struct MessageParams {
 }
 
 /// `GET /api/v1/messages/{id}/suggestions`: filled in for the message's contact.
-#[utoipa::path(get, path = "/api/v1/messages/{id}/suggestions", tag = "suggestions", params(("id" = String, Path, description = "the object's id"), ("k" = Option<usize>, Query)), responses((status = 200, description = "suggested replies, filled in for the contact"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/messages/{id}/suggestions", tag = "suggestions", params(("id" = String, Path, description = "the object's id"), ("k" = Option<usize>, Query)), responses((status = 200, description = "suggested replies, filled in for the contact", body = Suggestions), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn suggestions_for_message(
     State(state): State<AppState>,
     principal: Principal,
@@ -76,7 +76,7 @@ pub(super) async fn suggestions_for_message(
 }
 
 /// Body of `POST /api/v1/suggestions/feedback`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FeedbackBody {
     message_id: String,
@@ -87,7 +87,7 @@ pub(super) struct FeedbackBody {
 }
 
 /// `POST /api/v1/suggestions/feedback`: which suggestions were shown for a message and which was used.
-#[utoipa::path(post, path = "/api/v1/suggestions/feedback", tag = "suggestions", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "recorded"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/suggestions/feedback", tag = "suggestions", request_body(content = FeedbackBody, content_type = "application/json"), responses((status = 201, description = "recorded", body = FeedbackRecorded), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn suggestions_feedback(
     State(state): State<AppState>,
     principal: Principal,

@@ -14,13 +14,13 @@ use crate::domain::{Role, parse_text};
 use crate::store::{PersonRef, TokenRecord};
 
 /// Tokens the caller may see.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct TokenList {
     tokens: Vec<TokenRecord>,
 }
 
 /// A token just made: its record and, this once, the whole token.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct CreatedToken {
     #[serde(flatten)]
     record: TokenRecord,
@@ -28,7 +28,7 @@ pub(super) struct CreatedToken {
 }
 
 /// Body of a new token.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewTokenBody {
     /// What it is for.
@@ -36,7 +36,7 @@ pub(super) struct NewTokenBody {
 }
 
 /// `GET /api/v1/tokens`: the caller's own tokens; every token for an admin.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "sign-in", responses((status = 200, description = "the tokens the caller may see"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "sign-in", responses((status = 200, description = "the tokens the caller may see", body = TokenList), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn tokens_list(
     State(state): State<AppState>,
     principal: Principal,
@@ -46,7 +46,7 @@ pub(super) async fn tokens_list(
 }
 
 /// `POST /api/v1/tokens`: `{"name"}` makes a token that acts as the caller.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "sign-in", request_body(content = serde_json::Value, content_type = "application/json"), responses((status = 201, description = "created: the whole token, this once"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "sign-in", request_body(content = NewTokenBody, content_type = "application/json"), responses((status = 201, description = "created: the whole token, this once", body = CreatedToken), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn tokens_create(
     State(state): State<AppState>,
     principal: Principal,
@@ -59,7 +59,7 @@ pub(super) async fn tokens_create(
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revokes one of the caller's tokens (any token, for an admin).
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "sign-in", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "revoked"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "sign-in", params(("id" = String, Path, description = "the object's id")), responses((status = 200, description = "revoked", body = TokenRecord), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn tokens_revoke(
     State(state): State<AppState>,
     principal: Principal,

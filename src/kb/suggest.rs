@@ -53,7 +53,7 @@ pub struct Request<'a> {
 }
 
 /// One suggested article.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Suggestion {
     /// The article.
     pub article_id: String,

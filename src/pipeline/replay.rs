@@ -37,7 +37,7 @@ impl From<LoadStoredError> for ReplayError {
 
 /// One message of a replay: what the candidate version decides, next to what the active chain decides now
 /// and what was applied when the message arrived.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct ReplayItem {
     /// The message.
     pub message_id: MessageId,
@@ -69,7 +69,7 @@ pub(crate) struct ReplayItem {
 }
 
 /// A replay of one plugin version over a client's latest messages.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct ReplayReport {
     /// Messages replayed.
     pub messages: usize,

@@ -8,7 +8,7 @@ use super::{Db, Error, Result};
 use crate::domain::{ArticleContent, ArticleId, ClientProfile, ClientSlug, Timestamp};
 
 /// A stored article.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Article {
     /// Its client.
     pub client: ClientSlug,

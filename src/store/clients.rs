@@ -15,7 +15,7 @@ use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Timestamp, new_id};
 pub type AuditKey = (Timestamp, String);
 
 /// One entry of the audit log: who changed what, when.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// The entry's id.
     pub id: String,

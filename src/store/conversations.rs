@@ -31,7 +31,7 @@ pub struct ConversationFilter {
 pub type ConversationKey = (Timestamp, ConversationId);
 
 /// The contact of a conversation.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ContactView {
     /// Contact id.
     pub id: ContactId,
@@ -48,7 +48,7 @@ pub struct ContactView {
 }
 
 /// A conversation as listed in the inbox.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ConversationSummary {
     /// Conversation id.
     pub id: ConversationId,
@@ -89,7 +89,7 @@ pub struct ConversationSummary {
 }
 
 /// The first-response clock of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SlaClock {
     /// Where the clock stands.
     pub state: SlaState,
@@ -102,7 +102,7 @@ pub struct SlaClock {
 }
 
 /// The delivery state of an outbound message.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// Outbox id.
     pub outbox_id: OutboxId,
@@ -135,7 +135,7 @@ fn json_column(text: String) -> serde_json::Value {
 }
 
 /// One message of a thread.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     /// Message id.
     pub id: MessageId,
@@ -171,7 +171,7 @@ pub struct MessageView {
 }
 
 /// A message's text before an edit.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct EarlierVersion {
     /// The text it had.
     pub text: String,

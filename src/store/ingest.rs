@@ -14,7 +14,7 @@ use crate::domain::{
 };
 
 /// What happened to one inbound message.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct IngestOutcome {
     /// Our id of the message (the earlier one for a duplicate).
     pub message_id: MessageId,

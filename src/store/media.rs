@@ -53,7 +53,7 @@ pub enum MediaOutcome {
 }
 
 /// A media file as listed on its message and served.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct MediaView {
     /// Our id.
     pub id: MediaId,

@@ -8,7 +8,7 @@ use super::{Db, Error, Result};
 use crate::domain::{ClientSlug, Email, Invalid, PersonId, Role, SessionId, Timestamp};
 
 /// A person's account, without the password hash.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PersonRecord {
     /// Their id.
     pub id: PersonId,

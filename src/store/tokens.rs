@@ -20,7 +20,7 @@ use crate::domain::{ClientSlug, Invalid, PersonId, Role, Timestamp};
 const TOKEN_PREFIX: &str = "rcd_";
 
 /// A stored token (without its secret).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TokenRecord {
     /// The public id (the part between the prefix and the secret).
     pub id: String,
