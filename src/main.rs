@@ -10,7 +10,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use recado::app::Application;
 use recado::config::{Overrides, Settings};
-use recado::domain::{ClientSlug, Role};
+use recado::domain::{ClientSlug, Role, Timestamp};
 use recado::store::Db;
 
 #[derive(Parser)]
@@ -45,6 +45,30 @@ enum Command {
     Person {
         #[command(subcommand)]
         command: PersonCommand,
+    },
+    /// Print the response-time and workload report of a range, as `GET /api/v1/reports/summary` answers it
+    /// (works whether or not the server runs).
+    Report {
+        /// From (inclusive): an RFC 3339 time or a date (UTC midnight). Default: 30 days before `--to`.
+        #[arg(long)]
+        from: Option<String>,
+        /// To (exclusive): an RFC 3339 time or a date. Default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this client.
+        #[arg(long)]
+        client: Option<String>,
+        /// Only this person's work: their email or id.
+        #[arg(long)]
+        assistant: Option<String>,
+        /// How periods are cut (UTC; weeks from Monday).
+        #[arg(long, value_enum, default_value = "day")]
+        group_by: recado::reports::GroupBy,
+        /// Print CSV instead of JSON.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Work with rule plugins.
     Plugin {
@@ -196,6 +220,17 @@ enum PersonCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Set the clients an assistant serves (replacing those she served); without --client she serves none.
+    Assign {
+        /// The address she signs in with.
+        #[arg(long)]
+        email: String,
+        /// A client she serves (repeat for several).
+        #[arg(long = "client")]
+        clients: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Disable a person: they can no longer sign in.
     Disable {
         /// The address they sign in with.
@@ -300,6 +335,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command } => token(command).await,
         Command::Person { command } => person(command).await,
         Command::Kb { command } => kb(command).await,
+        Command::Report { from, to, client, assistant, group_by, csv, store } => {
+            let (from, to) = recado::reports::range_from_text(from.as_deref(), to.as_deref(), Timestamp::now())
+                .map_err(|error| anyhow::anyhow!("--{}: {}", error.field, error.message))?;
+            let client = client
+                .map(|slug| ClientSlug::parse(&slug))
+                .transpose()
+                .map_err(|error| anyhow::anyhow!("--client: {}", error.message))?;
+            let db = open_store(&store)?;
+            let report = async {
+                let assistant = match assistant {
+                    Some(text) => {
+                        let who = recado::store::PersonRef::parse(&text)
+                            .map_err(|error| anyhow::anyhow!("--assistant: {}", error.message))?;
+                        Some(db.person(who).await.context("--assistant")?.id.to_string())
+                    }
+                    None => None,
+                };
+                let range = recado::store::ReportRange { from, to, client, assistant };
+                anyhow::Ok(recado::reports::summary(&db, recado::store::Scope::All, range, group_by).await?)
+            }
+            .await;
+            db.close().await;
+            let report = report?;
+            if csv {
+                print!("{}", recado::reports::to_csv(&report));
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(())
+        }
         Command::Plugin { .. } => unreachable!("handled before the runtime starts"),
         Command::Eval { kb, queries, misses } => {
             recado::telemetry::init("warn");
@@ -518,6 +583,27 @@ async fn person(command: PersonCommand) -> anyhow::Result<()> {
                 println!("{password}");
             }
             eprintln!("password set for {}", updated.email);
+            Ok(())
+        }
+        PersonCommand::Assign { email: address, clients, store } => {
+            let clients = clients
+                .iter()
+                .map(|slug| ClientSlug::parse(slug))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| anyhow::anyhow!("--client: {}", error.message))?;
+            let db = open_store(&store)?;
+            let served = async {
+                let person = db.person(recado::store::PersonRef::Email(email(&address)?)).await?;
+                anyhow::Ok(db.set_served_clients(person.id, clients, "cli".into()).await?)
+            }
+            .await
+            .context("assigning the clients");
+            db.close().await;
+            let served: Vec<String> = served?.iter().map(ToString::to_string).collect();
+            eprintln!(
+                "{address} serves: {}",
+                if served.is_empty() { "no client".to_owned() } else { served.join(", ") }
+            );
             Ok(())
         }
         PersonCommand::Disable { email: address, store } => {

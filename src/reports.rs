@@ -18,11 +18,48 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::domain::{ChannelName, ClientSlug, Direction, MessageKind, SlaState, Timestamp};
-use crate::store::{ConversationFacts, DAY_MS, FeedbackCount, MessageCount, ReportRows};
+use crate::domain::{ChannelName, ClientSlug, Direction, Invalid, MessageKind, SlaState, Timestamp};
+use crate::store::{
+    ConversationFacts, DAY_MS, Db, Error as StoreError, FeedbackCount, MessageCount, ReportRange, ReportRows, Scope,
+};
+
+/// The longest range a report covers, in days.
+pub const MAX_DAYS: i64 = 731;
+
+/// A report's range as a caller wrote it: each end an RFC 3339 time or a date (UTC midnight); `to` (exclusive)
+/// defaults to `now`, `from` to 30 days before `to`; at most [`MAX_DAYS`].
+///
+/// # Errors
+/// An end that is neither, or a range that is empty or too long.
+pub fn range_from_text(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: Timestamp,
+) -> Result<(Timestamp, Timestamp), Invalid> {
+    let to = to.map(|text| instant("to", text)).transpose()?.unwrap_or(now);
+    let from = match from {
+        Some(text) => instant("from", text)?,
+        None => Timestamp(to.millis() - 30 * DAY_MS),
+    };
+    if to.millis() <= from.millis() || to.millis() - from.millis() > MAX_DAYS * DAY_MS {
+        return Err(Invalid::new("to", format!("must be after from, and at most {MAX_DAYS} days after it")));
+    }
+    Ok((from, to))
+}
+
+/// An RFC 3339 time, or a date taken as UTC midnight.
+fn instant(field: &str, text: &str) -> Result<Timestamp, Invalid> {
+    if let Ok(at) = text.parse::<jiff::Timestamp>() {
+        return Ok(Timestamp(at.as_millisecond()));
+    }
+    let date: jiff::civil::Date =
+        text.parse().map_err(|_| Invalid::new(field, "must be an RFC 3339 time or a date like 2026-12-01"))?;
+    let at = date.to_zoned(jiff::tz::TimeZone::UTC).map_err(|error| Invalid::new(field, error.to_string()))?;
+    Ok(Timestamp(at.timestamp().as_millisecond()))
+}
 
 /// How periods are cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     /// UTC days.
@@ -403,6 +440,16 @@ pub fn compute(rows: &ReportRows, from: Timestamp, to: Timestamp, group_by: Grou
             })
             .collect(),
     }
+}
+
+/// The report of `range` over what `scope` may see: the rows read, the figures computed off the async threads.
+///
+/// # Errors
+/// The store fails.
+pub async fn summary(db: &Db, scope: Scope, range: ReportRange, group_by: GroupBy) -> Result<Report, StoreError> {
+    let (from, to) = (range.from, range.to);
+    let rows = db.report_rows(scope, range).await?;
+    Ok(tokio::task::spawn_blocking(move || compute(&rows, from, to, group_by)).await?)
 }
 
 /// The CSV of a report: one row per slice (the total, each client, each person, each period), with the

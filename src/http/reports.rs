@@ -13,12 +13,9 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AppQuery, Principal};
-use crate::domain::{Email, Invalid, PersonId, Role, Timestamp};
+use crate::domain::{Invalid, Role, Timestamp};
 use crate::reports::GroupBy;
-use crate::store::{DAY_MS, PersonRef, ReportRange};
-
-/// The longest range a report covers.
-const MAX_DAYS: i64 = 731;
+use crate::store::{PersonRef, ReportRange};
 
 /// Query of a report.
 #[derive(Deserialize)]
@@ -38,17 +35,6 @@ pub(super) struct ReportQuery {
     format: Option<String>,
 }
 
-/// An RFC 3339 time, or a date taken as UTC midnight.
-fn instant(field: &str, text: &str) -> Result<Timestamp, Invalid> {
-    if let Ok(at) = text.parse::<jiff::Timestamp>() {
-        return Ok(Timestamp(at.as_millisecond()));
-    }
-    let date: jiff::civil::Date =
-        text.parse().map_err(|_| Invalid::new(field, "must be an RFC 3339 time or a date like 2026-12-01"))?;
-    let at = date.to_zoned(jiff::tz::TimeZone::UTC).map_err(|error| Invalid::new(field, error.to_string()))?;
-    Ok(Timestamp(at.timestamp().as_millisecond()))
-}
-
 /// `GET /api/v1/reports/summary?from=&to=&client=&assistant=&group_by=day|week&format=json|csv`.
 #[utoipa::path(get, path = "/api/v1/reports/summary", tag = "reports",
     params(("from" = Option<String>, Query), ("to" = Option<String>, Query), ("client" = Option<String>, Query),
@@ -63,24 +49,11 @@ pub(super) async fn reports_summary(
     headers: HeaderMap,
     AppQuery(query): AppQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let to = query.to.as_deref().map(|text| instant("to", text)).transpose()?.unwrap_or_else(Timestamp::now);
-    let from = match query.from.as_deref() {
-        Some(text) => instant("from", text)?,
-        None => Timestamp(to.millis() - 30 * DAY_MS),
-    };
-    if to.millis() <= from.millis() || to.millis() - from.millis() > MAX_DAYS * DAY_MS {
-        return Err(Invalid::new("to", format!("must be after from, and at most {MAX_DAYS} days after it")).into());
-    }
+    let (from, to) = crate::reports::range_from_text(query.from.as_deref(), query.to.as_deref(), Timestamp::now())?;
     let client = query.client.as_deref().map(|slug| principal.client_in_path(slug)).transpose()?;
     let named = match query.assistant.as_deref() {
         None => None,
-        Some(text) => {
-            let who = match PersonId::parse(text) {
-                Some(id) => PersonRef::Id(id),
-                None => PersonRef::Email(Email::parse(text)?),
-            };
-            Some(state.db.person(who).await?.id.to_string())
-        }
+        Some(text) => Some(state.db.person(PersonRef::parse(text)?).await?.id.to_string()),
     };
     // What each role may see: a client's own figures; an assistant's own work.
     let assistant = match principal.role() {
@@ -95,11 +68,8 @@ pub(super) async fn reports_summary(
         }
     };
     let range = ReportRange { from, to, client, assistant };
-    let rows = state.db.report_rows(principal.scope(), range).await?;
-    let group_by = query.group_by.unwrap_or(GroupBy::Day);
-    let report = tokio::task::spawn_blocking(move || crate::reports::compute(&rows, from, to, group_by))
-        .await
-        .map_err(|error| ApiError::Internal(error.into()))?;
+    let report =
+        crate::reports::summary(&state.db, principal.scope(), range, query.group_by.unwrap_or(GroupBy::Day)).await?;
     let wants_csv = query.format.as_deref() == Some("csv")
         || headers.get(ACCEPT).and_then(|value| value.to_str().ok()).is_some_and(|accept| accept.contains("text/csv"));
     match query.format.as_deref() {

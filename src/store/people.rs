@@ -77,6 +77,19 @@ pub enum PersonRef {
     Email(Email),
 }
 
+impl PersonRef {
+    /// A person's id (`prs_...`) or the address they sign in with, as a caller wrote it.
+    ///
+    /// # Errors
+    /// Neither an id nor an email address.
+    pub fn parse(text: &str) -> std::result::Result<Self, crate::domain::Invalid> {
+        match PersonId::parse(text) {
+            Some(id) => Ok(Self::Id(id)),
+            None => Ok(Self::Email(Email::parse(text)?)),
+        }
+    }
+}
+
 /// The person `who` names, or [`Error::NotFound`].
 pub(super) fn find_person(connection: &Connection, who: &PersonRef) -> Result<PersonRecord> {
     let found = match who {

@@ -550,3 +550,126 @@ fn people_are_created_with_argon2id_hashes_and_their_passwords_set_and_their_acc
     let output = recado(&["person", "disable", "--email", "nobody@example.com"], dir.path());
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn assistants_are_assigned_and_reports_printed_from_the_command_line_while_the_server_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, base) = Binary::serve(dir.path()).await;
+    let stderr = |output: &std::process::Output| String::from_utf8_lossy(&output.stderr).into_owned();
+    let output = recado(&["token", "create", "--role", "admin", "--name", "ops"], dir.path());
+    let admin = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
+    let http = reqwest::Client::new();
+    for slug in ["dental", "bakery"] {
+        let mut body = crate::helpers::profile(slug);
+        body["slug"] = Value::from(slug);
+        let response = http.post(format!("{base}/api/v1/clients")).bearer_auth(&admin).json(&body).send().await;
+        assert_eq!(response.expect("sent").status(), StatusCode::CREATED);
+    }
+    let output =
+        recado(&["person", "create", "--email", "ana@example.com", "--name", "Ana", "--role", "assistant"], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = recado(&["token", "create", "--person", "ana@example.com", "--name", "laptop"], dir.path());
+    let ana = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
+    let served = || async {
+        let me: Value = http
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(&ana)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        me["clients"]
+            .as_array()
+            .expect("clients")
+            .iter()
+            .map(|c| c["slug"].as_str().expect("slug").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(served().await.is_empty());
+
+    let output = recado(
+        &["person", "assign", "--email", "ANA@example.com", "--client", "dental", "--client", "bakery"],
+        dir.path(),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut now_served = served().await;
+    now_served.sort();
+    assert_eq!(now_served, ["bakery", "dental"], "the running server sees the assignment at once");
+    let output = recado(&["person", "assign", "--email", "ana@example.com", "--client", "dental"], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(served().await, ["dental"]);
+    let output = recado(&["person", "assign", "--email", "ana@example.com", "--client", "nowhere"], dir.path());
+    assert_eq!(output.status.code(), Some(2), "an unknown client");
+    assert_eq!(served().await, ["dental"], "nothing changed");
+
+    // Some work to report on: a customer message answered by Ana.
+    let output = recado(&["token", "create", "--role", "client", "--client", "dental"], dir.path());
+    let dental = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
+    let message = serde_json::json!({ "external_id": "m1", "from": { "handle": "+34600000001" }, "text": "Hola" });
+    let ingested: Value = http
+        .post(format!("{base}/api/v1/clients/dental/messages"))
+        .bearer_auth(&dental)
+        .json(&message)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let conversation = ingested["conversation_id"].as_str().expect("conversation");
+    let response = http
+        .post(format!("{base}/api/v1/conversations/{conversation}/replies"))
+        .bearer_auth(&ana)
+        .json(&serde_json::json!({ "text": "Bon dia" }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    // The same report from the command line as from the API, for a fixed range.
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let (from, tomorrow) =
+        (today.saturating_sub(jiff::Span::new().days(30)).to_string(), today.tomorrow().expect("a date").to_string());
+    let range = [("from", from.as_str()), ("to", tomorrow.as_str())];
+    let output = recado(&["report", "--from", &from, "--to", &tomorrow], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let answered: Value = http
+        .get(format!("{base}/api/v1/reports/summary"))
+        .query(&range)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(printed, answered);
+    assert_eq!(printed["total"]["conversations"], 1);
+    assert_eq!(printed["total"]["first_response"]["count"], 1);
+    let output = recado(
+        &[
+            "report",
+            "--from",
+            "2026-01-01",
+            "--to",
+            &tomorrow,
+            "--assistant",
+            "ana@example.com",
+            "--csv",
+            "--group-by",
+            "week",
+        ],
+        dir.path(),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let csv = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(csv.starts_with("slice,key,name,conversations,"), "{csv}");
+    assert!(csv.lines().any(|line| line.starts_with("assistant,prs_") && line.contains(",Ana,")), "{csv}");
+    let output = recado(&["report", "--from", "2026-12-01", "--to", "2026-11-01"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--to"), "{}", stderr(&output));
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+}
