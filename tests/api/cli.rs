@@ -414,28 +414,22 @@ async fn the_demo_can_activate_the_example_chain_and_it_decides_for_the_first_cl
         .collect();
     assert_eq!(active, ["business-hours-ack", "keyword-router", "escalation"], "in chain order");
 
-    let sent: Value = http
-        .post(format!("{base}/api/v1/clients/dental-gracia/messages"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "external_id": "d1", "from": { "handle": "+34600111222" }, "text": "És urgent: em podeu enviar la factura?" }))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let urgent = serde_json::json!({
+        "external_id": "d1",
+        "from": { "handle": "+34600111222" },
+        "text": "És urgent: em podeu enviar la factura?"
+    });
+    let sent: Value = crate::helpers::json_answer(
+        http.post(format!("{base}/api/v1/clients/dental-gracia/messages")).bearer_auth(&token).json(&urgent),
+    )
+    .await;
     let message_id = sent["message_id"].as_str().expect("id");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let chain = loop {
-        let decisions: Value = http
-            .get(format!("{base}/api/v1/messages/{message_id}/decisions"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let decisions: Value = crate::helpers::json_answer(
+            http.get(format!("{base}/api/v1/messages/{message_id}/decisions")).bearer_auth(&token),
+        )
+        .await;
         if let Some(chain) = decisions["decisions"].as_array().and_then(|d| d.iter().find(|d| d["source"] == "chain")) {
             break chain.clone();
         }
@@ -571,15 +565,7 @@ async fn assistants_are_assigned_and_reports_printed_from_the_command_line_while
     let output = recado(&["token", "create", "--person", "ana@example.com", "--name", "laptop"], dir.path());
     let ana = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
     let served = || async {
-        let me: Value = http
-            .get(format!("{base}/api/v1/me"))
-            .bearer_auth(&ana)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let me: Value = crate::helpers::json_answer(http.get(format!("{base}/api/v1/me")).bearer_auth(&ana)).await;
         me["clients"]
             .as_array()
             .expect("clients")
@@ -608,16 +594,10 @@ async fn assistants_are_assigned_and_reports_printed_from_the_command_line_while
     let output = recado(&["token", "create", "--role", "client", "--client", "dental"], dir.path());
     let dental = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
     let message = serde_json::json!({ "external_id": "m1", "from": { "handle": "+34600000001" }, "text": "Hola" });
-    let ingested: Value = http
-        .post(format!("{base}/api/v1/clients/dental/messages"))
-        .bearer_auth(&dental)
-        .json(&message)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let ingested: Value = crate::helpers::json_answer(
+        http.post(format!("{base}/api/v1/clients/dental/messages")).bearer_auth(&dental).json(&message),
+    )
+    .await;
     let conversation = ingested["conversation_id"].as_str().expect("conversation");
     let response = http
         .post(format!("{base}/api/v1/conversations/{conversation}/replies"))
@@ -636,16 +616,10 @@ async fn assistants_are_assigned_and_reports_printed_from_the_command_line_while
     let output = recado(&["report", "--from", &from, "--to", &tomorrow], dir.path());
     assert!(output.status.success(), "{}", stderr(&output));
     let printed: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
-    let answered: Value = http
-        .get(format!("{base}/api/v1/reports/summary"))
-        .query(&range)
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let answered: Value = crate::helpers::json_answer(
+        http.get(format!("{base}/api/v1/reports/summary")).query(&range).bearer_auth(&admin),
+    )
+    .await;
     assert_eq!(printed, answered);
     assert_eq!(printed["total"]["conversations"], 1);
     assert_eq!(printed["total"]["first_response"]["count"], 1);

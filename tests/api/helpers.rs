@@ -91,6 +91,11 @@ pub struct Person {
     pub token: String,
 }
 
+/// Sends `request` and reads its answer as JSON.
+pub async fn json_answer(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.expect("sent").json().await.expect("a JSON answer")
+}
+
 /// A valid profile for tests.
 pub fn profile(name: &str) -> Value {
     json!({

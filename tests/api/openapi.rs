@@ -9,15 +9,7 @@ use crate::helpers::spawn_app;
 
 /// Every `(method, path template)` the document lists.
 pub async fn documented_operations(app: &crate::helpers::TestApp) -> Vec<(Method, String)> {
-    let document: Value = app
-        .http
-        .get(format!("{}/api/v1/openapi.json", app.base))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let document = crate::helpers::json_answer(app.http.get(format!("{}/api/v1/openapi.json", app.base))).await;
     let mut operations = Vec::new();
     for (path, item) in document["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {
