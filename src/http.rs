@@ -12,6 +12,7 @@ mod admission;
 mod articles;
 mod audit;
 mod clients;
+mod console;
 mod conversations;
 mod error;
 mod events;
@@ -200,6 +201,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .split_for_parts();
     router
         .layer(axum::Extension(openapi::Document::new(&openapi)))
+        // The console's pages and files: not API, so not in the document.
+        .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -294,7 +297,8 @@ mod tests {
     #[test]
     fn every_route_is_registered_from_its_documented_operation() {
         // `routes!` takes a handler's path and method from its `#[utoipa::path]`, so a route added any other
-        // way would be served but missing from `/api/v1/openapi.json`.
+        // way would be served but missing from `/api/v1/openapi.json`. (The console's page and files are not
+        // API: `console::router` serves them.)
         let source = include_str!("http.rs");
         let plain_route = concat!(".ro", "ute(");
         assert!(!source.contains(plain_route), "a route registered around the OpenAPI document");

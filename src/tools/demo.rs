@@ -52,7 +52,7 @@ pub fn banner(url: &str, clients: &[ClientSlug], tokens: &DemoTokens) -> String 
         ));
     }
     if !tokens.people.is_empty() {
-        text.push_str("\nsign in (POST /api/v1/session with {\"email\", \"password\"}) as:\n");
+        text.push_str(&format!("\nsign in to the console at {url}/ (or POST /api/v1/session) as:\n"));
         for person in &tokens.people {
             text.push_str(&format!("  {:<28} {:<26} {}\n", person.email, person.password, person.sees));
         }

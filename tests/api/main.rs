@@ -4,10 +4,12 @@
 mod articles;
 mod assistants;
 mod attachments;
+mod browser;
 mod channel_fixtures;
 mod channel_properties;
 mod cli;
 mod clients;
+mod console;
 mod conversations;
 mod crash;
 mod events;

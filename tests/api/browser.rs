@@ -1,0 +1,187 @@
+//! The console in a real browser: Debian's headless Chromium, driven over WebDriver (`chromedriver`, with
+//! fantoccini), against the server on loopback. `scripts/test` installs `chromium` and `chromium-driver`.
+//! Every step that shows something saves a screenshot under `target/browser-screenshots/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::helpers::{PASSWORD, TestApp, spawn_app, whatsapp_signature};
+
+/// A headless Chromium with its WebDriver; both end when this is dropped.
+struct Browser {
+    client: Client,
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+    test: &'static str,
+}
+
+impl Browser {
+    async fn start(test: &'static str) -> Self {
+        let mut driver = tokio::process::Command::new("chromedriver")
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver runs (scripts/test installs Debian's chromium and chromium-driver)");
+        // chromedriver says which port it took once it listens.
+        let mut lines = BufReader::new(driver.stdout.take().expect("stdout")).lines();
+        let port = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await.expect("chromedriver's output") {
+                if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                    return rest.trim_end_matches('.').parse::<u16>().expect("a port");
+                }
+            }
+            panic!("chromedriver ended before it listened");
+        })
+        .await
+        .expect("chromedriver started");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let profile = tempfile::tempdir().expect("a profile directory");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a browser session");
+        Self { client, _driver: driver, _profile: profile, test }
+    }
+
+    /// Saves what the browser shows as `target/browser-screenshots/<test>-<step>.png`.
+    async fn screenshot(&self, step: &str) {
+        let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots");
+        std::fs::create_dir_all(&folder).expect("screenshot folder");
+        let png = self.client.screenshot().await.expect("a screenshot");
+        std::fs::write(folder.join(format!("{}-{step}.png", self.test)), png).expect("screenshot written");
+    }
+
+    /// Waits (at most 10 s) for the element `css` to be on the page.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("{css} appears: {error}"))
+    }
+
+    /// Signs in through the page.
+    async fn sign_in(&self, app: &TestApp, email: &str) {
+        self.client.goto(&format!("{}/", app.base)).await.expect("the console loads");
+        self.element("#email").await.send_keys(email).await.expect("typed");
+        self.element("#password").await.send_keys(PASSWORD).await.expect("typed");
+        self.screenshot("sign-in").await;
+        self.element("button[type=submit]").await.click().await.expect("clicked");
+        self.element("main.inbox").await;
+    }
+
+    async fn close(self) {
+        self.client.close().await.expect("the browser closes");
+    }
+}
+
+const APP_SECRET: &str = "meta-app-secret-0123456789";
+
+/// A WhatsApp Cloud API text message notification, as Meta posts it, signed.
+async fn post_whatsapp(app: &TestApp, slug: &str, id: &str, name: &str, text: &str) {
+    let body = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "WABA", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "34930000000", "phone_number_id": "1099" },
+            "contacts": [{ "wa_id": "34600111222", "profile": { "name": name } }],
+            "messages": [{ "id": id, "from": "34600111222", "timestamp": "1700000000", "type": "text",
+                           "text": { "body": text } }]
+        }}]}]
+    })
+    .to_string();
+    let response = app
+        .http
+        .post(format!("{}/webhooks/whatsapp/{slug}", app.base))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", whatsapp_signature(APP_SECRET, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+#[tokio::test]
+async fn an_assistant_signs_in_and_sees_her_clients_messages_arrive_live_shown_as_text() {
+    let app = spawn_app().await;
+    for slug in ["dental", "bakery"] {
+        app.create_client(slug).await;
+        app.put_channel(
+            slug,
+            "whatsapp",
+            json!({ "app_secret": APP_SECRET, "verify_token": "verify-me-0123456789", "phone_number_id": "1099",
+                    "access_token": "EAAG-token", "api_base_url": "http://127.0.0.1:9/v21.0" }),
+        )
+        .await;
+    }
+    app.person("ana@example.com", "assistant", None).await;
+    app.assign("dental", &["ana@example.com"]).await;
+
+    let browser = Browser::start("inbox").await;
+    browser.sign_in(&app, "ana@example.com").await;
+    browser.element("p.empty").await;
+
+    // A customer of a client Ana serves writes; one of a client she does not serve writes too. Only the first
+    // appears, without a reload, and its row follows the conversation: the acknowledgement, then the
+    // customer's next message, markup shown as text.
+    post_whatsapp(&app, "bakery", "wamid.bakery1", "Oleg", "Хліб є?").await;
+    post_whatsapp(&app, "dental", "wamid.dental1", "Jordi <b>Puig</b>", "Hola").await;
+    browser.element("ol.conversations li").await;
+    let acknowledged = "//ol[@class='conversations']/li[contains(., 'Te respondemos enseguida')]";
+    browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(acknowledged))
+        .await
+        .expect("acknowledged");
+    let markup = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script> ¿Abrís mañana? 🦷";
+    post_whatsapp(&app, "dental", "wamid.dental2", "Jordi <b>Puig</b>", markup).await;
+    let row = browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//ol[@class='conversations']/li[contains(., '¿Abrís mañana?')]"))
+        .await
+        .expect("the customer's next message shows");
+    browser.screenshot("message-arrived").await;
+    let preview = row.find(Locator::Css(".preview")).await.expect("a preview").text().await.expect("text");
+    assert_eq!(preview, markup);
+    let contact = row.find(Locator::Css(".contact")).await.expect("a contact").text().await.expect("text");
+    assert_eq!(contact, "Jordi <b>Puig</b>");
+    assert!(row.find_all(Locator::Css("img, script, b")).await.expect("searched").is_empty(), "no markup ran");
+    let pwned = browser.client.execute("return window.__pwned === undefined", vec![]).await.expect("executed");
+    assert_eq!(pwned, json!(true), "no script of the customer's ran");
+    let rows = browser.client.find_all(Locator::Css("ol.conversations li")).await.expect("rows");
+    assert_eq!(rows.len(), 1, "the bakery's customer is not in Ana's inbox");
+    let live = browser.element(".live.on").await.text().await.expect("text");
+    assert_eq!(live, "Live");
+
+    // Signing out goes back to the sign-in page.
+    browser.element("header.top button").await.click().await.expect("clicked");
+    browser.element("#email").await;
+    browser.close().await;
+}
