@@ -133,12 +133,18 @@ function Inbox({ me, refresh }) {
   useEffect(() => {
     const keys = (event) => {
       if (event.target.closest('input, textarea, select') || !conversations || conversations.length === 0) return;
+      const current = conversations[Math.min(selected, conversations.length - 1)];
       if (event.key === 'j') setSelected((n) => Math.min(n + 1, conversations.length - 1));
       if (event.key === 'k') setSelected((n) => Math.max(n - 1, 0));
+      if (event.key === 'Enter' && current) location.hash = `#/c/${current.id}`;
+      if (event.key === 'e' && current) api('POST', `/api/v1/conversations/${current.id}/close`).then(load, (f) => setError(f.message));
+      if (event.key === 'a' && current && me.person) {
+        api('POST', `/api/v1/conversations/${current.id}/assign`, { assignee: me.person.email }).then(load, (f) => setError(f.message));
+      }
     };
     document.addEventListener('keydown', keys);
     return () => document.removeEventListener('keydown', keys);
-  }, [conversations]);
+  }, [conversations, selected]);
   useEffect(() => {
     const row = list.current && list.current.children[selected];
     if (row) row.focus();
@@ -167,12 +173,12 @@ function Inbox({ me, refresh }) {
           ${texts.inbox.assignedToMe}</label>
       </form>
       ${error && html`<p class="error" role="alert">${error}</p>`}
-      ${conversations && html`<p class="count" aria-live="polite">${texts.inbox.count(conversations.length)}</p>`}
+      ${conversations && html`<p class="count" aria-live="polite">${texts.inbox.count(conversations.length)} · ${texts.inbox.keys}</p>`}
       ${conversations && conversations.length === 0 && html`<p class="empty">${texts.inbox.empty}</p>`}
       <ol class="conversations" ref=${list}>
         ${(conversations || []).map((c, index) => html`
           <li key=${c.id} tabindex="0" class=${index === selected ? 'selected' : ''} data-id=${c.id}
-              onFocus=${() => setSelected(index)}>
+              onFocus=${() => setSelected(index)} onClick=${() => { location.hash = `#/c/${c.id}`; }}>
             <span class="client">${names[c.client] || c.client}</span>
             <span class="contact">${c.contact.name || c.contact.handle}</span>
             <span class="preview">${c.preview}</span>
@@ -183,12 +189,204 @@ function Inbox({ me, refresh }) {
     </main>`;
 }
 
+/// Today's opening intervals of a client, in its own time zone, and whether it is open now.
+function openingNow(profile, now) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-GB', {
+    timeZone: profile.timezone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+    year: 'numeric', month: '2-digit', day: '2-digit',
+  }).formatToParts(now).map((part) => [part.type, part.value]));
+  const hours = profile.business_hours || {};
+  const date = `${parts.year}-${parts.month}-${parts.day}`;
+  const today = (hours.closed_dates || []).includes(date) ? [] : (hours[parts.weekday.toLowerCase()] || []);
+  const minute = Number(parts.hour) * 60 + Number(parts.minute);
+  const open = today.some((interval) => {
+    const [from, to] = interval.split('-').map((t) => Number(t.slice(0, 2)) * 60 + Number(t.slice(3, 5)));
+    return minute >= from && minute < to;
+  });
+  return { today, open };
+}
+
+function ClientCard({ client }) {
+  const { today, open } = openingNow(client, new Date());
+  const t = texts.conversation;
+  return html`
+    <aside class="card" aria-label=${t.client}>
+      <h2>${client.name}</h2>
+      ${client.instructions && html`<h3>${t.instructions}</h3><p class="instructions">${client.instructions}</p>`}
+      <dl>
+        <dt>${t.hoursToday}</dt>
+        <dd>${today.length ? today.join(', ') : t.closedToday} · <strong class=${open ? 'open' : 'closed'}>${open ? t.openNow : t.closedNow}</strong></dd>
+        <dt>${t.languages}</dt><dd>${client.languages.join(', ')}</dd>
+        ${client.escalation_contact && html`<dt>${t.escalationContact}</dt>
+          <dd>${client.escalation_contact.name} (${client.escalation_contact.channel} ${client.escalation_contact.handle})</dd>`}
+      </dl>
+    </aside>`;
+}
+
+function Message({ message }) {
+  const t = texts.conversation;
+  const delivery = message.delivery;
+  const who = [t.kinds[message.kind] || message.kind, message.author].filter(Boolean).join(' · ');
+  const failed = delivery && delivery.last_error && (delivery.state === 'failed' || delivery.state === 'dead');
+  return html`
+    <li class=${`message ${message.direction} ${message.kind}`} data-id=${message.id}>
+      <span class="meta">${`${who} · `}<time datetime=${message.created_at}>${new Date(message.created_at).toLocaleString()}</time>${delivery && html`${' · '}<span class=${`delivery ${delivery.state}`}>${t.delivery[delivery.state] || delivery.state}${failed ? `: ${delivery.last_error}` : ''}</span>`}</span>
+      <p class="text">${message.text}</p>
+    </li>`;
+}
+
+/// The composer's draft is kept in this browser until it is sent, so an ended session or a reload loses none.
+const draftKey = (id) => `recado.draft.${id}`;
+
+function Conversation({ me, id, refresh }) {
+  const t = texts.conversation;
+  const [conversation, setConversation] = useState(undefined);
+  const [client, setClient] = useState(null);
+  const [suggestions, setSuggestions] = useState(null);
+  const [text, setText] = useState(() => localStorage.getItem(draftKey(id)) || '');
+  const [picked, setPicked] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const composer = useRef(null);
+
+  const load = useCallback(async () => {
+    try {
+      const found = await api('GET', `/api/v1/conversations/${id}`);
+      setConversation(found);
+      setClient(await api('GET', `/api/v1/clients/${found.client}`));
+      const inbound = found.messages.filter((m) => m.direction === 'in');
+      const last = inbound[inbound.length - 1];
+      setSuggestions(last ? { message: last.id, ...(await api('GET', `/api/v1/messages/${last.id}/suggestions`)) } : null);
+    } catch (failure) {
+      if (failure.status === 404) setConversation(null);
+      else setError(failure.message);
+    }
+  }, [id]);
+  useEffect(() => { load(); }, [load, refresh]);
+  useEffect(() => {
+    if (text) localStorage.setItem(draftKey(id), text);
+    else localStorage.removeItem(draftKey(id));
+  }, [text]);
+
+  const choose = (index) => {
+    const suggestion = suggestions && suggestions.suggestions[index];
+    if (!suggestion) return;
+    setText(suggestion.text);
+    setPicked(suggestion);
+    if (composer.current) composer.current.focus();
+  };
+  useEffect(() => {
+    const keys = (event) => {
+      if (event.target.closest('input, textarea, select')) return;
+      if (event.key >= '1' && event.key <= '5') {
+        event.preventDefault();
+        choose(Number(event.key) - 1);
+      }
+    };
+    document.addEventListener('keydown', keys);
+    return () => document.removeEventListener('keydown', keys);
+  }, [suggestions]);
+
+  const send = async (event) => {
+    if (event) event.preventDefault();
+    if (!text.trim() || busy) return;
+    setBusy(true);
+    setError(null);
+    try {
+      await api('POST', `/api/v1/conversations/${id}/replies`, { text });
+      if (suggestions) {
+        await api('POST', '/api/v1/suggestions/feedback', {
+          message_id: suggestions.message,
+          shown: suggestions.suggestions.map((s) => s.article_id),
+          picked: picked ? picked.article_id : null,
+          edited: picked ? text !== picked.text : false,
+        }).catch(() => {});
+      }
+      setText('');
+      setPicked(null);
+      load();
+    } catch (failure) {
+      setError(failure.message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const act = (path, body) => api('POST', `/api/v1/conversations/${id}/${path}`, body).then(load, (f) => setError(f.message));
+
+  if (conversation === undefined) return null;
+  if (conversation === null) {
+    return html`<main class="conversation"><a href="#/">${t.back}</a><p class="error" role="alert">${t.notFound}</p></main>`;
+  }
+  const contact = conversation.contact;
+  return html`
+    <main class="conversation">
+      <nav><a href="#/">${t.back}</a></nav>
+      <div class="columns">
+        <section class="thread" aria-label=${t.thread}>
+          <header>
+            <h1>${contact.name || contact.handle}</h1>
+            <p class="contact">${contact.handle} · ${conversation.channel}${conversation.assignee ? ` · ${t.assignedTo(conversation.assignee)}` : ''}</p>
+            <div class="actions">
+              ${me.person && html`<button type="button" onClick=${() => act('assign', { assignee: me.person.email })}>${t.assignToMe}</button>`}
+              ${conversation.status === 'open'
+                ? html`<button type="button" onClick=${() => act('close')}>${t.close}</button>`
+                : html`<button type="button" onClick=${() => act('reopen')}>${t.reopen}</button>`}
+            </div>
+          </header>
+          <ol class="messages">${conversation.messages.map((m) => html`<${Message} key=${m.id} message=${m} />`)}</ol>
+          ${conversation.reply_window && !conversation.reply_window.open && html`<p class="notice">${t.windowClosed}</p>`}
+          <form class="composer" onSubmit=${send}>
+            <label for="composer">${t.composer}</label>
+            <textarea id="composer" ref=${composer} rows="4" value=${text}
+              onInput=${(event) => setText(event.target.value)}
+              onKeyDown=${(event) => { if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) send(event); }}></textarea>
+            <p class="hint">${t.composerHint}</p>
+            <button type="submit" disabled=${busy || !text.trim()}>${busy ? t.sending : t.send}</button>
+            <p class="error" role="alert">${error}</p>
+          </form>
+        </section>
+        <div class="side">
+          ${client && html`<${ClientCard} client=${client} />`}
+          <section class="suggestions" aria-label=${t.suggestions}>
+            <h2>${t.suggestions}</h2>
+            ${suggestions && suggestions.suggestions.length === 0 && html`<p>${t.noSuggestions}</p>`}
+            <ol>
+              ${(suggestions ? suggestions.suggestions.slice(0, 5) : []).map((s, index) => html`
+                <li key=${s.article_id} class=${picked && picked.article_id === s.article_id ? 'picked' : ''}>
+                  <h3>${index + 1}. ${s.title}</h3>
+                  <p class="why">${t.matched(s.matched_terms)}</p>
+                  <p class="filled">${s.text}</p>
+                  <button type="button" onClick=${() => choose(index)}>${t.use(index + 1)}</button>
+                </li>`)}
+            </ol>
+          </section>
+        </div>
+      </div>
+    </main>`;
+}
+
+/// Which page the address names: `#/c/<id>` a conversation, anything else the inbox.
+function useRoute() {
+  const read = () => {
+    const match = location.hash.match(/^#\/c\/([A-Za-z0-9_]+)$/);
+    return match ? { conversation: match[1] } : {};
+  };
+  const [route, setRoute] = useState(read);
+  useEffect(() => {
+    const changed = () => setRoute(read());
+    window.addEventListener('hashchange', changed);
+    return () => window.removeEventListener('hashchange', changed);
+  }, []);
+  return route;
+}
+
 function App() {
   // undefined: not known yet; null: signed out.
   const [me, setMe] = useState(undefined);
   const [expired, setExpired] = useState(false);
   const [live, setLive] = useState(false);
   const [refresh, setRefresh] = useState(0);
+  const route = useRoute();
   useEffect(() => {
     api('GET', '/api/v1/me').then(setMe, () => setMe(null));
     const signedOut = () => {
@@ -210,7 +408,9 @@ function App() {
   return html`
     <${Header} me=${me} live=${live} onSignOut=${signOut} />
     <${Live} onChange=${() => setRefresh((n) => n + 1)} onState=${setLive} />
-    <${Inbox} me=${me} refresh=${refresh} />`;
+    ${route.conversation
+      ? html`<${Conversation} key=${route.conversation} me=${me} id=${route.conversation} refresh=${refresh} />`
+      : html`<${Inbox} me=${me} refresh=${refresh} />`}`;
 }
 
 /// Holds the event stream while someone is signed in.

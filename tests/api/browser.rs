@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app, whatsapp_signature};
+use crate::helpers::{FakeProvider, PASSWORD, TestApp, spawn_app, whatsapp_signature};
 
 /// A headless Chromium with its WebDriver; both end when this is dropped.
 struct Browser {
@@ -92,6 +94,14 @@ impl Browser {
         self.element("main.inbox").await;
     }
 
+    /// Presses and releases `key` wherever the focus is.
+    async fn press(&self, key: impl Into<char>) {
+        let key = key.into();
+        let actions =
+            KeyActions::new("keyboard".into()).then(KeyAction::Down { value: key }).then(KeyAction::Up { value: key });
+        self.client.perform_actions(actions).await.expect("key pressed");
+    }
+
     async fn close(self) {
         self.client.close().await.expect("the browser closes");
     }
@@ -125,20 +135,25 @@ async fn post_whatsapp(app: &TestApp, slug: &str, id: &str, name: &str, text: &s
 }
 
 #[tokio::test]
-async fn an_assistant_signs_in_and_sees_her_clients_messages_arrive_live_shown_as_text() {
+async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_suggestion() {
     let app = spawn_app().await;
+    let provider = FakeProvider::start(Vec::new()).await;
     for slug in ["dental", "bakery"] {
         app.create_client(slug).await;
         app.put_channel(
             slug,
             "whatsapp",
             json!({ "app_secret": APP_SECRET, "verify_token": "verify-me-0123456789", "phone_number_id": "1099",
-                    "access_token": "EAAG-token", "api_base_url": "http://127.0.0.1:9/v21.0" }),
+                    "access_token": "EAAG-token", "api_base_url": format!("{}/v21.0", provider.url) }),
         )
         .await;
     }
     app.person("ana@example.com", "assistant", None).await;
     app.assign("dental", &["ana@example.com"]).await;
+    let article = json!({ "language": "es", "title": "Horario", "questions": ["¿Abrís mañana?", "¿Qué horario tenéis?"],
+                          "body": "Abrimos de 9 a 17, {{ contact.name }}." });
+    let (status, created) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, article).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
 
     let browser = Browser::start("inbox").await;
     browser.sign_in(&app, "ana@example.com").await;
@@ -179,6 +194,30 @@ async fn an_assistant_signs_in_and_sees_her_clients_messages_arrive_live_shown_a
     assert_eq!(rows.len(), 1, "the bakery's customer is not in Ana's inbox");
     let live = browser.element(".live.on").await.text().await.expect("text");
     assert_eq!(live, "Live");
+
+    // Enter opens it: the client card, the thread, and suggestions from the client's knowledge base. Pressing
+    // 1 starts the reply from the first; edited and sent, it reaches the provider and the pick is recorded.
+    browser.press(Key::Enter).await;
+    browser.element("main.conversation .card").await;
+    let suggestion = browser.element(".suggestions li h3").await.text().await.expect("text");
+    assert_eq!(suggestion, "1. Horario");
+    browser.screenshot("conversation").await;
+    browser.press('1').await;
+    let composer = browser.element("#composer").await;
+    let filled = composer.prop("value").await.expect("value").expect("a value");
+    assert_eq!(filled, "Abrimos de 9 a 17, Jordi <b>Puig</b>.");
+    composer.send_keys(" ¡Hasta pronto!").await.expect("typed");
+    browser.element(".composer button[type=submit]").await.click().await.expect("clicked");
+    let sent = "Abrimos de 9 a 17, Jordi <b>Puig</b>. ¡Hasta pronto!";
+    let reply = provider.wait_until(|request| String::from_utf8_lossy(&request.body).contains("¡Hasta pronto!")).await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&reply.body).expect("JSON")["text"]["body"], sent);
+    browser.element(".message.assistant").await;
+    let drafted = browser.client.execute("return localStorage.length", vec![]).await.expect("executed");
+    assert_eq!(drafted, json!(0), "the sent draft is not kept");
+    let (_, report) = app.get("/api/v1/reports/summary", &app.admin).await;
+    assert_eq!(report["total"]["suggestions"]["from_suggestion"], 1, "{report}");
+    assert_eq!(report["total"]["suggestions"]["edited"], 1, "{report}");
+    browser.screenshot("replied").await;
 
     // Signing out goes back to the sign-in page.
     browser.element("header.top button").await.click().await.expect("clicked");

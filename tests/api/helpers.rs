@@ -373,6 +373,7 @@ struct ProviderState {
     script: Arc<Mutex<VecDeque<Behaviour>>>,
     routes: Arc<Mutex<RouteScripts>>,
     received: Arc<Mutex<Vec<Received>>>,
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 /// A local HTTP server standing in for an external provider.
@@ -414,6 +415,25 @@ impl FakeProvider {
         self.state.received.lock().expect("lock").clone()
     }
 
+    /// Waits (at most 10 s) until a request that is `wanted` arrives, and returns it.
+    #[allow(dead_code)]
+    pub async fn wait_until(&self, wanted: impl Fn(&Received) -> bool) -> Received {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                // Registered before looking, so a request that lands in between still wakes it.
+                let arrived = self.state.arrived.notified();
+                tokio::pin!(arrived);
+                arrived.as_mut().enable();
+                if let Some(found) = self.received().into_iter().find(|request| wanted(request)) {
+                    return found;
+                }
+                arrived.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no such request among the provider's {}", self.received().len()))
+    }
+
     /// Waits until at least `count` requests arrived, or fails after `within`.
     pub async fn wait_for(&self, count: usize, within: Duration) -> Vec<Received> {
         let deadline = Instant::now() + within;
@@ -440,6 +460,7 @@ async fn provider_handler(
         body,
         at: Instant::now(),
     });
+    state.arrived.notify_waiters();
     let routed = state
         .routes
         .lock()
