@@ -196,8 +196,11 @@ function openingNow(profile, now) {
     year: 'numeric', month: '2-digit', day: '2-digit',
   }).formatToParts(now).map((part) => [part.type, part.value]));
   const hours = profile.business_hours || {};
+  const days = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+  // As the server counts it: a business that never set its hours is always open.
+  if (days.every((day) => (hours[day] || []).length === 0)) return { today: null, open: true };
   const date = `${parts.year}-${parts.month}-${parts.day}`;
-  const today = (hours.closed_dates || []).includes(date) ? [] : (hours[parts.weekday.toLowerCase()] || []);
+  const today = (hours.holidays || []).includes(date) ? [] : (hours[parts.weekday.toLowerCase()] || []);
   const minute = Number(parts.hour) * 60 + Number(parts.minute);
   const open = today.some((interval) => {
     const [from, to] = interval.split('-').map((t) => Number(t.slice(0, 2)) * 60 + Number(t.slice(3, 5)));
@@ -215,7 +218,7 @@ function ClientCard({ client }) {
       ${client.instructions && html`<h3>${t.instructions}</h3><p class="instructions">${client.instructions}</p>`}
       <dl>
         <dt>${t.hoursToday}</dt>
-        <dd>${today.length ? today.join(', ') : t.closedToday} · <strong class=${open ? 'open' : 'closed'}>${open ? t.openNow : t.closedNow}</strong></dd>
+        <dd>${today === null ? t.alwaysOpen : today.length ? today.join(', ') : t.closedToday}${' · '}<strong class=${open ? 'open' : 'closed'}>${open ? t.openNow : t.closedNow}</strong></dd>
         <dt>${t.languages}</dt><dd>${client.languages.join(', ')}</dd>
         ${client.escalation_contact && html`<dt>${t.escalationContact}</dt>
           <dd>${client.escalation_contact.name} (${client.escalation_contact.channel} ${client.escalation_contact.handle})</dd>`}

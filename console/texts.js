@@ -43,6 +43,7 @@ export const texts = {
     openNow: 'open now',
     closedNow: 'closed now',
     closedToday: 'closed today',
+    alwaysOpen: 'always (no hours set)',
     escalationContact: 'Escalation contact',
     contact: 'Contact',
     thread: 'Messages',

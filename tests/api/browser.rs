@@ -198,7 +198,8 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
     // Enter opens it: the client card, the thread, and suggestions from the client's knowledge base. Pressing
     // 1 starts the reply from the first; edited and sent, it reaches the provider and the pick is recorded.
     browser.press(Key::Enter).await;
-    browser.element("main.conversation .card").await;
+    let card = browser.element("main.conversation .card").await.text().await.expect("text");
+    assert!(card.contains("Client dental") && card.contains("open now"), "no hours set: always open; {card}");
     let suggestion = browser.element(".suggestions li h3").await.text().await.expect("text");
     assert_eq!(suggestion, "1. Horario");
     browser.screenshot("conversation").await;
@@ -218,6 +219,18 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
     assert_eq!(report["total"]["suggestions"]["from_suggestion"], 1, "{report}");
     assert_eq!(report["total"]["suggestions"]["edited"], 1, "{report}");
     browser.screenshot("replied").await;
+
+    // The session ends with a reply half-written: the next call goes back to the sign-in, and signing in again
+    // comes back to the conversation with the draft still there.
+    browser.element("#composer").await.send_keys("Un momento, lo miro").await.expect("typed");
+    browser.client.delete_all_cookies().await.expect("cookies deleted");
+    browser.element(".actions button").await.click().await.expect("clicked");
+    browser.element(".sign-in .notice").await;
+    browser.element("#email").await.send_keys("ana@example.com").await.expect("typed");
+    browser.element("#password").await.send_keys(PASSWORD).await.expect("typed");
+    browser.element("button[type=submit]").await.click().await.expect("clicked");
+    let composer = browser.element("main.conversation #composer").await;
+    assert_eq!(composer.prop("value").await.expect("value").as_deref(), Some("Un momento, lo miro"));
 
     // Signing out goes back to the sign-in page.
     browser.element("header.top button").await.click().await.expect("clicked");
