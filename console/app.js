@@ -168,9 +168,13 @@ function Inbox({ me, refresh }) {
             <option value="closed">${texts.inbox.closed}</option>
           </select>
         </label>
-        <label><input type="checkbox" name="mine" checked=${filters.assignee === 'me'}
-          onChange=${(event) => setFilters({ ...filters, assignee: event.target.checked ? 'me' : '' })} />
-          ${texts.inbox.assignedToMe}</label>
+        <label>${texts.inbox.assignee}
+          <select name="assignee" value=${filters.assignee} onChange=${set('assignee')}>
+            <option value="">${texts.inbox.anyone}</option>
+            <option value="me">${texts.inbox.assignedToMe}</option>
+            <option value="none">${texts.inbox.unassigned}</option>
+          </select>
+        </label>
       </form>
       ${error && html`<p class="error" role="alert">${error}</p>`}
       ${conversations && html`<p class="count" aria-live="polite">${texts.inbox.count(conversations.length)} · ${texts.inbox.keys}</p>`}

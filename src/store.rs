@@ -39,8 +39,8 @@ pub use access::{Caller, Credential, NewSession, Scope, SessionRules};
 pub use articles::{Article, Edit, ImportSummary};
 pub use clients::{AuditEntry, AuditKey, ClientRecord};
 pub use conversations::{
-    Author, ContactView, ConversationDetail, ConversationFilter, ConversationKey, ConversationSummary, Delivery,
-    MessageView, RoutingChange, SlaClock,
+    Assignee, Author, ContactView, ConversationDetail, ConversationFilter, ConversationKey, ConversationSummary,
+    Delivery, MessageView, RoutingChange, SlaClock,
 };
 pub use events::{EventPage, EventRecord};
 pub use ingest::{InboundBatch, IngestOutcome, IngestReport};

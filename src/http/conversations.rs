@@ -16,7 +16,7 @@ use crate::domain::{
     ChannelName, ClientSlug, ContactId, ConversationId, ConversationStatus, Media, MediaKind, MessageId, Outbound,
     Part, Priority, Timestamp, parse_label, parse_text, readable_text,
 };
-use crate::store::{ContactView, ConversationFilter, ConversationSummary, MessageView, RoutingChange};
+use crate::store::{Assignee, ContactView, ConversationFilter, ConversationSummary, MessageView, RoutingChange};
 
 /// Most messages returned with one conversation.
 const MAX_MESSAGES: usize = 1_000;
@@ -113,12 +113,15 @@ pub(super) async fn conversations_list(
     };
     let status = query.status.as_deref().map(str::parse::<ConversationStatus>).transpose()?;
     let page = page_request(query.cursor.as_deref(), query.limit)?;
-    // `me` is the caller's own address (a person's; an integration is no one and matches nothing).
+    // `me` is the caller's own address (a person's; an integration is no one and matches nothing); `none`,
+    // the conversations nobody is assigned.
     let assignee = match query.assignee {
-        Some(me) if me == "me" => {
-            Some(principal.caller.person.as_ref().map_or_else(String::new, |person| person.email.clone()))
-        }
-        other => other,
+        Some(me) if me == "me" => Some(Assignee::Person(
+            principal.caller.person.as_ref().map_or_else(String::new, |person| person.email.clone()),
+        )),
+        Some(none) if none == "none" => Some(Assignee::Nobody),
+        Some(other) => Some(Assignee::Person(other)),
+        None => None,
     };
     let filter = ConversationFilter { client, status, assignee, queue: query.queue };
     let page = state.db.conversations(principal.scope(), filter, page).await?;

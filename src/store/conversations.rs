@@ -21,10 +21,19 @@ pub struct ConversationFilter {
     pub client: Option<ClientSlug>,
     /// Only this status.
     pub status: Option<ConversationStatus>,
-    /// Only conversations assigned to this assistant.
-    pub assignee: Option<String>,
+    /// Only conversations assigned to this person, or to nobody.
+    pub assignee: Option<Assignee>,
     /// Only this queue.
     pub queue: Option<String>,
+}
+
+/// Whose conversations an inbox shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignee {
+    /// Those assigned to this person (their email, as assignments store it).
+    Person(String),
+    /// Those assigned to nobody.
+    Nobody,
 }
 
 /// Where a conversation stands in the inbox's order: `(last_activity_at, id)`, newest first.
@@ -347,8 +356,10 @@ impl Db {
             if let Some(status) = filter.status {
                 condition(&mut sql, "c.status =", Value::Text(status.as_str().to_owned()));
             }
-            if let Some(assignee) = &filter.assignee {
-                condition(&mut sql, "c.assignee =", Value::Text(assignee.clone()));
+            match &filter.assignee {
+                Some(Assignee::Person(assignee)) => condition(&mut sql, "c.assignee =", Value::Text(assignee.clone())),
+                Some(Assignee::Nobody) => sql.push_str(" AND c.assignee IS NULL"),
+                None => {}
             }
             if let Some(queue) = &filter.queue {
                 condition(&mut sql, "c.queue =", Value::Text(queue.clone()));

@@ -195,9 +195,19 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
     let live = browser.element(".live.on").await.text().await.expect("text");
     assert_eq!(live, "Live");
 
+    // `a` assigns it to Ana: it leaves the unassigned and joins hers.
+    browser.press('a').await;
+    let select = browser.element("select[name=assignee]").await;
+    select.select_by_value("none").await.expect("selected");
+    browser.element("p.empty").await;
+    select.select_by_value("me").await.expect("selected");
+    browser.element("ol.conversations li").await;
+    browser.screenshot("assigned-to-me").await;
+
     // Enter opens it: the client card, the thread, and suggestions from the client's knowledge base. Pressing
     // 1 starts the reply from the first; edited and sent, it reaches the provider and the pick is recorded.
-    browser.press(Key::Enter).await;
+    let enter = char::from(Key::Enter).to_string();
+    browser.element("ol.conversations li").await.send_keys(&enter).await.expect("Enter on the row");
     let card = browser.element("main.conversation .card").await.text().await.expect("text");
     assert!(card.contains("Client dental") && card.contains("open now"), "no hours set: always open; {card}");
     let suggestion = browser.element(".suggestions li h3").await.text().await.expect("text");
@@ -231,6 +241,15 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
     browser.element("button[type=submit]").await.click().await.expect("clicked");
     let composer = browser.element("main.conversation #composer").await;
     assert_eq!(composer.prop("value").await.expect("value").as_deref(), Some("Un momento, lo miro"));
+
+    // Typing the address of a conversation of a client Ana does not serve shows nothing of it.
+    let (_, bakery) = app.get("/api/v1/conversations?client=bakery", &app.admin).await;
+    let other = bakery["conversations"][0]["id"].as_str().expect("the bakery's conversation");
+    browser.client.goto(&format!("{}/#/c/{other}", app.base)).await.expect("navigated");
+    let refused = browser.element("main.conversation .error").await.text().await.expect("text");
+    assert_eq!(refused, "This conversation does not exist, or is not one of yours.");
+    let page = browser.client.source().await.expect("the page");
+    assert!(!page.contains("Oleg") && !page.contains("Хліб"), "nothing of the bakery's customer");
 
     // Signing out goes back to the sign-in page.
     browser.element("header.top button").await.click().await.expect("clicked");

@@ -91,6 +91,8 @@ async fn filters_select_by_client_status_assignee_and_queue() {
     assert_eq!(count(&app.get("/api/v1/conversations?assignee=Ana@example.com", &app.admin).await.1), 1);
     assert_eq!(count(&app.get("/api/v1/conversations?assignee=me", &ana.token).await.1), 1, "assigned to me");
     assert_eq!(count(&app.get("/api/v1/conversations?assignee=me", &berta.token).await.1), 0);
+    assert_eq!(count(&app.get("/api/v1/conversations?assignee=none", &app.admin).await.1), 2, "nobody's");
+    assert_eq!(count(&app.get("/api/v1/conversations?assignee=none", &ana.token).await.1), 1, "of Ana's clients");
     assert_eq!(count(&app.get("/api/v1/conversations?queue=urgent", &app.admin).await.1), 1);
     app.post(&format!("/api/v1/conversations/{id}/close"), &app.assistant, json!({})).await;
     assert_eq!(count(&app.get("/api/v1/conversations?status=closed", &app.admin).await.1), 1);
