@@ -67,15 +67,16 @@ pub(super) async fn reports_summary(
             Some(me)
         }
     };
-    let range = ReportRange { from, to, client, assistant };
-    let report =
-        crate::reports::summary(&state.db, principal.scope(), range, query.group_by.unwrap_or(GroupBy::Day)).await?;
-    let wants_csv = query.format.as_deref() == Some("csv")
-        || headers.get(ACCEPT).and_then(|value| value.to_str().ok()).is_some_and(|accept| accept.contains("text/csv"));
+    // A bad format is refused before a year of rows is read.
     match query.format.as_deref() {
         None | Some("json" | "csv") => {}
         Some(_) => return Err(Invalid::new("format", "must be json or csv").into()),
     }
+    let wants_csv = query.format.as_deref() == Some("csv")
+        || headers.get(ACCEPT).and_then(|value| value.to_str().ok()).is_some_and(|accept| accept.contains("text/csv"));
+    let range = ReportRange { from, to, client, assistant };
+    let report =
+        crate::reports::summary(&state.db, principal.scope(), range, query.group_by.unwrap_or(GroupBy::Day)).await?;
     if wants_csv {
         let csv = crate::reports::to_csv(&report);
         return Ok((

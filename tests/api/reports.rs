@@ -230,6 +230,12 @@ async fn figures_match_those_worked_out_by_hand() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = app.get("/api/v1/reports/summary?from=2026-11-24&to=2026-11-16", &app.admin).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, error) = app.get(&format!("/api/v1/reports/summary?{range}&format=xml"), &app.admin).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request")),
+        "{error}"
+    );
 
     // CSV: by Accept or ?format=csv, the same figures.
     let csv = |request: reqwest::RequestBuilder| async move {
