@@ -116,10 +116,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(admission.ingest.clone(), admission::admit_client))
         .layer(middleware::from_fn_with_state(admission.ingest_body, admission::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
-    // The component plus the other fields and the multipart framing.
+    // The component plus the other fields and the multipart framing (a knowledge-base archive has the same cap).
     let upload_limit = state.settings.plugins.max_component_bytes.saturating_add(128 * 1024);
     let uploads = OpenApiRouter::new()
         .routes(routes!(plugins::plugins_list, plugins::plugins_upload))
+        .routes(routes!(articles::articles_import))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(request_timeout(&state.settings))
         .layer(middleware::from_fn_with_state(admission.clone(), admission::admit_token))
@@ -140,6 +141,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(clients::channels_put))
         .routes(routes!(articles::articles_list, articles::articles_create))
         .routes(routes!(articles::articles_show, articles::articles_update, articles::articles_delete))
+        .routes(routes!(articles::articles_preview))
+        .routes(routes!(articles::articles_export))
         .routes(routes!(plugins::plugins_show))
         .routes(routes!(plugins::plugins_replay))
         .routes(routes!(plugins::plugins_action))

@@ -4,9 +4,10 @@
 //! [`Knowledge`] suggests answers for a message or a query (`suggest`) in the customer's language
 //! (`language`, `analysis`), filled in from their templates (`template`), and learns from what
 //! assistants pick. Knowledge bases as files (`kb/<client>/...`) are read and written by [`files`], which
-//! also imports and exports whole directories.
+//! also imports and exports whole directories; [`archive`] does the same for one client as a zip.
 
 pub(crate) mod analysis;
+pub mod archive;
 pub mod files;
 pub(crate) mod index;
 pub(crate) mod language;

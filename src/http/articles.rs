@@ -197,3 +197,135 @@ pub(super) async fn articles_delete(
         Edit::Stale(current) => Err(ApiError::StaleVersion(current)),
     }
 }
+
+/// Body of a preview: the template being written, and optionally whom to fill it in for.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PreviewBody {
+    body: String,
+    /// The sample contact's name ("Núria Vila" when left out).
+    #[serde(default)]
+    contact_name: Option<String>,
+}
+
+/// A preview: the filled-in text, or what a save would refuse.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Preview {
+    /// The body filled in for the sample contact, this client and the caller, when it is valid.
+    text: Option<String>,
+    /// Why a save would refuse the body, when it would.
+    problem: Option<TemplateProblem>,
+}
+
+/// A problem in a body, with its line when known.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct TemplateProblem {
+    line: Option<usize>,
+    message: String,
+}
+
+/// `POST .../kb/preview`: the editor's live preview. A broken template is the answer (200 with a
+/// `problem`), not a refused request: the editor asks at every pause in typing.
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/kb/preview", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug")), request_body(content = PreviewBody, content_type = "application/json"), responses((status = 200, description = "the filled-in text or the template's problem", body = Preview), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+pub(super) async fn articles_preview(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+    AppJson(body): AppJson<PreviewBody>,
+) -> Result<Json<Preview>, ApiError> {
+    let client = principal.client_in_path(&slug)?;
+    let client = state.db.client(client).await?;
+    let problem = |line, message| Ok(Json(Preview { text: None, problem: Some(TemplateProblem { line, message }) }));
+    let text = body.body.replace("\r\n", "\n");
+    let text = text.trim_end();
+    if text.chars().count() > ArticleContent::MAX_BODY_CHARS {
+        return problem(None, format!("longer than {} characters", ArticleContent::MAX_BODY_CHARS));
+    }
+    let fill = template::Fill {
+        contact_name: Some(body.contact_name.unwrap_or_else(|| "Núria Vila".into())),
+        client_name: Some(client.profile.name),
+        assistant_name: Some(principal.name().to_owned()),
+        conversation_id: Some("cnv_example".into()),
+    };
+    match template::preview(text, &fill) {
+        Ok(text) => Ok(Json(Preview { text: Some(text), problem: None })),
+        Err(error) => problem(error.line, error.message),
+    }
+}
+
+/// `GET .../kb/export`: the client's profile and articles as a zip of the `kb/` file layout.
+#[utoipa::path(get, path = "/api/v1/clients/{slug}/kb/export", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug")), responses((status = 200, description = "a zip archive: `kb/<client>/client.toml` and `kb/<client>/articles/<id>.md`", content_type = "application/zip"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+pub(super) async fn articles_export(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+) -> Result<Response, ApiError> {
+    let slug = principal.client_in_path(&slug)?;
+    let client = state.db.client(slug.clone()).await?;
+    let articles: Vec<_> =
+        state.db.all_articles(slug.clone()).await?.into_iter().map(|article| (article.id, article.content)).collect();
+    let name = format!("{slug}-kb.zip");
+    let bytes = tokio::task::spawn_blocking(move || crate::kb::archive::write(&slug, &client.profile, &articles))
+        .await
+        .map_err(|error| ApiError::Internal(error.into()))?
+        .map_err(|error| ApiError::Internal(error.into()))?;
+    let disposition = format!("attachment; filename=\"{name}\"");
+    Ok(([(header::CONTENT_TYPE, "application/zip".to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes)
+        .into_response())
+}
+
+/// What an import did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Imported {
+    /// Whether the archive's `client.toml` changed the client's profile.
+    profile_updated: bool,
+    /// New articles.
+    created: usize,
+    /// Articles whose content changed.
+    updated: usize,
+    /// Articles already as in the archive.
+    unchanged: usize,
+}
+
+/// `POST .../kb/import` (admin): a zip of the `kb/` file layout (as the export writes it) for this client.
+/// Every file is checked first: with any problem, nothing is stored and the 422 lists them all, each with
+/// its file and line. Articles not in the archive are left alone; importing the same archive twice changes
+/// nothing.
+#[utoipa::path(post, path = "/api/v1/clients/{slug}/kb/import", tag = "knowledge base", params(("slug" = String, Path, description = "the client's slug")), request_body(content = Vec<u8>, content_type = "application/zip"), responses((status = 200, description = "imported", body = Imported), (status = "4XX", description = "refused: the error body says why (every problem, with its file and line)", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+pub(super) async fn articles_import(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath(slug): AppPath<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Imported>, ApiError> {
+    let slug = principal.client_in_path(&slug)?;
+    principal.require_admin()?;
+    let kind = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if !kind.starts_with("application/zip") && !kind.starts_with("application/octet-stream") {
+        return Err(ApiError::UnsupportedMediaType("send the archive as application/zip".into()));
+    }
+    // The client must exist: an archive imports into a client, it does not create one.
+    state.db.client(slug.clone()).await?;
+    let files = tokio::task::spawn_blocking({
+        let slug = slug.clone();
+        move || crate::kb::archive::read(&bytes, &slug)
+    })
+    .await
+    .map_err(|error| ApiError::Internal(error.into()))?
+    .map_err(|problems| {
+        let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        ApiError::Rejected {
+            code: "invalid_archive",
+            message: format!("{} problem(s); nothing was imported:\n{}", listed.len(), listed.join("\n")),
+        }
+    })?;
+    let summary = state.db.import_client(slug, files.profile, files.articles, principal.actor()).await?;
+    state.knowledge.index().wake();
+    Ok(Json(Imported {
+        profile_updated: summary.client_updated,
+        created: summary.created,
+        updated: summary.updated,
+        unchanged: summary.unchanged,
+    }))
+}

@@ -238,12 +238,22 @@ pub fn read_tree(dir: &Path) -> Result<Vec<ClientFiles>, Vec<Problem>> {
 /// Reads and validates a `client.toml`.
 pub fn read_profile(path: &Path) -> Result<ClientProfile, (Option<usize>, String)> {
     let text = std::fs::read_to_string(path).map_err(|error| (None, format!("cannot read: {error}")))?;
-    let profile: ClientProfile = toml::from_str(&text).map_err(|error| {
+    parse_profile(&text)
+}
+
+/// Parses and validates the text of a `client.toml`. Errors carry the line within the file.
+pub fn parse_profile(text: &str) -> Result<ClientProfile, (Option<usize>, String)> {
+    let profile: ClientProfile = toml::from_str(text).map_err(|error| {
         let line = error.span().map(|span| text[..span.start].matches('\n').count() + 1);
         (line, error.message().to_owned())
     })?;
     profile.validate().map_err(|invalid| (None, invalid.to_string()))?;
     Ok(profile)
+}
+
+/// The text of a `client.toml`.
+pub fn write_profile(profile: &ClientProfile) -> std::io::Result<String> {
+    toml::to_string(profile).map_err(std::io::Error::other)
 }
 
 /// Writes one client's profile and articles under `dir/<slug>/`. Returns the number of files written.
@@ -256,8 +266,7 @@ pub fn write_client(
     let client_dir = dir.join(slug.as_str());
     let articles_dir = client_dir.join("articles");
     std::fs::create_dir_all(&articles_dir)?;
-    let profile_text = toml::to_string(profile).map_err(std::io::Error::other)?;
-    std::fs::write(client_dir.join("client.toml"), profile_text)?;
+    std::fs::write(client_dir.join("client.toml"), write_profile(profile)?)?;
     for (id, content) in articles {
         std::fs::write(articles_dir.join(format!("{id}.md")), write_article(content))?;
     }

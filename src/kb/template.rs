@@ -155,6 +155,17 @@ pub(crate) fn render(body: &str, fill: &Fill) -> String {
     }
 }
 
+/// The editor's live preview: the body checked as a save checks it, then filled in for `fill`.
+///
+/// # Errors
+/// The first problem a save would refuse, with its line.
+pub(crate) fn preview(body: &str, fill: &Fill) -> Result<String, TemplateError> {
+    validate(body)?;
+    render_bounded(&environment(), body, fill)
+        .map(|text| text.chars().take(MAX_RENDERED_CHARS).collect())
+        .map_err(|error| TemplateError { line: error.line(), message: describe(&error) })
+}
+
 /// Renders into a buffer that refuses to grow past [`MAX_RENDERED_BYTES`].
 fn render_bounded(env: &Environment<'_>, body: &str, fill: &Fill) -> Result<String, Error> {
     let template = env.template_from_str(body)?;
@@ -312,6 +323,16 @@ fn line_of(body: &str, name: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preview_fills_in_or_names_the_line() {
+        let fill = Fill { contact_name: Some("Оксана Шевченко".into()), ..Fill::default() };
+        assert_eq!(preview("Привіт, {{ contact.first_name }}!", &fill), Ok("Привіт, Оксана!".into()));
+        let error = preview("Hola\n{{ contact.phone }}", &fill).expect_err("unknown variable");
+        assert_eq!(error.line, Some(2), "{error}");
+        let error = preview("Hola\n\n{% if contact.name %}", &fill).expect_err("not closed");
+        assert!(error.line.is_some(), "{error}");
+    }
 
     #[test]
     fn bodies_are_filled_in_with_fallbacks() {

@@ -69,6 +69,7 @@ const NOT_JSON: &[(&str, &str)] = &[
     ("delete", "/api/v1/session"),                         // 204
     ("put", "/api/v1/me/password"),                        // 204
     ("delete", "/api/v1/clients/{slug}/kb/articles/{id}"), // 204
+    ("get", "/api/v1/clients/{slug}/kb/export"),           // a zip archive
 ];
 
 /// Request bodies that are another party's format rather than ours: described in words.

@@ -37,6 +37,8 @@ enum Body {
     Json(Value),
     Attachment,
     Component,
+    /// A knowledge-base archive with one article.
+    Zip,
 }
 
 /// Client A's objects, named by the path parameters that take them.
@@ -107,6 +109,9 @@ fn entry(method: &Method, path: &str, ids: &Ids) -> Option<(String, Access, Body
             (Admin, json(json!({ "version": 1, "language": "en", "title": "Opening hours", "body": "9 to 5." })))
         }
         ("DELETE", "/api/v1/clients/{slug}/kb/articles/{id}") => (Admin, Body::None),
+        ("POST", "/api/v1/clients/{slug}/kb/preview") => (Scoped, json(json!({ "body": "Hello {{ contact.name }}" }))),
+        ("GET", "/api/v1/clients/{slug}/kb/export") => (Scoped, Body::None),
+        ("POST", "/api/v1/clients/{slug}/kb/import") => (Admin, Body::Zip),
         ("GET", "/api/v1/clients/{slug}/plugins") | ("GET", "/api/v1/clients/{slug}/plugins/{id}") => {
             (AdminOrClient, Body::None)
         }
@@ -174,6 +179,13 @@ async fn send(app: &TestApp, method: &Method, path: &str, token: &str, body: &Bo
                 .part("file", reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("note.txt"))
                 .text("text", "caption"),
         ),
+        Body::Zip => {
+            use std::io::Write;
+            let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            zip.start_file("kb/client-a/articles/matrix.md", zip::write::SimpleFileOptions::default()).expect("zip");
+            zip.write_all(b"+++\nlanguage = \"en\"\ntitle = \"Matrix\"\n+++\nHello.\n").expect("zip");
+            request.header("content-type", "application/zip").body(zip.finish().expect("zip").into_inner())
+        }
         Body::Component => request.multipart(
             reqwest::multipart::Form::new()
                 .part("component", reqwest::multipart::Part::bytes(component("business_hours_ack")).file_name("p.wasm"))
