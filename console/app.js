@@ -3,6 +3,7 @@
 import { html, render, useState, useEffect, useRef, useCallback } from './vendor/htm-preact-standalone-3.1.1.js';
 import { api, session } from './api.js';
 import { texts } from './texts.js';
+import { KnowledgeBase } from './kb.js';
 
 /// Events after which the inbox is read again.
 const INBOX_EVENTS = [
@@ -86,10 +87,21 @@ function SignIn({ onSignedIn, expired }) {
     </main>`;
 }
 
-function Header({ me, live, onSignOut }) {
+/// The sections a role uses, in the order of the navigation.
+function sections(me) {
+  const all = { inbox: '#/', kb: '#/kb' };
+  const shown = me.role === 'client' ? ['kb'] : ['inbox', 'kb'];
+  return shown.map((name) => [name, all[name]]);
+}
+
+function Header({ me, live, section, onSignOut }) {
   return html`
     <header class="top">
       <strong>${texts.app}</strong>
+      <nav aria-label=${texts.nav.label}>
+        ${sections(me).map(([name, href]) => html`
+          <a href=${href} aria-current=${section === name ? 'page' : null}>${texts.nav[name]}</a>`)}
+      </nav>
       <span class=${live ? 'live on' : 'live'} role="status">${live ? texts.header.live : texts.header.offline}</span>
       <span class="who">${me.name}</span>
       <button type="button" onClick=${onSignOut}>${texts.header.signOut}</button>
@@ -372,11 +384,16 @@ function Conversation({ me, id, refresh }) {
     </main>`;
 }
 
-/// Which page the address names: `#/c/<id>` a conversation, anything else the inbox.
+/// Which page the address names: `#/c/<id>` a conversation, `#/kb...` the knowledge base, anything else
+/// the role's first section.
 function useRoute() {
   const read = () => {
-    const match = location.hash.match(/^#\/c\/([A-Za-z0-9_]+)$/);
-    return match ? { conversation: match[1] } : {};
+    const hash = location.hash;
+    let match = hash.match(/^#\/c\/([A-Za-z0-9_]+)$/);
+    if (match) return { section: 'inbox', conversation: match[1] };
+    match = hash.match(/^#\/kb(?:\/([a-z0-9-]+)(?:\/(new)|\/a\/([A-Za-z0-9_-]+))?)?$/);
+    if (match) return { section: 'kb', slug: match[1], creating: !!match[2], article: match[3] };
+    return {};
   };
   const [route, setRoute] = useState(read);
   useEffect(() => {
@@ -385,6 +402,15 @@ function useRoute() {
     return () => window.removeEventListener('hashchange', changed);
   }, []);
   return route;
+}
+
+/// The page of the route, for this person.
+function Page({ me, route, refresh }) {
+  const section = route.section || sections(me)[0][0];
+  if (!sections(me).some(([name]) => name === section)) return html`<main><p class="error" role="alert">${texts.error.notYours}</p></main>`;
+  if (section === 'kb') return html`<${KnowledgeBase} me=${me} slug=${route.slug} article=${route.article} creating=${route.creating} />`;
+  if (route.conversation) return html`<${Conversation} key=${route.conversation} me=${me} id=${route.conversation} refresh=${refresh} />`;
+  return html`<${Inbox} me=${me} refresh=${refresh} />`;
 }
 
 function App() {
@@ -413,11 +439,9 @@ function App() {
     setMe(null);
   };
   return html`
-    <${Header} me=${me} live=${live} onSignOut=${signOut} />
+    <${Header} me=${me} live=${live} section=${route.section || sections(me)[0][0]} onSignOut=${signOut} />
     <${Live} onChange=${() => setRefresh((n) => n + 1)} onState=${setLive} />
-    ${route.conversation
-      ? html`<${Conversation} key=${route.conversation} me=${me} id=${route.conversation} refresh=${refresh} />`
-      : html`<${Inbox} me=${me} refresh=${refresh} />`}`;
+    <${Page} me=${me} route=${route} refresh=${refresh} />`;
 }
 
 /// Holds the event stream while someone is signed in.

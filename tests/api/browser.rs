@@ -91,7 +91,28 @@ impl Browser {
         self.element("#password").await.send_keys(PASSWORD).await.expect("typed");
         self.screenshot("sign-in").await;
         self.element("button[type=submit]").await.click().await.expect("clicked");
-        self.element("main.inbox").await;
+        self.element("header.top").await;
+    }
+
+    /// Replaces the text of the field `css` as a person would: select all, then type.
+    async fn retype(&self, css: &str, text: &str) {
+        let field = self.element(css).await;
+        let select_all = format!("{}a{}", char::from(Key::Control), char::from(Key::Null));
+        field.send_keys(&select_all).await.expect("selected");
+        field.send_keys(text).await.expect("typed");
+    }
+
+    /// Waits (at most 10 s) for the text of `css` to satisfy `check`; returns it.
+    async fn text_of(&self, css: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.element(css).await.text().await.unwrap_or_default();
+            if check(&text) {
+                return text;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{css} shows {what}; it shows {text:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Presses and releases `key` wherever the focus is.
@@ -254,5 +275,94 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
     // Signing out goes back to the sign-in page.
     browser.element("header.top button").await.click().await.expect("clicked");
     browser.element("#email").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_admin_edits_an_article_sees_a_stale_edit_as_a_conflict_and_the_next_suggestion_has_the_new_text() {
+    let app = spawn_app().await;
+    let provider = FakeProvider::start(Vec::new()).await;
+    app.create_client("dental").await;
+    app.put_channel(
+        "dental",
+        "whatsapp",
+        json!({ "app_secret": APP_SECRET, "verify_token": "verify-me-0123456789", "phone_number_id": "1099",
+                "access_token": "EAAG-token", "api_base_url": format!("{}/v21.0", provider.url) }),
+    )
+    .await;
+    app.person("marta@example.com", "admin", None).await;
+    let article = json!({ "language": "es", "title": "Horario", "questions": ["¿Qué horario tenéis?"],
+                          "body": "Abrimos de 9 a 17." });
+    let (status, created) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, article.clone()).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+
+    let browser = Browser::start("kb").await;
+    browser.sign_in(&app, "marta@example.com").await;
+    browser.element("header.top a[href='#/kb']").await.click().await.expect("clicked");
+    browser.element("ul.articles li[data-id=horario] a").await.click().await.expect("clicked");
+    let body = browser.element("#body").await;
+    assert_eq!(body.prop("value").await.expect("value").as_deref(), Some("Abrimos de 9 a 17."));
+
+    // The preview fills the template in as it is typed (ChromeDriver types only the Basic Multilingual Plane:
+    // a sun, not a tooth), and names the line of a mistake.
+    browser.retype("#body", "Abrimos de 8 a 20, {{ contact.first_name }}.\n¡Os esperamos! {{ contact.phone }}").await;
+    let problem = browser.text_of("#preview-problem", "the problem", |text| text.starts_with("Line 2:")).await;
+    assert!(problem.contains("contact.phone"), "{problem}");
+    browser.screenshot("template-problem").await;
+    browser.retype("#body", "Abrimos de 8 a 20, {{ contact.first_name }}.\n¡Os esperamos! ☀").await;
+    browser
+        .text_of("#preview-problem", "the filled-in text", |text| text == "Abrimos de 8 a 20, Núria.\n¡Os esperamos! ☀")
+        .await;
+    browser.retype("#sample", "Оксана Шевченко").await;
+    browser
+        .text_of("#preview-problem", "the text for the contact typed", |text| {
+            text.starts_with("Abrimos de 8 a 20, Оксана.")
+        })
+        .await;
+
+    // Meanwhile another admin saves version 2. Saving version 1 shows both versions, and neither is lost.
+    let mut theirs = article.clone();
+    theirs["version"] = json!(1);
+    theirs["body"] = json!("Abrimos de 10 a 14.");
+    let (status, saved) = app
+        .call(reqwest::Method::PUT, "/api/v1/clients/dental/kb/articles/horario", Some(&app.admin), Some(theirs))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{saved}");
+    browser.element("form.article button[type=submit]").await.click().await.expect("clicked");
+    let conflict = browser.element(".conflict").await.text().await.expect("text");
+    assert!(conflict.contains("Saved (version 2)") && conflict.contains("Abrimos de 10 a 14."), "{conflict}");
+    assert!(conflict.contains("Yours (not saved)") && conflict.contains("¡Os esperamos! ☀"), "{conflict}");
+    browser.screenshot("conflict").await;
+    browser.element(".conflict .keep-mine").await.click().await.expect("clicked");
+    browser.text_of("form.article .status", "saved", |text| text == "Saved (version 3).").await;
+    let (_, stored) = app.get("/api/v1/clients/dental/kb/articles/horario", &app.admin).await;
+    assert_eq!(stored["body"], "Abrimos de 8 a 20, {{ contact.first_name }}.\n¡Os esperamos! ☀");
+
+    // The next customer who asks gets the new text, filled in for them.
+    post_whatsapp(&app, "dental", "wamid.kb1", "Jordi Puig", "Hola, ¿qué horario tenéis?").await;
+    browser.element("header.top a[href='#/']").await.click().await.expect("clicked");
+    browser.element("ol.conversations li").await.click().await.expect("clicked");
+    let filled = browser.text_of(".suggestions li .filled", "the new text", |text| !text.is_empty()).await;
+    assert_eq!(filled, "Abrimos de 8 a 20, Jordi.\n¡Os esperamos! ☀");
+    browser.screenshot("new-suggestion").await;
+
+    // A zip of the kb/ layout uploads from the list page; the download link serves the same layout.
+    let folder = tempfile::tempdir().expect("a folder");
+    let archive = folder.path().join("dental-kb.zip");
+    {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&archive).expect("created"));
+        zip.start_file("kb/dental/articles/urgencias.md", zip::write::SimpleFileOptions::default()).expect("zip");
+        zip.write_all("+++\nlanguage = \"es\"\ntitle = \"Urgencias\"\n+++\nLlamad al 112.\n".as_bytes()).expect("zip");
+        zip.finish().expect("zip");
+    }
+    browser.element("header.top a[href='#/kb']").await.click().await.expect("clicked");
+    browser.element("input[name=archive]").await.send_keys(&archive.display().to_string()).await.expect("chosen");
+    let imported = browser.text_of(".kb .notice", "the import's outcome", |text| !text.is_empty()).await;
+    assert_eq!(imported, "Imported: 1 new, 0 changed, 0 unchanged.");
+    browser.element("ul.articles li[data-id=urgencias]").await;
+    let link = browser.element("a[download]").await.attr("href").await.expect("href");
+    assert_eq!(link.as_deref(), Some("/api/v1/clients/dental/kb/export"));
+    browser.screenshot("list").await;
     browser.close().await;
 }
