@@ -4,6 +4,7 @@ import { html, render, useState, useEffect, useRef, useCallback } from './vendor
 import { api, session } from './api.js';
 import { texts } from './texts.js';
 import { KnowledgeBase } from './kb.js';
+import { PluginsPage, DecisionEntry } from './plugins.js';
 
 /// Events after which the inbox is read again.
 const INBOX_EVENTS = [
@@ -89,8 +90,8 @@ function SignIn({ onSignedIn, expired }) {
 
 /// The sections a role uses, in the order of the navigation.
 function sections(me) {
-  const all = { inbox: '#/', kb: '#/kb' };
-  const shown = me.role === 'client' ? ['kb'] : ['inbox', 'kb'];
+  const all = { inbox: '#/', kb: '#/kb', plugins: '#/plugins' };
+  const shown = { admin: ['inbox', 'kb', 'plugins'], assistant: ['inbox', 'kb'], client: ['plugins', 'kb'] }[me.role] || [];
   return shown.map((name) => [name, all[name]]);
 }
 
@@ -242,6 +243,29 @@ function ClientCard({ client }) {
     </aside>`;
 }
 
+/// What the rules decided about a customer's message, with their reasons and log lines, shown on demand.
+function Decisions({ message }) {
+  const t = texts.conversation;
+  const [decisions, setDecisions] = useState(null);
+  const [error, setError] = useState(null);
+  const toggle = async () => {
+    if (decisions) return setDecisions(null);
+    try {
+      setDecisions((await api('GET', `/api/v1/messages/${message.id}/decisions`)).decisions);
+    } catch (failure) {
+      setError(failure.message);
+    }
+  };
+  return html`
+    <div class="why">
+      <button type="button" class="link" aria-expanded=${decisions ? 'true' : 'false'} onClick=${toggle}>${decisions ? t.hideWhy : t.why}</button>
+      ${error && html`<span class="error">${error}</span>`}
+      ${decisions && (decisions.length
+        ? html`<ol class="decision-log">${decisions.map((entry) => html`<${DecisionEntry} entry=${entry} />`)}</ol>`
+        : html`<p class="muted">${t.noDecisions}</p>`)}
+    </div>`;
+}
+
 function Message({ message }) {
   const t = texts.conversation;
   const delivery = message.delivery;
@@ -251,6 +275,7 @@ function Message({ message }) {
     <li class=${`message ${message.direction} ${message.kind}`} data-id=${message.id}>
       <span class="meta">${`${who} · `}<time datetime=${message.created_at}>${new Date(message.created_at).toLocaleString()}</time>${delivery && html`${' · '}<span class=${`delivery ${delivery.state}`}>${t.delivery[delivery.state] || delivery.state}${failed ? `: ${delivery.last_error}` : ''}</span>`}</span>
       <p class="text">${message.text}</p>
+      ${message.direction === 'in' && html`<${Decisions} message=${message} />`}
     </li>`;
 }
 
@@ -393,6 +418,8 @@ function useRoute() {
     if (match) return { section: 'inbox', conversation: match[1] };
     match = hash.match(/^#\/kb(?:\/([a-z0-9-]+)(?:\/(new)|\/a\/([A-Za-z0-9_-]+))?)?$/);
     if (match) return { section: 'kb', slug: match[1], creating: !!match[2], article: match[3] };
+    match = hash.match(/^#\/plugins(?:\/([a-z0-9-]+))?$/);
+    if (match) return { section: 'plugins', slug: match[1] };
     return {};
   };
   const [route, setRoute] = useState(read);
@@ -408,6 +435,7 @@ function useRoute() {
 function Page({ me, route, refresh }) {
   const section = route.section || sections(me)[0][0];
   if (!sections(me).some(([name]) => name === section)) return html`<main><p class="error" role="alert">${texts.error.notYours}</p></main>`;
+  if (section === 'plugins') return html`<${PluginsPage} me=${me} slug=${route.slug} />`;
   if (section === 'kb') return html`<${KnowledgeBase} me=${me} slug=${route.slug} article=${route.article} creating=${route.creating} />`;
   if (route.conversation) return html`<${Conversation} key=${route.conversation} me=${me} id=${route.conversation} refresh=${refresh} />`;
   return html`<${Inbox} me=${me} refresh=${refresh} />`;

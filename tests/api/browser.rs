@@ -132,13 +132,18 @@ const APP_SECRET: &str = "meta-app-secret-0123456789";
 
 /// A WhatsApp Cloud API text message notification, as Meta posts it, signed.
 async fn post_whatsapp(app: &TestApp, slug: &str, id: &str, name: &str, text: &str) {
+    post_whatsapp_from(app, slug, id, "34600111222", name, text).await;
+}
+
+/// The same, from the customer whose WhatsApp id is `wa_id`.
+async fn post_whatsapp_from(app: &TestApp, slug: &str, id: &str, wa_id: &str, name: &str, text: &str) {
     let body = json!({
         "object": "whatsapp_business_account",
         "entry": [{ "id": "WABA", "changes": [{ "field": "messages", "value": {
             "messaging_product": "whatsapp",
             "metadata": { "display_phone_number": "34930000000", "phone_number_id": "1099" },
-            "contacts": [{ "wa_id": "34600111222", "profile": { "name": name } }],
-            "messages": [{ "id": id, "from": "34600111222", "timestamp": "1700000000", "type": "text",
+            "contacts": [{ "wa_id": wa_id, "profile": { "name": name } }],
+            "messages": [{ "id": id, "from": wa_id, "timestamp": "1700000000", "type": "text",
                            "text": { "body": text } }]
         }}]}]
     })
@@ -364,5 +369,81 @@ async fn an_admin_edits_an_article_sees_a_stale_edit_as_a_conflict_and_the_next_
     let link = browser.element("a[download]").await.attr("href").await.expect("href");
     assert_eq!(link.as_deref(), Some("/api/v1/clients/dental/kb/export"));
     browser.screenshot("list").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_client_uploads_a_rule_replays_it_over_past_messages_activates_it_and_the_next_message_is_acknowledged() {
+    let app = spawn_app().await;
+    let provider = FakeProvider::start(Vec::new()).await;
+    app.create_client("dental").await;
+    app.put_channel(
+        "dental",
+        "whatsapp",
+        json!({ "app_secret": APP_SECRET, "verify_token": "verify-me-0123456789", "phone_number_id": "1099",
+                "access_token": "EAAG-token", "api_base_url": format!("{}/v21.0", provider.url) }),
+    )
+    .await;
+    app.person("owner@example.com", "client", Some("dental")).await;
+    // A customer wrote twice before the rule existed: the client's default acknowledgement answered.
+    post_whatsapp(&app, "dental", "wamid.past1", "Jordi Puig", "Hola, ¿tenéis cita el lunes?").await;
+    post_whatsapp(&app, "dental", "wamid.past2", "Jordi Puig", "Me duele una muela <b>mucho</b>").await;
+    provider.wait_for(1, Duration::from_secs(10)).await;
+
+    let browser = Browser::start("plugins").await;
+    browser.sign_in(&app, "owner@example.com").await;
+    let nav = browser.element("header.top nav").await.text().await.expect("text");
+    assert_eq!(nav, "Rules\nKnowledge base", "a client's person has no inbox");
+    browser.element("main.plugins p.empty").await;
+
+    // Upload the component as built, with its configuration.
+    let folder = tempfile::tempdir().expect("a folder");
+    let wasm = folder.path().join("business_hours_ack.wasm");
+    std::fs::write(&wasm, crate::plugins::component("business_hours_ack")).expect("written");
+    browser.element("#component").await.send_keys(&wasm.display().to_string()).await.expect("chosen");
+    browser.element("#plugin-name").await.send_keys("ack").await.expect("typed");
+    browser.element("#plugin-version").await.send_keys("1.0.0").await.expect("typed");
+    browser.retype("#plugin-config", &crate::plugins::ack_config("¡Hola! Una persona te responde pronto.")).await;
+    browser.element("form.upload button[type=submit]").await.click().await.expect("clicked");
+    browser.text_of("main.plugins .status", "the upload", |text| text.starts_with("ack 1.0.0 uploaded")).await;
+    let row = browser.element("tr[data-state=inactive]").await;
+    let id = row.attr("data-id").await.expect("attr").expect("an id");
+
+    // A replay over the past messages shows where it would decide otherwise, message by message.
+    row.find(Locator::Css("button.replay")).await.expect("a replay button").click().await.expect("clicked");
+    let summary = browser.text_of(".replay .summary", "the replay", |text| !text.is_empty()).await;
+    assert_eq!(summary, "2 recent messages: 2 decided differently, 0 failed.");
+    let items = browser.client.find_all(Locator::Css(".replay-items li.differs")).await.expect("items");
+    assert_eq!(items.len(), 2);
+    let first = items[1].text().await.expect("text");
+    assert!(first.contains("Me duele una muela <b>mucho</b>"), "the message, as text: {first}");
+    assert!(first.contains("acknowledge “¡Hola! Una persona te responde pronto.”"), "{first}");
+    assert!(first.contains("Now (the client's defaults)"), "{first}");
+    browser.screenshot("replay").await;
+
+    // Activated, it acknowledges the next customer (the first was acknowledged minutes ago: not again).
+    browser.element(&format!("tr[data-id={id}] button.activate")).await.click().await.expect("clicked");
+    browser.text_of("main.plugins .status", "the activation", |text| text == "ack 1.0.0 is now active.").await;
+    browser.element(&format!("tr[data-id={id}][data-state=active]")).await;
+    post_whatsapp_from(&app, "dental", "wamid.next", "34611222333", "Núria Vila", "Bon dia, ¿abrís hoy?").await;
+    let ack = provider
+        .wait_until(|request| String::from_utf8_lossy(&request.body).contains("Una persona te responde pronto"))
+        .await;
+    assert!(String::from_utf8_lossy(&ack.body).contains("34611222333"), "sent to the new customer");
+
+    // The decision log shows the chain's decision, applied, and the plugin's own run, with the reason.
+    browser.client.refresh().await.expect("reloaded");
+    let log = browser.text_of(".decisions", "the plugin's decision", |text| text.contains("ack 1.0.0")).await;
+    assert!(
+        log.contains("the chain · applied\nacknowledge “¡Hola! Una persona te responde pronto.”\nbecause: ack: open"),
+        "{log}"
+    );
+    browser.screenshot("activated").await;
+
+    // Nothing of another client's rules is reachable by address.
+    app.create_client("bakery").await;
+    browser.client.goto(&format!("{}/#/plugins/bakery", app.base)).await.expect("navigated");
+    let refused = browser.text_of("main.plugins .error", "a refusal", |text| !text.is_empty()).await;
+    assert!(refused.contains("not found") || refused.contains("does not exist"), "{refused}");
     browser.close().await;
 }
