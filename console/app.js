@@ -1,10 +1,11 @@
 // recado's console: native ES modules, no build step. Preact renders (every text a customer wrote goes into
 // text nodes, never into markup); the data comes only from the public JSON API and the live event stream.
-import { html, render, useState, useEffect, useRef, useCallback } from './vendor/htm-preact-standalone-3.1.1.js';
+import { html, render, useState, useEffect, useRef, useCallback, useErrorBoundary } from './vendor/htm-preact-standalone-3.1.1.js';
 import { api, session } from './api.js';
 import { texts } from './texts.js';
 import { KnowledgeBase } from './kb.js';
 import { PluginsPage, DecisionEntry } from './plugins.js';
+import { Reports } from './reports.js';
 
 /// Events after which the inbox is read again.
 const INBOX_EVENTS = [
@@ -90,8 +91,12 @@ function SignIn({ onSignedIn, expired }) {
 
 /// The sections a role uses, in the order of the navigation.
 function sections(me) {
-  const all = { inbox: '#/', kb: '#/kb', plugins: '#/plugins' };
-  const shown = { admin: ['inbox', 'kb', 'plugins'], assistant: ['inbox', 'kb'], client: ['plugins', 'kb'] }[me.role] || [];
+  const all = { inbox: '#/', kb: '#/kb', plugins: '#/plugins', reports: '#/reports' };
+  const shown = {
+    admin: ['inbox', 'kb', 'plugins', 'reports'],
+    assistant: ['inbox', 'kb', 'reports'],
+    client: ['plugins', 'kb', 'reports'],
+  }[me.role] || [];
   return shown.map((name) => [name, all[name]]);
 }
 
@@ -418,6 +423,7 @@ function useRoute() {
     if (match) return { section: 'inbox', conversation: match[1] };
     match = hash.match(/^#\/kb(?:\/([a-z0-9-]+)(?:\/(new)|\/a\/([A-Za-z0-9_-]+))?)?$/);
     if (match) return { section: 'kb', slug: match[1], creating: !!match[2], article: match[3] };
+    if (hash === '#/reports') return { section: 'reports' };
     match = hash.match(/^#\/plugins(?:\/([a-z0-9-]+))?$/);
     if (match) return { section: 'plugins', slug: match[1] };
     return {};
@@ -431,10 +437,21 @@ function useRoute() {
   return route;
 }
 
+/// A page that fails to draw says so (and can be tried again) instead of leaving the last page up.
+function Guard({ children }) {
+  const [error, reset] = useErrorBoundary();
+  if (error) {
+    return html`<main class="failed"><p class="error" role="alert">${texts.error.page(error.message)}</p>
+      <button type="button" onClick=${reset}>${texts.error.retry}</button></main>`;
+  }
+  return children;
+}
+
 /// The page of the route, for this person.
 function Page({ me, route, refresh }) {
   const section = route.section || sections(me)[0][0];
   if (!sections(me).some(([name]) => name === section)) return html`<main><p class="error" role="alert">${texts.error.notYours}</p></main>`;
+  if (section === 'reports') return html`<${Reports} me=${me} />`;
   if (section === 'plugins') return html`<${PluginsPage} me=${me} slug=${route.slug} />`;
   if (section === 'kb') return html`<${KnowledgeBase} me=${me} slug=${route.slug} article=${route.article} creating=${route.creating} />`;
   if (route.conversation) return html`<${Conversation} key=${route.conversation} me=${me} id=${route.conversation} refresh=${refresh} />`;
@@ -469,7 +486,7 @@ function App() {
   return html`
     <${Header} me=${me} live=${live} section=${route.section || sections(me)[0][0]} onSignOut=${signOut} />
     <${Live} onChange=${() => setRefresh((n) => n + 1)} onState=${setLive} />
-    <${Page} me=${me} route=${route} refresh=${refresh} />`;
+    <${Guard} key=${location.hash}><${Page} me=${me} route=${route} refresh=${refresh} /><//>`;
 }
 
 /// Holds the event stream while someone is signed in.

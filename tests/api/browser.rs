@@ -369,6 +369,22 @@ async fn an_admin_edits_an_article_sees_a_stale_edit_as_a_conflict_and_the_next_
     let link = browser.element("a[download]").await.attr("href").await.expect("href");
     assert_eq!(link.as_deref(), Some("/api/v1/clients/dental/kb/export"));
     browser.screenshot("list").await;
+
+    // The reports page: this month's figures, drawn as charts, and the same figures as CSV.
+    browser.element("header.top a[href='#/reports']").await.click().await.expect("clicked");
+    let totals = browser.text_of(".totals", "the totals", |text| text.contains("Conversations")).await;
+    assert!(totals.contains("Conversations\n1") && totals.contains("Messages in\n1"), "{totals}");
+    assert_eq!(browser.client.find_all(Locator::Css(".chart canvas")).await.expect("charts").len(), 2);
+    let row = browser.element("table.figures tr[data-client=dental]").await.text().await.expect("text");
+    assert!(row.starts_with("Client dental 1 1 1"), "one conversation, one message each way: {row}");
+    let csv = browser.element("a.csv").await.attr("href").await.expect("href").expect("a link");
+    let (status, text) = {
+        let response = app.http.get(format!("{}{csv}", app.base)).bearer_auth(&app.admin).send().await.expect("sent");
+        (response.status(), response.text().await.expect("text"))
+    };
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(text.lines().count() > 1 && text.contains("dental"), "{text}");
+    browser.screenshot("reports").await;
     browser.close().await;
 }
 
