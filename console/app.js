@@ -6,6 +6,7 @@ import { texts } from './texts.js';
 import { KnowledgeBase } from './kb.js';
 import { PluginsPage, DecisionEntry } from './plugins.js';
 import { Reports } from './reports.js';
+import { People } from './people.js';
 
 /// Events after which the inbox is read again.
 const INBOX_EVENTS = [
@@ -91,9 +92,9 @@ function SignIn({ onSignedIn, expired }) {
 
 /// The sections a role uses, in the order of the navigation.
 function sections(me) {
-  const all = { inbox: '#/', kb: '#/kb', plugins: '#/plugins', reports: '#/reports' };
+  const all = { inbox: '#/', kb: '#/kb', plugins: '#/plugins', reports: '#/reports', people: '#/people' };
   const shown = {
-    admin: ['inbox', 'kb', 'plugins', 'reports'],
+    admin: ['inbox', 'kb', 'plugins', 'reports', 'people'],
     assistant: ['inbox', 'kb', 'reports'],
     client: ['plugins', 'kb', 'reports'],
   }[me.role] || [];
@@ -424,6 +425,7 @@ function useRoute() {
     match = hash.match(/^#\/kb(?:\/([a-z0-9-]+)(?:\/(new)|\/a\/([A-Za-z0-9_-]+))?)?$/);
     if (match) return { section: 'kb', slug: match[1], creating: !!match[2], article: match[3] };
     if (hash === '#/reports') return { section: 'reports' };
+    if (hash === '#/people') return { section: 'people' };
     match = hash.match(/^#\/plugins(?:\/([a-z0-9-]+))?$/);
     if (match) return { section: 'plugins', slug: match[1] };
     return {};
@@ -451,6 +453,7 @@ function Guard({ children }) {
 function Page({ me, route, refresh }) {
   const section = route.section || sections(me)[0][0];
   if (!sections(me).some(([name]) => name === section)) return html`<main><p class="error" role="alert">${texts.error.notYours}</p></main>`;
+  if (section === 'people') return html`<${People} me=${me} />`;
   if (section === 'reports') return html`<${Reports} me=${me} />`;
   if (section === 'plugins') return html`<${PluginsPage} me=${me} slug=${route.slug} />`;
   if (section === 'kb') return html`<${KnowledgeBase} me=${me} slug=${route.slug} article=${route.article} creating=${route.creating} />`;

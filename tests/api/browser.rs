@@ -463,3 +463,82 @@ async fn a_client_uploads_a_rule_replays_it_over_past_messages_activates_it_and_
     assert!(refused.contains("not found") || refused.contains("does not exist"), "{refused}");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn an_admin_adds_an_assistant_who_then_sees_only_the_clients_she_serves() {
+    let app = spawn_app().await;
+    let provider = FakeProvider::start(Vec::new()).await;
+    for slug in ["dental", "bakery"] {
+        app.create_client(slug).await;
+        app.put_channel(
+            slug,
+            "whatsapp",
+            json!({ "app_secret": APP_SECRET, "verify_token": "verify-me-0123456789", "phone_number_id": "1099",
+                    "access_token": "EAAG-token", "api_base_url": format!("{}/v21.0", provider.url) }),
+        )
+        .await;
+    }
+    let secret = json!({ "language": "es", "title": "Precios secretos", "body": "SECRETO-DENTAL" });
+    let (status, _) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, secret).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let bread = json!({ "language": "uk", "title": "Хліб щодня", "body": "Свіжий хліб щоранку 🥖." });
+    let (status, _) = app.post("/api/v1/clients/bakery/kb/articles", &app.admin, bread).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    post_whatsapp(&app, "dental", "wamid.d1", "Jordi Puig", "SECRETO-CLIENTE-DENTAL").await;
+    post_whatsapp(&app, "bakery", "wamid.b1", "Оксана", "Хліб є?").await;
+    app.person("marta@example.com", "admin", None).await;
+
+    // Marta adds Berta, who serves the bakery only.
+    let browser = Browser::start("people").await;
+    browser.sign_in(&app, "marta@example.com").await;
+    browser.element("header.top a[href='#/people']").await.click().await.expect("clicked");
+    browser.element("#person-email").await.send_keys("berta@example.com").await.expect("typed");
+    browser.element("#person-name").await.send_keys("Berta Ferrer").await.expect("typed");
+    browser.element("#person-password").await.send_keys(PASSWORD).await.expect("typed");
+    browser.element("form.new-person button[type=submit]").await.click().await.expect("clicked");
+    browser.text_of("main.people .status", "the new person", |text| text == "Berta Ferrer added.").await;
+    let row = "tr[data-email='berta@example.com']";
+    browser.element(&format!("{row} input[name=serves-bakery]")).await.click().await.expect("ticked");
+    browser.element(&format!("{row} .save-serves")).await.click().await.expect("clicked");
+    browser.text_of("main.people .status", "saved", |text| text == "Saved the clients Berta Ferrer serves.").await;
+    let (_, people) = app.get("/api/v1/people", &app.admin).await;
+    let berta =
+        people["people"].as_array().expect("people").iter().find(|p| p["email"] == "berta@example.com").cloned();
+    assert_eq!(berta.expect("Berta")["clients"], json!(["bakery"]));
+
+    // A token made here is shown once, and revoked here it stops working.
+    browser.element("input[name=token-name]").await.send_keys("nightly export").await.expect("typed");
+    browser.element("section.tokens button[type=submit]").await.click().await.expect("clicked");
+    let shown = browser.element(".secret code").await.text().await.expect("text");
+    let (status, _) = app.get("/api/v1/me", &shown).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "the token shown works");
+    browser.screenshot("people").await;
+    let id = shown.split('_').nth(1).expect("a token id");
+    browser.element(&format!("tr[data-token='{id}'] button.revoke")).await.click().await.expect("clicked");
+    browser.element(&format!("tr[data-token='{id}'].revoked")).await;
+    let (status, _) = app.get("/api/v1/me", &shown).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "revoked");
+
+    // Berta signs in: the bakery's conversation and knowledge base (read-only), nothing of the dentist's.
+    browser.element("header.top button").await.click().await.expect("signed out");
+    browser.element("#email").await;
+    browser.sign_in(&app, "berta@example.com").await;
+    let nav = browser.element("header.top nav").await.text().await.expect("text");
+    assert_eq!(nav, "Inbox\nKnowledge base\nReports");
+    let row = browser.text_of("ol.conversations", "the bakery's conversation", |text| text.contains("Оксана")).await;
+    assert!(!row.contains("SECRETO"), "{row}");
+    browser.element("header.top a[href='#/kb']").await.click().await.expect("clicked");
+    browser.element("ul.articles li a").await.click().await.expect("clicked");
+    let body = browser.element("#body").await;
+    assert_eq!(body.prop("value").await.expect("value").as_deref(), Some("Свіжий хліб щоранку 🥖."));
+    assert_eq!(body.attr("readonly").await.expect("attr").as_deref(), Some("true"), "an assistant reads");
+    assert!(browser.client.find_all(Locator::Css("form.article button[type=submit]")).await.expect("found").is_empty());
+    browser.screenshot("assistant-kb").await;
+    for address in ["#/kb/dental", "#/kb/dental/a/precios-secretos", "#/people", "#/plugins/dental"] {
+        browser.client.goto(&format!("{}/{address}", app.base)).await.expect("navigated");
+        browser.text_of("main .error", "a refusal", |text| !text.is_empty()).await;
+        let page = browser.client.source().await.expect("the page");
+        assert!(!page.contains("SECRETO") && !page.contains("Precios"), "{address} shows nothing of the dentist's");
+    }
+    browser.close().await;
+}
