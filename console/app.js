@@ -8,10 +8,10 @@ import { PluginsPage, DecisionEntry } from './plugins.js';
 import { Reports } from './reports.js';
 import { People } from './people.js';
 
-/// Events after which the inbox is read again.
+/// Events after which the open page (the inbox, or a conversation) is read again.
 const INBOX_EVENTS = [
   'conversation.created', 'conversation.updated', 'message.created', 'sla.warning', 'sla.overdue',
-  'escalation.raised', 'resync',
+  'escalation.raised', 'delivery.updated', 'resync',
 ];
 
 /// "3 min", "1 h 05 min", "2 d 4 h": how long, for a countdown.
@@ -126,7 +126,8 @@ function Clock({ conversation, now }) {
 }
 
 function Inbox({ me, refresh }) {
-  const [filters, setFilters] = useState({ client: '', status: 'open', assignee: '' });
+  const [filters, setFilters] = useState({ client: '', status: 'open', assignee: '', queue: '' });
+  const [queues, setQueues] = useState([]);
   const [conversations, setConversations] = useState(null);
   const [error, setError] = useState(null);
   const [selected, setSelected] = useState(0);
@@ -139,6 +140,8 @@ function Inbox({ me, refresh }) {
     try {
       const page = await api('GET', `/api/v1/conversations?${query}`);
       setConversations(page.conversations.slice().sort(byUrgency));
+      // The queues seen so far, offered in the queue filter.
+      setQueues((seen) => [...new Set(seen.concat(page.conversations.map((c) => c.queue).filter(Boolean)))].sort());
       setError(null);
     } catch (failure) {
       setError(failure.message);
@@ -193,6 +196,10 @@ function Inbox({ me, refresh }) {
             <option value="me">${texts.inbox.assignedToMe}</option>
             <option value="none">${texts.inbox.unassigned}</option>
           </select>
+        </label>
+        <label>${texts.inbox.queue}
+          <input name="queue" list="queues" size="12" value=${filters.queue} onChange=${set('queue')} />
+          <datalist id="queues">${queues.map((queue) => html`<option value=${queue} />`)}</datalist>
         </label>
       </form>
       ${error && html`<p class="error" role="alert">${error}</p>`}
@@ -272,14 +279,16 @@ function Decisions({ message }) {
     </div>`;
 }
 
-function Message({ message }) {
+function Message({ message, onChanged, onError }) {
   const t = texts.conversation;
   const delivery = message.delivery;
   const who = [t.kinds[message.kind] || message.kind, message.author].filter(Boolean).join(' · ');
-  const failed = delivery && delivery.last_error && (delivery.state === 'failed' || delivery.state === 'dead');
+  const undelivered = delivery && (delivery.state === 'failed' || delivery.state === 'dead');
+  const retry = () => api('POST', `/api/v1/messages/${message.id}/retry`).then(onChanged, (failure) => onError(failure.message));
   return html`
     <li class=${`message ${message.direction} ${message.kind}`} data-id=${message.id}>
-      <span class="meta">${`${who} · `}<time datetime=${message.created_at}>${new Date(message.created_at).toLocaleString()}</time>${delivery && html`${' · '}<span class=${`delivery ${delivery.state}`}>${t.delivery[delivery.state] || delivery.state}${failed ? `: ${delivery.last_error}` : ''}</span>`}</span>
+      <span class="meta">${`${who} · `}<time datetime=${message.created_at}>${new Date(message.created_at).toLocaleString()}</time>${delivery && html`${' · '}<span class=${`delivery ${delivery.state}`}>${t.delivery[delivery.state] || delivery.state}${undelivered && delivery.last_error ? `: ${delivery.last_error}` : ''}</span>`}
+        ${undelivered && html`${' '}<button type="button" class="link retry" onClick=${retry}>${t.retry}</button>`}</span>
       <p class="text">${message.text}</p>
       ${message.direction === 'in' && html`<${Decisions} message=${message} />`}
     </li>`;
@@ -297,6 +306,7 @@ function Conversation({ me, id, refresh }) {
   const [picked, setPicked] = useState(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  const [shortcuts, setShortcuts] = useState([]);
   const composer = useRef(null);
 
   const load = useCallback(async () => {
@@ -313,6 +323,13 @@ function Conversation({ me, id, refresh }) {
     }
   }, [id]);
   useEffect(() => { load(); }, [load, refresh]);
+  // The client's articles with a shortcut, for `/shortcut` in the composer.
+  const slug = conversation && conversation.client;
+  useEffect(() => {
+    if (!slug) return;
+    api('GET', `/api/v1/clients/${slug}/kb/articles?limit=200`)
+      .then((page) => setShortcuts(page.articles.filter((article) => article.shortcut)), () => setShortcuts([]));
+  }, [slug]);
   useEffect(() => {
     if (text) localStorage.setItem(draftKey(id), text);
     else localStorage.removeItem(draftKey(id));
@@ -336,6 +353,24 @@ function Conversation({ me, id, refresh }) {
     document.addEventListener('keydown', keys);
     return () => document.removeEventListener('keydown', keys);
   }, [suggestions]);
+
+  // `/hor` at the end of the reply offers the articles whose shortcut starts so; Tab (or a click) puts the
+  // first one in, filled in for this contact and conversation.
+  const typed = text.match(/(?:^|\s)\/([\p{L}\p{N}_-]*)$/u);
+  const offered = typed ? shortcuts.filter((article) => article.shortcut.startsWith(typed[1].toLowerCase())).slice(0, 5) : [];
+  const expand = async (article) => {
+    try {
+      const filled = await api('POST', `/api/v1/clients/${slug}/kb/preview`, {
+        body: article.body, contact_name: conversation.contact.name || conversation.contact.handle, conversation_id: id,
+      });
+      if (filled.text === null) return setError(filled.problem.message);
+      setText(text.slice(0, text.length - typed[1].length - 1) + filled.text);
+      setPicked(null);
+      if (composer.current) composer.current.focus();
+    } catch (failure) {
+      setError(failure.message);
+    }
+  };
 
   const send = async (event) => {
     if (event) event.preventDefault();
@@ -383,13 +418,25 @@ function Conversation({ me, id, refresh }) {
                 : html`<button type="button" onClick=${() => act('reopen')}>${t.reopen}</button>`}
             </div>
           </header>
-          <ol class="messages">${conversation.messages.map((m) => html`<${Message} key=${m.id} message=${m} />`)}</ol>
+          <ol class="messages">${conversation.messages.map((m) => html`<${Message} key=${m.id} message=${m} onChanged=${load} onError=${setError} />`)}</ol>
           ${conversation.reply_window && !conversation.reply_window.open && html`<p class="notice">${t.windowClosed}</p>`}
           <form class="composer" onSubmit=${send}>
             <label for="composer">${t.composer}</label>
             <textarea id="composer" ref=${composer} rows="4" value=${text}
               onInput=${(event) => setText(event.target.value)}
-              onKeyDown=${(event) => { if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) send(event); }}></textarea>
+              aria-controls="shortcuts"
+              onKeyDown=${(event) => {
+                if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) send(event);
+                if (event.key === 'Tab' && offered.length) {
+                  event.preventDefault();
+                  expand(offered[0]);
+                }
+              }}></textarea>
+            <ul id="shortcuts" class="shortcuts" aria-live="polite">
+              ${offered.map((article, index) => html`
+                <li key=${article.id}><button type="button" class="link" onClick=${() => expand(article)}>
+                  <code>/${article.shortcut}</code> ${article.title}${index === 0 ? ` · ${t.tabInserts}` : ''}</button></li>`)}
+            </ul>
             <p class="hint">${t.composerHint}</p>
             <button type="submit" disabled=${busy || !text.trim()}>${busy ? t.sending : t.send}</button>
             <p class="error" role="alert">${error}</p>

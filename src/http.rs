@@ -155,6 +155,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(conversations::conversations_reopen))
         .routes(routes!(conversations::conversations_assign))
         .routes(routes!(conversations::messages_decisions))
+        .routes(routes!(conversations::messages_retry))
         .routes(routes!(conversations::contacts_tags))
         .routes(routes!(people::people_list, people::people_create))
         .routes(routes!(people::people_password))

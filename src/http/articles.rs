@@ -206,6 +206,10 @@ pub(super) struct PreviewBody {
     /// The sample contact's name ("Núria Vila" when left out).
     #[serde(default)]
     contact_name: Option<String>,
+    /// The conversation to fill in (`cnv_example` when left out): the composer fills an article in for the
+    /// conversation it answers.
+    #[serde(default)]
+    conversation_id: Option<String>,
 }
 
 /// A preview: the filled-in text, or what a save would refuse.
@@ -245,7 +249,7 @@ pub(super) async fn articles_preview(
         contact_name: Some(body.contact_name.unwrap_or_else(|| "Núria Vila".into())),
         client_name: Some(client.profile.name),
         assistant_name: Some(principal.name().to_owned()),
-        conversation_id: Some("cnv_example".into()),
+        conversation_id: Some(body.conversation_id.unwrap_or_else(|| "cnv_example".into())),
     };
     match template::preview(text, &fill) {
         Ok(text) => Ok(Json(Preview { text: Some(text), problem: None })),

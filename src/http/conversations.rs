@@ -87,6 +87,14 @@ pub(super) struct MessageDecisions {
     decisions: Vec<DecisionBody>,
 }
 
+/// A delivery queued again.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct RetriedDelivery {
+    message_id: MessageId,
+    /// `pending`: queued again.
+    state: crate::domain::DeliveryState,
+}
+
 /// Query of the inbox list.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -432,4 +440,17 @@ pub(super) async fn messages_decisions(
 ) -> Result<Json<MessageDecisions>, ApiError> {
     let decisions = state.db.decisions_for(principal.scope(), id.clone()).await?;
     Ok(Json(MessageDecisions { message_id: id, decisions: decisions.into_iter().map(DecisionBody::from).collect() }))
+}
+
+/// `POST /api/v1/messages/{id}/retry`: sends a dead-lettered (or failed) reply again, with a fresh count of
+/// attempts. Anyone who may reply in the conversation may retry; it is audited.
+#[utoipa::path(post, path = "/api/v1/messages/{id}/retry", tag = "conversations", params(("id" = String, Path, description = "the object's id")), responses((status = 202, description = "queued again", body = RetriedDelivery), (status = "4XX", description = "refused: the error body says why (409 unless the delivery is dead or failed)", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
+pub(super) async fn messages_retry(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath<MessageId>,
+) -> Result<(StatusCode, Json<RetriedDelivery>), ApiError> {
+    let delivery = state.db.retry_delivery(principal.scope(), id.clone(), principal.actor()).await?;
+    state.outbox.wake();
+    Ok((StatusCode::ACCEPTED, Json(RetriedDelivery { message_id: id, state: delivery })))
 }

@@ -8,7 +8,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::conversations::ConversationSummary;
-use super::{Db, Result};
+use super::{Db, Error, Result, Scope};
 use crate::domain::{
     ChannelKind, ChannelName, ClientSlug, ConversationId, DeliveryState, MessageId, MessageKind, Outbound, OutboxId,
     Timestamp,
@@ -281,6 +281,54 @@ impl Db {
                 |row| row.get(0),
             )?;
             Ok(due)
+        })
+        .await
+    }
+
+    /// Queues the delivery of outbound message `id` again after it was dead-lettered (or the provider reported
+    /// it failed): a person chose to try once more, with a fresh count of attempts. Audited.
+    ///
+    /// # Errors
+    /// `NotFound` outside `scope`; `Conflict` for a message never sent, or unless its delivery is dead or failed.
+    pub async fn retry_delivery(&self, scope: Scope, id: MessageId, actor: String) -> Result<DeliveryState> {
+        self.write(move |connection| {
+            let (every, person) = scope.params();
+            // The message's client first (message ids are unique), so the outbox is read by its index.
+            let client: ClientSlug = connection
+                .query_row(
+                    &format!("SELECT client_id FROM messages WHERE id = ?1 AND {}", Scope::condition("client_id", 2)),
+                    params![id, every, person],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .ok_or(Error::NotFound("message"))?;
+            let (outbox_id, state): (OutboxId, DeliveryState) = connection
+                .query_row(
+                    "SELECT id, state FROM outbox WHERE client_id = ?1 AND message_id = ?2",
+                    params![client, id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?
+                .ok_or_else(|| Error::Conflict("the message was never sent (it came from the customer)".into()))?;
+            if !matches!(state, DeliveryState::Dead | DeliveryState::Failed) {
+                return Err(Error::Conflict(format!("the delivery is {state}; only a dead or failed one is retried")));
+            }
+            let now = Timestamp::now().millis();
+            connection.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?3, lease_until = NULL,
+                        updated_at = ?3
+                 WHERE client_id = ?1 AND id = ?2",
+                params![client, outbox_id, now],
+            )?;
+            delivery_event(connection, &client, &outbox_id)?;
+            super::clients::audit(
+                connection,
+                Some(&client),
+                &actor,
+                "delivery.retry",
+                &serde_json::json!({ "message_id": id, "was": state }),
+            )?;
+            Ok(DeliveryState::Pending)
         })
         .await
     }

@@ -206,6 +206,9 @@ async fn the_editor_previews_a_body_filled_in_or_its_problem_with_the_line() {
     assert_eq!(preview, json!({ "text": "Hola Jordi, sóc Ana de Client dental 🦷.", "problem": null }));
     let (_, preview) = app.post(path, &dental, json!({ "body": "Hola {{ contact.name }}" })).await;
     assert_eq!(preview["text"], "Hola Núria Vila", "a sample contact when none is named");
+    let (_, preview) =
+        app.post(path, &dental, json!({ "body": "Ref. {{ conversation.id }}", "conversation_id": "cnv_0123" })).await;
+    assert_eq!(preview["text"], "Ref. cnv_0123", "the composer fills an article in for its conversation");
 
     let (status, preview) =
         app.post(path, &app.admin, json!({ "body": "Hola,\n\nel teu telèfon és {{ contact.phone }}." })).await;

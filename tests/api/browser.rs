@@ -177,7 +177,7 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
     app.person("ana@example.com", "assistant", None).await;
     app.assign("dental", &["ana@example.com"]).await;
     let article = json!({ "language": "es", "title": "Horario", "questions": ["¿Abrís mañana?", "¿Qué horario tenéis?"],
-                          "body": "Abrimos de 9 a 17, {{ contact.name }}." });
+                          "body": "Abrimos de 9 a 17, {{ contact.name }}.", "shortcut": "horario" });
     let (status, created) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, article).await;
     assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
 
@@ -255,6 +255,34 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
     assert_eq!(report["total"]["suggestions"]["from_suggestion"], 1, "{report}");
     assert_eq!(report["total"]["suggestions"]["edited"], 1, "{report}");
     browser.screenshot("replied").await;
+
+    // The provider refuses the next reply for good: it shows as not delivered, with the reason, and "Send
+    // again" sends it once the cause is gone.
+    provider.script_for("/", vec![crate::helpers::Behaviour::Status(400)]);
+    browser.element("#composer").await.send_keys("¿Algo más?").await.expect("typed");
+    browser.element(".composer button[type=submit]").await.click().await.expect("clicked");
+    let dead = browser
+        .text_of(".message.assistant:last-child .delivery", "not delivered", |text| text.starts_with("not delivered"))
+        .await;
+    assert!(dead.contains("400"), "{dead}");
+    browser.screenshot("not-delivered").await;
+    browser.element(".message.assistant:last-child button.retry").await.click().await.expect("clicked");
+    browser.text_of(".message.assistant:last-child .delivery", "sent", |text| text == "sent").await;
+    let tries = provider.received().iter().filter(|r| String::from_utf8_lossy(&r.body).contains("¿Algo más?")).count();
+    assert_eq!(tries, 2, "refused once, then sent");
+
+    // `/hor` and Tab put the article with that shortcut in, filled in for this contact.
+    browser.element("#composer").await.send_keys("/hor").await.expect("typed");
+    let offered = browser.text_of("#shortcuts", "the shortcut", |text| !text.is_empty()).await;
+    assert_eq!(offered, "/horario Horario · Tab inserts it");
+    browser.press(Key::Tab).await;
+    let composer = browser.element("#composer").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while composer.prop("value").await.expect("value").as_deref() != Some("Abrimos de 9 a 17, Jordi <b>Puig</b>.") {
+        assert!(tokio::time::Instant::now() < deadline, "the shortcut's text is put in");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.retype("#composer", &char::from(Key::Backspace).to_string()).await;
 
     // The session ends with a reply half-written: the next call goes back to the sign-in, and signing in again
     // comes back to the conversation with the draft still there.

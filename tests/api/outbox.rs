@@ -220,6 +220,22 @@ async fn a_permanent_refusal_is_dead_lettered_at_once_with_the_reason() {
     let delivery = wait_for_state(&app, &conversation, &message, "dead").await;
     assert_eq!(delivery["attempts"], 1);
     assert!(delivery["last_error"].as_str().expect("error").contains("400"), "{delivery}");
+
+    // Once the cause is fixed, a person sends it again: one more request reaches the provider, and it is sent.
+    let retry = format!("/api/v1/messages/{message}/retry");
+    let other = app.create_client("client-b").await;
+    let (status, _) = app.post(&retry, &other, json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another client's token");
+    let (status, retried) = app.post(&retry, &app.admin, json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+    assert_eq!(retried, json!({ "message_id": message, "state": "pending" }));
+    let delivery = wait_for_state(&app, &conversation, &message, "sent").await;
+    assert_eq!(delivery["attempts"], 1, "a fresh count: {delivery}");
+    assert_eq!(replies_received(&provider).len(), 2);
+    let (status, error) = app.post(&retry, &app.admin, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a sent reply is not sent again: {error}");
+    let (_, audit) = app.get("/api/v1/audit?client=client-a&limit=1", &app.admin).await;
+    assert_eq!(audit["entries"][0]["action"], "delivery.retry", "{audit}");
 }
 
 #[tokio::test]

@@ -131,6 +131,7 @@ fn entry(method: &Method, path: &str, ids: &Ids) -> Option<(String, Access, Body
         ("GET", "/api/v1/messages/{id}/decisions") | ("GET", "/api/v1/messages/{id}/suggestions") => {
             (Scoped, Body::None)
         }
+        ("POST", "/api/v1/messages/{id}/retry") => (Scoped, json(json!({}))),
         ("PUT", "/api/v1/contacts/{id}/tags") => (Scoped, json(json!({ "tags": ["matrix"] }))),
         ("GET", "/api/v1/media/{id}") => (Scoped, Body::None),
         ("POST", "/api/v1/media/{id}/retry") => (Scoped, json(json!({}))),
