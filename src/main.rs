@@ -35,6 +35,13 @@ enum Command {
         /// client, from this `example-plugins` directory (build the components first).
         #[arg(long)]
         plugins: Option<PathBuf>,
+        /// Also play customers writing to every demo client over the next few minutes (WhatsApp webhooks,
+        /// answered by a simulated WhatsApp provider on loopback).
+        #[arg(long)]
+        play: bool,
+        /// Milliseconds between two played messages.
+        #[arg(long, default_value_t = 6000, hide = true)]
+        play_interval_ms: u64,
     },
     /// Manage API tokens (works whether or not the server runs).
     Token {
@@ -318,9 +325,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("listening on http://{}", app.local_addr());
             serve(app, signals).await
         }
-        Command::Demo { server, kb, plugins } => {
+        Command::Demo { server, kb, plugins, play, play_interval_ms } => {
+            use recado::tools::play as player;
             recado::telemetry::init("info");
-            let app = Application::build(server.settings()?).await?;
+            let mut settings = server.settings()?;
+            // The played replies go to the simulated provider on loopback.
+            settings.outbox.allow_private_targets |= play;
+            let app = Application::build(settings).await?;
             let (clients, tokens) = recado::tools::demo::seed(&app.db(), &kb).await?;
             if let (Some(dir), Some(first)) = (&plugins, clients.first()) {
                 recado::tools::demo::install_example_chain(&app.rules(), &app.db(), first, dir).await?;
@@ -330,6 +341,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let url = format!("http://{}", app.local_addr());
             println!("listening on {url}");
             print!("{}", recado::tools::demo::banner(&url, &clients, &tokens));
+            if play {
+                let provider = player::start_provider().await?;
+                let secrets = player::connect(&app.db(), &clients, &provider).await?;
+                let script = player::script(&app.db(), &clients, 6).await?;
+                let every = std::time::Duration::from_millis(play_interval_ms);
+                let minutes = (every * u32::try_from(script.len()).unwrap_or(u32::MAX)).as_secs().div_ceil(60);
+                println!("playing {} customer messages over about {minutes} min", script.len());
+                tokio::spawn(async move {
+                    match player::play(&url, &clients, &secrets, &script, every).await {
+                        Ok(count) => println!("played {count} customer messages"),
+                        Err(error) => eprintln!("the demo's play stopped: {error:#}"),
+                    }
+                });
+            }
             serve(app, signals).await
         }
         Command::Token { command } => token(command).await,

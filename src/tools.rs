@@ -1,4 +1,4 @@
-//! Tools shipped in the `recado` binary that are not the server: seeding the demo, the load generator, and
+//! Tools shipped in the `recado` binary that are not the server: seeding and playing the demo, the load generator, and
 //! the knowledge-base and report benchmarks and relevance evaluation. They use the library as any caller would; nothing
 //! in the server depends on them.
 
@@ -7,3 +7,4 @@ pub mod bench_reports;
 pub mod demo;
 pub mod eval;
 pub mod loadgen;
+pub mod play;

@@ -647,3 +647,89 @@ async fn assistants_are_assigned_and_reports_printed_from_the_command_line_while
     assert!(stderr(&output).contains("--to"), "{}", stderr(&output));
     server.signal(nix::sys::signal::Signal::SIGTERM);
 }
+
+#[tokio::test]
+async fn the_demo_plays_customers_writing_to_every_client_and_acknowledges_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kb = concat!(env!("CARGO_MANIFEST_DIR"), "/kb");
+    let args = ["demo", "--listen", "127.0.0.1:0", "--kb", kb, "--play", "--play-interval-ms", "50"];
+    let mut demo = Binary::start(&args, dir.path());
+    let mut lines = Vec::new();
+    while !lines.iter().any(|line: &String| line.starts_with("played")) {
+        lines.push(demo.line().await);
+    }
+    let value = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(|rest| rest.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:#?}"))
+    };
+    let base = value("listening on");
+    let admin = value("admin token:");
+    let playing = value("playing");
+    let count: usize = playing.split(' ').next().expect("a count").parse().expect("a number");
+    assert!(count >= 20, "{playing}");
+    assert_eq!(value("played"), format!("{count} customer messages"), "every message was acknowledged");
+
+    // Each message is a new customer's conversation, and each is acknowledged through the (simulated)
+    // provider where the client's defaults say so (Northbridge's do not).
+    let http = reqwest::Client::new();
+    let counter = |metrics: &str, series: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(series))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut expected = None;
+    loop {
+        let metrics = http.get(format!("{base}/metrics")).send().await.expect("sent").text().await.expect("text");
+        if expected.is_none() && counter(&metrics, "recado_processed_messages_total") >= count as f64 {
+            let list = crate::helpers::get_json(&http, &format!("{base}/api/v1/conversations?limit=200"), &admin).await;
+            let conversations = list["conversations"].as_array().expect("list").clone();
+            let quiet = conversations.iter().filter(|c| c["client"] == "northbridge-consulting").count();
+            expected = Some((conversations, count - quiet));
+        }
+        let sent = counter(&metrics, "recado_delivery_attempts_total{outcome=\"sent\"}");
+        if let Some((_, acknowledgements)) = &expected
+            && sent >= *acknowledgements as f64
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{sent} acknowledgements sent of {expected:?}:\n{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (conversations, _) = expected.expect("counted");
+    assert_eq!(conversations.len(), count);
+    let clients: std::collections::BTreeSet<&str> =
+        conversations.iter().map(|c| c["client"].as_str().expect("client")).collect();
+    assert_eq!(clients.len(), 5, "every demo client hears from customers: {clients:?}");
+
+    let northbridge = conversations.iter().find(|c| c["client"] == "northbridge-consulting").expect("a customer");
+    let thread = crate::helpers::get_json(
+        &http,
+        &format!("{base}/api/v1/conversations/{}", northbridge["id"].as_str().expect("id")),
+        &admin,
+    )
+    .await;
+    assert_eq!(thread["messages"].as_array().map(Vec::len), Some(1), "no acknowledgement: {thread}");
+
+    // The played questions come from each client's knowledge base: the first message finds suggestions.
+    let lavka = conversations.iter().find(|c| c["client"] == "lavka-moskva").expect("the Moscow shop's customer");
+    let thread = crate::helpers::get_json(
+        &http,
+        &format!("{base}/api/v1/conversations/{}", lavka["id"].as_str().expect("id")),
+        &admin,
+    )
+    .await;
+    let first = &thread["messages"][0];
+    assert_eq!(thread["messages"][1]["kind"], "auto_ack", "{thread}");
+    assert_eq!(thread["messages"][1]["delivery"]["state"], "sent", "{thread}");
+    assert!(first["text"].as_str().expect("text").chars().any(|c| ('а'..='я').contains(&c)), "{first}");
+    let id = first["id"].as_str().expect("id");
+    let suggestions =
+        crate::helpers::get_json(&http, &format!("{base}/api/v1/messages/{id}/suggestions"), &admin).await;
+    assert!(!suggestions["suggestions"].as_array().expect("list").is_empty(), "{suggestions}");
+}
