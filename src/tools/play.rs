@@ -61,9 +61,12 @@ pub async fn script(db: &Db, clients: &[ClientSlug], per_client: usize) -> anyho
             let Some(question) = article.content.questions.first() else { continue };
             let people = customers(&article.content.language);
             let (name, greeting) = people[index % people.len()];
-            // A greeting before a question is how people write; lower-case its first letter only after one.
-            let text =
-                if greeting.is_empty() { question.clone() } else { format!("{greeting}{}", lower_first(question)) };
+            // A greeting before a question is how people write; after a comma the question goes on in lower case.
+            let text = match greeting {
+                "" => question.clone(),
+                greeting if greeting.ends_with(", ") => format!("{greeting}{}", lower_first(question)),
+                greeting => format!("{greeting}{question}"),
+            };
             messages.push(Scripted {
                 client: slug.clone(),
                 name: name.to_owned(),
@@ -201,7 +204,7 @@ mod tests {
     use super::lower_first;
 
     #[test]
-    fn a_question_after_a_greeting_starts_lower_case() {
+    fn a_question_after_a_comma_starts_lower_case() {
         assert_eq!(lower_first("¿Abrís el domingo?"), "¿abrís el domingo?");
         assert_eq!(lower_first("Когда вы открыты?"), "когда вы открыты?");
         assert_eq!(lower_first(""), "");

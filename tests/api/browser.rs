@@ -86,9 +86,14 @@ impl Browser {
 
     /// Signs in through the page.
     async fn sign_in(&self, app: &TestApp, email: &str) {
+        self.sign_in_with(app, email, PASSWORD).await;
+    }
+
+    /// Signs in through the page with `password`.
+    async fn sign_in_with(&self, app: &TestApp, email: &str, password: &str) {
         self.client.goto(&format!("{}/", app.base)).await.expect("the console loads");
         self.element("#email").await.send_keys(email).await.expect("typed");
-        self.element("#password").await.send_keys(PASSWORD).await.expect("typed");
+        self.element("#password").await.send_keys(password).await.expect("typed");
         self.screenshot("sign-in").await;
         self.element("button[type=submit]").await.click().await.expect("clicked");
         self.element("header.top").await;
@@ -305,6 +310,18 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
     let page = browser.client.source().await.expect("the page");
     assert!(!page.contains("Oleg") && !page.contains("Хліб"), "nothing of the bakery's customer");
 
+    // On a phone's width the inbox and the conversation fit: nothing wider than the screen.
+    browser.client.set_window_size(390, 844).await.expect("resized");
+    let fits = "return document.documentElement.scrollWidth <= window.innerWidth";
+    browser.client.goto(&format!("{}/#/", app.base)).await.expect("navigated");
+    browser.element("ol.conversations li").await;
+    assert_eq!(browser.client.execute(fits, vec![]).await.expect("measured"), json!(true), "the inbox fits");
+    browser.screenshot("phone-inbox").await;
+    browser.element("ol.conversations li").await.click().await.expect("opened");
+    browser.element(".suggestions li").await;
+    assert_eq!(browser.client.execute(fits, vec![]).await.expect("measured"), json!(true), "the conversation fits");
+    browser.screenshot("phone-conversation").await;
+
     // Signing out goes back to the sign-in page.
     browser.element("header.top button").await.click().await.expect("clicked");
     browser.element("#email").await;
@@ -437,7 +454,7 @@ async fn a_client_uploads_a_rule_replays_it_over_past_messages_activates_it_and_
     let browser = Browser::start("plugins").await;
     browser.sign_in(&app, "owner@example.com").await;
     let nav = browser.element("header.top nav").await.text().await.expect("text");
-    assert_eq!(nav, "Rules\nKnowledge base", "a client's person has no inbox");
+    assert_eq!(nav, "Rules\nKnowledge base\nReports", "a client's person has no inbox");
     browser.element("main.plugins p.empty").await;
 
     // Upload the component as built, with its configuration.
@@ -568,5 +585,134 @@ async fn an_admin_adds_an_assistant_who_then_sees_only_the_clients_she_serves() 
         let page = browser.client.source().await.expect("the page");
         assert!(!page.contains("SECRETO") && !page.contains("Precios"), "{address} shows nothing of the dentist's");
     }
+    browser.close().await;
+}
+
+/// The console's speed with a busy inbox. A benchmark, not a check (times are never asserted): run it with
+/// `cargo test --release --test api -- --ignored --nocapture browser::console_benchmark` and copy what it
+/// prints to `BENCHMARKS.md`.
+#[tokio::test]
+#[ignore = "a benchmark: run by hand; its figures are in BENCHMARKS.md"]
+async fn console_benchmark() {
+    const OPEN: usize = 1_000;
+    const ARRIVALS: usize = 20;
+    let app = spawn_app().await;
+    let token = app.create_client("busy").await;
+    app.person("marta@example.com", "admin", None).await;
+    let names = ["Núria Vila", "Оксана Шевченко", "Giulia Bianchi", "Emily Clarke", "Jordi Puig 🦷"];
+    let processed = app.metric("recado_processed_messages_total").await;
+    // Sixteen at a time: more would be refused by the per-client ingest limit (and measure that instead).
+    use futures::StreamExt as _;
+    futures::stream::iter((0..OPEN).map(|n| {
+        let (app, token) = (&app, &token);
+        async move {
+            let body = json!({ "external_id": format!("open-{n}"), "from": { "handle": format!("+3460{n:07}"),
+                               "name": names[n % names.len()] }, "text": format!("Missatge número {n}: teniu hora dijous?") });
+            let (status, answer) = app.post("/api/v1/clients/busy/messages", token, body).await;
+            assert_eq!(status, reqwest::StatusCode::CREATED, "{answer}");
+        }
+    }))
+    .buffer_unordered(16)
+    .collect::<Vec<()>>()
+    .await;
+    while app.metric("recado_processed_messages_total").await < processed + OPEN as f64 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let browser = Browser::start("benchmark").await;
+    browser.sign_in(&app, "marta@example.com").await;
+    let measured = |name: &'static str| {
+        let client = browser.client.clone();
+        async move {
+            let script = format!("return performance.getEntriesByName('{name}').map((entry) => entry.duration)");
+            let durations = client.execute(&script, vec![]).await.expect("executed");
+            durations.as_array().expect("durations").iter().map(|d| d.as_f64().expect("ms")).collect::<Vec<f64>>()
+        }
+    };
+    let mut render = Vec::new();
+    let mut load = Vec::new();
+    for _ in 0..5 {
+        browser.client.refresh().await.expect("reloaded");
+        browser.text_of("p.count", "the whole inbox", |text| text.starts_with(&format!("{OPEN} conversations"))).await;
+        render.extend(measured("recado.inbox.render").await);
+        load.extend(measured("recado.inbox.load").await);
+    }
+    browser.screenshot("busy-inbox").await;
+
+    // New messages reaching the open inbox: the browser notes when each one's row appears.
+    browser
+        .client
+        .execute(
+            "window.__seen = {}; new MutationObserver(() => {
+               for (const row of document.querySelectorAll('ol.conversations li')) {
+                 const match = row.textContent.match(/ARRIVAL-(\\d+)/);
+                 if (match && !(match[1] in window.__seen)) window.__seen[match[1]] = performance.timeOrigin + performance.now();
+               }
+             }).observe(document.body, { childList: true, subtree: true, characterData: true });",
+            vec![],
+        )
+        .await
+        .expect("observer installed");
+    let mut latencies = Vec::new();
+    for n in 0..ARRIVALS {
+        let sent =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64() * 1000.0;
+        // The name marks the row (its preview soon shows the acknowledgement instead of the message).
+        let body = json!({ "external_id": format!("arrival-{n}"), "from": { "handle": format!("+3461{n:07}"),
+                           "name": format!("ARRIVAL-{n}") }, "text": "Hola, teniu hora avui?" });
+        let (status, _) = app.post("/api/v1/clients/busy/messages", &token, body).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let seen = loop {
+            let seen =
+                browser.client.execute(&format!("return window.__seen['{n}'] || null"), vec![]).await.expect("read");
+            if let Some(at) = seen.as_f64() {
+                break at;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "ARRIVAL-{n} never showed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        latencies.push(seen - sent);
+    }
+    let summary = |label: &str, mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| values[((values.len() as f64 - 1.0) * q).round() as usize];
+        println!("{label}: n={} median={:.0} ms p95={:.0} ms max={:.0} ms", values.len(), at(0.5), at(0.95), at(1.0));
+    };
+    summary(&format!("inbox of {OPEN} open conversations, drawing"), render);
+    summary(&format!("inbox of {OPEN} open conversations, reading every page and drawing"), load);
+    summary(&format!("a new message reaching the open inbox of {OPEN}"), latencies);
+    browser.close().await;
+}
+
+/// The README's pictures: the demo, played, as an assistant sees it. Run by hand with
+/// `cargo test --test api -- --ignored browser::readme_screenshots`; it writes `docs/screenshots/*.png`.
+#[tokio::test]
+#[ignore = "makes the README's pictures: run by hand"]
+async fn readme_screenshots() {
+    let app = spawn_app().await;
+    let kb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+    let (clients, tokens) = recado::tools::demo::seed(&app.db, &kb).await.expect("the demo seeds");
+    let provider = recado::tools::play::start_provider().await.expect("a provider");
+    let secrets = recado::tools::play::connect(&app.db, &clients, &provider).await.expect("channels");
+    let script = recado::tools::play::script(&app.db, &clients, 4).await.expect("a script");
+    recado::tools::play::play(&app.base, &clients, &secrets, &script, Duration::from_millis(300))
+        .await
+        .expect("played");
+    let ana = tokens.people.iter().find(|person| person.email.starts_with("ana@")).expect("Ana");
+
+    let browser = Browser::start("readme").await;
+    browser.client.set_window_size(1280, 760).await.expect("sized");
+    browser.sign_in_with(&app, &ana.email, &ana.password).await;
+    browser.element("ol.conversations li").await;
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join("inbox.png"), browser.client.screenshot().await.expect("png")).expect("written");
+    let dental = "//ol[@class='conversations']/li[contains(., 'Dental')]";
+    browser.client.find(Locator::XPath(dental)).await.expect("a dental conversation").click().await.expect("clicked");
+    browser.element(".suggestions li").await;
+    browser.press('1').await;
+    browser.text_of("#composer", "a suggestion", |_| true).await;
+    std::fs::write(folder.join("conversation.png"), browser.client.screenshot().await.expect("png")).expect("written");
     browser.close().await;
 }
