@@ -328,6 +328,14 @@ function Message({ message, onChanged, onError }) {
     </li>`;
 }
 
+/// A suggestion's snippet, which the API gives as escaped HTML with each match in `<mark>`: drawn as text
+/// nodes and `<mark>` elements, never parsed as markup.
+function Snippet({ marked }) {
+  const entities = { lt: '<', gt: '>', amp: '&', quot: '"' };
+  const text = (part) => part.replace(/&(lt|gt|amp|quot);/g, (_, name) => entities[name]);
+  return html`<p class="snippet">${marked.split(/<\/?mark>/).map((part, index) => (index % 2 ? html`<mark>${text(part)}</mark>` : text(part)))}</p>`;
+}
+
 /// The composer's draft is kept in this browser until it is sent, so an ended session or a reload loses none.
 const draftKey = (id) => `recado.draft.${id}`;
 
@@ -486,6 +494,7 @@ function Conversation({ me, id, refresh }) {
                 <li key=${s.article_id} class=${picked && picked.article_id === s.article_id ? 'picked' : ''}>
                   <h3>${index + 1}. ${s.title}</h3>
                   <p class="why">${t.matched(s.matched_terms)}</p>
+                  <${Snippet} marked=${s.snippet} />
                   <p class="filled">${s.text}</p>
                   <button type="button" onClick=${() => choose(index)}>${t.use(index + 1)}</button>
                 </li>`)}

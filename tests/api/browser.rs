@@ -243,6 +243,10 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
     assert!(card.contains("Client dental") && card.contains("open now"), "no hours set: always open; {card}");
     let suggestion = browser.element(".suggestions li h3").await.text().await.expect("text");
     assert_eq!(suggestion, "1. Horario");
+    // Why: the snippet with the matches marked; the contact's name in it is text, as everywhere.
+    let snippet = browser.element(".suggestions li .snippet").await;
+    assert_eq!(snippet.text().await.expect("text"), "Abrimos de 9 a 17, Jordi <b>Puig</b>.");
+    assert!(snippet.find_all(Locator::Css("b")).await.expect("searched").is_empty(), "no markup from the name");
     browser.screenshot("conversation").await;
     browser.press('1').await;
     let composer = browser.element("#composer").await;
@@ -346,9 +350,26 @@ async fn an_admin_edits_an_article_sees_a_stale_edit_as_a_conflict_and_the_next_
     let (status, created) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, article.clone()).await;
     assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
 
+    let hostile = json!({ "language": "es", "title": "<img src=x onerror=\"window.__pwned=3\">Precios <script>window.__pwned=4</script>",
+                          "body": "Una limpieza cuesta 60 €." });
+    let (status, _) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, hostile).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+
     let browser = Browser::start("kb").await;
     browser.sign_in(&app, "marta@example.com").await;
     browser.element("header.top a[href='#/kb']").await.click().await.expect("clicked");
+    let titles = browser.text_of("ul.articles", "the articles", |text| text.contains("Horario")).await;
+    assert!(titles.contains("<img src=x onerror=\"window.__pwned=3\">Precios <script>"), "a title is text: {titles}");
+    assert!(
+        browser
+            .client
+            .find_all(Locator::Css("ul.articles img, ul.articles script"))
+            .await
+            .expect("searched")
+            .is_empty()
+    );
+    let pwned = browser.client.execute("return window.__pwned === undefined", vec![]).await.expect("executed");
+    assert_eq!(pwned, json!(true), "nothing of the title ran");
     browser.element("ul.articles li[data-id=horario] a").await.click().await.expect("clicked");
     let body = browser.element("#body").await;
     assert_eq!(body.prop("value").await.expect("value").as_deref(), Some("Abrimos de 9 a 17."));
@@ -526,11 +547,11 @@ async fn an_admin_adds_an_assistant_who_then_sees_only_the_clients_she_serves() 
     let secret = json!({ "language": "es", "title": "Precios secretos", "body": "SECRETO-DENTAL" });
     let (status, _) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, secret).await;
     assert_eq!(status, reqwest::StatusCode::CREATED);
-    let bread = json!({ "language": "uk", "title": "Хліб щодня", "body": "Свіжий хліб щоранку 🥖." });
+    let bread = json!({ "language": "es", "title": "Pan del día", "body": "Tenemos pan fresco cada mañana 🥖." });
     let (status, _) = app.post("/api/v1/clients/bakery/kb/articles", &app.admin, bread).await;
     assert_eq!(status, reqwest::StatusCode::CREATED);
     post_whatsapp(&app, "dental", "wamid.d1", "Jordi Puig", "SECRETO-CLIENTE-DENTAL").await;
-    post_whatsapp(&app, "bakery", "wamid.b1", "Оксана", "Хліб є?").await;
+    post_whatsapp(&app, "bakery", "wamid.b1", "Оксана", "¿Tenéis pan fresco?").await;
     app.person("marta@example.com", "admin", None).await;
 
     // Marta adds Berta, who serves the bakery only.
@@ -572,10 +593,19 @@ async fn an_admin_adds_an_assistant_who_then_sees_only_the_clients_she_serves() 
     assert_eq!(nav, "Inbox\nKnowledge base\nReports");
     let row = browser.text_of("ol.conversations", "the bakery's conversation", |text| text.contains("Оксана")).await;
     assert!(!row.contains("SECRETO"), "{row}");
+    // Her suggestion for it comes from the bakery's knowledge base, the matching word marked.
+    browser.element("ol.conversations li").await.click().await.expect("opened");
+    browser.element(".suggestions li .snippet mark").await;
+    let mut marked = Vec::new();
+    for mark in browser.client.find_all(Locator::Css(".suggestions li:first-child .snippet mark")).await.expect("marks")
+    {
+        marked.push(mark.text().await.expect("text"));
+    }
+    assert_eq!(marked, ["Tenemos", "pan", "fresco"], "the words that match the customer's, stemmed");
     browser.element("header.top a[href='#/kb']").await.click().await.expect("clicked");
     browser.element("ul.articles li a").await.click().await.expect("clicked");
     let body = browser.element("#body").await;
-    assert_eq!(body.prop("value").await.expect("value").as_deref(), Some("Свіжий хліб щоранку 🥖."));
+    assert_eq!(body.prop("value").await.expect("value").as_deref(), Some("Tenemos pan fresco cada mañana 🥖."));
     assert_eq!(body.attr("readonly").await.expect("attr").as_deref(), Some("true"), "an assistant reads");
     assert!(browser.client.find_all(Locator::Css("form.article button[type=submit]")).await.expect("found").is_empty());
     browser.screenshot("assistant-kb").await;
