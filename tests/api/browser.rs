@@ -135,6 +135,18 @@ impl Browser {
 
 const APP_SECRET: &str = "meta-app-secret-0123456789";
 
+/// Creates client `slug` with a WhatsApp channel whose Graph API is `provider`.
+async fn whatsapp_client(app: &TestApp, slug: &str, provider: &FakeProvider) {
+    app.create_client(slug).await;
+    app.put_channel(
+        slug,
+        "whatsapp",
+        json!({ "app_secret": APP_SECRET, "verify_token": "verify-me-0123456789", "phone_number_id": "1099",
+                "access_token": "EAAG-token", "api_base_url": format!("{}/v21.0", provider.url) }),
+    )
+    .await;
+}
+
 /// A WhatsApp Cloud API text message notification, as Meta posts it, signed.
 async fn post_whatsapp(app: &TestApp, slug: &str, id: &str, name: &str, text: &str) {
     post_whatsapp_from(app, slug, id, "34600111222", name, text).await;
@@ -170,14 +182,7 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
     let app = spawn_app().await;
     let provider = FakeProvider::start(Vec::new()).await;
     for slug in ["dental", "bakery"] {
-        app.create_client(slug).await;
-        app.put_channel(
-            slug,
-            "whatsapp",
-            json!({ "app_secret": APP_SECRET, "verify_token": "verify-me-0123456789", "phone_number_id": "1099",
-                    "access_token": "EAAG-token", "api_base_url": format!("{}/v21.0", provider.url) }),
-        )
-        .await;
+        whatsapp_client(&app, slug, &provider).await;
     }
     app.person("ana@example.com", "assistant", None).await;
     app.assign("dental", &["ana@example.com"]).await;
@@ -336,14 +341,7 @@ async fn an_assistant_sees_messages_arrive_live_as_text_and_replies_from_a_sugge
 async fn an_admin_edits_an_article_sees_a_stale_edit_as_a_conflict_and_the_next_suggestion_has_the_new_text() {
     let app = spawn_app().await;
     let provider = FakeProvider::start(Vec::new()).await;
-    app.create_client("dental").await;
-    app.put_channel(
-        "dental",
-        "whatsapp",
-        json!({ "app_secret": APP_SECRET, "verify_token": "verify-me-0123456789", "phone_number_id": "1099",
-                "access_token": "EAAG-token", "api_base_url": format!("{}/v21.0", provider.url) }),
-    )
-    .await;
+    whatsapp_client(&app, "dental", &provider).await;
     app.person("marta@example.com", "admin", None).await;
     let article = json!({ "language": "es", "title": "Horario", "questions": ["¿Qué horario tenéis?"],
                           "body": "Abrimos de 9 a 17." });
@@ -458,14 +456,7 @@ async fn an_admin_edits_an_article_sees_a_stale_edit_as_a_conflict_and_the_next_
 async fn a_client_uploads_a_rule_replays_it_over_past_messages_activates_it_and_the_next_message_is_acknowledged() {
     let app = spawn_app().await;
     let provider = FakeProvider::start(Vec::new()).await;
-    app.create_client("dental").await;
-    app.put_channel(
-        "dental",
-        "whatsapp",
-        json!({ "app_secret": APP_SECRET, "verify_token": "verify-me-0123456789", "phone_number_id": "1099",
-                "access_token": "EAAG-token", "api_base_url": format!("{}/v21.0", provider.url) }),
-    )
-    .await;
+    whatsapp_client(&app, "dental", &provider).await;
     app.person("owner@example.com", "client", Some("dental")).await;
     // A customer wrote twice before the rule existed: the client's default acknowledgement answered.
     post_whatsapp(&app, "dental", "wamid.past1", "Jordi Puig", "Hola, ¿tenéis cita el lunes?").await;
@@ -535,14 +526,7 @@ async fn an_admin_adds_an_assistant_who_then_sees_only_the_clients_she_serves() 
     let app = spawn_app().await;
     let provider = FakeProvider::start(Vec::new()).await;
     for slug in ["dental", "bakery"] {
-        app.create_client(slug).await;
-        app.put_channel(
-            slug,
-            "whatsapp",
-            json!({ "app_secret": APP_SECRET, "verify_token": "verify-me-0123456789", "phone_number_id": "1099",
-                    "access_token": "EAAG-token", "api_base_url": format!("{}/v21.0", provider.url) }),
-        )
-        .await;
+        whatsapp_client(&app, slug, &provider).await;
     }
     let secret = json!({ "language": "es", "title": "Precios secretos", "body": "SECRETO-DENTAL" });
     let (status, _) = app.post("/api/v1/clients/dental/kb/articles", &app.admin, secret).await;

@@ -7,6 +7,15 @@ use serde_json::Value;
 
 use crate::helpers::Binary;
 
+/// What follows `prefix` on the line of `lines` that starts with it (the demo's banner).
+fn printed(lines: &[String], prefix: &str) -> String {
+    lines
+        .iter()
+        .find_map(|line| line.strip_prefix(prefix))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {prefix:?} in {lines:#?}"))
+}
+
 fn recado(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_recado")).args(args).arg("--data-dir").arg(data_dir).output().expect("recado runs")
 }
@@ -92,13 +101,7 @@ async fn the_demo_creates_the_demo_clients_and_prints_working_tokens() {
     while lines.len() < 5 {
         lines.push(demo.line().await);
     }
-    let value = |prefix: &str| {
-        lines
-            .iter()
-            .find_map(|line| line.strip_prefix(prefix))
-            .map(|rest| rest.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:#?}"))
-    };
+    let value = |prefix: &str| printed(&lines, prefix);
     let base = value("listening on");
     let assistant = value("assistant token:");
     let clients = value("demo clients:");
@@ -393,13 +396,7 @@ async fn the_demo_can_activate_the_example_chain_and_it_decides_for_the_first_cl
     while !lines.iter().any(|line: &String| line.starts_with("client token")) {
         lines.push(demo.line().await);
     }
-    let value = |prefix: &str| {
-        lines
-            .iter()
-            .find_map(|line| line.strip_prefix(prefix))
-            .map(|rest| rest.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:#?}"))
-    };
+    let value = |prefix: &str| printed(&lines, prefix);
     assert_eq!(value("example plugin chain active for"), "dental-gracia");
     let base = value("listening on");
     let token = value("client token (dental-gracia):");
@@ -658,13 +655,7 @@ async fn the_demo_plays_customers_writing_to_every_client_and_acknowledges_them(
     while !lines.iter().any(|line: &String| line.starts_with("played")) {
         lines.push(demo.line().await);
     }
-    let value = |prefix: &str| {
-        lines
-            .iter()
-            .find_map(|line| line.strip_prefix(prefix))
-            .map(|rest| rest.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:#?}"))
-    };
+    let value = |prefix: &str| printed(&lines, prefix);
     let base = value("listening on");
     let admin = value("admin token:");
     let playing = value("playing");
