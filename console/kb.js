@@ -10,10 +10,10 @@ const kbPath = (slug) => `/api/v1/clients/${encodeURIComponent(slug)}/kb`;
 /// Who changed an article: "you" for the person looking, else the actor as the server names it.
 const author = (me, actor) => (me.person && actor === me.person.id ? texts.kb.you : actor);
 
-/// The picker of the client whose knowledge base is shown.
-function ClientPicker({ me, slug, to }) {
+/// The picker of the client whose page is shown: choosing one goes to the address `to` gives for it.
+export function ClientPicker({ me, slug, to, label = texts.kb.client }) {
   return html`
-    <label>${texts.kb.client}
+    <label>${label}
       <select name="client" value=${slug} onChange=${(event) => { location.hash = to(event.target.value); }}>
         ${me.clients.map((client) => html`<option value=${client.slug}>${client.name}</option>`)}
       </select>

@@ -5,6 +5,7 @@
 import { html, useState, useEffect, useCallback } from './vendor/htm-preact-standalone-3.1.1.js';
 import { api } from './api.js';
 import { texts } from './texts.js';
+import { ClientPicker } from './kb.js';
 
 const clientPath = (slug) => `/api/v1/clients/${encodeURIComponent(slug)}`;
 
@@ -169,11 +170,7 @@ function Plugins({ me, slug }) {
     <main class="plugins">
       <h1>${t.title}</h1>
       ${me.clients.length > 1 && html`
-        <div class="toolbar"><label>${t.client}
-          <select name="client" value=${slug} onChange=${(event) => { location.hash = `#/plugins/${event.target.value}`; }}>
-            ${me.clients.map((client) => html`<option value=${client.slug}>${client.name}</option>`)}
-          </select>
-        </label></div>`}
+        <div class="toolbar"><${ClientPicker} me=${me} slug=${slug} label=${t.client} to=${(other) => `#/plugins/${other}`} /></div>`}
       <p class="status" role="status">${status}</p>
       <pre class="error" role="alert">${error}</pre>
       <div class="columns">

@@ -12,9 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use crate::channels::whatsapp::{SIGNATURE_HEADER, WhatsAppConfig};
 use crate::domain::ClientSlug;
 use crate::store::Db;
@@ -177,9 +174,7 @@ pub async fn play(
         let Some(index) = clients.iter().position(|slug| *slug == message.client) else { continue };
         let id = format!("wamid.demo-in-{}-{n}", crate::domain::Timestamp::now().millis());
         let body = notification(message, &format!("demo{index}"), &id, crate::domain::Timestamp::now().millis() / 1000);
-        let mut mac = Hmac::<Sha256>::new_from_slice(secrets[index].as_bytes()).expect("HMAC takes any key");
-        mac.update(body.as_bytes());
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let signature = format!("sha256={}", crate::channels::hmac_sha256_hex(&secrets[index], body.as_bytes()));
         let sent = http
             .post(format!("{base}/webhooks/whatsapp/{}", message.client))
             .header("content-type", "application/json")
