@@ -137,15 +137,12 @@ impl Application {
             rules: state.rules.clone(),
             index: state.knowledge.index().clone(),
             clock,
+            wake: state.pipeline.clone(),
         };
         let sla_poll = Duration::from_millis(settings.pipeline.sla_poll_interval_ms);
         let clocks =
             watch.spawn("clocks", crate::sla::run(pipeline.clone(), sla_poll, workers.clone()), workers.clone());
-        let processing = watch.spawn(
-            "processing",
-            pipeline::run(pipeline, state.pipeline.clone(), workers.clone()),
-            workers.clone(),
-        );
+        let processing = watch.spawn("processing", pipeline::run(pipeline, workers.clone()), workers.clone());
         let index_poll = Duration::from_millis(settings.search.poll_interval_ms);
         let indexing = watch.spawn(
             "indexing",

@@ -196,9 +196,15 @@ pub struct PluginSettings {
     pub deadline_ms: u64,
     /// Consecutive failures after which a plugin is disabled (the circuit breaker).
     pub breaker_failures: u32,
-    /// Most plugin wall time one client may use in one pipeline batch; past it, the client's remaining
-    /// messages of the batch get its defaults, so one client's slow rules cannot hold up the others.
-    pub client_batch_budget_ms: u64,
+    /// Plugin wall time one client's turn in the pipeline lasts: past it, the client's remaining messages
+    /// wait for its next turn (after the other clients waiting have had theirs), so one client's slow rules
+    /// delay its own messages, not everyone's. Its rules still decide every message.
+    #[serde(alias = "client_batch_budget_ms")]
+    pub client_slice_ms: u64,
+    /// Longest a message waits for its client's rules: a message that has waited longer when its turn
+    /// comes is decided by the client's defaults, and the decision says so (the only case where a running
+    /// rule does not decide; counted in `recado_plugin_queue_timeouts_total`).
+    pub client_queue_ms: u64,
     /// Most stored messages a replay runs over.
     pub replay_max_messages: usize,
     /// Uploads one client may make in an hour; more get 429.
@@ -222,7 +228,8 @@ impl Default for PluginSettings {
             fuel: 50_000_000,
             deadline_ms: 50,
             breaker_failures: 5,
-            client_batch_budget_ms: 250,
+            client_slice_ms: 250,
+            client_queue_ms: 30_000,
             replay_max_messages: 500,
             uploads_per_hour_per_client: 20,
             max_versions_per_client: 50,
@@ -462,8 +469,11 @@ impl OutboxSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineSettings {
-    /// Most messages processed in one transaction.
+    /// Most messages of one client decided in one turn and applied in one transaction.
     pub batch_size: usize,
+    /// Clients whose messages are decided at once, each on a thread of its own (at least 1). By default the
+    /// number of processors, and at least 2, so one client's slow rules never hold up every other client.
+    pub lanes: usize,
     /// How often unprocessed messages are looked for (they are also processed as soon as they arrive).
     pub sweep_interval_ms: u64,
     /// Longest wait between looks at first-response clocks (the worker also wakes when the next one is due).
@@ -472,7 +482,8 @@ pub struct PipelineSettings {
 
 impl Default for PipelineSettings {
     fn default() -> Self {
-        Self { batch_size: 256, sweep_interval_ms: 5_000, sla_poll_interval_ms: 1_000 }
+        let processors = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self { batch_size: 256, lanes: processors.max(2), sweep_interval_ms: 5_000, sla_poll_interval_ms: 1_000 }
     }
 }
 

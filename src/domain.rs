@@ -58,7 +58,8 @@ pub struct Decision {
 /// Who made a recorded decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecisionSource {
-    /// The client's defaults alone (no active plugin, every active plugin failed, or the plugin time spent).
+    /// The client's defaults alone (no active plugin, every active plugin failed, or the message waited longer
+    /// than allowed for the client's rules).
     Defaults,
     /// The client's chain of plugins, merged (with the defaults filling in what it left).
     Chain,

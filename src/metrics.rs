@@ -89,6 +89,7 @@ struct Inner {
     media: Family<OutcomeLabels, Counter>,
     ignored: Family<UpdateLabels, Counter>,
     processed: Counter,
+    queue_timeouts: Counter,
     deliveries: Family<OutcomeLabels, Counter>,
     outbox: Family<StateLabels, Gauge>,
     plugin_calls: Family<PluginCallLabels, Counter>,
@@ -139,6 +140,12 @@ impl Metrics {
         );
         let processed = Counter::default();
         registry.register("processed_messages", "Inbound messages processed by the pipeline", processed.clone());
+        let queue_timeouts = Counter::default();
+        registry.register(
+            "plugin_queue_timeouts",
+            "Messages decided by their client's defaults because they waited longer than plugins.client_queue_ms for the client's rules",
+            queue_timeouts.clone(),
+        );
         let deliveries = Family::<OutcomeLabels, Counter>::default();
         registry.register("delivery_attempts", "Outbound delivery attempts by outcome", deliveries.clone());
         let outbox = Family::<StateLabels, Gauge>::default();
@@ -180,6 +187,7 @@ impl Metrics {
                 media,
                 ignored,
                 processed,
+                queue_timeouts,
                 deliveries,
                 outbox,
                 plugin_calls,
@@ -253,6 +261,11 @@ impl Metrics {
     /// Records processed messages.
     pub fn messages_processed(&self, count: usize) {
         self.inner.processed.inc_by(u64::try_from(count).unwrap_or(0));
+    }
+
+    /// Records messages decided by defaults because they waited too long for their client's rules.
+    pub fn plugin_queue_timeouts(&self, count: usize) {
+        self.inner.queue_timeouts.inc_by(u64::try_from(count).unwrap_or(0));
     }
 
     /// Records a rule-plugin call: its hook (`on-message`, `on-overdue`), outcome (`ok` or a failure code)

@@ -12,7 +12,7 @@
 //! start-up, so messages left `received` by a crash are processed after restart. Applying is idempotent
 //! (only `received` messages are claimed), so a decision takes effect exactly once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,15 +76,18 @@ pub(crate) struct Pipeline {
     pub index: SearchIndex,
     /// The time the first-response clocks are stepped at.
     pub clock: Clock,
+    /// Wakes this pipeline's worker (ingest holds a clone): a free lane takes a newly waiting client at once.
+    pub wake: PipelineHandle,
 }
 
 /// Processes messages until `shutdown` is cancelled.
 ///
 /// Ingest wakes it; it also sweeps every `pipeline.sweep_interval_ms`, which finds the messages a crash left
 /// `received`.
-pub(crate) async fn run(pipeline: Pipeline, handle: PipelineHandle, shutdown: CancellationToken) {
+pub(crate) async fn run(pipeline: Pipeline, shutdown: CancellationToken) {
     let sweep = Duration::from_millis(pipeline.settings.sweep_interval_ms);
     let metrics = pipeline.metrics.clone();
+    let handle = pipeline.wake.clone();
     run_steps(Processing(pipeline), sweep, handle, metrics, shutdown).await;
 }
 
@@ -203,118 +206,188 @@ fn decide_with_chain(
     (runs, outcome.merged, outcome.spent)
 }
 
+/// How a client's turn is bounded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Turn {
+    /// Plugin time of one turn: once spent, the client's later messages wait for its next turn.
+    pub slice: Duration,
+    /// Longest a message may wait for the client's rules before its defaults decide it.
+    pub queue_limit: Duration,
+    /// The time the waits are measured at.
+    pub now: Timestamp,
+}
+
 /// Decides a batch in arrival order. The context read from the store does not include the batch's own
 /// outcomes, so each is carried forward to the later messages of its conversation: two messages of one
 /// conversation in one batch must not both be acknowledged, and a language detected on the first is the
 /// fallback of the second. Plugins' key-value writes are carried the same way.
 ///
-/// Each client may spend `budget` of plugin time in the batch; past it, its remaining messages get its
-/// defaults, so one client's slow rules cannot hold up everyone else's messages.
+/// A client's rules decide each of its messages; once they have used `turn.slice` of plugin time, the
+/// client's later messages are left out (they stay waiting for the client's next turn), so a slow client
+/// delays its own messages only. A message that has already waited longer than `turn.queue_limit` is
+/// decided by the client's defaults, and the decision says why.
 fn decide_in_order(
     batch: PendingBatch,
     chains: &HashMap<ClientSlug, LoadedChain>,
     detectors: &Detectors,
     rules: Option<(&Rules, &KbFor<'_>)>,
-    budget: Duration,
+    turn: Turn,
 ) -> Vec<ProcessedDecision> {
     let PendingBatch { messages, mut kv, .. } = batch;
     let mut acknowledged: HashMap<ConversationId, Timestamp> = HashMap::new();
     let mut languages: HashMap<ConversationId, String> = HashMap::new();
     let mut spent: HashMap<ClientSlug, Duration> = HashMap::new();
-    messages
-        .into_iter()
-        .map(|mut message| {
-            if let Some(at) = acknowledged.get(&message.conversation_id) {
-                message.last_acknowledged_at = Some(*at);
+    let mut decided = Vec::with_capacity(messages.len());
+    for mut message in messages {
+        let chain = chains.get(&message.client);
+        if chain.is_some() && spent.get(&message.client).is_some_and(|used| *used >= turn.slice) {
+            continue;
+        }
+        if let Some(at) = acknowledged.get(&message.conversation_id) {
+            message.last_acknowledged_at = Some(*at);
+        }
+        if let Some(language) = languages.get(&message.conversation_id) {
+            message.conversation_language = Some(language.clone());
+        }
+        let fallback =
+            message.conversation_language.clone().unwrap_or_else(|| message.profile.primary_language().to_owned());
+        let guess = detectors.detect(&message.text, &message.profile.languages, &fallback);
+        let defaults = default_decision(&message, &guess.language);
+        let waited =
+            Duration::from_millis(u64::try_from(turn.now.millis() - message.received_at.millis()).unwrap_or(0));
+        let mut queue_timeout = None;
+        let (source, decision, runs) = match (chain, rules) {
+            (Some(chain), Some(_)) if waited > turn.queue_limit && chain.has_active() => {
+                let reason = format!(
+                    "rules not run: the message waited {} s for this client's rules, longer than the {} s allowed; {}",
+                    waited.as_secs(),
+                    turn.queue_limit.as_secs(),
+                    defaults.reason
+                );
+                let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+                queue_timeout = Some((millis(waited), millis(turn.queue_limit)));
+                (DEFAULTS_SOURCE, Decision { reason, ..defaults }, Vec::new())
             }
-            if let Some(language) = languages.get(&message.conversation_id) {
-                message.conversation_language = Some(language.clone());
+            (Some(chain), Some((rules, kb))) => {
+                let stores = kv.entry(message.client.clone()).or_default();
+                let (runs, merged, took) = decide_with_chain(rules, kb, chain, &message, &guess.language, stores);
+                *spent.entry(message.client.clone()).or_default() += took;
+                let (source, decision) = with_defaults(merged, defaults, chain.has_active());
+                (source, decision, runs)
             }
-            let fallback =
-                message.conversation_language.clone().unwrap_or_else(|| message.profile.primary_language().to_owned());
-            let guess = detectors.detect(&message.text, &message.profile.languages, &fallback);
-            let defaults = default_decision(&message, &guess.language);
-            let chain = chains.get(&message.client);
-            let (source, decision, runs) = match (chain, rules) {
-                (Some(chain), Some((rules, kb))) => {
-                    let used = spent.entry(message.client.clone()).or_default();
-                    if *used >= budget {
-                        let reason = format!(
-                            "plugins skipped: this client's plugin time for the batch is used up; {}",
-                            defaults.reason
-                        );
-                        (DEFAULTS_SOURCE, Decision { reason, ..defaults }, Vec::new())
-                    } else {
-                        let stores = kv.entry(message.client.clone()).or_default();
-                        let (runs, merged, took) =
-                            decide_with_chain(rules, kb, chain, &message, &guess.language, stores);
-                        *used += took;
-                        let (source, decision) = with_defaults(merged, defaults, chain.has_active());
-                        (source, decision, runs)
-                    }
-                }
-                _ => (DEFAULTS_SOURCE, defaults, Vec::new()),
-            };
-            if decision.acknowledge.is_some() {
-                acknowledged.insert(message.conversation_id.clone(), message.received_at);
-            }
-            let language = guess.detected.then_some(guess.language);
-            if let Some(language) = &language {
-                languages.insert(message.conversation_id.clone(), language.clone());
-            }
-            let profile = &message.profile;
-            let (warn, due) = profile.sla.deadlines(&profile.business_hours, message.received_at, &profile.timezone);
-            ProcessedDecision {
-                sla: Some((message.received_at, warn, due)),
-                client: message.client,
-                message_id: message.message_id,
-                source,
-                decision,
-                language,
-                runs,
-            }
-        })
-        .collect()
+            _ => (DEFAULTS_SOURCE, defaults, Vec::new()),
+        };
+        if decision.acknowledge.is_some() {
+            acknowledged.insert(message.conversation_id.clone(), message.received_at);
+        }
+        let language = guess.detected.then_some(guess.language);
+        if let Some(language) = &language {
+            languages.insert(message.conversation_id.clone(), language.clone());
+        }
+        let profile = &message.profile;
+        let (warn, due) = profile.sla.deadlines(&profile.business_hours, message.received_at, &profile.timezone);
+        decided.push(ProcessedDecision {
+            sla: Some((message.received_at, warn, due)),
+            client: message.client,
+            message_id: message.message_id,
+            source,
+            decision,
+            language,
+            runs,
+            queue_timeout,
+        });
+    }
+    decided
 }
 
-/// Processes every message currently waiting, batch by batch. Returns how many were processed.
+/// Processes every message currently waiting, client by client. Returns how many were processed.
+///
+/// Up to `pipeline.lanes` clients are served at once, each in a turn of its own (its oldest waiting
+/// messages, up to `batch_size`, for at most `plugins.client_slice_ms` of plugin time), decided on a
+/// blocking thread and applied in one transaction. When a turn ends the next client is the one that has
+/// waited longest for a turn, so a client with a long backlog or slow rules takes turns with the others
+/// instead of holding everyone up.
 pub(crate) async fn process_available(pipeline: &Pipeline) -> crate::store::Result<usize> {
-    let db = &pipeline.db;
-    let batch_size = pipeline.settings.batch_size;
+    let lanes = pipeline.settings.lanes.max(1);
+    let mut running = tokio::task::JoinSet::new();
+    let mut busy: HashSet<ClientSlug> = HashSet::new();
+    // When each client's last turn began, in turns taken by this call: the next turn goes to the client
+    // that has waited longest for one (never served first, then the oldest message).
+    let mut last_turn: HashMap<ClientSlug, u64> = HashMap::new();
+    let mut turns = 0u64;
     let mut total = 0;
     loop {
-        let ids = db.unprocessed_messages(batch_size).await?;
-        if ids.is_empty() {
+        if running.len() < lanes {
+            let mut waiting: Vec<(ClientSlug, Timestamp)> =
+                pipeline.db.clients_waiting().await?.into_iter().filter(|(client, _)| !busy.contains(client)).collect();
+            waiting.sort_by_key(|(client, oldest)| (last_turn.get(client).copied(), *oldest));
+            for (client, _) in waiting.into_iter().take(lanes - running.len()) {
+                turns += 1;
+                last_turn.insert(client.clone(), turns);
+                busy.insert(client.clone());
+                let pipeline = pipeline.clone();
+                running.spawn(async move {
+                    let result = client_turn(&pipeline, client.clone()).await;
+                    (client, result)
+                });
+            }
+        }
+        if running.is_empty() {
             return Ok(total);
         }
-        let fetched = ids.len();
-        let batch = db.pending_context(ids).await?;
-        let mut chains = HashMap::new();
-        for (client, plugins) in &batch.chains {
-            chains.insert(client.clone(), LoadedChain::load(&pipeline.rules, db, client, plugins).await?);
-        }
-        let detectors = Arc::clone(&pipeline.detectors);
-        let rules = pipeline.rules.clone();
-        let index = pipeline.index.clone();
-        let budget = Duration::from_millis(rules.settings().client_batch_budget_ms);
-        let breaker = rules.breaker();
-        // Language detection and plugins are CPU work: keep them off the async threads.
-        let decisions = tokio::task::spawn_blocking(move || {
-            decide_in_order(batch, &chains, &detectors, Some((&rules, &kb_of(&index))), budget)
-        })
-        .await?;
-        // A failed run may trip a breaker, which stops a plugin: its compiled code is then given back.
-        let any_failed = decisions.iter().flat_map(|decision| &decision.runs).any(|run| run.failure.is_some());
-        let applied = db.apply_decisions(decisions, breaker).await?;
-        if any_failed {
-            pipeline.rules.release_unused(&db.running_plugin_hashes().await?);
-        }
-        pipeline.metrics.messages_processed(applied);
-        total += applied;
-        if fetched < batch_size {
-            return Ok(total);
-        }
+        let joined = if running.len() < lanes {
+            // A lane is free: a message of another client arriving meanwhile is taken at once, not after
+            // the running turns end.
+            tokio::select! {
+                joined = running.join_next() => joined,
+                () = pipeline.wake.woken() => continue,
+            }
+        } else {
+            running.join_next().await
+        };
+        let Some(joined) = joined else { return Ok(total) };
+        let (client, result) = joined?;
+        busy.remove(&client);
+        total += result?;
     }
+}
+
+/// One turn of `client`: decides its oldest waiting messages and applies the decisions. Returns how many
+/// were processed.
+async fn client_turn(pipeline: &Pipeline, client: ClientSlug) -> crate::store::Result<usize> {
+    let db = &pipeline.db;
+    let ids = db.client_waiting_messages(client.clone(), pipeline.settings.batch_size).await?;
+    let batch = db.pending_context(ids).await?;
+    let mut chains = HashMap::new();
+    if let Some(plugins) = batch.chains.get(&client) {
+        chains.insert(client.clone(), LoadedChain::load(&pipeline.rules, db, &client, plugins).await?);
+    }
+    let detectors = Arc::clone(&pipeline.detectors);
+    let rules = pipeline.rules.clone();
+    let index = pipeline.index.clone();
+    let settings = rules.settings();
+    let turn = Turn {
+        slice: Duration::from_millis(settings.client_slice_ms),
+        queue_limit: Duration::from_millis(settings.client_queue_ms),
+        // Waits are real time, whatever clock the first-response timers are stepped with.
+        now: Timestamp::now(),
+    };
+    let breaker = rules.breaker();
+    // Language detection and plugins are CPU work: keep them off the async threads.
+    let decisions = tokio::task::spawn_blocking(move || {
+        decide_in_order(batch, &chains, &detectors, Some((&rules, &kb_of(&index))), turn)
+    })
+    .await?;
+    // A failed run may trip a breaker, which stops a plugin: its compiled code is then given back.
+    let any_failed = decisions.iter().flat_map(|decision| &decision.runs).any(|run| run.failure.is_some());
+    let timed_out = decisions.iter().filter(|decision| decision.queue_timeout.is_some()).count();
+    let applied = db.apply_decisions(decisions, breaker).await?;
+    if any_failed {
+        pipeline.rules.release_unused(&db.running_plugin_hashes().await?);
+    }
+    pipeline.metrics.messages_processed(applied);
+    pipeline.metrics.plugin_queue_timeouts(timed_out);
+    Ok(applied)
 }
 
 /// A pipeline over a fresh store with one client, for the tests of the workers built on it.
@@ -354,6 +427,7 @@ pub(crate) mod test_support {
             rules,
             index,
             clock: crate::domain::Clock::system(),
+            wake: super::PipelineHandle::default(),
         }
     }
 
@@ -428,11 +502,12 @@ mod tests {
         let batch =
             vec![pending("m1", "c1", 1), pending("m2", "c1", 2), pending("m3", "c2", 3), pending("m4", "c1", 4)];
         let batch = PendingBatch { messages: batch, ..PendingBatch::default() };
-        let acknowledged: Vec<_> = decide_in_order(batch, &HashMap::new(), &Detectors::default(), None, Duration::ZERO)
-            .into_iter()
-            .filter(|d| d.decision.acknowledge.is_some())
-            .map(|d| d.message_id.to_string())
-            .collect();
+        let acknowledged: Vec<_> =
+            decide_in_order(batch, &HashMap::new(), &Detectors::default(), None, turn(Duration::ZERO, 5))
+                .into_iter()
+                .filter(|d| d.decision.acknowledge.is_some())
+                .map(|d| d.message_id.to_string())
+                .collect();
         assert_eq!(acknowledged, ["m1", "m3"]);
     }
 
@@ -450,11 +525,20 @@ mod tests {
         LoadedChain { links: vec![ChainLink { plugin, loaded }], broken: Vec::new() }
     }
 
+    /// A turn of `slice` measured at `now`, with messages allowed to wait 30 s.
+    fn turn(slice: Duration, now: i64) -> Turn {
+        Turn { slice, queue_limit: Duration::from_secs(30), now: Timestamp(now) }
+    }
+
+    fn no_kb(_: &PendingMessage, _: &str) -> KbSearch {
+        Arc::new(|_, _| Vec::new())
+    }
+
     #[test]
-    fn a_client_whose_plugins_use_up_their_time_gets_defaults_and_others_keep_their_rules() {
+    fn a_client_whose_rules_use_up_its_turn_leaves_the_rest_waiting_and_others_keep_their_rules() {
         let dir = tempfile::tempdir().expect("dir");
         // The slow client's call spins until its deadline (400 ms; fuel does not run out first), far past the
-        // 150 ms budget below; the fast client's four calls take a few milliseconds even on a busy machine, so
+        // 150 ms slice below; the fast client's four calls take a few milliseconds even on a busy machine, so
         // the outcome does not depend on how loaded the machine is.
         let settings = crate::config::PluginSettings {
             fuel: u64::MAX / 4,
@@ -475,21 +559,59 @@ mod tests {
             messages.push(pending(&format!("f{n}"), &format!("cf{n}"), n));
         }
         let batch = PendingBatch { messages, ..PendingBatch::default() };
-        let no_kb = |_: &PendingMessage, _: &str| -> KbSearch { Arc::new(|_, _| Vec::new()) };
-        let decided =
-            decide_in_order(batch, &chains, &Detectors::default(), Some((&rules, &no_kb)), Duration::from_millis(150));
-        let slow_runs: Vec<usize> = decided.iter().filter(|d| d.client == slow).map(|d| d.runs.len()).collect();
-        // The first call uses up the budget: the client's later messages in the batch run no plugin at all.
-        assert_eq!(slow_runs, [1, 0, 0, 0]);
-        let skipped = decided.iter().rfind(|d| d.client == slow).expect("decided");
-        assert!(skipped.decision.reason.contains("plugins skipped"), "{}", skipped.decision.reason);
-        assert_eq!(skipped.decision.acknowledge.as_deref(), Some("Recibido"), "the defaults still apply");
+        let decided = decide_in_order(
+            batch,
+            &chains,
+            &Detectors::default(),
+            Some((&rules, &no_kb)),
+            turn(Duration::from_millis(150), 10),
+        );
+        let slow_decided: Vec<(String, usize)> =
+            decided.iter().filter(|d| d.client == slow).map(|d| (d.message_id.to_string(), d.runs.len())).collect();
+        // The first call uses up the slice: the client's later messages are not decided by anything now (no
+        // defaults), they wait for the client's next turn.
+        assert_eq!(slow_decided, [("s0".to_owned(), 1)]);
         let fast_reasons: Vec<String> = decided
             .iter()
             .filter(|d| d.client == fast)
             .map(|d| d.runs[0].decision.as_ref().expect("decides").reason.clone())
             .collect();
         assert_eq!(fast_reasons, ["count 1", "count 2", "count 3", "count 4"], "the other client's rules all ran");
+        assert!(decided.iter().all(|d| d.queue_timeout.is_none()));
+    }
+
+    #[test]
+    fn a_message_that_waited_longer_than_allowed_gets_the_defaults_and_says_why() {
+        let dir = tempfile::tempdir().expect("dir");
+        let rules =
+            Rules::new(&crate::config::PluginSettings::default(), dir.path().into(), Metrics::new()).expect("engine");
+        let client = ClientSlug::parse("client-a").expect("slug");
+        let chains = HashMap::from([(client, chain_of(&rules, "hostile", r#"{"behaviour": "kv-counter"}"#))]);
+        // Received at 0 and 25 s; the turn comes at 40 s, and messages may wait 30 s.
+        let messages = vec![pending("old", "c1", 0), pending("recent", "c2", 25_000)];
+        let batch = PendingBatch { messages, ..PendingBatch::default() };
+        let decided = decide_in_order(
+            batch,
+            &chains,
+            &Detectors::default(),
+            Some((&rules, &no_kb)),
+            turn(Duration::from_secs(1), 40_000),
+        );
+        let old = &decided[0];
+        assert_eq!(old.source, DEFAULTS_SOURCE);
+        assert!(old.runs.is_empty(), "the rules did not run for it");
+        assert_eq!(old.queue_timeout, Some((40_000, 30_000)));
+        assert!(
+            old.decision.reason.starts_with(
+                "rules not run: the message waited 40 s for this client's rules, longer than the 30 s allowed; client defaults"
+            ),
+            "{}",
+            old.decision.reason
+        );
+        assert_eq!(old.decision.acknowledge.as_deref(), Some("Recibido"), "the defaults decide it");
+        let recent = &decided[1];
+        assert_eq!((&recent.source, recent.queue_timeout), (&CHAIN_SOURCE, None));
+        assert_eq!(recent.runs[0].decision.as_ref().expect("decides").reason, "count 1");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

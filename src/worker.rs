@@ -76,6 +76,11 @@ impl Wake {
         self.notify.notify_one();
     }
 
+    /// Waits until the worker is woken (a wake-up given while nobody waited counts).
+    pub async fn woken(&self) {
+        self.notify.notified().await;
+    }
+
     /// Sleeps until `timeout` has passed or the worker is woken. Returns false if and only if `shutdown` was
     /// asked for meanwhile.
     pub async fn wait(&self, timeout: Duration, shutdown: &CancellationToken) -> bool {

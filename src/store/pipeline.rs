@@ -97,6 +97,9 @@ pub struct ProcessedDecision {
     pub runs: Vec<PluginRun>,
     /// The first-response clock `(started, warning, target)` to start if the conversation has none yet.
     pub sla: Option<(Timestamp, Timestamp, Timestamp)>,
+    /// Set when the client's rules did not run because the message waited for them longer than allowed:
+    /// how long it waited and the limit, both in milliseconds (recorded as a `rules.queue_timeout` event).
+    pub queue_timeout: Option<(u64, u64)>,
 }
 
 /// The language detected on the latest inbound message of a conversation before message `(at, id)`.
@@ -316,6 +319,41 @@ impl Db {
         .await
     }
 
+    /// The clients with messages waiting to be processed, each with when its oldest one was received.
+    pub async fn clients_waiting(&self) -> Result<Vec<(ClientSlug, Timestamp)>> {
+        self.read(|connection| {
+            // One index probe per client (`messages_waiting_by_client`), not a scan of the backlog.
+            Ok(connection
+                .prepare_cached(
+                    "SELECT id, (SELECT MIN(created_at) FROM messages
+                                 WHERE client_id = clients.id AND state = 'received') AS oldest
+                     FROM clients WHERE oldest IS NOT NULL",
+                )?
+                .query_map([], |row| Ok((row.get(0)?, Timestamp(row.get(1)?))))?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// Ids of up to `limit` messages of `client` waiting to be processed, oldest first.
+    pub async fn client_waiting_messages(
+        &self,
+        client: ClientSlug,
+        limit: usize,
+    ) -> Result<Vec<(ClientSlug, MessageId)>> {
+        self.read(move |connection| {
+            let ids = connection
+                .prepare_cached(
+                    "SELECT id FROM messages WHERE client_id = ?1 AND state = 'received'
+                     ORDER BY created_at, id LIMIT ?2",
+                )?
+                .query_map(params![client.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<MessageId>>>()?;
+            Ok(ids.into_iter().map(|id| (client.clone(), id)).collect())
+        })
+        .await
+    }
+
     /// The context of each given message that is still `received` (others are skipped), with the plugin
     /// chains of their clients.
     pub async fn pending_context(&self, messages: Vec<(ClientSlug, MessageId)>) -> Result<PendingBatch> {
@@ -410,6 +448,16 @@ impl Db {
                 record_runs(connection, &item.client, &item.message_id, HookKind::OnMessage, &item.runs, &breaker)?;
                 let data = serde_json::json!({ "source": item.source.to_string(), "decision": item.decision });
                 super::events::record_for_message(connection, slug, "decision.recorded", &item.message_id, &data)?;
+                if let Some((waited_ms, limit_ms)) = item.queue_timeout {
+                    let data = serde_json::json!({ "waited_ms": waited_ms, "limit_ms": limit_ms });
+                    super::events::record_for_message(
+                        connection,
+                        slug,
+                        "rules.queue_timeout",
+                        &item.message_id,
+                        &data,
+                    )?;
+                }
                 let conversation_id: ConversationId = connection
                     .prepare_cached("SELECT conversation_id FROM messages WHERE client_id = ?1 AND id = ?2")?
                     .query_row(params![slug, item.message_id], |row| row.get(0))?;

@@ -661,3 +661,122 @@ async fn a_contact_tagged_by_a_person_is_seen_tagged_by_the_rules() {
     let (status, _) = app.call(reqwest::Method::PUT, &path, Some(&other), Some(json!({ "tags": [] }))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Stores `count` first messages of as many customers of `slug`, received `ago` before now, straight into the
+/// store of a stopped server: the backlog a restart finds, or a burst the pipeline has not reached yet.
+async fn store_waiting(data_dir: &std::path::Path, slug: &str, count: usize, ago: Duration) {
+    use recado::domain::{ChannelName, ClientSlug, Context, InboundMessage, Timestamp};
+    let db = recado::store::Db::open(&recado::config::Settings::for_tests(data_dir).storage).expect("store opens");
+    let client = ClientSlug::parse(slug).expect("slug");
+    let channel = ChannelName::known(ChannelName::API);
+    let received_at = Timestamp(Timestamp::now().millis() - i64::try_from(ago.as_millis()).expect("ms"));
+    let messages = (0..count)
+        .map(|n| InboundMessage {
+            client: client.clone(),
+            channel: channel.clone(),
+            external_id: format!("{slug}-{n}"),
+            handle: format!("+3460{n:06}"),
+            name: None,
+            text: "Hola, teniu hora dijous?".into(),
+            parts: Vec::new(),
+            context: Context::default(),
+            user_id: None,
+            username: None,
+            received_at,
+        })
+        .collect();
+    let batch = recado::store::InboundBatch { messages, ..Default::default() };
+    db.ingest(client, channel, batch).await.expect("stored");
+    db.close().await;
+}
+
+/// Each decision recorded for an inbound message, in the order they were applied: (client, source, reason).
+fn decisions_in_order(app: &TestApp) -> Vec<(String, String, String)> {
+    let connection = rusqlite::Connection::open_with_flags(
+        app.data_dir.join("recado.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open read-only");
+    let mut statement = connection
+        .prepare(
+            "SELECT client_id, source, json_extract(decision, '$.reason') FROM decisions
+             WHERE source IN ('chain', 'defaults') ORDER BY rowid",
+        )
+        .expect("prepare");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
+#[tokio::test]
+async fn a_busy_clients_rules_decide_every_message_while_other_clients_take_turns() {
+    let dir = tempfile::tempdir().expect("dir");
+    let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
+    for slug in ["busy", "quiet"] {
+        let token = app.create_client(slug).await;
+        app.install_plugin(slug, &token, ("hostile", "counter", "1"), r#"{"behaviour": "kv-counter"}"#, "activate")
+            .await;
+    }
+    app.stop().await;
+    // The busy client's 20 messages are older than the quiet one's 2; turns are 5 messages long and one
+    // client is served at a time, so the order of turns is the only thing that decides who waits.
+    store_waiting(dir.path(), "busy", 20, Duration::from_millis(10)).await;
+    store_waiting(dir.path(), "quiet", 2, Duration::ZERO).await;
+    let app = crate::helpers::spawn_in(dir.path(), |settings| {
+        settings.pipeline.lanes = 1;
+        settings.pipeline.batch_size = 5;
+    })
+    .await;
+    app.wait_for_metric("recado_processed_messages_total", 22.0).await;
+
+    let decisions = decisions_in_order(&app);
+    let clients: Vec<&str> = decisions.iter().map(|(client, _, _)| client.as_str()).collect();
+    let expected: Vec<&str> = [["busy"; 5].as_slice(), &["quiet"; 2], &["busy"; 15]].concat();
+    assert_eq!(clients, expected, "the quiet client's turn comes after one turn of the busy one, not after all four");
+    for (n, (_, source, reason)) in decisions.iter().filter(|(client, _, _)| client == "busy").enumerate() {
+        assert_eq!(source, "chain", "{reason}");
+        assert!(reason.contains(&format!("counter: count {}", n + 1)), "the rules decided each in order: {reason}");
+    }
+    assert_eq!(app.metric("recado_plugin_queue_timeouts_total").await, 0.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_that_waited_too_long_for_its_clients_rules_gets_the_defaults_with_an_event() {
+    let dir = tempfile::tempdir().expect("dir");
+    let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
+    let token = app.create_client("dental").await;
+    app.install_plugin("dental", &token, ("business_hours_ack", "ack", "1"), &ack_config("Ara mateix"), "activate")
+        .await;
+    app.stop().await;
+    // Left waiting a minute (a server that was down); messages may wait 30 s for the client's rules.
+    store_waiting(dir.path(), "dental", 1, Duration::from_secs(60)).await;
+    let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
+    app.wait_for_metric("recado_processed_messages_total", 1.0).await;
+
+    let late = decisions_in_order(&app);
+    assert_eq!(late.len(), 1);
+    let (_, source, reason) = &late[0];
+    assert_eq!(source, "defaults");
+    assert!(reason.starts_with("rules not run: the message waited 60 s for this client's rules"), "{reason}");
+    assert_eq!(app.metric("recado_plugin_queue_timeouts_total").await, 1.0);
+    let connection = rusqlite::Connection::open_with_flags(
+        app.data_dir.join("recado.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open read-only");
+    let data: String = connection
+        .query_row("SELECT data FROM events WHERE kind = 'rules.queue_timeout'", [], |row| row.get(0))
+        .expect("one rules.queue_timeout event");
+    let data: Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(data["limit_ms"], 30_000);
+    assert!(data["waited_ms"].as_u64().expect("ms") >= 60_000, "{data}");
+
+    // A message that did not wait is decided by the rules as usual.
+    let (message_id, _) = app.ingest_processed("dental", &token, "now", "+34611", "Bon dia").await;
+    let decisions = app.decisions_of(&message_id).await;
+    assert!(decisions.iter().any(|d| d["source"] == "chain"), "{decisions:?}");
+    app.stop().await;
+}
