@@ -14,8 +14,8 @@ mod update;
 pub use article::{ArticleContent, ArticleId};
 pub use chain::merge_chain;
 pub use client::{
-    BusinessHours, ClientDefaults, ClientProfile, ClientSlug, EscalationContact, Interval, Sla, SuggestionSettings,
-    Weekday, WhatsAppTemplate,
+    BusinessHours, BusinessTime, ClientDefaults, ClientProfile, ClientSlug, EscalationContact, Interval, LocalTime,
+    Sla, SuggestionSettings, Weekday, WhatsAppTemplate,
 };
 pub(crate) use ids::new_id;
 pub use ids::{

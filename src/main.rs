@@ -156,6 +156,16 @@ enum PluginCommand {
         #[arg(long)]
         server_config: Option<PathBuf>,
     },
+    /// Make a rule-plugin project in another language: the template's rules, a build script that installs
+    /// the language's component tool by package name, the contract's WIT, and a configuration and fixtures
+    /// the rules pass.
+    New {
+        /// The language.
+        #[arg(value_parser = ["python", "javascript"])]
+        language: String,
+        /// The directory to create (it must not hold anything yet).
+        dir: PathBuf,
+    },
     /// Internal: compile a component read from stdin into stdout, under the given limits. The server runs
     /// this in a separate process for every upload.
     #[command(hide = true)]
@@ -285,6 +295,15 @@ fn main() -> ExitCode {
             Err(error) => {
                 eprintln!("recado compile-worker: {error:#}");
                 ExitCode::from(3)
+            }
+        };
+    }
+    if let Command::Plugin { command: PluginCommand::New { language, dir } } = &cli.command {
+        return match plugin_new(language, dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("recado: {error:#}");
+                ExitCode::from(2)
             }
         };
     }
@@ -428,6 +447,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `recado plugin new`: writes the project and says what to do next.
+fn plugin_new(language: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    use recado::plugins::templates::{Language, create};
+    let language = Language::parse(language).ok_or_else(|| anyhow::anyhow!("no template for {language}"))?;
+    let written = create(language, dir)?;
+    println!("wrote {} files into {}", written.len(), dir.display());
+    println!("next: cd {} && ./build.sh", dir.display());
+    println!("then: recado plugin test plugin.wasm --config config.json --fixtures fixtures.toml");
+    Ok(())
 }
 
 /// `recado plugin test`: returns whether every case passed.

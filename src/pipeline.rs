@@ -118,6 +118,7 @@ pub(crate) use replay::{ReplayError, ReplayReport, replay};
 pub(crate) fn message_call(message: &PendingMessage, language: &str) -> MessageCall {
     let profile = &message.profile;
     let at = message.received_at;
+    let local = profile.business_hours.around(at, &profile.timezone);
     MessageCall {
         message: PluginMessage {
             id: message.message_id.to_string(),
@@ -138,7 +139,8 @@ pub(crate) fn message_call(message: &PendingMessage, language: &str) -> MessageC
             // The message's own time: a decision depends on its inputs only, so a replay decides the same.
             now: at.millis(),
             timezone: profile.timezone.clone(),
-            within_business_hours: profile.business_hours.is_open(at, &profile.timezone),
+            within_business_hours: local.open,
+            local,
             languages: profile.languages.clone(),
             conversation_id: message.conversation_id.to_string(),
             messages_in_conversation: message.messages_in_conversation,

@@ -13,16 +13,18 @@
 //! - `engine` ([`PluginHost`]): the engine, loading compiled components, and the one path every call takes.
 //! - `host`: what a call can do on the host (logs, its key-value store, knowledge-base search), budgeted, and
 //!   the fixed clocks and seeded randomness it sees.
-//! - `wit`: the versioned contracts (`wit::since_v0_1_0` is `recado:plugin@0.1.0`): bindings and the
-//!   conversions between their records and ours. A new contract version is one more module there.
+//! - `wit`: the versioned contracts (`wit::since_v0_2_0` is `recado:plugin@0.2.0`), every one still served:
+//!   bindings and the conversions between their records and ours. A new contract version is one more module
+//!   there.
 //! - [`rules`]: the server's side: compiled-plugin cache, upload admission, running a client's chain.
 //! - [`check`], [`compile`]: upload checks, and compiling in a separate, limited process.
 //! - [`fixtures`]: `recado plugin test`'s fixture files.
+//! - [`templates`]: `recado plugin new`, projects in other languages from `plugins-sdk/templates`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::domain::{Decision, LogLine};
+use crate::domain::{BusinessTime, Decision, LogLine};
 
 pub mod check;
 pub mod compile;
@@ -30,6 +32,7 @@ mod engine;
 pub mod fixtures;
 mod host;
 pub mod rules;
+pub mod templates;
 mod wit;
 
 pub(crate) use engine::engine_config;
@@ -220,6 +223,8 @@ pub struct PluginContext {
     pub last_human_reply_at: Option<i64>,
     /// Installation configuration (JSON).
     pub config: String,
+    /// `now` on the client's clock and its business hours around it (contract 0.2.0 and later).
+    pub local: BusinessTime,
 }
 
 /// Why a component was refused.
@@ -341,6 +346,8 @@ pub(crate) mod test_support {
                 last_acknowledged_at: None,
                 last_human_reply_at: None,
                 config: config.into(),
+                local: crate::domain::BusinessHours::default()
+                    .around(crate::domain::Timestamp(1_700_000_000_000), "Europe/Madrid"),
             },
         }
     }

@@ -95,11 +95,13 @@ async fn overdue(pipeline: &Pipeline, clock: DueClock, now: Timestamp) -> crate:
     let chain = LoadedChain::load(&pipeline.rules, &pipeline.db, &clock.client, &context.chain).await?;
     let profile = &context.profile;
     let waited_ms = profile.business_hours.open_time_between(clock.started_at, now, &profile.timezone);
+    let local = profile.business_hours.around(now, &profile.timezone);
     let plugin_context = PluginContext {
         client: clock.client.as_str().to_owned(),
         now: now.millis(),
         timezone: profile.timezone.clone(),
-        within_business_hours: profile.business_hours.is_open(now, &profile.timezone),
+        within_business_hours: local.open,
+        local,
         languages: profile.languages.clone(),
         conversation_id: clock.conversation_id.to_string(),
         messages_in_conversation: context.messages,

@@ -2,7 +2,7 @@
 //!
 //! A rule plugin is a WebAssembly component that recado runs for every incoming customer message (and when a
 //! conversation waits too long) to decide: acknowledge at once, route, tag, prioritise, escalate. The
-//! contract is the WIT package `recado:plugin@0.1.0` in this crate's `wit/` directory; this crate wraps it
+//! contract is the WIT package `recado:plugin@0.2.0` in this crate's `wit/` directory; this crate wraps it
 //! in plain Rust.
 //!
 //! Implement [`Plugin`] (every method has a default that decides nothing), export it with
@@ -26,7 +26,8 @@
 //! ```
 //!
 //! Rules are deterministic: everything they need comes in the arguments, and `context.now` is the time
-//! (there is no clock). State across calls goes through [`host::kv_get`] and [`host::kv_set`], written only
+//! (there is no clock); `context.local` is that time on the business's clock (weekday, minute of the day,
+//! UTC offset) with its business hours around it (open now, when it closes, when it next opens). State across calls goes through [`host::kv_get`] and [`host::kv_set`], written only
 //! if the call succeeds. `docs/plugin-authoring.md` in the recado repository covers limits, testing and
 //! versioning.
 #![deny(missing_docs)]
@@ -36,17 +37,19 @@
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod wit {
     wit_bindgen::generate!({
-        path: "wit/since_v0.1.0",
+        path: "wit/since_v0.2.0",
         world: "rules",
         pub_export_macro: true,
         default_bindings_module: "recado_plugin_sdk::wit",
     });
 }
 
-pub use wit::recado::plugin::types::{Contact, Context, Decision, Escalation, KbHit, LogLevel, Message, Priority};
+pub use wit::recado::plugin::types::{
+    BusinessTime, Contact, Context, Decision, Escalation, KbHit, LocalTime, LogLevel, Message, Priority,
+};
 
 /// The version of the `recado:plugin` WIT package this SDK implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// A rule plugin. Implement the hooks you need; the others decide nothing.
 pub trait Plugin {
@@ -257,7 +260,12 @@ pub mod keywords {
 
 /// Values for testing plugins natively with `cargo test` (recado's `plugin test` runs the real component).
 pub mod testing {
-    use crate::{Contact, Context, Message};
+    use crate::{BusinessTime, Contact, Context, LocalTime, Message};
+
+    /// Time 0 (Thursday 1970-01-01, midnight) on a clock at UTC.
+    pub fn local_time() -> LocalTime {
+        LocalTime { at: 0, year: 1970, month: 1, day: 1, weekday: 4, minute_of_day: 0, utc_offset_minutes: 0 }
+    }
 
     /// A context at time 0, within business hours, with `config` as the configuration.
     pub fn context(config: &str) -> Context {
@@ -273,6 +281,7 @@ pub mod testing {
             last_acknowledged_at: None,
             last_human_reply_at: None,
             config: config.into(),
+            local: BusinessTime { now: local_time(), open: true, closes_at: None, next_opening: None },
         }
     }
 

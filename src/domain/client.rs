@@ -458,6 +458,95 @@ impl BusinessHours {
     }
 }
 
+/// A moment on a client's wall clock: what plugins get instead of a time-zone database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    /// The instant.
+    pub at: Timestamp,
+    /// Local year.
+    pub year: i32,
+    /// Local month, 1 to 12.
+    pub month: u8,
+    /// Local day of the month.
+    pub day: u8,
+    /// ISO 8601 weekday: 1 is Monday, 7 is Sunday.
+    pub weekday: u8,
+    /// Minutes since local midnight.
+    pub minute_of_day: u16,
+    /// Offset from UTC at that instant, in minutes.
+    pub utc_offset_minutes: i32,
+}
+
+impl LocalTime {
+    /// `at` in time zone `timezone` (UTC when the zone is unknown, as [`BusinessHours::is_open`] treats it).
+    pub fn of(at: Timestamp, timezone: &str) -> Self {
+        let tz = jiff::tz::TimeZone::get(timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let instant = jiff::Timestamp::from_millisecond(at.millis()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let local = instant.to_zoned(tz);
+        Self {
+            at,
+            year: i32::from(local.year()),
+            month: u8::try_from(local.month()).unwrap_or(1),
+            day: u8::try_from(local.day()).unwrap_or(1),
+            weekday: u8::try_from(local.weekday().to_monday_one_offset()).unwrap_or(1),
+            minute_of_day: u16::try_from(i32::from(local.hour()) * 60 + i32::from(local.minute())).unwrap_or(0),
+            utc_offset_minutes: local.offset().seconds() / 60,
+        }
+    }
+}
+
+/// A client's business hours around a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusinessTime {
+    /// The moment on the client's clock.
+    pub now: LocalTime,
+    /// Whether the client is open then ([`BusinessHours::is_open`]).
+    pub open: bool,
+    /// While open: when this opening ends (absent when open around the clock).
+    pub closes_at: Option<LocalTime>,
+    /// While closed: when the client next opens, within [`BusinessHours::LOOKAHEAD_DAYS`].
+    pub next_opening: Option<LocalTime>,
+}
+
+impl BusinessHours {
+    /// How far ahead [`BusinessHours::around`] looks for the next opening or closing.
+    pub const LOOKAHEAD_DAYS: usize = 14;
+
+    /// The business hours around `at`: open or not, and when that changes next.
+    pub fn around(&self, at: Timestamp, timezone: &str) -> BusinessTime {
+        let now = LocalTime::of(at, timezone);
+        let open = self.is_open(at, timezone);
+        let mut around = BusinessTime { now, open, closes_at: None, next_opening: None };
+        let Some((tz, mut date)) = self.local_date(at, timezone) else { return around };
+        // Yesterday's last span may run to midnight and today's first start there: one opening, merged.
+        let mut spans: Vec<(i64, i64)> = Vec::new();
+        if let Ok(yesterday) = date.yesterday() {
+            date = yesterday;
+        }
+        // From yesterday to `LOOKAHEAD_DAYS` after today.
+        for _ in 0..=Self::LOOKAHEAD_DAYS + 1 {
+            for (start, end) in self.open_spans(date, &tz) {
+                match spans.last_mut() {
+                    Some(last) if last.1 >= start => last.1 = last.1.max(end),
+                    _ => spans.push((start, end)),
+                }
+            }
+            let Ok(next) = date.tomorrow() else { break };
+            date = next;
+        }
+        let local = |millis: i64| LocalTime::of(Timestamp(millis), timezone);
+        if open {
+            around.closes_at = spans
+                .iter()
+                .find(|(start, end)| *start <= at.millis() && at.millis() < *end)
+                .map(|(_, end)| local(*end));
+        } else {
+            around.next_opening = spans.iter().find(|(start, _)| *start > at.millis()).map(|(start, _)| local(*start));
+        }
+        around
+    }
+}
+
 /// An opening interval within one day, `HH:MM-HH:MM`, stored as minutes after midnight. `24:00` closes at
 /// midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -708,6 +797,46 @@ mod tests {
 
     fn at(text: &str) -> Timestamp {
         Timestamp(text.parse::<jiff::Timestamp>().expect("ts").as_millisecond())
+    }
+
+    #[test]
+    fn the_local_clock_and_the_next_change_of_business_hours_are_worked_out_in_the_clients_zone() {
+        let hours = profile().business_hours;
+        // Monday 2026-11-23, 10:30 in Madrid (UTC+1 in winter): open until the lunch break at 14:00.
+        let open = hours.around(at("2026-11-23T09:30:00Z"), "Europe/Madrid");
+        let now = open.now;
+        assert_eq!((now.year, now.month, now.day, now.weekday), (2026, 11, 23, 1));
+        assert_eq!((now.minute_of_day, now.utc_offset_minutes), (10 * 60 + 30, 60));
+        assert!(open.open);
+        assert_eq!(open.closes_at.map(|t| (t.at, t.minute_of_day)), Some((at("2026-11-23T13:00:00Z"), 14 * 60)));
+        assert_eq!(open.next_opening, None);
+        // The lunch break: closed, open again at 16:00 the same day.
+        let lunch = hours.around(at("2026-11-23T13:30:00Z"), "Europe/Madrid");
+        assert!(!lunch.open);
+        assert_eq!(lunch.next_opening.map(|t| (t.day, t.minute_of_day)), Some((23, 16 * 60)));
+        // Monday evening: only Mondays have hours, and 2026-11-30 is the next one.
+        let evening = hours.around(at("2026-11-23T21:00:00Z"), "Europe/Madrid");
+        assert_eq!(evening.next_opening.map(|t| (t.month, t.day, t.weekday, t.minute_of_day)), Some((11, 30, 1, 540)));
+        // The Monday before a holiday Monday: the next opening skips 2026-12-28.
+        let before_holiday = hours.around(at("2026-12-21T20:00:00Z"), "Europe/Madrid");
+        assert_eq!(before_holiday.next_opening.map(|t| (t.year, t.month, t.day)), Some((2027, 1, 4)));
+        // Summer time: the same wall-clock hour is an hour earlier in UTC, and the offset says so.
+        let summer = LocalTime::of(at("2026-07-06T08:00:00Z"), "Europe/Madrid");
+        assert_eq!((summer.minute_of_day, summer.utc_offset_minutes), (10 * 60, 120));
+        // Two intervals that meet are one opening: it closes at the end of the second.
+        let split = BusinessHours {
+            tue: vec![Interval::parse("09:00-12:00").expect("valid"), Interval::parse("12:00-18:00").expect("valid")],
+            ..BusinessHours::default()
+        };
+        let tuesday = split.around(at("2026-11-24T10:00:00Z"), "Europe/Madrid");
+        assert_eq!(tuesday.closes_at.map(|t| t.minute_of_day), Some(18 * 60));
+        // Never set: open around the clock, nothing ever changes.
+        let always = BusinessHours::default().around(at("2026-11-23T03:00:00Z"), "Europe/Madrid");
+        assert_eq!((always.open, always.closes_at, always.next_opening), (true, None, None));
+        // No opening within the look-ahead: none rather than a guess.
+        let mut closed = BusinessHours { mon: hours.mon.clone(), ..BusinessHours::default() };
+        closed.holidays = (0..3).map(|week| format!("2026-12-{:02}", 7 + 7 * week)).collect();
+        assert_eq!(closed.around(at("2026-12-01T12:00:00Z"), "Europe/Madrid").next_opening, None);
     }
 
     #[test]

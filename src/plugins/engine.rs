@@ -13,14 +13,21 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::host::{CallState, FixedMonotonicClock, FixedWallClock, HostBudgetExceeded, SeededRandom, seed_of};
-use super::wit::current;
+use super::wit::{self, Call, Instance, Stopped, Version};
 use super::{Failure, HostAccess, Limits, LoadError, MessageCall, Outcome, PluginContext, truncate};
 use crate::domain::Decision;
 
 /// A compiled plugin, ready to be instantiated for each call.
 #[derive(Clone)]
 pub struct LoadedPlugin {
-    pre: current::RulesPre<CallState>,
+    pre: Version,
+}
+
+impl LoadedPlugin {
+    /// The contract version it was built against (`recado:plugin@0.2.0`).
+    pub fn contract(&self) -> &'static str {
+        self.pre.contract()
+    }
 }
 
 /// The plugin host. One per process; clone freely.
@@ -56,9 +63,15 @@ pub(crate) fn engine_config(limits: &Limits, pooling: bool) -> Config {
             .max_core_instances_per_component(50)
             .table_elements(20_000)
             .max_memory_size(limits.memory_bytes)
-            // Keeping a little of each memory mapped saves page faults on the next call.
-            .linear_memory_keep_resident(512 * 1024)
-            .table_keep_resident(64 * 1024);
+            // A fresh instance per call must not cost a page fault per page the guest touches: an interpreter
+            // (componentize-py, StarlingMonkey) starts from a pre-initialised heap of 10 MB or more and reads
+            // much of it on every call. So a slot's memory stays mapped between calls, up to the whole cap, and
+            // where the kernel can tell which pages a call wrote (PAGEMAP_SCAN, Linux 6.7) only those are
+            // copied back from the component's image. Without it, the kept part is reset whole: cheap for
+            // small memories, which is why this falls back instead of failing.
+            .linear_memory_keep_resident(limits.memory_bytes)
+            .table_keep_resident(256 * 1024)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
@@ -73,7 +86,7 @@ impl PluginHost {
         let engine = Engine::new(&engine_config(&limits, true))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        current::add_to_linker(&mut linker)?;
+        wit::add_to_linker(&mut linker)?;
         let weak = engine.weak();
         std::thread::Builder::new().name("recado-wasm-epoch".into()).spawn(move || {
             // Ends with the engine: the ticker must not keep it alive.
@@ -132,11 +145,10 @@ impl PluginHost {
 
     fn prepare(&self, component: &Component) -> Result<LoadedPlugin, LoadError> {
         let pre = self.linker.instantiate_pre(component).map_err(|error| {
-            LoadError::Contract(format!("does not fit the {} contract: {error:#}", current::CONTRACT))
+            let error = format!("{error:#}");
+            LoadError::Contract(format!("does not fit the {} contract: {}", wit::NEWEST, import_hint(&error)))
         })?;
-        let pre = current::RulesPre::new(pre).map_err(|error| {
-            LoadError::Contract(format!("does not export the {} rules world: {error:#}", current::CONTRACT))
-        })?;
+        let pre = Version::of(&pre).map_err(LoadError::Contract)?;
         Ok(LoadedPlugin { pre })
     }
 
@@ -180,9 +192,7 @@ impl PluginHost {
 
     /// Runs `on-message`. Blocking (guest code runs on this thread); call it off the async threads.
     pub fn on_message(&self, plugin: &LoadedPlugin, call: &MessageCall, access: HostAccess) -> Outcome {
-        self.call(plugin, access, call.context.now, seed_of(&call.message.id), |instance, store| {
-            current::on_message(instance, store, call)
-        })
+        self.call(plugin, access, call.context.now, seed_of(&call.message.id), Call::Message(call))
     }
 
     /// Runs `on-overdue`. Blocking; call it off the async threads.
@@ -193,41 +203,61 @@ impl PluginHost {
         waited_seconds: u64,
         access: HostAccess,
     ) -> Outcome {
-        self.call(plugin, access, context.now, seed_of(&context.conversation_id), |instance, store| {
-            current::on_overdue(instance, store, context, waited_seconds)
-        })
+        self.call(
+            plugin,
+            access,
+            context.now,
+            seed_of(&context.conversation_id),
+            Call::Overdue(context, waited_seconds),
+        )
     }
 
     /// The path of every call: a fresh store and instance, the hook, its answer checked, the failure
     /// classified, and what the call logged, wrote and cost.
-    fn call(
-        &self,
-        plugin: &LoadedPlugin,
-        access: HostAccess,
-        now: i64,
-        seed: u64,
-        hook: impl FnOnce(&current::Rules, &mut Store<CallState>) -> current::Returned,
-    ) -> Outcome {
+    fn call(&self, plugin: &LoadedPlugin, access: HostAccess, now: i64, seed: u64, hook: Call<'_>) -> Outcome {
         let (mut store, stderr) = self.store(access, now, seed);
         let started = Instant::now();
-        let result = match plugin.pre.instantiate(&mut store) {
-            Ok(instance) => {
-                let returned = hook(&instance, &mut store);
-                settle(returned, &store)
-            }
-            Err(error) => Err(instantiate_failure(&error, &store)),
-        };
+        let result = plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(Stopped::Instantiate)
+            .and_then(|instance| instance.call(&mut store, hook));
+        let result = settle(result, &store);
         finish(store, result, started, self.limits.fuel, &stderr)
     }
 }
 
-/// What a hook's answer means: its decision checked against the contract's bounds, its error kept, or the
-/// way it failed.
-fn settle(returned: current::Returned, store: &Store<CallState>) -> Result<Decision, Failure> {
-    match returned {
-        Ok(Ok(decision)) => current::validate(decision),
-        Ok(Err(error)) => Err(Failure::Error(truncate(&error, 500))),
-        Err(error) => Err(classify(&error, store)),
+/// What the host offers a component to import, for the messages that refuse an import.
+const OFFERED: &str = "this host offers `recado:plugin/host` and WASI 0.2 (`wasi:cli`, `wasi:clocks`, \
+     `wasi:filesystem` with no files, `wasi:io`, `wasi:random`, `wasi:sockets` with no network), nothing else";
+
+/// Says which import the host lacks and what to do about it, before the linker's own words: a linker
+/// message alone ("resource implementation is missing") does not tell an author that the fix is a build flag.
+fn import_hint(linker: &str) -> String {
+    let interface = linker
+        .split_once("component imports instance `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| name);
+    match interface {
+        Some(name) if name.starts_with("wasi:http/") => format!(
+            "components may not import `wasi:http` (it imports `{name}`): plugins do not reach the network. \
+             With componentize-js, build with `--disable http fetch-event`; otherwise remove the HTTP client \
+             from the build; {OFFERED}. The linker said: {linker}"
+        ),
+        Some(name) => format!(
+            "it imports `{name}`, which this host does not offer ({OFFERED}); build without it. \
+             The linker said: {linker}"
+        ),
+        None => linker.to_owned(),
+    }
+}
+
+/// What a call's end means: the guest's checked decision or its error as they are, or the way it stopped.
+fn settle(result: Result<Result<Decision, Failure>, Stopped>, store: &Store<CallState>) -> Result<Decision, Failure> {
+    match result {
+        Ok(answer) => answer,
+        Err(Stopped::Instantiate(error)) => Err(instantiate_failure(&error, store)),
+        Err(Stopped::Call(error)) => Err(classify(&error, store)),
     }
 }
 
@@ -235,7 +265,7 @@ fn settle(returned: current::Returned, store: &Store<CallState>) -> Result<Decis
 /// cannot see each other); it exists to measure what instantiation costs.
 pub struct ReusedInstance {
     store: Store<CallState>,
-    instance: current::Rules,
+    instance: Instance,
     fuel: u64,
     deadline_ticks: u64,
 }
@@ -248,8 +278,8 @@ impl ReusedInstance {
         self.store.data_mut().host_calls = 0;
         self.store.data_mut().logs.clear();
         self.store.data_mut().kv_writes.clear();
-        let returned = current::on_message(&self.instance, &mut self.store, call);
-        settle(returned, &self.store)
+        let result = self.instance.call(&mut self.store, Call::Message(call));
+        settle(result, &self.store)
     }
 }
 
@@ -357,6 +387,29 @@ mod tests {
         assert_eq!(decision.acknowledge, None, "{}", decision.reason);
     }
 
+    #[test]
+    fn a_0_2_0_component_sees_the_clients_local_time_and_a_0_1_0_component_keeps_working() {
+        let plugin = loaded("hostile");
+        assert_eq!(plugin.contract(), "recado:plugin@0.2.0");
+        let hours: crate::domain::BusinessHours =
+            toml::from_str("mon = [\"09:00-14:00\"]\nfri = [\"09:00-14:00\"]").expect("hours");
+        // Friday 2026-11-27, 20:30 in Madrid: closed until Monday at 09:00.
+        let at = "2026-11-27T19:30:00Z".parse::<jiff::Timestamp>().expect("time").as_millisecond();
+        let mut friday = call("hola", r#"{"behaviour": "local"}"#);
+        friday.context.now = at;
+        friday.context.local = hours.around(crate::domain::Timestamp(at), "Europe/Madrid");
+        let decision = host().on_message(&plugin, &friday, access()).result.expect("decides");
+        assert_eq!(decision.reason, "local 2026-11-27 weekday=5 minute=1230 offset=60 open=false closes=- next=1/540");
+
+        // The acknowledgement example as built against 0.1.0 (kept as a file: what a client uploaded then).
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/plugins/business-hours-ack-0.1.0.wasm");
+        let old = host().load(&std::fs::read(path).expect("the 0.1.0 component")).expect("still accepted");
+        assert_eq!(old.contract(), "recado:plugin@0.1.0");
+        let config = r#"{"open": {"ca": "Hola! Et responem aviat."}, "repeat_after_minutes": 60}"#;
+        let decision = host().on_message(&old, &call("Bon dia", config), access()).result.expect("decides");
+        assert_eq!(decision.acknowledge.as_deref(), Some("Hola! Et responem aviat."));
+    }
+
     fn hostile(behaviour: &str) -> Outcome {
         host().on_message(&loaded("hostile"), &call("hola", &format!(r#"{{"behaviour": "{behaviour}"}}"#)), access())
     }
@@ -427,6 +480,24 @@ mod tests {
         // Each memory bomb reaches the 16 MiB cap: keeping even one store per call would add tens of GiB.
         let grown = after.saturating_sub(baseline);
         assert!(grown < 64 << 20, "resident memory grew by {} MiB over 2,000 hostile calls", grown >> 20);
+    }
+
+    #[test]
+    fn a_missing_import_is_named_with_what_to_do() {
+        let load = |import: &str| {
+            let wat = format!(r#"(component (import "{import}" (instance (export "f" (func)))))"#);
+            match host().load(&wat::parse_str(wat).expect("wat")) {
+                Err(LoadError::Contract(message)) => message,
+                other => panic!("refused as a contract problem, not {:?}", other.map(|_| ())),
+            }
+        };
+        let http = load("wasi:http/types@0.2.10");
+        assert!(http.contains("components may not import `wasi:http` (it imports `wasi:http/types@0.2.10`)"), "{http}");
+        assert!(http.contains("--disable http fetch-event"), "the fix for componentize-js: {http}");
+        assert!(http.contains("The linker said: "), "{http}");
+        let other = load("acme:telemetry/export@1.0.0");
+        assert!(other.contains("it imports `acme:telemetry/export@1.0.0`, which this host does not offer"), "{other}");
+        assert!(other.contains("`recado:plugin/host` and WASI 0.2"), "{other}");
     }
 
     #[test]

@@ -24,13 +24,13 @@
 //! expect = { no_acknowledge = true }
 //! ```
 //!
-//! Only the expectations written are checked: `acknowledge`, `no_acknowledge`, `queue`, `assignee`,
-//! `tags` (exact), `priority`, `escalate_level`, `no_escalation`, `error` (the call must fail).
+//! Only the expectations written are checked: `acknowledge`, `no_acknowledge`, `queue`, `no_queue`,
+//! `assignee`, `tags` (exact), `priority`, `escalate_level`, `no_escalation`, `error` (the call must fail).
 
 use serde::Deserialize;
 
 use super::{HostAccess, LoadedPlugin, MessageCall, PluginContact, PluginContext, PluginHost, PluginMessage};
-use crate::domain::Decision;
+use crate::domain::{BusinessHours, BusinessTime, Decision, LocalTime, Timestamp};
 
 /// A fixture file.
 #[derive(Debug, Deserialize)]
@@ -60,6 +60,10 @@ pub struct Defaults {
     pub within_business_hours: bool,
     /// Channel of the messages.
     pub channel: String,
+    /// The client's business hours, as in `client.toml` (`mon = ["09:00-14:00"]`, `holidays = [...]`). With
+    /// them, whether the client is open and when it next opens or closes are worked out for each case's
+    /// time; without them, it is open as `within_business_hours` says, with no next change known.
+    pub business_hours: Option<BusinessHours>,
 }
 
 impl Default for Defaults {
@@ -71,6 +75,7 @@ impl Default for Defaults {
             now: "2026-01-05T10:00:00Z".into(),
             within_business_hours: true,
             channel: "whatsapp".into(),
+            business_hours: None,
         }
     }
 }
@@ -84,6 +89,9 @@ pub struct Case {
     /// The customer's message (unused by overdue cases).
     #[serde(default)]
     pub text: String,
+    /// The decision's time (RFC 3339), instead of the defaults' `now`.
+    #[serde(default)]
+    pub now: Option<String>,
     /// Makes this an `on-overdue` case: the conversation has waited this many business minutes.
     #[serde(default)]
     pub overdue_minutes: Option<u64>,
@@ -134,6 +142,9 @@ pub struct Expect {
     pub no_acknowledge: bool,
     /// The queue.
     pub queue: Option<String>,
+    /// No routing.
+    #[serde(default)]
+    pub no_queue: bool,
     /// The assignee.
     pub assignee: Option<String>,
     /// Exactly these tags.
@@ -188,6 +199,9 @@ impl Expect {
         if self.no_acknowledge && decision.acknowledge.is_some() {
             mismatches.push(format!("expected no acknowledgement, got {:?}", decision.acknowledge));
         }
+        if self.no_queue && decision.queue.is_some() {
+            mismatches.push(format!("expected no queue, got {:?}", decision.queue));
+        }
         if self.no_escalation && decision.escalate.is_some() {
             mismatches.push(format!("expected no escalation, got {:?}", decision.escalate));
         }
@@ -232,15 +246,32 @@ pub fn run(
     config: &str,
     fixtures: &Fixtures,
 ) -> anyhow::Result<Vec<CaseResult>> {
-    let now = fixtures
-        .defaults
-        .now
-        .parse::<jiff::Timestamp>()
-        .map_err(|error| anyhow::anyhow!("defaults.now: {error}"))?
-        .as_millisecond();
+    let time = |text: &str, what: &str| {
+        text.parse::<jiff::Timestamp>()
+            .map(|at| at.as_millisecond())
+            .map_err(|error| anyhow::anyhow!("{what}: {error}"))
+    };
+    let default_now = time(&fixtures.defaults.now, "defaults.now")?;
+    let defaults = &fixtures.defaults;
     let mut results = Vec::with_capacity(fixtures.cases.len());
     for (index, case) in fixtures.cases.iter().enumerate() {
+        let now = match &case.now {
+            Some(text) => time(text, &format!("case {:?}: now", case.name))?,
+            None => default_now,
+        };
         let minutes = |m: i64| now - m * 60_000;
+        let mut local = match &defaults.business_hours {
+            Some(hours) => hours.around(Timestamp(now), &defaults.timezone),
+            None => BusinessTime {
+                now: LocalTime::of(Timestamp(now), &defaults.timezone),
+                open: defaults.within_business_hours,
+                closes_at: None,
+                next_opening: None,
+            },
+        };
+        if let Some(open) = case.within_business_hours {
+            local.open = open;
+        }
         let call = MessageCall {
             message: PluginMessage {
                 id: format!("msg_fixture_{index}"),
@@ -260,7 +291,8 @@ pub fn run(
                 client: fixtures.defaults.client.clone(),
                 now,
                 timezone: fixtures.defaults.timezone.clone(),
-                within_business_hours: case.within_business_hours.unwrap_or(fixtures.defaults.within_business_hours),
+                within_business_hours: local.open,
+                local,
                 languages: fixtures.defaults.languages.clone(),
                 conversation_id: format!("cnv_fixture_{index}"),
                 messages_in_conversation: case.messages_in_conversation,

@@ -3,7 +3,7 @@
 //! [`CallState`] is the state of one call's store: its WASI context (no files, environment or network;
 //! clocks stopped at the decision's time; randomness seeded from the message), its limits, and what the
 //! guest asked of the host. The host functions are plain methods here, whatever contract version calls them
-//! (`wit::since_v0_1_0` forwards to them), so their budgets and caps are tested without building a guest.
+//! (each `wit::since_*` module forwards to them), so their budgets and caps are tested without building a guest.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -271,6 +271,7 @@ impl Rules {
 
 /// A message that exercises a plugin at upload: a new contact's first message, in the client's language.
 fn sample_call(profile: &ClientProfile, client: &ClientSlug, config: &str, now: i64) -> MessageCall {
+    let local = profile.business_hours.around(Timestamp(now), &profile.timezone);
     MessageCall {
         message: PluginMessage {
             id: "msg_sample".into(),
@@ -290,7 +291,8 @@ fn sample_call(profile: &ClientProfile, client: &ClientSlug, config: &str, now: 
             client: client.as_str().to_owned(),
             now,
             timezone: profile.timezone.clone(),
-            within_business_hours: profile.business_hours.is_open(Timestamp(now), &profile.timezone),
+            within_business_hours: local.open,
+            local,
             languages: profile.languages.clone(),
             conversation_id: "cnv_sample".into(),
             messages_in_conversation: 1,

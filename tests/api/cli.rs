@@ -359,6 +359,48 @@ fn every_example_plugin_passes_its_own_fixtures() {
     }
 }
 
+/// A plugin author's path in each language with a template: `recado plugin new`, the template's own
+/// `build.sh` (which installs componentize-py from PyPI or componentize-js from the npm registry, as an author
+/// would), and `recado plugin test` on the component it built. A tool that cannot be installed fails the test
+/// with the build's own output: it is never skipped.
+#[test]
+fn every_language_template_builds_and_passes_its_fixtures() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixtures = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins-sdk/templates/fixtures.toml"),
+    )
+    .expect("the templates' fixtures");
+    let cases = fixtures.matches("[[case]]").count();
+    for language in ["python", "javascript"] {
+        let project = dir.path().join(language);
+        let output = Command::new(env!("CARGO_BIN_EXE_recado"))
+            .args(["plugin", "new", language])
+            .arg(&project)
+            .output()
+            .expect("recado runs");
+        assert!(output.status.success(), "{language}: {}", String::from_utf8_lossy(&output.stderr));
+        let build = Command::new(project.join("build.sh")).output().expect("build.sh runs");
+        assert!(
+            build.status.success(),
+            "the {language} template did not build (its tool is installed by build.sh):\n{}{}",
+            String::from_utf8_lossy(&build.stdout),
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let output = Command::new(env!("CARGO_BIN_EXE_recado"))
+            .args(["plugin", "test", "plugin.wasm", "--config", "config.json", "--fixtures", "fixtures.toml"])
+            .current_dir(&project)
+            // This is a debug build of recado, several times slower at running guests than a release one
+            // and sharing the machine with the rest of the suite: a longer deadline keeps the check about
+            // the decisions (the template's cost is measured in bench/plugins, in a release build).
+            .env("RECADO__PLUGINS__DEADLINE_MS", "2000")
+            .output()
+            .expect("recado runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{language}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains(&format!("{cases} passed, 0 failed")), "{language}: {stdout}");
+    }
+}
+
 #[test]
 fn the_compiler_process_limits_itself_before_reading_its_input() {
     let wasm = std::fs::read(crate::helpers::example_plugins().join("target/wasm32-wasip2/release/escalation.wasm"))

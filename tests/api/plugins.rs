@@ -780,3 +780,22 @@ async fn a_message_that_waited_too_long_for_its_clients_rules_gets_the_defaults_
     assert!(decisions.iter().any(|d| d["source"] == "chain"), "{decisions:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_component_built_against_contract_0_1_0_still_uploads_activates_and_decides() {
+    let app = spawn_app().await;
+    let token = app.create_client("dental").await;
+    // The acknowledgement example as it was built against recado:plugin@0.1.0, before 0.2.0 existed.
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plugins/business-hours-ack-0.1.0.wasm");
+    let wasm = std::fs::read(path).expect("the 0.1.0 component");
+    let (status, plugin) = app.upload_plugin("dental", &token, wasm, "ack", "0.1", &ack_config("Bon dia!")).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let id = plugin["id"].as_str().expect("id");
+    let (status, body) = app.post(&format!("/api/v1/clients/dental/plugins/{id}/activate"), &token, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (message_id, conversation) = app.ingest_processed("dental", &token, "m1", "+34600", "Hola").await;
+    assert_eq!(acks(&conversation), ["Bon dia!"]);
+    let decisions = app.decisions_of(&message_id).await;
+    assert!(decisions.iter().any(|d| d["source"] == "chain"), "{decisions:?}");
+}

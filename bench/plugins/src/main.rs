@@ -1,5 +1,8 @@
 //! `cargo run --release` (from bench/plugins, after building the example components): per-call cost of each
 //! example rule, natively and as a sandboxed component, fresh and reused. Prints a Markdown table.
+//!
+//! `cargo run --release -- python=PATH javascript=PATH` also measures the language templates (`recado plugin
+//! new <language> DIR`, then `DIR/build.sh`): fresh and reused, and what instantiating alone costs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -84,6 +87,8 @@ fn call(case: &Case, config: &str) -> MessageCall {
             last_acknowledged_at: None,
             last_human_reply_at: None,
             config: config.into(),
+            local: recado::domain::BusinessHours::default()
+                .around(recado::domain::Timestamp(1_795_000_000_000), "Europe/Madrid"),
         },
     }
 }
@@ -119,8 +124,26 @@ fn native_inputs(
             last_acknowledged_at: call.context.last_acknowledged_at,
             last_human_reply_at: call.context.last_human_reply_at,
             config: call.context.config.clone(),
+            local: recado_plugin_sdk::BusinessTime {
+                now: local_time(&call.context.local.now),
+                open: call.context.local.open,
+                closes_at: call.context.local.closes_at.as_ref().map(local_time),
+                next_opening: call.context.local.next_opening.as_ref().map(local_time),
+            },
         },
     )
+}
+
+fn local_time(time: &recado::domain::LocalTime) -> recado_plugin_sdk::LocalTime {
+    recado_plugin_sdk::LocalTime {
+        at: time.at.millis(),
+        year: time.year,
+        month: time.month,
+        day: time.day,
+        weekday: time.weekday,
+        minute_of_day: time.minute_of_day,
+        utc_offset_minutes: time.utc_offset_minutes,
+    }
 }
 
 struct Stats {
@@ -129,19 +152,68 @@ struct Stats {
     mean: Duration,
 }
 
-fn measure(mut once: impl FnMut()) -> Stats {
-    for _ in 0..WARMUP {
+fn measure(once: impl FnMut()) -> Stats {
+    measure_n(WARMUP, CALLS, once)
+}
+
+fn measure_n(warmup: usize, calls: usize, mut once: impl FnMut()) -> Stats {
+    for _ in 0..warmup {
         once();
     }
-    let mut times = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
         let started = Instant::now();
         once();
         times.push(started.elapsed());
     }
-    let mean = times.iter().sum::<Duration>() / u32::try_from(CALLS).expect("fits");
+    let mean = times.iter().sum::<Duration>() / u32::try_from(calls).expect("fits");
     times.sort_unstable();
-    Stats { p50: times[CALLS / 2], p99: times[CALLS * 99 / 100], mean }
+    Stats { p50: times[calls / 2], p99: times[calls * 99 / 100], mean }
+}
+
+/// Calls of each language template (an interpreter call costs a thousand times a native one).
+const TEMPLATE_CALLS: usize = 2_000;
+
+/// The language templates (`recado plugin new <language>`, built with their `build.sh`), named on the command
+/// line as `language=path/to/plugin.wasm`: each called with the templates' shared configuration.
+fn templates(host: &PluginHost, access: &HostAccess) {
+    let config =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins-sdk/templates/config.json"))
+            .expect("the templates' config.json");
+    let case = Case {
+        name: "template",
+        component: "",
+        dir: "",
+        text: "Hola, necesito la factura de octubre, es urgente",
+        language: "es",
+        handle: "+34600000004",
+        native: |_, _, _| Err("no native form".into()),
+    };
+    let mut call = call(&case, &config);
+    call.context.languages = vec!["es".into(), "en".into()];
+    for argument in std::env::args().skip(1) {
+        let (language, path) = argument.split_once('=').expect("language=path/to/plugin.wasm");
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let started = Instant::now();
+        let loaded = host.load(&bytes).expect("loads");
+        eprintln!("{language}: {} bytes compiled in {:.1} s", bytes.len(), started.elapsed().as_secs_f64());
+        let decision = host.on_message(&loaded, &call, access.clone()).result.expect("the template decides");
+        assert_eq!(decision.queue.as_deref(), Some("billing"), "{language}: {}", decision.reason);
+        let name = format!("template ({language})");
+        let fresh = measure_n(TEMPLATE_CALLS / 10, TEMPLATE_CALLS, || {
+            std::hint::black_box(host.on_message(&loaded, &call, access.clone()).result.expect("decides"));
+        });
+        row(&name, "component, fresh instance per call", &fresh);
+        let inst = measure_n(TEMPLATE_CALLS / 10, TEMPLATE_CALLS, || {
+            std::hint::black_box(host.reused_instance(&loaded, access.clone()).ok());
+        });
+        row(&name, "instantiation alone, no call", &inst);
+        let mut reused = host.reused_instance(&loaded, access.clone()).expect("instance");
+        let kept = measure_n(TEMPLATE_CALLS / 10, TEMPLATE_CALLS, || {
+            std::hint::black_box(reused.on_message(&call).expect("decides"));
+        });
+        row(&name, "component, one instance reused", &kept);
+    }
 }
 
 fn row(plugin: &str, how: &str, stats: &Stats) {
@@ -189,4 +261,5 @@ fn main() {
         });
         row(case.name, "component, one instance reused", &kept);
     }
+    templates(&host, &access);
 }

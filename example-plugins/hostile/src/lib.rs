@@ -89,6 +89,24 @@ impl Plugin for Hostile {
                 context.within_business_hours,
                 message.language.as_deref().unwrap_or("-"),
             ))),
+            "local" => {
+                let local = &context.local;
+                let next = local
+                    .next_opening
+                    .as_ref()
+                    .map_or("-".to_owned(), |t| format!("{}/{}", t.weekday, t.minute_of_day));
+                let closes = local.closes_at.as_ref().map_or("-".to_owned(), |t| t.minute_of_day.to_string());
+                Ok(Decision::because(format!(
+                    "local {}-{:02}-{:02} weekday={} minute={} offset={} open={} closes={closes} next={next}",
+                    local.now.year,
+                    local.now.month,
+                    local.now.day,
+                    local.now.weekday,
+                    local.now.minute_of_day,
+                    local.now.utc_offset_minutes,
+                    local.open,
+                )))
+            }
             other => Err(format!("unknown behaviour {other}")),
         }
     }
