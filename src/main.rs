@@ -155,6 +155,9 @@ enum PluginCommand {
         /// built-in settings and `RECADO__PLUGINS__*` variables, as `recado serve` would use).
         #[arg(long)]
         server_config: Option<PathBuf>,
+        /// Print the results as one JSON document (for CI) instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Make a rule-plugin project in another language: the template's rules, a build script that installs
     /// the language's component tool by package name, the contract's WIT, and a configuration and fixtures
@@ -307,10 +310,12 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Command::Plugin { command: PluginCommand::Test { plugin, config, fixtures, server_config } } = &cli.command {
+    if let Command::Plugin { command: PluginCommand::Test { plugin, config, fixtures, server_config, json } } =
+        &cli.command
+    {
         // Synchronous: no server, no runtime needed.
         let server = StoreArgs { config: server_config.clone(), data_dir: None };
-        return match plugin_test(plugin, config.as_deref(), fixtures, &server) {
+        return match plugin_test(plugin, config.as_deref(), fixtures, &server, *json) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(error) => {
@@ -466,6 +471,7 @@ fn plugin_test(
     config: Option<&std::path::Path>,
     fixtures: &std::path::Path,
     server: &StoreArgs,
+    json: bool,
 ) -> anyhow::Result<bool> {
     // The server's limits (its configuration file and RECADO__PLUGINS__* variables): what passes here
     // passes there.
@@ -473,18 +479,32 @@ fn plugin_test(
     let settings = Settings::load(server.config.as_deref(), &overrides)?;
     let limits = recado::plugins::Limits::from_settings(&settings.plugins);
     let results = recado::plugins::fixtures::run_files(plugin, config, fixtures, limits)?;
-    let failed = results.iter().filter(|result| !result.mismatches.is_empty()).count();
+    let failed = results.iter().filter(|result| !result.passed()).count();
+    if json {
+        let report = serde_json::json!({ "passed": results.len() - failed, "failed": failed, "cases": results });
+        println!("{report:#}");
+        return Ok(failed == 0);
+    }
     for result in &results {
-        if result.mismatches.is_empty() {
-            println!("ok    {} ({})", result.name, result.summary);
-        } else {
-            println!("FAIL  {} ({})", result.name, result.summary);
-            for mismatch in &result.mismatches {
-                println!("      {mismatch}");
-            }
+        println!("{}  {} ({})", if result.passed() { "ok  " } else { "FAIL" }, result.name, result.summary);
+        println!(
+            "      cost: {:.2} M of {} M fuel, {:.2} ms of {} ms, {:.1} MiB of {} MiB memory",
+            result.fuel as f64 / 1e6,
+            result.fuel_limit / 1_000_000,
+            result.duration_us as f64 / 1e3,
+            result.deadline_us / 1_000,
+            result.memory as f64 / f64::from(1 << 20),
+            result.memory_limit >> 20,
+        );
+        for mismatch in &result.mismatches {
+            println!("      {mismatch}");
+        }
+        for warning in &result.warnings {
+            println!("      warning: {warning}");
         }
     }
-    println!("{} passed, {failed} failed", results.len() - failed);
+    let warned = results.iter().filter(|result| !result.warnings.is_empty()).count();
+    println!("{} passed, {failed} failed, {warned} near a limit", results.len() - failed);
     Ok(failed == 0)
 }
 

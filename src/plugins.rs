@@ -62,8 +62,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            memory_bytes: 16 << 20,
-            fuel: 50_000_000,
+            memory_bytes: 32 << 20,
+            fuel: 250_000_000,
             deadline: Duration::from_millis(50),
             host_calls: 200,
             log_lines: 50,
@@ -132,6 +132,8 @@ pub struct Outcome {
     pub fuel_used: u64,
     /// Wall time of the call, instantiation included.
     pub duration: Duration,
+    /// The most linear memory the call used, in bytes (what its image starts with included).
+    pub peak_memory: usize,
 }
 
 /// A knowledge-base hit offered to plugins.

@@ -12,7 +12,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use super::host::{CallState, FixedMonotonicClock, FixedWallClock, HostBudgetExceeded, SeededRandom, seed_of};
+use super::host::{
+    CallState, FixedMonotonicClock, FixedWallClock, HostBudgetExceeded, PeakLimits, SeededRandom, seed_of,
+};
 use super::wit::{self, Call, Instance, Stopped, Version};
 use super::{Failure, HostAccess, Limits, LoadError, MessageCall, Outcome, PluginContext, truncate};
 use crate::domain::Decision;
@@ -69,7 +71,8 @@ pub(crate) fn engine_config(limits: &Limits, pooling: bool) -> Config {
             // where the kernel can tell which pages a call wrote (PAGEMAP_SCAN, Linux 6.7) only those are
             // copied back from the component's image. Without it, the kept part is reset whole: cheap for
             // small memories, which is why this falls back instead of failing.
-            .linear_memory_keep_resident(limits.memory_bytes)
+            // At most 16 MiB kept per slot (an interpreter's heap fits), so many slots stay affordable.
+            .linear_memory_keep_resident(limits.memory_bytes.min(16 << 20))
             .table_keep_resident(256 * 1024)
             .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -163,14 +166,17 @@ impl PluginHost {
         let state = CallState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .table_elements(20_000)
-                .instances(50)
-                .tables(10)
-                .memories(10)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: PeakLimits {
+                peak_memory: 0,
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory_bytes)
+                    .table_elements(20_000)
+                    .instances(50)
+                    .tables(10)
+                    .memories(10)
+                    .trap_on_grow_failure(true)
+                    .build(),
+            },
             call_limits: self.limits.clone(),
             host_calls: 0,
             host_budget_hit: false,
@@ -320,9 +326,10 @@ fn finish(
         other => other,
     };
     let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let duration = started.elapsed();
     let state = store.into_data();
     let kv_writes = if result.is_ok() { state.kv_writes } else { Vec::new() };
-    Outcome { result, logs: state.logs, kv_writes, fuel_used, duration: started.elapsed() }
+    Outcome { result, logs: state.logs, kv_writes, fuel_used, duration, peak_memory: state.limits.peak_memory }
 }
 
 fn classify(error: &wasmtime::Error, store: &Store<CallState>) -> Failure {

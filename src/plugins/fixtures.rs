@@ -26,6 +26,11 @@
 //!
 //! Only the expectations written are checked: `acknowledge`, `no_acknowledge`, `queue`, `no_queue`,
 //! `assignee`, `tags` (exact), `priority`, `escalate_level`, `no_escalation`, `error` (the call must fail).
+//! `[defaults.business_hours]` (as in `client.toml`) makes `ctx.local` follow each case's `now`.
+//!
+//! After the file's cases comes a generated one, [`STRESS_CASE`]: the longest message allowed, which must
+//! not fail. Each result carries the call's cost (instructions, time, peak memory) against the limits, and a
+//! warning for each limit it used more than half of.
 
 use serde::Deserialize;
 
@@ -161,8 +166,8 @@ pub struct Expect {
     pub error: bool,
 }
 
-/// The result of one case.
-#[derive(Debug)]
+/// The result of one case, with what the call cost.
+#[derive(Debug, serde::Serialize)]
 pub struct CaseResult {
     /// The case's name.
     pub name: String,
@@ -170,6 +175,39 @@ pub struct CaseResult {
     pub mismatches: Vec<String>,
     /// The plugin's reason or failure, for the report.
     pub summary: String,
+    /// Instructions used, of `fuel_limit`.
+    pub fuel: u64,
+    /// The call's instruction budget.
+    pub fuel_limit: u64,
+    /// Wall time of the call, instantiation included, in microseconds, of `deadline_us`.
+    pub duration_us: u64,
+    /// The call's deadline, in microseconds.
+    pub deadline_us: u64,
+    /// The most linear memory the call used, in bytes, of `memory_limit`.
+    pub memory: usize,
+    /// The call's memory limit, in bytes.
+    pub memory_limit: usize,
+    /// Each limit the call used more than half of: a longer message or a busier machine may cross it.
+    pub warnings: Vec<String>,
+}
+
+impl CaseResult {
+    /// Whether the decision matched.
+    pub fn passed(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+/// The name of the case `run` adds to every fixture file.
+pub const STRESS_CASE: &str = "generated: the longest message allowed, in mixed scripts with emoji";
+
+/// The stress case's text: [`crate::domain::InboundMessage::MAX_TEXT_CHARS`] characters of Latin with accents,
+/// Cyrillic, Chinese, Arabic, emoji (some of them several code points) and punctuation, so a rule that walks
+/// the text character by character, or runs a costly regular expression over it, shows its worst cost.
+pub fn stress_text() -> String {
+    const PIECE: &str = "Hola, ¿tenéis cita el jueves? Urgència! Привет, это срочно. 你好，我要发票。 \
+                         مرحبا، أحتاج فاتورة 😀🎉👩‍👩‍👧 factura #12345 ... ";
+    PIECE.chars().cycle().take(crate::domain::InboundMessage::MAX_TEXT_CHARS).collect()
 }
 
 impl Expect {
@@ -236,7 +274,8 @@ pub fn run_files(
     run(&host, &loaded, &config, &parsed)
 }
 
-/// Runs every case. Errors only for a fixture file that cannot be used (e.g. an unreadable `now`).
+/// Runs every case, then [`STRESS_CASE`], each with its cost. Errors only for a fixture file that cannot be
+/// used (e.g. an unreadable `now`).
 ///
 /// # Errors
 /// The defaults' `now` is not an RFC 3339 time.
@@ -253,8 +292,26 @@ pub fn run(
     };
     let default_now = time(&fixtures.defaults.now, "defaults.now")?;
     let defaults = &fixtures.defaults;
-    let mut results = Vec::with_capacity(fixtures.cases.len());
-    for (index, case) in fixtures.cases.iter().enumerate() {
+    let stress = Case {
+        name: STRESS_CASE.into(),
+        text: stress_text(),
+        now: None,
+        overdue_minutes: None,
+        language: defaults.languages.first().cloned(),
+        contact_name: Some("Núria 🌻".into()),
+        contact_handle: None,
+        contact_tags: Vec::new(),
+        within_business_hours: None,
+        messages_in_conversation: 1,
+        unanswered_inbound: 1,
+        last_acknowledged_minutes_ago: None,
+        last_human_reply_minutes_ago: None,
+        // Any decision will do; failing (out of fuel, past the deadline) will not.
+        expect: Expect::default(),
+    };
+    let limits = host.limits();
+    let mut results = Vec::with_capacity(fixtures.cases.len() + 1);
+    for (index, case) in fixtures.cases.iter().chain(std::iter::once(&stress)).enumerate() {
         let now = match &case.now {
             Some(text) => time(text, &format!("case {:?}: now", case.name))?,
             None => default_now,
@@ -312,7 +369,30 @@ pub fn run(
             Ok(decision) => decision.reason.clone(),
             Err(failure) => failure.to_string(),
         };
-        results.push(CaseResult { name: case.name.clone(), mismatches, summary });
+        let micros = |duration: std::time::Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        let (duration_us, deadline_us) = (micros(outcome.duration), micros(limits.deadline));
+        let mut warnings = Vec::new();
+        let mut over_half = |what: &str, used: u64, limit: u64, unit: &str| {
+            if used.saturating_mul(2) > limit {
+                warnings.push(format!("used {used} of its {limit} {unit} of {what} ({}%)", used * 100 / limit.max(1)));
+            }
+        };
+        over_half("instructions (fuel)", outcome.fuel_used, limits.fuel, "units");
+        over_half("time", duration_us, deadline_us, "µs");
+        let memory = u64::try_from(outcome.peak_memory).unwrap_or(u64::MAX);
+        over_half("memory", memory, u64::try_from(limits.memory_bytes).unwrap_or(u64::MAX), "bytes");
+        results.push(CaseResult {
+            name: case.name.clone(),
+            mismatches,
+            summary,
+            fuel: outcome.fuel_used,
+            fuel_limit: limits.fuel,
+            duration_us,
+            deadline_us,
+            memory: outcome.peak_memory,
+            memory_limit: limits.memory_bytes,
+            warnings,
+        });
     }
     Ok(results)
 }

@@ -28,7 +28,7 @@ const MAX_KB_HITS: u32 = 10;
 pub(super) struct CallState {
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: PeakLimits,
     pub(super) call_limits: Limits,
     pub(super) host_calls: u32,
     pub(super) host_budget_hit: bool,
@@ -41,6 +41,47 @@ pub(super) struct CallState {
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The store's resource limits, remembering the largest linear memory the call asked for (what `recado
+/// plugin test` reports against the memory limit).
+pub(super) struct PeakLimits {
+    pub(super) limits: StoreLimits,
+    pub(super) peak_memory: usize,
+}
+
+impl wasmtime::ResourceLimiter for PeakLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak_memory = self.peak_memory.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 
@@ -186,7 +227,7 @@ mod tests {
         CallState {
             wasi: WasiCtxBuilder::new().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().build(),
+            limits: PeakLimits { limits: StoreLimitsBuilder::new().build(), peak_memory: 0 },
             call_limits: limits,
             host_calls: 0,
             host_budget_hit: false,

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::Binary;
 
@@ -282,7 +282,32 @@ fn plugin_test_runs_fixtures_and_fails_on_a_mismatch() {
     let output = run(&root.join("business-hours-ack/fixtures.toml"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
+    // Its five cases and the generated one, each with what it cost against the limits.
+    assert!(stdout.contains("6 passed, 0 failed, 0 near a limit"), "{stdout}");
+    assert!(stdout.contains("ok    generated: the longest message allowed"), "{stdout}");
+    assert_eq!(stdout.matches("      cost: ").count(), 6, "{stdout}");
+    assert!(
+        stdout.contains("M of 250 M fuel") && stdout.contains("ms of 50 ms") && stdout.contains("of 32 MiB memory")
+    );
+
+    // For CI: one JSON document with the same figures.
+    let output = Command::new(env!("CARGO_BIN_EXE_recado"))
+        .args(["plugin", "test"])
+        .arg(&plugin)
+        .arg("--config")
+        .arg(root.join("business-hours-ack/config.json"))
+        .arg("--fixtures")
+        .arg(root.join("business-hours-ack/fixtures.toml"))
+        .arg("--json")
+        .output()
+        .expect("recado runs");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!((report["passed"].as_u64(), report["failed"].as_u64()), (Some(6), Some(0)), "{report}");
+    let stress = &report["cases"][5];
+    assert!(stress["name"].as_str().expect("name").starts_with("generated:"), "{stress}");
+    assert!(stress["fuel"].as_u64().expect("fuel") > report["cases"][0]["fuel"].as_u64().expect("fuel"), "{report}");
+    assert!(stress["memory"].as_u64().expect("memory") > 0 && stress["memory_limit"] == 32 << 20, "{stress}");
+    assert!(stress["duration_us"].as_u64().expect("us") > 0 && stress["warnings"] == json!([]), "{stress}");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let wrong = dir.path().join("wrong.toml");
@@ -334,15 +359,35 @@ fn plugin_test_runs_under_the_servers_plugin_limits() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("ran out of its instruction budget"), "{stdout}");
+
+    // A memory limit the plugin still fits in, but with less than half to spare: every case passes, and
+    // each says how close it came.
+    std::fs::write(&server_config, "[plugins]\nmemory_bytes = 2097152\n").expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_recado"))
+        .args(["plugin", "test"])
+        .arg(root.join("target/wasm32-wasip2/release/business_hours_ack.wasm"))
+        .arg("--config")
+        .arg(root.join("business-hours-ack/config.json"))
+        .arg("--fixtures")
+        .arg(root.join("business-hours-ack/fixtures.toml"))
+        .arg("--server-config")
+        .arg(&server_config)
+        .output()
+        .expect("recado runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("6 passed, 0 failed, 6 near a limit"), "{stdout}");
+    assert!(stdout.contains("bytes of memory ("), "{stdout}");
 }
 
 #[test]
 fn every_example_plugin_passes_its_own_fixtures() {
     let root = crate::helpers::example_plugins();
+    // Each file's cases and the generated one.
     for (dir, file, cases) in [
-        ("business-hours-ack", "business_hours_ack", 5),
-        ("keyword-router", "keyword_router", 7),
-        ("escalation", "escalation", 8),
+        ("business-hours-ack", "business_hours_ack", 6),
+        ("keyword-router", "keyword_router", 8),
+        ("escalation", "escalation", 9),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_recado"))
             .args(["plugin", "test"])
@@ -370,7 +415,8 @@ fn every_language_template_builds_and_passes_its_fixtures() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins-sdk/templates/fixtures.toml"),
     )
     .expect("the templates' fixtures");
-    let cases = fixtures.matches("[[case]]").count();
+    // The file's cases and the generated one (the longest message allowed).
+    let cases = fixtures.matches("[[case]]").count() + 1;
     for language in ["python", "javascript"] {
         let project = dir.path().join(language);
         let output = Command::new(env!("CARGO_BIN_EXE_recado"))
