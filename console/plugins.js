@@ -195,7 +195,7 @@ function Plugins({ me, slug }) {
             </tbody>
           </table>
         </section>
-        <${Upload} slug=${slug} onUploaded=${(plugin) => { setStatus(t.uploaded_(plugin.name, plugin.version)); load(); }} />
+        <${Upload} slug=${slug} onUploaded=${(plugin) => { setStatus(t.uploaded_(plugin.name, plugin.version, plugin.warnings)); load(); }} />
       </div>
       ${replay && html`<${Replay} replay=${replay} onClose=${() => setReplay(null)} />`}
       <section class="decisions" aria-labelledby="log-title">

@@ -135,7 +135,7 @@ export const texts = {
     actionNames: { replay: 'Replay', activate: 'Activate', shadow: 'Shadow', disable: 'Disable', deactivate: 'Deactivate', rollback: 'Roll back' },
     replaying: 'Replaying…',
     changed: (name, version, state) => `${name} ${version} is now ${state}.`,
-    uploaded_: (name, version) => `${name} ${version} uploaded and checked. It is inactive until you activate it.`,
+    uploaded_: (name, version, warnings = []) => `${name} ${version} uploaded and checked. It is inactive until you activate it.${warnings.length ? ` Warning: ${warnings.join('; ')}.` : ''}`,
     log: 'Decision log',
     noDecisions: 'No decisions yet.',
     more: 'More',

@@ -136,6 +136,30 @@ pub struct Outcome {
     pub peak_memory: usize,
 }
 
+impl Outcome {
+    /// A warning for each limit this call used more than half of: a longer message or a busier machine may
+    /// cross it. Shown by `recado plugin test` and with an upload.
+    pub fn warnings(&self, limits: &Limits) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut over_half = |what: &str, used: f64, limit: f64, unit: &str| {
+            if used * 2.0 > limit {
+                let percent = (used * 100.0 / limit.max(1.0)).round();
+                warnings.push(format!(
+                    "used more than half of its {what}: {used:.1} {unit} of {limit:.0} {unit} ({percent}%)"
+                ));
+            }
+        };
+        #[allow(clippy::cast_precision_loss, reason = "a figure for people, one decimal shown")]
+        {
+            over_half("instructions (fuel)", self.fuel_used as f64 / 1e6, limits.fuel as f64 / 1e6, "M");
+            over_half("time", self.duration.as_secs_f64() * 1e3, limits.deadline.as_secs_f64() * 1e3, "ms");
+            let mib = |bytes: usize| bytes as f64 / f64::from(1 << 20);
+            over_half("memory", mib(self.peak_memory), mib(limits.memory_bytes), "MiB");
+        }
+        warnings
+    }
+}
+
 /// A knowledge-base hit offered to plugins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KbHit {

@@ -40,6 +40,10 @@ pub(super) struct PluginBody {
     consecutive_failures: u32,
     created_at: Timestamp,
     updated_at: Timestamp,
+    /// In the answer to an upload only: each limit the trial calls came near (more than half used), the
+    /// longest message allowed failing, a component over half the size allowed. Accepted all the same.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 impl From<PluginRecord> for PluginBody {
@@ -58,6 +62,7 @@ impl From<PluginRecord> for PluginBody {
             consecutive_failures: plugin.failures,
             created_at: plugin.created_at,
             updated_at: plugin.updated_at,
+            warnings: Vec::new(),
         }
     }
 }
@@ -263,14 +268,14 @@ pub(super) async fn plugins_upload(
         let admitted = state.rules.admit(&upload.component).await?;
         let rules = state.rules.clone();
         let (plugin, config, smoke_client) = (admitted.plugin.clone(), upload.config.clone(), client.clone());
-        tokio::task::spawn_blocking(move || rules.smoke_call(&plugin, &profile, &smoke_client, &config))
+        let warnings = tokio::task::spawn_blocking(move || rules.smoke_call(&plugin, &profile, &smoke_client, &config))
             .await
             .map_err(|error| ApiError::Internal(error.into()))?
             .map_err(AdmitError::Smoke)?;
-        Ok::<_, ApiError>(admitted)
+        Ok::<_, ApiError>((admitted, warnings))
     }
     .await;
-    let admitted = match checked {
+    let (admitted, mut warnings) = match checked {
         Ok(admitted) => admitted,
         Err(error) => {
             // A refused upload cost a compile too: it counts towards the hourly limit.
@@ -298,7 +303,12 @@ pub(super) async fn plugins_upload(
         )
         .await?;
     state.db.prune_plugin_versions(record.client.clone(), settings.keep_inactive_versions, RETENTION.into()).await?;
-    Ok((StatusCode::CREATED, Json(PluginBody::from(record))))
+    let (size, max) = (usize::try_from(record.size).unwrap_or(usize::MAX), settings.max_component_bytes);
+    if size.saturating_mul(2) > max {
+        let (size, max) = (size.div_ceil(1024), max / 1024);
+        warnings.insert(0, format!("the component is {size} KiB, more than half of the {max} KiB allowed"));
+    }
+    Ok((StatusCode::CREATED, Json(PluginBody { warnings, ..PluginBody::from(record) })))
 }
 
 /// The actor named in the audit log for versions deleted by `plugins.keep_inactive_versions`.

@@ -371,16 +371,7 @@ pub fn run(
         };
         let micros = |duration: std::time::Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         let (duration_us, deadline_us) = (micros(outcome.duration), micros(limits.deadline));
-        let mut warnings = Vec::new();
-        let mut over_half = |what: &str, used: u64, limit: u64, unit: &str| {
-            if used.saturating_mul(2) > limit {
-                warnings.push(format!("used {used} of its {limit} {unit} of {what} ({}%)", used * 100 / limit.max(1)));
-            }
-        };
-        over_half("instructions (fuel)", outcome.fuel_used, limits.fuel, "units");
-        over_half("time", duration_us, deadline_us, "µs");
-        let memory = u64::try_from(outcome.peak_memory).unwrap_or(u64::MAX);
-        over_half("memory", memory, u64::try_from(limits.memory_bytes).unwrap_or(u64::MAX), "bytes");
+        let warnings = outcome.warnings(limits);
         results.push(CaseResult {
             name: case.name.clone(),
             mismatches,

@@ -249,23 +249,44 @@ impl Rules {
         Ok(loaded)
     }
 
-    /// Calls a freshly admitted plugin with a sample message of `client` and an overdue check. Blocking.
+    /// Calls a freshly admitted plugin with a sample message of `client` and an overdue check, then with
+    /// the longest message allowed. Returns warnings: a limit a call used more than half of, and the longest
+    /// message failing (a plugin that only fails on it is accepted: such messages get the defaults). Blocking.
     ///
     /// # Errors
-    /// Either call failed (trap, budget, error result, invalid decision).
+    /// The sample message or the overdue check failed (trap, budget, error result, invalid decision).
     pub fn smoke_call(
         &self,
         plugin: &LoadedPlugin,
         profile: &ClientProfile,
         client: &ClientSlug,
         config: &str,
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<String>, Failure> {
+        let host = &self.inner.host;
+        let limits = host.limits();
         let now = Timestamp::now().millis();
-        let call = sample_call(profile, client, config, now);
+        let mut call = sample_call(profile, client, config, now);
         let access = HostAccess { kv: HashMap::new(), kb_search: Arc::new(|_, _| Vec::new()) };
-        self.inner.host.on_message(plugin, &call, access.clone()).result?;
-        self.inner.host.on_overdue(plugin, &call.context, 3_600, access).result?;
-        Ok(())
+        let message = host.on_message(plugin, &call, access.clone());
+        message.result.as_ref().map_err(Clone::clone)?;
+        let overdue = host.on_overdue(plugin, &call.context, 3_600, access.clone());
+        overdue.result.as_ref().map_err(Clone::clone)?;
+        let mut warnings: Vec<String> = [("a message", &message), ("an overdue check", &overdue)]
+            .into_iter()
+            .flat_map(|(what, outcome)| outcome.warnings(limits).into_iter().map(move |w| format!("on {what}, {w}")))
+            .collect();
+        call.message.text = super::fixtures::stress_text();
+        let longest = host.on_message(plugin, &call, access);
+        let chars = crate::domain::InboundMessage::MAX_TEXT_CHARS;
+        match &longest.result {
+            Err(failure) => warnings.push(format!(
+                "on the longest message allowed ({chars} characters) it {failure}: such messages will get the \
+                 client's defaults"
+            )),
+            Ok(_) => warnings
+                .extend(longest.warnings(limits).into_iter().map(|w| format!("on the longest message allowed, {w}"))),
+        }
+        Ok(warnings)
     }
 }
 

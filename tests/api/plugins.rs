@@ -799,3 +799,48 @@ async fn a_component_built_against_contract_0_1_0_still_uploads_activates_and_de
     let decisions = app.decisions_of(&message_id).await;
     assert!(decisions.iter().any(|d| d["source"] == "chain"), "{decisions:?}");
 }
+
+#[tokio::test]
+async fn an_upload_near_a_limit_is_accepted_with_warnings_that_say_which() {
+    // Limits tight enough that the examples come near them: 2 MiB of memory (they use about 1.1), 2 M
+    // instructions (a short message takes well under 0.2 M, the longest allowed several M), 200 KB uploads.
+    let app = spawn_app_with(|settings| {
+        settings.plugins.memory_bytes = 2 << 20;
+        settings.plugins.fuel = 2_000_000;
+        settings.plugins.max_component_bytes = 200_000;
+    })
+    .await;
+    let token = app.create_client("dental").await;
+    let config =
+        std::fs::read_to_string(crate::helpers::example_plugins().join("keyword-router/config.json")).expect("config");
+    let (status, plugin) =
+        app.upload_plugin("dental", &token, component("keyword_router"), "router", "1", &config).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let warnings: Vec<&str> =
+        plugin["warnings"].as_array().expect("warnings").iter().map(|w| w.as_str().expect("text")).collect();
+    assert!(
+        warnings[0].starts_with("the component is ")
+            && warnings[0].ends_with("KiB, more than half of the 195 KiB allowed"),
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().any(|w| w.starts_with("on a message, used more than half of its memory")), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w
+                .starts_with("on the longest message allowed (16384 characters) it ran out of its instruction budget")),
+        "{warnings:?}"
+    );
+    // Warnings belong to the upload's answer; the version as listed has none.
+    let (_, shown) =
+        app.get(&format!("/api/v1/clients/dental/plugins/{}", plugin["id"].as_str().expect("id")), &token).await;
+    assert!(shown.get("warnings").is_none(), "{shown}");
+
+    // Within the default limits, the same upload has nothing to warn about.
+    let roomy = spawn_app().await;
+    let token = roomy.create_client("dental").await;
+    let (status, plugin) =
+        roomy.upload_plugin("dental", &token, component("keyword_router"), "router", "1", &config).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    assert!(plugin.get("warnings").is_none(), "{plugin}");
+}
