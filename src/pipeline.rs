@@ -1,12 +1,13 @@
 //! The message pipeline after ingest: every stored message that is still `received` gets a decision, and
 //! the decision is applied in one transaction that also marks it `processed`.
 //!
-//! A batch is read oldest first with each message's context as it was when it arrived. Each message is
+//! Clients take turns, several at once on blocking threads ([`process_available`]). A turn reads one
+//! client's oldest waiting messages with each one's context as it was when it arrived. Each message is
 //! decided by its client's chain of rule plugins (`chain.rs` loads it; `plugins::rules` runs it), merged,
 //! with the client's defaults filling in what the chain leaves (an acknowledgement) or deciding alone when
-//! the client has no active plugin, every active plugin failed, or the client's plugin time for the batch is
-//! spent. Each decision is carried forward to later messages of its conversation in the batch. Plugins run
-//! at the message's own time, so [`replay`] (`replay.rs`) decides history the same way.
+//! the client has no active plugin, every active plugin failed, or the message waited longer than allowed
+//! for the client's rules. Each decision is carried forward to later messages of its conversation in the
+//! turn. Plugins run at the message's own time, so [`replay`] (`replay.rs`) decides history the same way.
 //!
 //! The database is the queue: ingest wakes the worker, and the worker also sweeps on an interval and at
 //! start-up, so messages left `received` by a crash are processed after restart. Applying is idempotent

@@ -67,11 +67,11 @@ pub(crate) fn engine_config(limits: &Limits, pooling: bool) -> Config {
             .max_memory_size(limits.memory_bytes)
             // A fresh instance per call must not cost a page fault per page the guest touches: an interpreter
             // (componentize-py, StarlingMonkey) starts from a pre-initialised heap of 10 MB or more and reads
-            // much of it on every call. So a slot's memory stays mapped between calls, up to the whole cap, and
-            // where the kernel can tell which pages a call wrote (PAGEMAP_SCAN, Linux 6.7) only those are
-            // copied back from the component's image. Without it, the kept part is reset whole: cheap for
-            // small memories, which is why this falls back instead of failing.
-            // At most 16 MiB kept per slot (an interpreter's heap fits), so many slots stay affordable.
+            // much of it on every call. So a slot's memory stays mapped between calls (up to 16 MiB: an
+            // interpreter's heap fits, and many slots stay affordable), and where the kernel can tell which
+            // pages a call wrote (PAGEMAP_SCAN, Linux 6.7) only those are copied back from the component's
+            // image. Without it, the kept part is reset whole: cheap for small memories, which is why this
+            // falls back instead of failing.
             .linear_memory_keep_resident(limits.memory_bytes.min(16 << 20))
             .table_keep_resident(256 * 1024)
             .pagemap_scan(wasmtime::Enabled::Auto);
