@@ -360,10 +360,12 @@ mod tests {
 
     use crate::plugins::test_support::{example_component as component, message_call as call};
 
-    /// One host for the tests, and each component compiled once (compiling is the slow part).
+    /// One host for the tests, and each component compiled once (compiling is the slow part). Its memory cap
+    /// is 16 MiB: a memory bomb reaches it well within the deadline even in a debug build on a busy machine,
+    /// so the bomb is classified as such and not as a timeout.
     fn host() -> &'static PluginHost {
         static HOST: OnceLock<PluginHost> = OnceLock::new();
-        HOST.get_or_init(|| PluginHost::new(Limits::default()).expect("engine"))
+        HOST.get_or_init(|| PluginHost::new(Limits { memory_bytes: 16 << 20, ..Limits::default() }).expect("engine"))
     }
 
     fn loaded(name: &str) -> LoadedPlugin {

@@ -572,7 +572,9 @@ async fn every_hostile_plugin_fails_alone_and_the_message_gets_the_defaults() {
         let failure = run["failure"].as_str().unwrap_or_else(|| panic!("{behaviour} did not fail: {run}"));
         let expected: &[&str] = match *behaviour {
             "loop" => &["instruction budget", "deadline"],
-            "memory" => &["more memory"],
+            // Growing to the 32 MiB cap touches every page: on a loaded machine, in a debug build, the
+            // deadline may come first. Either way the call fails alone.
+            "memory" => &["more memory", "deadline"],
             "huge-output" => &["invalid decision", "more memory"],
             "many-tags" | "bad-label" => &["invalid decision"],
             "trap" | "recursion" => &["crashed"],
