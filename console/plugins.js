@@ -50,7 +50,7 @@ export function DecisionEntry({ entry }) {
     </li>`;
 }
 
-function Upload({ slug, onUploaded }) {
+function Upload({ slug, limits, onUploaded }) {
   const t = texts.plugins.upload;
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
@@ -82,6 +82,7 @@ function Upload({ slug, onUploaded }) {
       <label for="plugin-config">${t.config}</label>
       <textarea id="plugin-config" name="config" rows="4" spellcheck="false">{}</textarea>
       <p class="hint">${t.hint}</p>
+      ${limits && html`<p class="hint limits">${t.limits(limits)}</p>`}
       <button type="submit" disabled=${busy}>${busy ? t.busy : t.submit}</button>
       <pre class="error" role="alert">${error}</pre>
     </form>`;
@@ -126,6 +127,7 @@ function Replay({ replay, onClose }) {
 function Plugins({ me, slug }) {
   const t = texts.plugins;
   const [versions, setVersions] = useState(null);
+  const [limits, setLimits] = useState(null);
   const [decisions, setDecisions] = useState(null);
   const [replay, setReplay] = useState(null);
   const [busy, setBusy] = useState(null);
@@ -134,7 +136,9 @@ function Plugins({ me, slug }) {
 
   const load = useCallback(async () => {
     try {
-      setVersions((await api('GET', `${clientPath(slug)}/plugins`)).plugins);
+      const list = await api('GET', `${clientPath(slug)}/plugins`);
+      setVersions(list.plugins);
+      setLimits(list.limits);
       setDecisions(await api('GET', `${clientPath(slug)}/decisions?limit=20`));
       setError(null);
     } catch (failure) {
@@ -195,7 +199,7 @@ function Plugins({ me, slug }) {
             </tbody>
           </table>
         </section>
-        <${Upload} slug=${slug} onUploaded=${(plugin) => { setStatus(t.uploaded_(plugin.name, plugin.version, plugin.warnings)); load(); }} />
+        <${Upload} slug=${slug} limits=${limits} onUploaded=${(plugin) => { setStatus(t.uploaded_(plugin.name, plugin.version, plugin.warnings)); load(); }} />
       </div>
       ${replay && html`<${Replay} replay=${replay} onClose=${() => setReplay(null)} />`}
       <section class="decisions" aria-labelledby="log-title">

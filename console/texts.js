@@ -152,6 +152,7 @@ export const texts = {
       version: 'Version',
       config: 'Configuration (JSON)',
       hint: 'The component is checked, compiled and tried once before it is stored.',
+      limits: (l) => `Each call may use ${Math.round(l.memory_bytes / 1048576)} MiB of memory, ${Math.round(l.fuel / 1e6)} M instructions and ${l.deadline_ms} ms; components up to ${Math.round(l.max_component_bytes / 1048576)} MiB.`,
       submit: 'Upload',
       busy: 'Checking…',
     },

@@ -214,6 +214,41 @@ pub struct PluginSettings {
     /// Of each plugin name, how many inactive or disabled versions are kept (besides the running ones and
     /// the one a rollback returns to); older ones are deleted at the next upload.
     pub keep_inactive_versions: usize,
+    /// The most an admin may grant one client in its profile's `plugin_limits`.
+    pub per_client_max: PluginCeilings,
+}
+
+/// The most an admin may grant one client's plugins. Each is at least the server's default; a profile
+/// asking for more is refused, and a grant made before a ceiling was lowered is capped at it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginCeilings {
+    /// Linear memory of one call. Every instance slot of the pool is sized for it.
+    pub memory_bytes: usize,
+    /// Instructions of one call.
+    pub fuel: u64,
+    /// Wall-clock deadline of one call.
+    pub deadline_ms: u64,
+    /// Largest component one upload may carry (the upload route reads bodies up to this size from a
+    /// signed-in admin or client).
+    pub max_component_bytes: usize,
+    /// Plugin time of one client's turn.
+    pub client_slice_ms: u64,
+    /// Longest a message waits for its client's rules.
+    pub client_queue_ms: u64,
+}
+
+impl Default for PluginCeilings {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 128 * 1024 * 1024,
+            fuel: 2_000_000_000,
+            deadline_ms: 1_000,
+            max_component_bytes: 128 * 1024 * 1024,
+            client_slice_ms: 2_000,
+            client_queue_ms: 600_000,
+        }
+    }
 }
 
 impl Default for PluginSettings {
@@ -237,6 +272,7 @@ impl Default for PluginSettings {
             uploads_per_hour_per_client: 20,
             max_versions_per_client: 50,
             keep_inactive_versions: 5,
+            per_client_max: PluginCeilings::default(),
         }
     }
 }
@@ -605,6 +641,35 @@ impl Settings {
             });
         }
         let plugins = &self.plugins;
+        let most = &plugins.per_client_max;
+        let ceiling_checks: [(&'static str, bool, &str); 6] = [
+            (
+                "plugins.per_client_max.memory_bytes",
+                most.memory_bytes >= plugins.memory_bytes,
+                "must be at least plugins.memory_bytes",
+            ),
+            ("plugins.per_client_max.fuel", most.fuel >= plugins.fuel, "must be at least plugins.fuel"),
+            (
+                "plugins.per_client_max.deadline_ms",
+                (plugins.deadline_ms..=10_000).contains(&most.deadline_ms),
+                "must be between plugins.deadline_ms and 10000",
+            ),
+            (
+                "plugins.per_client_max.max_component_bytes",
+                most.max_component_bytes >= plugins.max_component_bytes,
+                "must be at least plugins.max_component_bytes",
+            ),
+            (
+                "plugins.per_client_max.client_slice_ms",
+                most.client_slice_ms >= plugins.client_slice_ms,
+                "must be at least plugins.client_slice_ms",
+            ),
+            (
+                "plugins.per_client_max.client_queue_ms",
+                most.client_queue_ms >= plugins.client_queue_ms,
+                "must be at least plugins.client_queue_ms",
+            ),
+        ];
         let plugin_checks: [(&'static str, bool, &str); 8] = [
             ("plugins.max_component_bytes", plugins.max_component_bytes >= 1024, "must be at least 1024"),
             ("plugins.max_function_bytes", plugins.max_function_bytes >= 1024, "must be at least 1024"),
@@ -627,7 +692,7 @@ impl Settings {
                 "must be at least media.base_backoff_ms",
             ),
         ];
-        for (key, ok, message) in plugin_checks.into_iter().chain(media_checks) {
+        for (key, ok, message) in plugin_checks.into_iter().chain(ceiling_checks).chain(media_checks) {
             if !ok {
                 return Err(Error::Invalid { key, message: message.to_owned() });
             }

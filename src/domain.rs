@@ -15,7 +15,7 @@ pub use article::{ArticleContent, ArticleId};
 pub use chain::merge_chain;
 pub use client::{
     BusinessHours, BusinessTime, ClientDefaults, ClientProfile, ClientSlug, EscalationContact, Interval, LocalTime,
-    Sla, SuggestionSettings, Weekday, WhatsAppTemplate,
+    PluginLimits, Sla, SuggestionSettings, Weekday, WhatsAppTemplate,
 };
 pub(crate) use ids::new_id;
 pub use ids::{

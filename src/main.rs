@@ -155,6 +155,10 @@ enum PluginCommand {
         /// built-in settings and `RECADO__PLUGINS__*` variables, as `recado serve` would use).
         #[arg(long)]
         server_config: Option<PathBuf>,
+        /// Limits an admin granted the client, as its profile's `plugin_limits` shows them (JSON, e.g.
+        /// `{"memory_bytes": 67108864}`): the cases run under those instead of the server's defaults.
+        #[arg(long, value_name = "JSON")]
+        limits: Option<String>,
         /// Print the results as one JSON document (for CI) instead of lines.
         #[arg(long)]
         json: bool,
@@ -310,12 +314,12 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Command::Plugin { command: PluginCommand::Test { plugin, config, fixtures, server_config, json } } =
+    if let Command::Plugin { command: PluginCommand::Test { plugin, config, fixtures, server_config, limits, json } } =
         &cli.command
     {
         // Synchronous: no server, no runtime needed.
         let server = StoreArgs { config: server_config.clone(), data_dir: None };
-        return match plugin_test(plugin, config.as_deref(), fixtures, &server, *json) {
+        return match plugin_test(plugin, config.as_deref(), fixtures, &server, limits.as_deref(), *json) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(error) => {
@@ -471,14 +475,24 @@ fn plugin_test(
     config: Option<&std::path::Path>,
     fixtures: &std::path::Path,
     server: &StoreArgs,
+    granted: Option<&str>,
     json: bool,
 ) -> anyhow::Result<bool> {
-    // The server's limits (its configuration file and RECADO__PLUGINS__* variables): what passes here
-    // passes there.
+    // The server's limits (its configuration file and RECADO__PLUGINS__* variables), with what the client
+    // was granted: what passes here passes there.
     let overrides = Overrides { listen: None, data_dir: server.data_dir.clone() };
     let settings = Settings::load(server.config.as_deref(), &overrides)?;
-    let limits = recado::plugins::Limits::from_settings(&settings.plugins);
-    let results = recado::plugins::fixtures::run_files(plugin, config, fixtures, limits)?;
+    let granted: recado::domain::PluginLimits = match granted {
+        Some(json) => serde_json::from_str(json).context("--limits")?,
+        None => recado::domain::PluginLimits::default(),
+    };
+    granted.validate().context("--limits")?;
+    recado::plugins::ClientLimits::check(&settings.plugins, &granted).context("--limits")?;
+    let limits = recado::plugins::ClientLimits::of(&settings.plugins, &granted).call;
+    // The engine as the server builds it (room for any client's grant), so a component too big for the
+    // limits fails its calls here as it would there, instead of failing to load.
+    let room = settings.plugins.per_client_max.memory_bytes;
+    let results = recado::plugins::fixtures::run_files(plugin, config, fixtures, limits, room)?;
     let failed = results.iter().filter(|result| !result.passed()).count();
     if json {
         let report = serde_json::json!({ "passed": results.len() - failed, "failed": failed, "cases": results });

@@ -20,13 +20,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PipelineSettings;
-use crate::domain::{ClientSlug, Clock, ConversationId, Decision, DecisionSource, Timestamp};
+use crate::domain::{ClientSlug, Clock, ConversationId, Decision, DecisionSource, PluginLimits, Timestamp};
 use crate::kb::SearchIndex;
 use crate::kb::language::Detectors;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
 use crate::plugins::rules::{Hook, Rules, kb_search_for};
-use crate::plugins::{KbSearch, MessageCall, PluginContact, PluginContext, PluginMessage};
+use crate::plugins::{ClientLimits, KbSearch, MessageCall, PluginContact, PluginContext, PluginMessage};
 use crate::store::{Db, PendingBatch, PendingMessage, PluginRun, ProcessedDecision};
 use crate::worker::{StepWorker, Wake, run_steps};
 
@@ -203,7 +203,7 @@ fn decide_with_chain(
 ) -> (Vec<PluginRun>, Option<Decision>, Duration) {
     let call = message_call(message, language);
     let kb_search = kb(message, language);
-    let outcome = rules.run_chain(&chain.links, &Hook::Message(&call), kv, &kb_search, &message.profile.queues);
+    let outcome = rules.run_chain(&chain.links, &Hook::Message(&call), kv, &kb_search, &message.profile);
     let mut runs = outcome.runs;
     runs.extend(chain.broken.iter().map(|(plugin, why)| broken_run(plugin, why)));
     (runs, outcome.merged, outcome.spent)
@@ -368,10 +368,14 @@ async fn client_turn(pipeline: &Pipeline, client: ClientSlug) -> crate::store::R
     let detectors = Arc::clone(&pipeline.detectors);
     let rules = pipeline.rules.clone();
     let index = pipeline.index.clone();
-    let settings = rules.settings();
+    // Every message of the turn is the client's: its profile (read with the batch) carries its limits.
+    let limits = match batch.messages.first() {
+        Some(message) => rules.limits_for(&message.profile),
+        None => ClientLimits::of(rules.settings(), &PluginLimits::default()),
+    };
     let turn = Turn {
-        slice: Duration::from_millis(settings.client_slice_ms),
-        queue_limit: Duration::from_millis(settings.client_queue_ms),
+        slice: limits.slice,
+        queue_limit: limits.queue,
         // Waits are real time, whatever clock the first-response timers are stepped with.
         now: Timestamp::now(),
     };

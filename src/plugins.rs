@@ -24,7 +24,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::domain::{BusinessTime, Decision, LogLine};
+use crate::config::PluginSettings;
+use crate::domain::{BusinessTime, Decision, Invalid, LogLine, PluginLimits};
 
 pub mod check;
 pub mod compile;
@@ -71,6 +72,76 @@ impl Default for Limits {
             kv_writes: 20,
             kv_value_bytes: 4_096,
         }
+    }
+}
+
+/// One client's plugin limits: the server's defaults, with what an admin granted the client in its
+/// profile (`plugin_limits`), never past the server's most-per-client.
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// Limits of each call.
+    pub call: Limits,
+    /// Largest component the client may upload.
+    pub max_component_bytes: usize,
+    /// Plugin time of one of its turns in the pipeline.
+    pub slice: Duration,
+    /// Longest one of its messages waits for its rules.
+    pub queue: Duration,
+}
+
+impl ClientLimits {
+    /// The limits `granted` gives under `settings`. A grant past a ceiling (one lowered after the grant was
+    /// made) is capped at the ceiling.
+    pub fn of(settings: &PluginSettings, granted: &PluginLimits) -> Self {
+        let most = &settings.per_client_max;
+        let pick = |granted: Option<u64>, default: u64, most: u64| granted.unwrap_or(default).min(most.max(default));
+        let bytes = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+        let wide = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+        Self {
+            call: Limits {
+                memory_bytes: bytes(pick(granted.memory_bytes, wide(settings.memory_bytes), wide(most.memory_bytes))),
+                fuel: pick(granted.fuel, settings.fuel, most.fuel),
+                deadline: Duration::from_millis(pick(granted.deadline_ms, settings.deadline_ms, most.deadline_ms)),
+                ..Limits::default()
+            },
+            max_component_bytes: bytes(pick(
+                granted.max_component_bytes,
+                wide(settings.max_component_bytes),
+                wide(most.max_component_bytes),
+            )),
+            slice: Duration::from_millis(pick(granted.client_slice_ms, settings.client_slice_ms, most.client_slice_ms)),
+            queue: Duration::from_millis(pick(granted.client_queue_ms, settings.client_queue_ms, most.client_queue_ms)),
+        }
+    }
+
+    /// Checks a grant against the server's most-per-client: what an admin is told when asking for more.
+    ///
+    /// # Errors
+    /// A granted value is above its ceiling; the error names the field and the ceiling.
+    pub fn check(settings: &PluginSettings, granted: &PluginLimits) -> Result<(), Invalid> {
+        let most = &settings.per_client_max;
+        let wide = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+        let ceilings = [
+            wide(most.memory_bytes),
+            most.fuel,
+            most.deadline_ms,
+            wide(most.max_component_bytes),
+            most.client_slice_ms,
+            most.client_queue_ms,
+        ];
+        for ((name, value), ceiling) in granted.fields().into_iter().zip(ceilings) {
+            if let Some(value) = value
+                && value > ceiling
+            {
+                return Err(Invalid::new(
+                    format!("plugin_limits.{name}"),
+                    format!(
+                        "must be at most {ceiling}, the most this server grants one client (plugins.per_client_max.{name})"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -391,5 +462,33 @@ mod tests {
         let reason = breaker.trips(3, "took longer than its deadline").expect("trips");
         assert_eq!(reason, "circuit breaker: 3 consecutive failures, the last: took longer than its deadline");
         assert!(breaker.trips(7, "x").is_some(), "past the count too (a count carried over a restart)");
+    }
+
+    #[test]
+    fn a_clients_limits_are_the_defaults_with_its_grant_capped_at_the_ceilings() {
+        let mut settings = PluginSettings::default();
+        let none = ClientLimits::of(&settings, &PluginLimits::default());
+        assert_eq!((none.call.memory_bytes, none.call.fuel), (settings.memory_bytes, settings.fuel));
+        assert_eq!((none.slice, none.queue), (Duration::from_millis(250), Duration::from_secs(30)));
+
+        let granted = PluginLimits {
+            memory_bytes: Some(96 << 20),
+            deadline_ms: Some(20),
+            client_queue_ms: Some(120_000),
+            ..PluginLimits::default()
+        };
+        assert_eq!(ClientLimits::check(&settings, &granted), Ok(()));
+        let limits = ClientLimits::of(&settings, &granted);
+        assert_eq!(limits.call.memory_bytes, 96 << 20);
+        assert_eq!(limits.call.deadline, Duration::from_millis(20), "a grant may also be stricter");
+        assert_eq!(limits.call.fuel, settings.fuel, "what is not granted stays the default");
+        assert_eq!(limits.queue, Duration::from_secs(120));
+
+        // The ceiling lowered after the grant: the grant is capped, and asking again is refused.
+        settings.per_client_max.memory_bytes = 64 << 20;
+        assert_eq!(ClientLimits::of(&settings, &granted).call.memory_bytes, 64 << 20);
+        let refused = ClientLimits::check(&settings, &granted).expect_err("past the ceiling");
+        assert_eq!(refused.field, "plugin_limits.memory_bytes");
+        assert!(refused.message.starts_with("must be at most 67108864"), "{refused}");
     }
 }

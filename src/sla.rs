@@ -123,7 +123,7 @@ async fn overdue(pipeline: &Pipeline, clock: DueClock, now: Timestamp) -> crate:
         let kb_search = kb_search_for(&index, &client, &context.profile, context.profile.primary_language());
         let hook =
             Hook::Overdue { context: &plugin_context, waited_seconds: u64::try_from(waited_ms / 1000).unwrap_or(0) };
-        let outcome = rules.run_chain(&chain.links, &hook, &mut kv, &kb_search, &context.profile.queues);
+        let outcome = rules.run_chain(&chain.links, &hook, &mut kv, &kb_search, &context.profile);
         let mut runs = outcome.runs;
         runs.extend(chain.broken.iter().map(|(plugin, why)| crate::pipeline::broken_run(plugin, why)));
         let (source, decision) = with_defaults(outcome.merged, defaults, chain.has_active());

@@ -101,6 +101,77 @@ pub struct ClientProfile {
     /// business send once the customer's 24-hour window has closed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub whatsapp_templates: Vec<WhatsAppTemplate>,
+    /// Limits of this client's rule plugins that differ from the server's; only an admin sets them.
+    #[serde(default, skip_serializing_if = "PluginLimits::is_empty")]
+    pub plugin_limits: PluginLimits,
+}
+
+/// What an admin granted one client's rule plugins beyond (or below) the server's defaults: a field left
+/// out keeps the server's value. The server caps each at its own most-per-client (`plugins.per_client_max`),
+/// and refuses a grant past it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Linear memory one call may use, in bytes (at least 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Instructions (fuel) one call may use (at least 1,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Wall-clock deadline of one call, in milliseconds (1 to 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Largest component this client may upload, in bytes (at least 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_component_bytes: Option<u64>,
+    /// Plugin time of one of the client's turns in the pipeline, in milliseconds (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_slice_ms: Option<u64>,
+    /// Longest one of its messages waits for its rules before its defaults decide, in milliseconds (at least
+    /// 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_queue_ms: Option<u64>,
+}
+
+impl PluginLimits {
+    /// Whether nothing is granted (the server's defaults apply).
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Every field that is set, by name, with its value.
+    pub fn fields(&self) -> [(&'static str, Option<u64>); 6] {
+        [
+            ("memory_bytes", self.memory_bytes),
+            ("fuel", self.fuel),
+            ("deadline_ms", self.deadline_ms),
+            ("max_component_bytes", self.max_component_bytes),
+            ("client_slice_ms", self.client_slice_ms),
+            ("client_queue_ms", self.client_queue_ms),
+        ]
+    }
+
+    /// Checks each value's own bounds (the server's ceilings are checked where they are known).
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let floors: [(&str, u64, u64); 6] = [
+            ("memory_bytes", 1 << 20, u64::MAX),
+            ("fuel", 1_000_000, u64::MAX),
+            ("deadline_ms", 1, 10_000),
+            ("max_component_bytes", 1024, u64::MAX),
+            ("client_slice_ms", 1, u64::MAX),
+            ("client_queue_ms", 1_000, u64::MAX),
+        ];
+        for ((name, value), (_, min, max)) in self.fields().into_iter().zip(floors) {
+            if let Some(value) = value
+                && !(min..=max).contains(&value)
+            {
+                let bounds =
+                    if max == u64::MAX { format!("at least {min}") } else { format!("between {min} and {max}") };
+                return Err(Invalid::new(name, format!("must be {bounds}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An approved WhatsApp message template, as registered with Meta.
@@ -190,6 +261,7 @@ impl ClientProfile {
             defaults: ClientDefaults::default(),
             suggestions: SuggestionSettings::default(),
             whatsapp_templates: Vec::new(),
+            plugin_limits: PluginLimits::default(),
         }
     }
 
@@ -229,6 +301,7 @@ impl ClientProfile {
         for (index, template) in self.whatsapp_templates.iter().enumerate() {
             template.validate().map_err(|e| e.within(&format!("whatsapp_templates[{index}]")))?;
         }
+        self.plugin_limits.validate().map_err(|e| e.within("plugin_limits"))?;
         Ok(())
     }
 
@@ -743,7 +816,22 @@ mod tests {
             defaults: ClientDefaults::default(),
             suggestions: SuggestionSettings::default(),
             whatsapp_templates: Vec::new(),
+            plugin_limits: PluginLimits::default(),
         }
+    }
+
+    #[test]
+    fn plugin_limits_are_checked_against_their_own_bounds() {
+        let mut profile = profile();
+        profile.plugin_limits =
+            PluginLimits { memory_bytes: Some(64 << 20), fuel: Some(1_000_000_000), ..PluginLimits::default() };
+        assert_eq!(profile.validate(), Ok(()));
+        profile.plugin_limits.deadline_ms = Some(0);
+        let error = profile.validate().expect_err("a zero deadline");
+        assert_eq!(error.to_string(), "plugin_limits.deadline_ms: must be between 1 and 10000");
+        profile.plugin_limits = PluginLimits { client_queue_ms: Some(10), ..PluginLimits::default() };
+        let error = profile.validate().expect_err("a queue time under a second");
+        assert_eq!(error.to_string(), "plugin_limits.client_queue_ms: must be at least 1000");
     }
 
     #[test]

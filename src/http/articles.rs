@@ -324,6 +324,9 @@ pub(super) async fn articles_import(
             message: format!("{} problem(s); nothing was imported:\n{}", listed.len(), listed.join("\n")),
         }
     })?;
+    if let Some(profile) = &files.profile {
+        crate::plugins::ClientLimits::check(&state.settings.plugins, &profile.plugin_limits)?;
+    }
     let summary = state.db.import_client(slug, files.profile, files.articles, principal.actor()).await?;
     state.knowledge.index().wake();
     Ok(Json(Imported {

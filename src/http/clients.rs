@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -16,7 +17,9 @@ use crate::channels::ChannelConfig;
 use crate::channels::telegram::TelegramConfig;
 use crate::channels::webhook::WebhookConfig;
 use crate::channels::whatsapp::WhatsAppConfig;
+use crate::config::Settings;
 use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Invalid, Timestamp};
+use crate::plugins::ClientLimits;
 use crate::store::{ClientRecord, Db};
 
 /// A client card: slug, profile fields, public channel settings (never secrets), timestamps.
@@ -85,6 +88,7 @@ pub(super) async fn clients_list(State(db): State<Db>, principal: Principal) -> 
 #[utoipa::path(post, path = "/api/v1/clients", tag = "clients", request_body(content = crate::domain::ClientProfile, content_type = "application/json", description = "the client's profile, and its `slug`"), responses((status = 201, description = "created", body = ClientBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn clients_create(
     State(db): State<Db>,
+    State(settings): State<Arc<Settings>>,
     principal: Principal,
     AppJson(body): AppJson<Map<String, Value>>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -96,6 +100,7 @@ pub(super) async fn clients_create(
         None => return Err(Invalid::new("slug", "is required").into()),
     };
     let profile = profile_from(body)?;
+    ClientLimits::check(&settings.plugins, &profile.plugin_limits)?;
     let record = db.create_client(slug, profile, principal.actor()).await?;
     Ok((StatusCode::CREATED, Json(client_body(&db, record).await?)))
 }
@@ -117,6 +122,7 @@ pub(super) async fn clients_show(
 #[utoipa::path(patch, path = "/api/v1/clients/{slug}", tag = "clients", params(("slug" = String, Path, description = "the client's slug")), request_body(content = crate::domain::ClientProfile, content_type = "application/json", description = "the fields of the profile to replace; `null` resets one"), responses((status = 200, description = "the changed card", body = ClientBody), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)), security(("token" = []), ("session" = [])))]
 pub(super) async fn clients_update(
     State(db): State<Db>,
+    State(settings): State<Arc<Settings>>,
     principal: Principal,
     AppPath(slug): AppPath<String>,
     AppJson(patch): AppJson<Map<String, Value>>,
@@ -154,6 +160,7 @@ pub(super) async fn clients_update(
             let profile: ClientProfile = serde_path_to_error::deserialize(Value::Object(object))
                 .map_err(|error| Invalid::new("", error.to_string()))?;
             profile.validate()?;
+            ClientLimits::check(&settings.plugins, &profile.plugin_limits)?;
             Ok(profile)
         })
         .await?;
@@ -172,6 +179,7 @@ const PROFILE_FIELDS: &[&str] = &[
     "defaults",
     "suggestions",
     "whatsapp_templates",
+    "plugin_limits",
 ];
 
 /// `PUT /api/v1/clients/{slug}/channels/{kind}` (admin): stores a channel's settings, secrets included; the

@@ -16,8 +16,8 @@ use crate::domain::{
     ClientSlug, Decision, HookKind, LogLine, MessageId, PluginId, PluginState, Role, Timestamp, parse_label,
 };
 use crate::pipeline::ReplayReport;
-use crate::plugins::LoadError;
 use crate::plugins::rules::AdmitError;
+use crate::plugins::{ClientLimits, LoadError};
 use crate::store::{DecisionFilter, DecisionRecord, PluginRecord};
 
 /// Longest configuration accepted, in bytes.
@@ -114,10 +114,42 @@ impl From<DecisionRecord> for DecisionBody {
     }
 }
 
-/// A client's plugin versions.
+/// A client's plugin versions, and the limits its plugins run under.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct PluginList {
     plugins: Vec<PluginBody>,
+    limits: LimitsBody,
+}
+
+/// The limits a client's plugins run under: the server's defaults with what an admin granted it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct LimitsBody {
+    /// Linear memory of one call, in bytes.
+    memory_bytes: usize,
+    /// Instructions (fuel) of one call.
+    fuel: u64,
+    /// Deadline of one call, in milliseconds.
+    deadline_ms: u64,
+    /// Largest component an upload may carry, in bytes.
+    max_component_bytes: usize,
+    /// Plugin time of one of the client's turns, in milliseconds.
+    client_slice_ms: u64,
+    /// Longest a message waits for the client's rules, in milliseconds.
+    client_queue_ms: u64,
+}
+
+impl From<ClientLimits> for LimitsBody {
+    fn from(limits: ClientLimits) -> Self {
+        let millis = |duration: std::time::Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            memory_bytes: limits.call.memory_bytes,
+            fuel: limits.call.fuel,
+            deadline_ms: millis(limits.call.deadline),
+            max_component_bytes: limits.max_component_bytes,
+            client_slice_ms: millis(limits.slice),
+            client_queue_ms: millis(limits.queue),
+        }
+    }
 }
 
 /// A replay, with the version it ran.
@@ -264,8 +296,9 @@ pub(super) async fn plugins_upload(
     let multipart = Multipart::from_request(request, &state).await?;
     let upload = read_upload(multipart).await?;
     let profile = state.db.client(client.clone()).await?.profile;
+    let max_component_bytes = state.rules.limits_for(&profile).max_component_bytes;
     let checked = async {
-        let admitted = state.rules.admit(&upload.component).await?;
+        let admitted = state.rules.admit(&upload.component, max_component_bytes).await?;
         let rules = state.rules.clone();
         let (plugin, config, smoke_client) = (admitted.plugin.clone(), upload.config.clone(), client.clone());
         let warnings = tokio::task::spawn_blocking(move || rules.smoke_call(&plugin, &profile, &smoke_client, &config))
@@ -303,7 +336,7 @@ pub(super) async fn plugins_upload(
         )
         .await?;
     state.db.prune_plugin_versions(record.client.clone(), settings.keep_inactive_versions, RETENTION.into()).await?;
-    let (size, max) = (usize::try_from(record.size).unwrap_or(usize::MAX), settings.max_component_bytes);
+    let (size, max) = (usize::try_from(record.size).unwrap_or(usize::MAX), max_component_bytes);
     if size.saturating_mul(2) > max {
         let (size, max) = (size.div_ceil(1024), max / 1024);
         warnings.insert(0, format!("the component is {size} KiB, more than half of the {max} KiB allowed"));
@@ -322,8 +355,9 @@ pub(super) async fn plugins_list(
     AppPath(slug): AppPath<String>,
 ) -> Result<Json<PluginList>, ApiError> {
     let client = managed_client(&principal, &slug)?;
+    let limits = state.rules.limits_for(&state.db.client(client.clone()).await?.profile).into();
     let plugins = state.db.plugins(client).await?;
-    Ok(Json(PluginList { plugins: plugins.into_iter().map(PluginBody::from).collect() }))
+    Ok(Json(PluginList { plugins: plugins.into_iter().map(PluginBody::from).collect(), limits }))
 }
 
 /// `GET /api/v1/clients/{slug}/plugins/{id}`.

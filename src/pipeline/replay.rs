@@ -153,7 +153,7 @@ pub(crate) async fn replay(
                     &Hook::Message(&call),
                     &mut candidate_kv,
                     &kb_search,
-                    &message.profile.queues,
+                    &message.profile,
                 );
                 let run = own.runs.pop();
                 let defaults = default_decision(&message, &language);

@@ -19,7 +19,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Limits, LoadError, engine_config};
+use super::{LoadError, engine_config};
 
 /// How the compiler process is started and bounded.
 #[derive(Debug, Clone)]
@@ -115,7 +115,7 @@ pub fn run_worker(memory_bytes: u64, cpu_seconds: u64) -> anyhow::Result<std::pr
     std::io::stdin().read_to_end(&mut wasm)?;
     // The same engine settings as the server, without its pooling allocator (which reserves address space
     // the limit above would refuse, and does not change the compiled code).
-    let engine = wasmtime::Engine::new(&engine_config(&Limits::default(), false))?;
+    let engine = wasmtime::Engine::new(&engine_config(None))?;
     match engine.precompile_component(&wasm) {
         Ok(compiled) => {
             std::io::stdout().write_all(&compiled)?;

@@ -41,9 +41,10 @@ pub struct PluginHost {
 }
 
 /// The engine configuration shared by the server and the compiler process: compiled code is only valid for
-/// an engine configured the same way, so both build it here. The pooling allocator is the server's alone;
-/// it changes how memory is handed out, not the compiled code.
-pub(crate) fn engine_config(limits: &Limits, pooling: bool) -> Config {
+/// an engine configured the same way, so both build it here. The pooling allocator (its slots sized for
+/// `pool_memory_bytes` of linear memory) is the server's alone; it changes how memory is handed out, not the
+/// compiled code.
+pub(crate) fn engine_config(pool_memory_bytes: Option<usize>) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -51,7 +52,7 @@ pub(crate) fn engine_config(limits: &Limits, pooling: bool) -> Config {
         .epoch_interruption(true)
         .max_wasm_stack(512 * 1024)
         .wasm_threads(false);
-    if pooling {
+    if let Some(memory_bytes) = pool_memory_bytes {
         let mut pool = PoolingAllocationConfig::new();
         // Sized for the calls that run at once (the pipeline, smoke calls and replays), not for the number
         // of plugins: an instance slot is taken only for the length of one call. Past it a call fails to
@@ -64,7 +65,7 @@ pub(crate) fn engine_config(limits: &Limits, pooling: bool) -> Config {
             .max_tables_per_component(10)
             .max_core_instances_per_component(50)
             .table_elements(20_000)
-            .max_memory_size(limits.memory_bytes)
+            .max_memory_size(memory_bytes)
             // A fresh instance per call must not cost a page fault per page the guest touches: an interpreter
             // (componentize-py, StarlingMonkey) starts from a pre-initialised heap of 10 MB or more and reads
             // much of it on every call. So a slot's memory stays mapped between calls (up to 16 MiB: an
@@ -72,7 +73,7 @@ pub(crate) fn engine_config(limits: &Limits, pooling: bool) -> Config {
             // pages a call wrote (PAGEMAP_SCAN, Linux 6.7) only those are copied back from the component's
             // image. Without it, the kept part is reset whole: cheap for small memories, which is why this
             // falls back instead of failing.
-            .linear_memory_keep_resident(limits.memory_bytes.min(16 << 20))
+            .linear_memory_keep_resident(memory_bytes.min(16 << 20))
             .table_keep_resident(256 * 1024)
             .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -81,12 +82,23 @@ pub(crate) fn engine_config(limits: &Limits, pooling: bool) -> Config {
 }
 
 impl PluginHost {
-    /// Builds the engine (with the pooling allocator), the linker and the epoch ticker.
+    /// Builds the engine (with the pooling allocator), the linker and the epoch ticker, for calls under
+    /// `limits` and no more.
     ///
     /// # Errors
     /// The engine cannot be configured on this machine.
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config(&limits, true))?;
+        let most = limits.memory_bytes;
+        Self::with_room(limits, most)
+    }
+
+    /// As [`PluginHost::new`], with room for calls granted up to `max_memory_bytes` of linear memory
+    /// (calls of clients with limits of their own).
+    ///
+    /// # Errors
+    /// The engine cannot be configured on this machine.
+    pub fn with_room(limits: Limits, max_memory_bytes: usize) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(Some(max_memory_bytes.max(limits.memory_bytes))))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         wit::add_to_linker(&mut linker)?;
@@ -102,7 +114,7 @@ impl PluginHost {
         Ok(Self { engine, linker: std::sync::Arc::new(linker), limits })
     }
 
-    /// The limits every call runs under.
+    /// The default limits of a call (a client's own are given with each call).
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -155,7 +167,7 @@ impl PluginHost {
         Ok(LoadedPlugin { pre })
     }
 
-    fn store(&self, access: HostAccess, now: i64, seed: u64) -> (Store<CallState>, MemoryOutputPipe) {
+    fn store(&self, access: HostAccess, now: i64, seed: u64, limits: &Limits) -> (Store<CallState>, MemoryOutputPipe) {
         let stderr = MemoryOutputPipe::new(4096);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stderr(stderr.clone())
@@ -169,7 +181,7 @@ impl PluginHost {
             limits: PeakLimits {
                 peak_memory: 0,
                 limits: StoreLimitsBuilder::new()
-                    .memory_size(self.limits.memory_bytes)
+                    .memory_size(limits.memory_bytes)
                     .table_elements(20_000)
                     .instances(50)
                     .tables(10)
@@ -177,7 +189,7 @@ impl PluginHost {
                     .trap_on_grow_failure(true)
                     .build(),
             },
-            call_limits: self.limits.clone(),
+            call_limits: limits.clone(),
             host_calls: 0,
             host_budget_hit: false,
             logs: Vec::new(),
@@ -188,40 +200,51 @@ impl PluginHost {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         // Both set before instantiation: a component's start code is bounded too.
-        let ticks = u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ticks = u64::try_from(limits.deadline.as_millis()).unwrap_or(u64::MAX).max(1);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         // Fuel is enabled in the engine config, so this cannot fail.
-        let _ = store.set_fuel(self.limits.fuel);
+        let _ = store.set_fuel(limits.fuel);
         (store, stderr)
     }
 
-    /// Runs `on-message`. Blocking (guest code runs on this thread); call it off the async threads.
-    pub fn on_message(&self, plugin: &LoadedPlugin, call: &MessageCall, access: HostAccess) -> Outcome {
-        self.call(plugin, access, call.context.now, seed_of(&call.message.id), Call::Message(call))
+    /// Runs `on-message` under `limits`. Blocking (guest code runs on this thread); call it off the async
+    /// threads.
+    pub fn on_message(
+        &self,
+        plugin: &LoadedPlugin,
+        call: &MessageCall,
+        access: HostAccess,
+        limits: &Limits,
+    ) -> Outcome {
+        let seed = seed_of(&call.message.id);
+        self.call(plugin, (access, limits), call.context.now, seed, Call::Message(call))
     }
 
-    /// Runs `on-overdue`. Blocking; call it off the async threads.
+    /// Runs `on-overdue` under `limits`. Blocking; call it off the async threads.
     pub fn on_overdue(
         &self,
         plugin: &LoadedPlugin,
         context: &PluginContext,
         waited_seconds: u64,
         access: HostAccess,
+        limits: &Limits,
     ) -> Outcome {
-        self.call(
-            plugin,
-            access,
-            context.now,
-            seed_of(&context.conversation_id),
-            Call::Overdue(context, waited_seconds),
-        )
+        let seed = seed_of(&context.conversation_id);
+        self.call(plugin, (access, limits), context.now, seed, Call::Overdue(context, waited_seconds))
     }
 
     /// The path of every call: a fresh store and instance, the hook, its answer checked, the failure
     /// classified, and what the call logged, wrote and cost.
-    fn call(&self, plugin: &LoadedPlugin, access: HostAccess, now: i64, seed: u64, hook: Call<'_>) -> Outcome {
-        let (mut store, stderr) = self.store(access, now, seed);
+    fn call(
+        &self,
+        plugin: &LoadedPlugin,
+        (access, limits): (HostAccess, &Limits),
+        now: i64,
+        seed: u64,
+        hook: Call<'_>,
+    ) -> Outcome {
+        let (mut store, stderr) = self.store(access, now, seed, limits);
         let started = Instant::now();
         let result = plugin
             .pre
@@ -229,7 +252,7 @@ impl PluginHost {
             .map_err(Stopped::Instantiate)
             .and_then(|instance| instance.call(&mut store, hook));
         let result = settle(result, &store);
-        finish(store, result, started, self.limits.fuel, &stderr)
+        finish(store, result, started, limits.fuel, &stderr)
     }
 }
 
@@ -295,7 +318,7 @@ impl PluginHost {
     /// # Errors
     /// The component cannot be instantiated.
     pub fn reused_instance(&self, plugin: &LoadedPlugin, access: HostAccess) -> Result<ReusedInstance, Failure> {
-        let (mut store, _) = self.store(access, 0, 0);
+        let (mut store, _) = self.store(access, 0, 0, &self.limits);
         let instance = plugin.pre.instantiate(&mut store).map_err(|error| instantiate_failure(&error, &store))?;
         let deadline_ticks = u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX).max(1);
         Ok(ReusedInstance { store, instance, fuel: self.limits.fuel, deadline_ticks })
@@ -385,14 +408,14 @@ mod tests {
         let host = host();
         let plugin = loaded("business_hours_ack");
         let config = r#"{"open": {"ca": "Hola! Et responem aviat.", "es": "¡Hola!"}, "repeat_after_minutes": 60}"#;
-        let outcome = host.on_message(&plugin, &call("Bon dia", config), access());
+        let outcome = host.on_message(&plugin, &call("Bon dia", config), access(), host.limits());
         let decision = outcome.result.expect("decides");
         assert_eq!(decision.acknowledge.as_deref(), Some("Hola! Et responem aviat."));
         assert!(outcome.fuel_used > 0);
 
         let mut again = call("Hi ha algú?", config);
         again.context.last_acknowledged_at = Some(again.context.now - 10 * 60_000);
-        let decision = host.on_message(&plugin, &again, access()).result.expect("decides");
+        let decision = host.on_message(&plugin, &again, access(), host.limits()).result.expect("decides");
         assert_eq!(decision.acknowledge, None, "{}", decision.reason);
     }
 
@@ -407,7 +430,7 @@ mod tests {
         let mut friday = call("hola", r#"{"behaviour": "local"}"#);
         friday.context.now = at;
         friday.context.local = hours.around(crate::domain::Timestamp(at), "Europe/Madrid");
-        let decision = host().on_message(&plugin, &friday, access()).result.expect("decides");
+        let decision = host().on_message(&plugin, &friday, access(), host().limits()).result.expect("decides");
         assert_eq!(decision.reason, "local 2026-11-27 weekday=5 minute=1230 offset=60 open=false closes=- next=1/540");
 
         // The acknowledgement example as built against 0.1.0 (kept as a file: what a client uploaded then).
@@ -415,12 +438,18 @@ mod tests {
         let old = host().load(&std::fs::read(path).expect("the 0.1.0 component")).expect("still accepted");
         assert_eq!(old.contract(), "recado:plugin@0.1.0");
         let config = r#"{"open": {"ca": "Hola! Et responem aviat."}, "repeat_after_minutes": 60}"#;
-        let decision = host().on_message(&old, &call("Bon dia", config), access()).result.expect("decides");
+        let decision =
+            host().on_message(&old, &call("Bon dia", config), access(), host().limits()).result.expect("decides");
         assert_eq!(decision.acknowledge.as_deref(), Some("Hola! Et responem aviat."));
     }
 
     fn hostile(behaviour: &str) -> Outcome {
-        host().on_message(&loaded("hostile"), &call("hola", &format!(r#"{{"behaviour": "{behaviour}"}}"#)), access())
+        host().on_message(
+            &loaded("hostile"),
+            &call("hola", &format!(r#"{{"behaviour": "{behaviour}"}}"#)),
+            access(),
+            host().limits(),
+        )
     }
 
     #[test]

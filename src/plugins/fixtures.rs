@@ -248,7 +248,7 @@ impl Expect {
 }
 
 /// `recado plugin test`: loads the component at `plugin` in an engine with `limits` (the server's, so a
-/// fixture that passes here passes on the server), reads the installation's configuration (`{}` without
+/// fixture that passes here passes on the server) and room for `max_memory_bytes` (the server's ceiling), reads the installation's configuration (`{}` without
 /// one) and the fixture file, and runs every case.
 ///
 /// # Errors
@@ -259,6 +259,7 @@ pub fn run_files(
     config: Option<&std::path::Path>,
     fixtures: &std::path::Path,
     limits: super::Limits,
+    max_memory_bytes: usize,
 ) -> anyhow::Result<Vec<CaseResult>> {
     use anyhow::Context as _;
     let bytes = std::fs::read(plugin).with_context(|| format!("reading {}", plugin.display()))?;
@@ -269,7 +270,7 @@ pub fn run_files(
     serde_json::from_str::<serde_json::Value>(&config).context("the configuration is not JSON")?;
     let text = std::fs::read_to_string(fixtures).with_context(|| format!("reading {}", fixtures.display()))?;
     let parsed: Fixtures = toml::from_str(&text).with_context(|| format!("{}", fixtures.display()))?;
-    let host = PluginHost::new(limits)?;
+    let host = PluginHost::with_room(limits, max_memory_bytes)?;
     let loaded = host.load(&bytes).with_context(|| format!("{}", plugin.display()))?;
     run(&host, &loaded, &config, &parsed)
 }
@@ -361,8 +362,8 @@ pub fn run(
         };
         let access = HostAccess { kv: Default::default(), kb_search: std::sync::Arc::new(|_, _| Vec::new()) };
         let outcome = match case.overdue_minutes {
-            Some(minutes) => host.on_overdue(plugin, &call.context, minutes.saturating_mul(60), access),
-            None => host.on_message(plugin, &call, access),
+            Some(minutes) => host.on_overdue(plugin, &call.context, minutes.saturating_mul(60), access, limits),
+            None => host.on_message(plugin, &call, access, limits),
         };
         let mismatches = case.expect.check(&outcome.result);
         let summary = match &outcome.result {

@@ -12,8 +12,8 @@ use std::time::Duration;
 use super::check::{UploadLimits, check_component};
 use super::compile::{CompileCache, CompilerSettings, compile_isolated, sha256_hex};
 use super::{
-    Failure, HostAccess, KbHit, KbSearch, Limits, LoadError, LoadedPlugin, MessageCall, Outcome, PluginContact,
-    PluginContext, PluginHost, PluginMessage,
+    ClientLimits, Failure, HostAccess, KbHit, KbSearch, Limits, LoadError, LoadedPlugin, MessageCall, Outcome,
+    PluginContact, PluginContext, PluginHost, PluginMessage,
 };
 use crate::config::PluginSettings;
 use crate::domain::{ClientProfile, ClientSlug, Decision, PluginState, Timestamp, merge_chain};
@@ -126,7 +126,7 @@ impl Rules {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                host: PluginHost::new(Limits::from_settings(settings))?,
+                host: PluginHost::with_room(Limits::from_settings(settings), settings.per_client_max.memory_bytes)?,
                 cache: CompileCache::new(cache_dir),
                 compiler: CompilerSettings {
                     program,
@@ -153,6 +153,11 @@ impl Rules {
         &self.inner.settings
     }
 
+    /// `profile`'s client's limits: the settings' defaults with what an admin granted it.
+    pub fn limits_for(&self, profile: &ClientProfile) -> ClientLimits {
+        ClientLimits::of(&self.inner.settings, &profile.plugin_limits)
+    }
+
     /// The circuit breaker the runs of these plugins are recorded under.
     pub fn breaker(&self) -> super::Breaker {
         super::Breaker { failures: self.inner.settings.breaker_failures }
@@ -172,14 +177,15 @@ impl Rules {
         self.inner.metrics.plugins_loaded(loaded.len());
     }
 
-    /// Checks, compiles (in the compiler process, or from the cache) and loads a component. The loaded code
-    /// is not kept: only running plugins are ([`Rules::loaded`]).
+    /// Checks (a component of at most `max_component_bytes`: the uploading client's own limit), compiles (in
+    /// the compiler process, or from the cache) and loads a component. The loaded code is not kept: only
+    /// running plugins are ([`Rules::loaded`]).
     ///
     /// # Errors
     /// The component is refused, or the cache cannot be written.
-    pub async fn admit(&self, wasm: &[u8]) -> Result<Admitted, AdmitError> {
+    pub async fn admit(&self, wasm: &[u8], max_component_bytes: usize) -> Result<Admitted, AdmitError> {
         // Validating and hashing up to `max_component_bytes` takes a while: not on the async threads.
-        let (bytes, limits) = (wasm.to_vec(), self.inner.upload);
+        let (bytes, limits) = (wasm.to_vec(), UploadLimits { max_component_bytes, ..self.inner.upload });
         let sha256 = tokio::task::spawn_blocking(move || {
             check_component(&bytes, limits)?;
             Ok::<_, LoadError>(sha256_hex(&bytes))
@@ -243,7 +249,8 @@ impl Rules {
         } else {
             tracing::info!(client = client.as_str(), plugin = %plugin.id, "compiling a stored plugin again");
             let wasm = db.plugin_component(client.clone(), plugin.id.clone()).await?;
-            self.admit(&wasm).await?.plugin
+            // It was accepted once: only the server's own ceiling applies, not the client's limit of today.
+            self.admit(&wasm, self.inner.settings.per_client_max.max_component_bytes).await?.plugin
         };
         self.keep_loaded(&plugin.sha256, &loaded);
         Ok(loaded)
@@ -263,20 +270,20 @@ impl Rules {
         config: &str,
     ) -> Result<Vec<String>, Failure> {
         let host = &self.inner.host;
-        let limits = host.limits();
+        let limits = &self.limits_for(profile).call;
         let now = Timestamp::now().millis();
         let mut call = sample_call(profile, client, config, now);
         let access = HostAccess { kv: HashMap::new(), kb_search: Arc::new(|_, _| Vec::new()) };
-        let message = host.on_message(plugin, &call, access.clone());
+        let message = host.on_message(plugin, &call, access.clone(), limits);
         message.result.as_ref().map_err(Clone::clone)?;
-        let overdue = host.on_overdue(plugin, &call.context, 3_600, access.clone());
+        let overdue = host.on_overdue(plugin, &call.context, 3_600, access.clone(), limits);
         overdue.result.as_ref().map_err(Clone::clone)?;
         let mut warnings: Vec<String> = [("a message", &message), ("an overdue check", &overdue)]
             .into_iter()
             .flat_map(|(what, outcome)| outcome.warnings(limits).into_iter().map(move |w| format!("on {what}, {w}")))
             .collect();
         call.message.text = super::fixtures::stress_text();
-        let longest = host.on_message(plugin, &call, access);
+        let longest = host.on_message(plugin, &call, access, limits);
         let chars = crate::domain::InboundMessage::MAX_TEXT_CHARS;
         match &longest.result {
             Err(failure) => warnings.push(format!(
@@ -396,11 +403,11 @@ pub enum Hook<'a> {
 }
 
 impl Rules {
-    /// Runs `chain` (in order) for `hook`. Each installation sees its own key-value store from `kv`, which
-    /// is updated in place with the writes of successful runs (so later messages of a batch see them).
-    /// Blocking.
+    /// Runs `chain` (in order) for `hook`, under the limits of the client whose `profile` is given. Each
+    /// installation sees its own key-value store from `kv`, which is updated in place with the writes of
+    /// successful runs (so later messages of a batch see them). Blocking.
     ///
-    /// When `queues` is not empty, a decision routing to any other queue counts as an invalid output: a
+    /// When the profile lists queues, a decision routing to any other queue counts as an invalid output: a
     /// plugin routes only within its own client.
     pub fn run_chain(
         &self,
@@ -408,8 +415,10 @@ impl Rules {
         hook: &Hook<'_>,
         kv: &mut HashMap<String, HashMap<String, String>>,
         kb_search: &KbSearch,
-        queues: &[String],
+        profile: &ClientProfile,
     ) -> ChainOutcome {
+        let queues = &profile.queues;
+        let limits = &self.limits_for(profile).call;
         let mut runs = Vec::with_capacity(chain.len());
         let mut spent = Duration::ZERO;
         for link in chain {
@@ -423,12 +432,12 @@ impl Rules {
                 Hook::Message(call) => {
                     let mut call = (*call).clone();
                     call.context.config.clone_from(&link.plugin.config);
-                    self.inner.host.on_message(&link.loaded, &call, access)
+                    self.inner.host.on_message(&link.loaded, &call, access, limits)
                 }
                 Hook::Overdue { context, waited_seconds } => {
                     let mut context = (*context).clone();
                     context.config.clone_from(&link.plugin.config);
-                    self.inner.host.on_overdue(&link.loaded, &context, *waited_seconds, access)
+                    self.inner.host.on_overdue(&link.loaded, &context, *waited_seconds, access, limits)
                 }
             };
             spent += outcome.duration;
@@ -504,16 +513,17 @@ mod tests {
             loaded: loaded.clone(),
         };
         let call = crate::plugins::test_support::message_call("hola", "{}");
+        let profile = ClientProfile::new("A", "Europe/Madrid", &["es"]);
         let no_kb: KbSearch = Arc::new(|_, _| Vec::new());
         let mut kv = HashMap::from([("counter".to_owned(), HashMap::from([("count".to_owned(), "4".to_owned())]))]);
 
-        let shadow = rules.run_chain(&[link(PluginState::Shadow)], &Hook::Message(&call), &mut kv, &no_kb, &[]);
+        let shadow = rules.run_chain(&[link(PluginState::Shadow)], &Hook::Message(&call), &mut kv, &no_kb, &profile);
         let run = &shadow.runs[0];
         assert_eq!(run.decision.as_ref().map(|d| d.reason.as_str()), Some("count 5"), "it read the stored 4");
         assert!(run.kv_writes.is_empty() && !run.applied, "{run:?}");
         assert_eq!(kv["counter"]["count"], "4", "the active version's store is untouched");
 
-        let active = rules.run_chain(&[link(PluginState::Active)], &Hook::Message(&call), &mut kv, &no_kb, &[]);
+        let active = rules.run_chain(&[link(PluginState::Active)], &Hook::Message(&call), &mut kv, &no_kb, &profile);
         assert_eq!(active.runs[0].kv_writes, [("count".to_owned(), "5".to_owned())]);
         assert_eq!(kv["counter"]["count"], "5", "an active run's writes are kept");
     }

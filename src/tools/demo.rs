@@ -152,7 +152,10 @@ pub async fn install_example_chain(
         let component = std::fs::read(&path)
             .with_context(|| format!("reading {} (build the example plugins first)", path.display()))?;
         let config = std::fs::read_to_string(dir.join(name).join("config.json"))?;
-        let admitted = rules.admit(&component).await.with_context(|| path.display().to_string())?;
+        let admitted = rules
+            .admit(&component, rules.settings().max_component_bytes)
+            .await
+            .with_context(|| path.display().to_string())?;
         let plugin = crate::store::NewPlugin {
             name: name.to_owned(),
             version: "1".into(),

@@ -343,10 +343,12 @@ fn plugin_test_runs_under_the_servers_plugin_limits() {
     let root = crate::helpers::example_plugins();
     let dir = tempfile::tempdir().expect("temp dir");
     let server_config = dir.path().join("recado.toml");
-    // The acknowledgement example's fixtures under a server configuration holding `plugins`.
-    let under = |plugins: &str| {
+    // The acknowledgement example's fixtures under a server configuration holding `plugins`, and the
+    // limits a client was granted.
+    let under_granted = |plugins: &str, granted: Option<&str>| {
         std::fs::write(&server_config, format!("[plugins]\n{plugins}\n")).expect("write");
-        let output = Command::new(env!("CARGO_BIN_EXE_recado"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_recado"));
+        command
             .args(["plugin", "test"])
             .arg(root.join("target/wasm32-wasip2/release/business_hours_ack.wasm"))
             .arg("--config")
@@ -354,12 +356,15 @@ fn plugin_test_runs_under_the_servers_plugin_limits() {
             .arg("--fixtures")
             .arg(root.join("business-hours-ack/fixtures.toml"))
             .arg("--server-config")
-            .arg(&server_config)
-            .output()
-            .expect("recado runs");
+            .arg(&server_config);
+        if let Some(granted) = granted {
+            command.args(["--limits", granted]);
+        }
+        let output = command.output().expect("recado runs");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         (output.status.code(), format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)))
     };
+    let under = |plugins: &str| under_granted(plugins, None);
     // A tiny instruction budget: the same fixtures fail here as they would there.
     let (code, output) = under("fuel = 1000");
     assert_eq!(code, Some(1), "{output}");
@@ -371,6 +376,22 @@ fn plugin_test_runs_under_the_servers_plugin_limits() {
     assert_eq!(code, Some(0), "{output}");
     assert!(output.contains("6 passed, 0 failed, 6 near a limit"), "{output}");
     assert!(output.contains("warning: used more than half of its memory: 1.1 MiB of 2 MiB"), "{output}");
+
+    // Under 1 MiB it does not fit; a client granted 4 MiB by an admin passes, with room to spare.
+    let (code, output) = under("memory_bytes = 1048576");
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains("tried to use more memory than allowed"), "{output}");
+    let (code, output) = under_granted("memory_bytes = 1048576", Some(r#"{"memory_bytes": 4194304}"#));
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("6 passed, 0 failed, 0 near a limit") && output.contains("of 4 MiB memory"), "{output}");
+    // A grant past what the server allows one client is refused, naming the ceiling.
+    let (code, output) = under_granted("memory_bytes = 1048576", Some(r#"{"memory_bytes": 1073741824}"#));
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains("plugin_limits.memory_bytes: must be at most 134217728")
+            && output.contains("plugins.per_client_max.memory_bytes"),
+        "{output}"
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{FakeProvider, TestApp, spawn_app, spawn_app_with};
@@ -752,15 +752,26 @@ async fn a_message_that_waited_too_long_for_its_clients_rules_gets_the_defaults_
     let token = app.create_client("dental").await;
     app.install_plugin("dental", &token, ("business_hours_ack", "ack", "1"), &ack_config("Ara mateix"), "activate")
         .await;
+    // A client an admin allowed to wait two minutes for its rules.
+    let patient = app.create_client("patient").await;
+    app.install_plugin("patient", &patient, ("business_hours_ack", "ack", "1"), &ack_config("Ja hi som"), "activate")
+        .await;
+    let grant = json!({ "plugin_limits": { "client_queue_ms": 120_000 } });
+    let (status, body) = app.call(Method::PATCH, "/api/v1/clients/patient", Some(&app.admin), Some(grant)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     app.stop().await;
     // Left waiting a minute (a server that was down); messages may wait 30 s for the client's rules.
     store_waiting(dir.path(), "dental", 1, Duration::from_secs(60)).await;
+    store_waiting(dir.path(), "patient", 1, Duration::from_secs(60)).await;
     let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
-    app.wait_for_metric("recado_processed_messages_total", 1.0).await;
+    app.wait_for_metric("recado_processed_messages_total", 2.0).await;
 
     let late = decisions_in_order(&app);
-    assert_eq!(late.len(), 1);
-    let (_, source, reason) = &late[0];
+    assert_eq!(late.len(), 2, "{late:?}");
+    let of = |slug: &str| late.iter().find(|(client, _, _)| client == slug).expect("decided").clone();
+    let (_, source, _) = of("patient");
+    assert_eq!(source, "chain", "the patient client's message was within its two minutes");
+    let (_, source, reason) = &of("dental");
     assert_eq!(source, "defaults");
     assert!(reason.starts_with("rules not run: the message waited 60 s for this client's rules"), "{reason}");
     assert_eq!(app.metric("recado_plugin_queue_timeouts_total").await, 1.0);
@@ -845,4 +856,79 @@ async fn an_upload_near_a_limit_is_accepted_with_warnings_that_say_which() {
         roomy.upload_plugin("dental", &token, component("keyword_router"), "router", "1", &config).await;
     assert_eq!(status, StatusCode::CREATED, "{plugin}");
     assert!(plugin.get("warnings").is_none(), "{plugin}");
+}
+
+#[tokio::test]
+async fn limits_an_admin_grants_one_client_apply_to_that_clients_calls_and_uploads_alone() {
+    let app = spawn_app().await;
+    let dental = app.create_client("dental").await;
+    let other = app.create_client("other").await;
+    let patch = |slug: &'static str, token: String, limits: Value| {
+        let app = &app;
+        async move {
+            let body = json!({ "plugin_limits": limits });
+            app.call(Method::PATCH, &format!("/api/v1/clients/{slug}"), Some(&token), Some(body)).await
+        }
+    };
+    // 40 MiB held at once: more than the 32 MiB a call gets by default, so the upload's trial call fails.
+    let big = r#"{"behaviour": "allocate", "mib": 40}"#;
+    let (status, body) = app.upload_plugin("dental", &dental, component("hostile"), "big", "1", big).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("smoke_call_failed")));
+    assert!(body["error"]["message"].as_str().expect("message").contains("more memory than allowed"), "{body}");
+
+    // A client cannot grant itself more; an admin cannot grant more than the server allows one client.
+    let (status, body) = patch("dental", dental.clone(), json!({ "memory_bytes": 64 << 20 })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = patch("dental", app.admin.clone(), json!({ "memory_bytes": 1_u64 << 30 })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("plugin_limits.memory_bytes: must be at most 134217728"), "{message}");
+    let (status, body) = patch("dental", app.admin.clone(), json!({ "fuel": 10 })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) =
+        patch("dental", app.admin.clone(), json!({ "memory_bytes": 64 << 20, "deadline_ms": 500 })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["plugin_limits"], json!({ "memory_bytes": 64 << 20, "deadline_ms": 500 }));
+    // The client reads what it was granted, and the limits its plugins run under.
+    let (status, card) = app.get("/api/v1/clients/dental", &dental).await;
+    assert_eq!((status, &card["plugin_limits"]["memory_bytes"]), (StatusCode::OK, &json!(64 << 20)));
+    let (_, list) = app.get("/api/v1/clients/dental/plugins", &dental).await;
+    assert_eq!(
+        list["limits"],
+        json!({ "memory_bytes": 64 << 20, "fuel": 250_000_000, "deadline_ms": 500, "max_component_bytes": 48 << 20,
+                "client_slice_ms": 250, "client_queue_ms": 30_000 })
+    );
+    let (_, list) = app.get("/api/v1/clients/other/plugins", &other).await;
+    assert_eq!((&list["limits"]["memory_bytes"], &list["limits"]["deadline_ms"]), (&json!(32 << 20), &json!(50)));
+
+    // Granted, the same component is accepted and decides the client's messages.
+    app.install_plugin("dental", &dental, ("hostile", "big", "2"), big, "activate").await;
+    let (message_id, _) = app.ingest_processed("dental", &dental, "m1", "+34600", "Hola").await;
+    let decisions = app.decisions_of(&message_id).await;
+    let chain = decisions.iter().find(|d| d["source"] == "chain").expect("decided by its rules");
+    assert!(chain["decision"]["reason"].as_str().expect("reason").contains("allocated 40 MiB"), "{decisions:?}");
+
+    // Another client keeps the defaults.
+    let (status, body) = app.upload_plugin("other", &other, component("hostile"), "big", "1", big).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("smoke_call_failed")));
+
+    // A smaller upload limit for one client: its uploads past it get 413, the other client's do not.
+    let (status, body) = patch("other", app.admin.clone(), json!({ "max_component_bytes": 100_000 })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let calm = r#"{"behaviour": "allocate", "mib": 1}"#;
+    let (status, body) = app.upload_plugin("other", &other, component("hostile"), "calm", "1", calm).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body["error"]["message"].as_str().expect("message").contains("100000"), "{body}");
+    let (status, body) = app.upload_plugin("dental", &dental, component("hostile"), "calm", "1", calm).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // `null` takes a grant back: the defaults apply again.
+    let (status, body) = app
+        .call(Method::PATCH, "/api/v1/clients/other", Some(&app.admin), Some(json!({ "plugin_limits": null })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("plugin_limits").is_none(), "{body}");
+    let (status, body) = app.upload_plugin("other", &other, component("hostile"), "calm", "1", calm).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.stop().await;
 }

@@ -197,11 +197,14 @@ fn templates(host: &PluginHost, access: &HostAccess) {
         let started = Instant::now();
         let loaded = host.load(&bytes).expect("loads");
         eprintln!("{language}: {} bytes compiled in {:.1} s", bytes.len(), started.elapsed().as_secs_f64());
-        let decision = host.on_message(&loaded, &call, access.clone()).result.expect("the template decides");
+        let decision =
+            host.on_message(&loaded, &call, access.clone(), host.limits()).result.expect("the template decides");
         assert_eq!(decision.queue.as_deref(), Some("billing"), "{language}: {}", decision.reason);
         let name = format!("template ({language})");
         let fresh = measure_n(TEMPLATE_CALLS / 10, TEMPLATE_CALLS, || {
-            std::hint::black_box(host.on_message(&loaded, &call, access.clone()).result.expect("decides"));
+            std::hint::black_box(
+                host.on_message(&loaded, &call, access.clone(), host.limits()).result.expect("decides"),
+            );
         });
         row(&name, "component, fresh instance per call", &fresh);
         let inst = measure_n(TEMPLATE_CALLS / 10, TEMPLATE_CALLS, || {
@@ -243,7 +246,8 @@ fn main() {
         // Every variant must decide the same, or the comparison means nothing.
         let (m, c, x) = native_inputs(&call);
         let native_decision = (case.native)(m, c, x).expect("native decides");
-        let wasm_decision = host.on_message(&loaded, &call, access.clone()).result.expect("component decides");
+        let wasm_decision =
+            host.on_message(&loaded, &call, access.clone(), host.limits()).result.expect("component decides");
         assert_eq!(native_decision.reason, wasm_decision.reason, "{}", case.name);
 
         let native = measure(|| {
@@ -252,7 +256,9 @@ fn main() {
         });
         row(case.name, "native (the floor)", &native);
         let fresh = measure(|| {
-            std::hint::black_box(host.on_message(&loaded, &call, access.clone()).result.expect("decides"));
+            std::hint::black_box(
+                host.on_message(&loaded, &call, access.clone(), host.limits()).result.expect("decides"),
+            );
         });
         row(case.name, "component, fresh instance per call", &fresh);
         let mut reused = host.reused_instance(&loaded, access.clone()).expect("instance");

@@ -11,6 +11,12 @@ struct Config {
     /// fails later, on live traffic); always when absent.
     #[serde(default)]
     trigger: Option<String>,
+    /// For `allocate`: how many MiB to hold at once.
+    #[serde(default)]
+    mib: usize,
+    /// For `spin`: how many loop steps to take.
+    #[serde(default)]
+    steps: u64,
 }
 
 struct Hostile;
@@ -37,6 +43,18 @@ impl Plugin for Hostile {
                     hoard.push(vec![1u8; 1 << 20]);
                     std::hint::black_box(&hoard);
                 }
+            }
+            // Heavy but finite: within a client's limits or not, depending on what it was granted.
+            "allocate" => {
+                let hoard: Vec<Vec<u8>> = (0..config.mib).map(|_| vec![1u8; 1 << 20]).collect();
+                Ok(Decision::because(format!("allocated {} MiB", std::hint::black_box(hoard).len())))
+            }
+            "spin" => {
+                let mut sum = 0u64;
+                for step in 0..config.steps {
+                    sum = std::hint::black_box(sum.wrapping_add(step));
+                }
+                Ok(Decision::because(format!("spun {} steps ({sum})", config.steps)))
             }
             "huge-output" => Ok(Decision::because("x").acknowledge("y".repeat(8 << 20))),
             "many-tags" => Ok((0..100).fold(Decision::because("tags"), |decision, n| decision.tag(format!("t{n}")))),
