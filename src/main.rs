@@ -168,7 +168,7 @@ enum PluginCommand {
     /// the rules pass.
     New {
         /// The language.
-        #[arg(value_parser = ["python", "javascript"])]
+        #[arg(value_parser = ["rust", "python", "javascript"])]
         language: String,
         /// The directory to create (it must not hold anything yet).
         dir: PathBuf,
@@ -451,8 +451,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Loadgen(args) => {
             recado::telemetry::init("warn");
-            let report = recado::tools::loadgen::run(args).await?;
-            println!("{report}");
+            if args.burst.is_some() {
+                println!("{}", recado::tools::loadgen::run_burst(args).await?);
+            } else {
+                println!("{}", recado::tools::loadgen::run(args).await?);
+            }
             Ok(())
         }
     }

@@ -119,15 +119,14 @@ impl ClientLimits {
     /// # Errors
     /// A granted value is above its ceiling; the error names the field and the ceiling.
     pub fn check(settings: &PluginSettings, granted: &PluginLimits) -> Result<(), Invalid> {
-        let most = &settings.per_client_max;
-        let wide = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+        let (most, wide) = (&settings.per_client_max, |value: usize| u64::try_from(value).unwrap_or(u64::MAX));
         let ceilings = [
-            wide(most.memory_bytes),
-            most.fuel,
-            most.deadline_ms,
-            wide(most.max_component_bytes),
-            most.client_slice_ms,
-            most.client_queue_ms,
+            wide(most.memory_bytes.max(settings.memory_bytes)),
+            most.fuel.max(settings.fuel),
+            most.deadline_ms.max(settings.deadline_ms),
+            wide(most.max_component_bytes.max(settings.max_component_bytes)),
+            most.client_slice_ms.max(settings.client_slice_ms),
+            most.client_queue_ms.max(settings.client_queue_ms),
         ];
         for ((name, value), ceiling) in granted.fields().into_iter().zip(ceilings) {
             if let Some(value) = value
@@ -490,5 +489,11 @@ mod tests {
         let refused = ClientLimits::check(&settings, &granted).expect_err("past the ceiling");
         assert_eq!(refused.field, "plugin_limits.memory_bytes");
         assert!(refused.message.starts_with("must be at most 67108864"), "{refused}");
+
+        // A default raised past its ceiling: the ceiling is the default, and granting the default is allowed.
+        settings.deadline_ms = 2_000;
+        let default_deadline = PluginLimits { deadline_ms: Some(2_000), ..PluginLimits::default() };
+        assert_eq!(ClientLimits::check(&settings, &default_deadline), Ok(()));
+        assert_eq!(ClientLimits::of(&settings, &PluginLimits::default()).call.deadline, Duration::from_secs(2));
     }
 }

@@ -49,7 +49,7 @@ pub use media::{ClaimedMedia, MediaOutcome, MediaView};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
 pub use paging::{Page, PageRequest};
 pub use people::{NewPerson, PersonRecord, PersonRef};
-pub use pipeline::{ContactFacts, PendingBatch, PendingMessage, ProcessedDecision};
+pub use pipeline::{ContactFacts, DecisionDelay, PendingBatch, PendingMessage, ProcessedDecision};
 pub use plugins::{
     DecisionFilter, DecisionKey, DecisionRecord, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,
     TripRule,

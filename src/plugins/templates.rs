@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 /// A language with a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
+    /// cargo and wit-bindgen, from crates.io (the wasm32-wasip2 target from rustup).
+    Rust,
     /// componentize-py, from PyPI.
     Python,
     /// componentize-js (StarlingMonkey), from the npm registry.
@@ -18,11 +20,12 @@ pub enum Language {
 
 impl Language {
     /// Every language with a template.
-    pub const ALL: [Self; 2] = [Self::Python, Self::Javascript];
+    pub const ALL: [Self; 3] = [Self::Rust, Self::Python, Self::Javascript];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            Self::Rust => "rust",
             Self::Python => "python",
             Self::Javascript => "javascript",
         }
@@ -35,6 +38,7 @@ impl Language {
 
     fn files(self) -> &'static [File] {
         match self {
+            Self::Rust => &RUST,
             Self::Python => &PYTHON,
             Self::Javascript => &JAVASCRIPT,
         }
@@ -62,6 +66,16 @@ const SHARED: [File; 3] = [
     file!("config.json", "templates/config.json"),
     file!("fixtures.toml", "templates/fixtures.toml"),
     file!("wit/plugin.wit", "wit/since_v0.2.0/plugin.wit"),
+];
+
+const RUST: [File; 7] = [
+    file!("Cargo.toml", "templates/rust/Cargo.toml"),
+    file!("Cargo.lock", "templates/rust/Cargo.lock"),
+    file!("src/lib.rs", "templates/rust/src/lib.rs"),
+    file!("src/helpers.rs", "templates/rust/src/helpers.rs"),
+    file!("build.sh", "templates/rust/build.sh", executable),
+    file!("README.md", "templates/rust/README.md"),
+    file!(".gitignore", "templates/rust/.gitignore"),
 ];
 
 const PYTHON: [File; 5] = [

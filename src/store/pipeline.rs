@@ -80,6 +80,17 @@ pub struct PendingBatch {
     pub kv: HashMap<ClientSlug, HashMap<String, HashMap<String, String>>>,
 }
 
+/// When a customer message was received and when its decision was applied.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionDelay {
+    /// When it was received.
+    pub received_at: Timestamp,
+    /// When its decision was applied.
+    pub decided_at: Timestamp,
+    /// Whether the client's chain decided it (not its defaults).
+    pub by_chain: bool,
+}
+
 /// A decision ready to be applied to a message.
 #[derive(Debug, Clone)]
 pub struct ProcessedDecision {
@@ -314,6 +325,31 @@ impl Db {
                     "SELECT client_id, id FROM messages WHERE state = 'received' ORDER BY created_at, id LIMIT ?1",
                 )?
                 .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// For each customer message of `client` received at or after `since` and decided: when it was received,
+    /// when its decision was applied, and whether the client's chain made it (rather than its defaults).
+    /// What `recado loadgen` measures decision delays with.
+    pub async fn decision_delays(&self, client: ClientSlug, since: Timestamp) -> Result<Vec<DecisionDelay>> {
+        self.read(move |connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT m.created_at, d.created_at, d.source = 'chain'
+                     FROM messages m JOIN decisions d ON d.client_id = m.client_id AND d.message_id = m.id
+                     WHERE m.client_id = ?1 AND m.direction = 'in' AND m.created_at >= ?2
+                       AND d.source IN ('chain', 'defaults')
+                     ORDER BY m.created_at",
+                )?
+                .query_map(params![client.as_str(), since.millis()], |row| {
+                    Ok(DecisionDelay {
+                        received_at: Timestamp(row.get(0)?),
+                        decided_at: Timestamp(row.get(1)?),
+                        by_chain: row.get(2)?,
+                    })
+                })?
                 .collect::<rusqlite::Result<_>>()?)
         })
         .await

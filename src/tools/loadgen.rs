@@ -49,6 +49,21 @@ pub struct LoadgenArgs {
     /// `example-plugins` directory (components built for wasm32-wasip2).
     #[arg(long)]
     pub plugins: Option<std::path::PathBuf>,
+    /// Instead of the throughput run: this many messages sent at once to one more client, `busy`, whose rules
+    /// are the component `--burst-plugin`, while the other clients get `--trickle` messages a second; the
+    /// report says how many of the burst its rules decided, and the other clients' decision delays while it
+    /// was idle and during the burst.
+    #[arg(long, requires = "burst_plugin")]
+    pub burst: Option<usize>,
+    /// The busy client's rule plugin (a component, e.g. a Python template's `plugin.wasm`).
+    #[arg(long)]
+    pub burst_plugin: Option<std::path::PathBuf>,
+    /// Its configuration (a JSON file; `{}` without one).
+    #[arg(long)]
+    pub burst_config: Option<std::path::PathBuf>,
+    /// Messages a second sent to the other clients in a burst run.
+    #[arg(long, default_value_t = 40)]
+    pub trickle: u32,
 }
 
 /// What a run measured.
@@ -109,11 +124,53 @@ struct Target {
     token: String,
 }
 
-/// Runs the load generator.
-///
-/// # Errors
-/// The server cannot start or the clients cannot be created.
-pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
+/// A server started for a run, with its clients.
+struct Started {
+    /// Kept until the run ends: the server's data.
+    _data_dir: tempfile::TempDir,
+    db: crate::store::Db,
+    rules: crate::plugins::rules::Rules,
+    shutdown: tokio_util::sync::CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    targets: Arc<Vec<Target>>,
+    http: reqwest::Client,
+    base: String,
+    chain: Vec<String>,
+}
+
+impl Started {
+    /// Waits until no message is left to process.
+    async fn drained(&self) -> anyhow::Result<()> {
+        while !self.db.unprocessed_messages(1).await?.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.server.await.context("server task")??;
+        Ok(())
+    }
+}
+
+/// Creates a client with a token and a Telegram channel.
+async fn add_client(db: &crate::store::Db, slug: &ClientSlug, index: usize) -> anyhow::Result<Target> {
+    let profile = ClientProfile::new(&format!("Load client {slug}"), "Europe/Madrid", &["es"]);
+    db.create_client(slug.clone(), profile, "loadgen".into()).await?;
+    let token = db.create_token(Role::Client, Some(slug.clone()), "loadgen".into()).await?.token;
+    let telegram = TelegramConfig {
+        bot_token: "1:load".into(),
+        secret_token: format!("secret{index}").into(),
+        api_base_url: "http://127.0.0.1:9".into(),
+    };
+    db.put_channel(slug.clone(), ChannelKind::Telegram, telegram, "loadgen".into()).await?;
+    Ok(Target { slug: slug.clone(), token })
+}
+
+/// Starts a server on a temporary data directory with `args.clients` clients (each with the example chain
+/// when `args.plugins` is given).
+async fn start(args: &LoadgenArgs) -> anyhow::Result<Started> {
     let data_dir = tempfile::tempdir().context("creating a temporary data directory")?;
     let mut settings = Settings::for_tests(data_dir.path());
     // Measure the server, not the shedding: let every request in. Every connection comes from loopback, one
@@ -132,40 +189,45 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let mut targets = Vec::new();
     for index in 0..args.clients.max(1) {
         let slug = ClientSlug::parse(&format!("load-{index}"))?;
-        let profile = ClientProfile::new(&format!("Load client {index}"), "Europe/Madrid", &["es"]);
-        db.create_client(slug.clone(), profile, "loadgen".into()).await?;
-        let token = db.create_token(Role::Client, Some(slug.clone()), "loadgen".into()).await?.token;
-        let telegram = TelegramConfig {
-            bot_token: "1:load".into(),
-            secret_token: format!("secret{index}").into(),
-            api_base_url: "http://127.0.0.1:9".into(),
-        };
-        db.put_channel(slug.clone(), ChannelKind::Telegram, telegram, "loadgen".into()).await?;
+        let target = add_client(&db, &slug, index).await?;
         if let Some(dir) = &args.plugins {
             super::demo::install_example_chain(&rules, &db, &slug, dir).await?;
         }
-        targets.push(Target { slug, token });
+        targets.push(target);
     }
     let chain = if args.plugins.is_some() {
         super::demo::EXAMPLE_CHAIN.iter().map(|(name, _)| (*name).to_owned()).collect()
     } else {
         Vec::new()
     };
-    let targets = Arc::new(targets);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
-    let base = format!("http://{addr}");
+    Ok(Started {
+        _data_dir: data_dir,
+        db,
+        rules,
+        shutdown,
+        server,
+        targets: Arc::new(targets),
+        http: reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?,
+        base: format!("http://{addr}"),
+        chain,
+    })
+}
 
-    drive(&http, &base, &targets, args.route, args.warmup, args.concurrency, "warmup").await;
+/// Runs the load generator.
+///
+/// # Errors
+/// The server cannot start or the clients cannot be created.
+pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
+    let run = start(&args).await?;
+    let (http, base, targets) = (&run.http, run.base.as_str(), &run.targets);
+    drive(http, base, targets, args.route, args.warmup, args.concurrency, "warmup").await;
     let started = Instant::now();
-    let latencies = drive(&http, &base, &targets, args.route, args.messages, args.concurrency, "run").await;
+    let latencies = drive(http, base, targets, args.route, args.messages, args.concurrency, "run").await;
     let elapsed = started.elapsed();
-    while !db.unprocessed_messages(1).await?.is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    run.drained().await?;
     let processed_in = started.elapsed();
-
-    shutdown.cancel();
-    server.await.context("server task")??;
+    let chain = run.chain.clone();
+    run.stop().await?;
 
     let mut ok: Vec<Duration> = latencies.iter().filter_map(|(latency, ok)| ok.then_some(*latency)).collect();
     ok.sort();
@@ -208,14 +270,7 @@ async fn drive(
                 }
                 let target = &targets[index % targets.len()];
                 let request = match route {
-                    Route::Api => http
-                        .post(format!("{base}/api/v1/clients/{}/messages", target.slug))
-                        .bearer_auth(&target.token)
-                        .json(&serde_json::json!({
-                            "external_id": format!("{label}-{index}"),
-                            "from": { "handle": format!("+3460{:07}", index % 5_000), "name": "Load" },
-                            "text": "Hola, ¿a qué hora abrís mañana?",
-                        })),
+                    Route::Api => api_message(&http, &base, target, &format!("{label}-{index}"), index),
                     Route::Telegram => {
                         let slot = targets.iter().position(|t| t.slug == target.slug).unwrap_or(0);
                         http.post(format!("{base}/webhooks/telegram/{}", target.slug))
@@ -244,4 +299,170 @@ async fn drive(
         }
     }
     Arc::try_unwrap(results).map(Mutex::into_inner).unwrap_or_default()
+}
+
+/// What a burst run measured.
+#[derive(Debug, Clone)]
+pub struct BurstReport {
+    /// Messages sent to the busy client at once.
+    pub burst: usize,
+    /// Of them, how many its rules decided (the rest got its defaults).
+    pub by_chain: usize,
+    /// From the first of them sent to the last of them decided.
+    pub drained_in: Duration,
+    /// The other clients' decision delays (p50, p99, max, count) before the burst ...
+    pub idle: [Duration; 3],
+    /// ... and while the busy client's messages were waiting.
+    pub during: [Duration; 3],
+    /// How many of the other clients' messages each figure is over (idle, during).
+    pub counts: (usize, usize),
+    /// Messages a second the other clients got.
+    pub trickle: u32,
+    /// The other clients' rules.
+    pub chain: Vec<String>,
+}
+
+impl fmt::Display for BurstReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let row = |figures: &[Duration; 3]| {
+            format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", ms(figures[0]), ms(figures[1]), ms(figures[2]))
+        };
+        let chain = if self.chain.is_empty() { "client defaults only".to_owned() } else { self.chain.join(", ") };
+        writeln!(
+            f,
+            "busy client:  {} messages at once; its rules decided {} ({} got its defaults), all in {:.2} s",
+            self.burst,
+            self.by_chain,
+            self.burst - self.by_chain,
+            self.drained_in.as_secs_f64()
+        )?;
+        writeln!(f, "other clients ({} messages/s; rules: {chain}), from receipt to applied decision:", self.trickle)?;
+        writeln!(f, "  idle:         {} over {} messages", row(&self.idle), self.counts.0)?;
+        let ratio = self.during[0].as_secs_f64() / self.idle[0].as_secs_f64().max(1e-6);
+        write!(f, "  during burst: {} over {} messages (p50 {ratio:.2}x idle)", row(&self.during), self.counts.1)
+    }
+}
+
+/// The burst run (see [`LoadgenArgs::burst`]).
+///
+/// # Errors
+/// The server cannot start, or the busy client's plugin cannot be read or is refused.
+pub async fn run_burst(args: LoadgenArgs) -> anyhow::Result<BurstReport> {
+    let burst = args.burst.unwrap_or(500);
+    let path = args.burst_plugin.clone().context("--burst needs --burst-plugin")?;
+    let run = start(&args).await?;
+    let busy = ClientSlug::parse("busy")?;
+    let busy_target = add_client(&run.db, &busy, run.targets.len()).await?;
+    let component = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config = match &args.burst_config {
+        Some(file) => std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+        None => "{}".to_owned(),
+    };
+    let admitted = run.rules.admit(&component, run.rules.settings().max_component_bytes).await?;
+    let plugin = crate::store::NewPlugin {
+        name: "burst".into(),
+        version: "1".into(),
+        sha256: admitted.sha256,
+        component,
+        config: serde_json::from_str::<serde_json::Value>(&config)?.to_string(),
+    };
+    let record = run.db.insert_plugin(busy.clone(), plugin, "loadgen".into()).await?;
+    run.db.set_plugin_state(busy.clone(), record.id, crate::domain::PluginState::Active, "loadgen".into()).await?;
+
+    // The other clients' steady trickle, through both phases.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let trickle = {
+        let (http, base, targets, stop) = (run.http.clone(), run.base.clone(), Arc::clone(&run.targets), stop.clone());
+        let every = Duration::from_secs_f64(1.0 / f64::from(args.trickle.max(1)));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            let mut index = 0usize;
+            let mut sending = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = ticks.tick() => {}
+                }
+                let target = &targets[index % targets.len()];
+                let request = api_message(&http, &base, target, &format!("trickle-{index}"), index);
+                // Sent without waiting for the answer: a slow answer must not slow the trickle down.
+                sending.spawn(request.send());
+                index += 1;
+            }
+            while sending.join_next().await.is_some() {}
+        })
+    };
+    let quiet_since = crate::domain::Timestamp::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    run.drained().await?;
+
+    let burst_at = crate::domain::Timestamp::now();
+    let started = Instant::now();
+    let busy_only = Arc::new(vec![busy_target]);
+    drive(&run.http, &run.base, &busy_only, Route::Api, burst, args.concurrency, "burst").await;
+    let busy_done = loop {
+        let decided = run.db.decision_delays(busy.clone(), burst_at).await?;
+        if decided.len() >= burst {
+            break decided;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let drained_in = started.elapsed();
+    let burst_end = crate::domain::Timestamp::now();
+    stop.cancel();
+    trickle.await.context("trickle task")?;
+    run.drained().await?;
+
+    let (mut idle, mut during) = (Vec::new(), Vec::new());
+    for target in run.targets.iter() {
+        for delay in run.db.decision_delays(target.slug.clone(), quiet_since).await? {
+            let wait = Duration::from_millis(
+                u64::try_from(delay.decided_at.millis() - delay.received_at.millis()).unwrap_or(0),
+            );
+            if delay.received_at < burst_at {
+                idle.push(wait);
+            } else if delay.received_at <= burst_end {
+                during.push(wait);
+            }
+        }
+    }
+    let figures = |waits: &mut Vec<Duration>| {
+        waits.sort();
+        let at = |p: f64| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+            let index = ((waits.len() as f64 * p) as usize).min(waits.len().saturating_sub(1));
+            waits.get(index).copied().unwrap_or_default()
+        };
+        [at(0.5), at(0.99), waits.last().copied().unwrap_or_default()]
+    };
+    let report = BurstReport {
+        burst,
+        by_chain: busy_done.iter().filter(|delay| delay.by_chain).count(),
+        drained_in,
+        idle: figures(&mut idle),
+        during: figures(&mut during),
+        counts: (idle.len(), during.len()),
+        trickle: args.trickle,
+        chain: run.chain.clone(),
+    };
+    run.stop().await?;
+    Ok(report)
+}
+
+/// A generic-API message from a customer of `target`.
+fn api_message(
+    http: &reqwest::Client,
+    base: &str,
+    target: &Target,
+    external_id: &str,
+    index: usize,
+) -> reqwest::RequestBuilder {
+    http.post(format!("{base}/api/v1/clients/{}/messages", target.slug)).bearer_auth(&target.token).json(
+        &serde_json::json!({
+            "external_id": external_id,
+            "from": { "handle": format!("+3460{:07}", index % 5_000), "name": "Load" },
+            "text": "Hola, ¿a qué hora abrís mañana?",
+        }),
+    )
 }
