@@ -168,7 +168,7 @@ enum PluginCommand {
     /// the rules pass.
     New {
         /// The language.
-        #[arg(value_parser = ["rust", "python", "javascript"])]
+        #[arg(value_parser = ["rust", "python", "javascript", "c"])]
         language: String,
         /// The directory to create (it must not hold anything yet).
         dir: PathBuf,

@@ -3,7 +3,7 @@
 //! The templates live in `plugins-sdk/templates/<language>/` and are compiled into the binary, so a project
 //! is made anywhere without a checkout. Every language gets the same rules, the same `config.json` and the
 //! same `fixtures.toml` (kept once, beside the templates), and the contract's WIT in `wit/`, which the
-//! language's component tool reads. Each template's `build.sh` installs its tool by package name.
+//! language's component tool reads. Each template's `build.sh` installs its tools by package name.
 
 use std::path::{Path, PathBuf};
 
@@ -16,11 +16,13 @@ pub enum Language {
     Python,
     /// componentize-js (StarlingMonkey), from the npm registry.
     Javascript,
+    /// clang and wasi-libc from Debian, wit-bindgen from crates.io, jco from the npm registry.
+    C,
 }
 
 impl Language {
     /// Every language with a template.
-    pub const ALL: [Self; 3] = [Self::Rust, Self::Python, Self::Javascript];
+    pub const ALL: [Self; 4] = [Self::Rust, Self::Python, Self::Javascript, Self::C];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -28,6 +30,7 @@ impl Language {
             Self::Rust => "rust",
             Self::Python => "python",
             Self::Javascript => "javascript",
+            Self::C => "c",
         }
     }
 
@@ -41,6 +44,7 @@ impl Language {
             Self::Rust => &RUST,
             Self::Python => &PYTHON,
             Self::Javascript => &JAVASCRIPT,
+            Self::C => &C,
         }
     }
 }
@@ -91,6 +95,17 @@ const JAVASCRIPT: [File; 4] = [
     file!("build.sh", "templates/javascript/build.sh", executable),
     file!("README.md", "templates/javascript/README.md"),
     file!(".gitignore", "templates/javascript/.gitignore"),
+];
+
+const C: [File; 8] = [
+    file!("plugin.c", "templates/c/plugin.c"),
+    file!("recado_helpers.c", "templates/c/recado_helpers.c"),
+    file!("recado_helpers.h", "templates/c/recado_helpers.h"),
+    file!("json.c", "templates/c/json.c"),
+    file!("json.h", "templates/c/json.h"),
+    file!("build.sh", "templates/c/build.sh", executable),
+    file!("README.md", "templates/c/README.md"),
+    file!(".gitignore", "templates/c/.gitignore"),
 ];
 
 /// Why a project was not made.

@@ -431,7 +431,7 @@ fn every_language_template_builds_and_passes_its_fixtures() {
     .expect("the templates' fixtures");
     // The file's cases and the generated one (the longest message allowed).
     let cases = fixtures.matches("[[case]]").count() + 1;
-    for language in ["rust", "python", "javascript"] {
+    for language in ["rust", "python", "javascript", "c"] {
         let project = dir.path().join(language);
         let output = Command::new(env!("CARGO_BIN_EXE_recado"))
             .args(["plugin", "new", language])
