@@ -186,7 +186,7 @@ function Plugins({ me, slug }) {
             <tbody>
               ${(versions || []).map((plugin) => html`
                 <tr key=${plugin.id} data-id=${plugin.id} data-state=${plugin.state}>
-                  <td><strong>${plugin.name}</strong> ${plugin.version}<br /><code class="muted">${plugin.sha256.slice(0, 12)}</code></td>
+                  <td><strong>${plugin.name}</strong> ${plugin.version}<br /><code class="muted">${plugin.sha256.slice(0, 12)}</code>${plugin.contract && html` <span class="muted contract">${plugin.contract}</span>`}</td>
                   <td><span class=${`state ${plugin.state}`}>${t.states[plugin.state]}</span>${plugin.state_reason && html`<br /><span class="muted">${plugin.state_reason}</span>`}</td>
                   <td>${plugin.consecutive_failures ? html`<span class="error">${t.failures(plugin.consecutive_failures)}</span>` : t.healthy}</td>
                   <td>${new Date(plugin.created_at).toLocaleString()}</td>

@@ -31,6 +31,9 @@ pub(super) struct PluginBody {
     name: String,
     version: String,
     sha256: String,
+    /// The contract version it was built against (`recado:plugin@0.2.0`); null for versions uploaded before
+    /// recado recorded it.
+    contract: Option<String>,
     size: u64,
     /// The configuration as JSON (stored as the text it was given in).
     config: Value,
@@ -55,6 +58,7 @@ impl From<PluginRecord> for PluginBody {
             name: plugin.name,
             version: plugin.version,
             sha256: plugin.sha256,
+            contract: plugin.contract,
             size: plugin.size,
             state: plugin.state,
             state_reason: plugin.state_reason,
@@ -329,6 +333,7 @@ pub(super) async fn plugins_upload(
                 name: upload.name,
                 version: upload.version,
                 sha256: admitted.sha256,
+                contract: admitted.plugin.contract().to_owned(),
                 component: upload.component,
                 config: upload.config,
             },

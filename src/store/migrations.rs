@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_access.sql"),
     include_str!("migrations/0010_report_counts.sql"),
     include_str!("migrations/0011_waiting_by_client.sql"),
+    include_str!("migrations/0012_plugin_contract.sql"),
 ];
 
 /// The schema version this build writes.

@@ -42,6 +42,9 @@ pub struct PluginRecord {
     pub version: String,
     /// SHA-256 of the component.
     pub sha256: String,
+    /// The contract version it was built against (`recado:plugin@0.2.0`); `None` for versions stored before
+    /// recado recorded it.
+    pub contract: Option<String>,
     /// Component size in bytes.
     pub size: u64,
     /// The configuration (JSON text).
@@ -69,6 +72,8 @@ pub struct NewPlugin {
     pub version: String,
     /// SHA-256 of the component.
     pub sha256: String,
+    /// The contract version it was built against, as the upload check found it.
+    pub contract: String,
     /// The component.
     pub component: Vec<u8>,
     /// The configuration (JSON text).
@@ -161,7 +166,7 @@ pub struct DecisionFilter {
 pub type DecisionKey = (Timestamp, MessageId, String);
 
 const PLUGIN_COLUMNS: &str = "client_id, id, name, version, sha256, size, config, state, state_reason, position, \
-                              failures, created_at, updated_at";
+                              failures, created_at, updated_at, contract";
 
 fn plugin_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRecord> {
     Ok(PluginRecord {
@@ -178,6 +183,7 @@ fn plugin_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRecord> {
         failures: row.get(10)?,
         created_at: row.get(11)?,
         updated_at: row.get(12)?,
+        contract: row.get(13)?,
     })
 }
 
@@ -406,8 +412,8 @@ impl Db {
             connection
                 .prepare_cached(
                     "INSERT INTO plugins (client_id, id, name, version, sha256, size, component, config, state,
-                                          position, failures, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'inactive', ?9, 0, ?10, ?10)",
+                                          position, failures, created_at, updated_at, contract)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'inactive', ?9, 0, ?10, ?10, ?11)",
                 )?
                 .execute(params![
                     client.as_str(),
@@ -419,7 +425,8 @@ impl Db {
                     plugin.component,
                     plugin.config,
                     position,
-                    now
+                    now,
+                    plugin.contract
                 ])?;
             audit(
                 connection,

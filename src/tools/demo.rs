@@ -159,6 +159,7 @@ pub async fn install_example_chain(
         let plugin = crate::store::NewPlugin {
             name: name.to_owned(),
             version: "1".into(),
+            contract: admitted.plugin.contract().to_owned(),
             sha256: admitted.sha256,
             component,
             config: serde_json::from_str::<serde_json::Value>(&config)?.to_string(),

@@ -363,6 +363,7 @@ pub async fn run_burst(args: LoadgenArgs) -> anyhow::Result<BurstReport> {
     let plugin = crate::store::NewPlugin {
         name: "burst".into(),
         version: "1".into(),
+        contract: admitted.plugin.contract().to_owned(),
         sha256: admitted.sha256,
         component,
         config: serde_json::from_str::<serde_json::Value>(&config)?.to_string(),

@@ -804,6 +804,12 @@ async fn a_component_built_against_contract_0_1_0_still_uploads_activates_and_de
     let wasm = std::fs::read(path).expect("the 0.1.0 component");
     let (status, plugin) = app.upload_plugin("dental", &token, wasm, "ack", "0.1", &ack_config("Bon dia!")).await;
     assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    assert_eq!(plugin["contract"], "recado:plugin@0.1.0", "the version it was built against is recorded");
+    let (_, list) = app.get("/api/v1/clients/dental/plugins", &token).await;
+    assert_eq!(list["plugins"][0]["contract"], "recado:plugin@0.1.0");
+    let (status, newer) =
+        app.upload_plugin("dental", &token, component("business_hours_ack"), "ack", "0.2", &ack_config("Hola")).await;
+    assert_eq!((status, &newer["contract"]), (StatusCode::CREATED, &json!("recado:plugin@0.2.0")));
     let id = plugin["id"].as_str().expect("id");
     let (status, body) = app.post(&format!("/api/v1/clients/dental/plugins/{id}/activate"), &token, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
