@@ -60,7 +60,7 @@ static char *read_string(reader *r, size_t *length) {
     if (!out) { r->error = "out of memory"; return NULL; }
     while (r->at < r->end && *r->at != '"') {
         char c = *r->at++;
-        if ((unsigned char)c < 0x20) { r->error = "a control character in a string"; return NULL; }
+        if ((unsigned char)c < 0x20) { r->error = "a control character in a string"; goto fail; }
         if (c != '\\') { out[n++] = c; continue; }
         if (r->at >= r->end) break;
         char e = *r->at++;
@@ -73,7 +73,7 @@ static char *read_string(reader *r, size_t *length) {
         case 't': out[n++] = '\t'; break;
         case 'u': {
             int code = r->end - r->at >= 4 ? hex4(r->at) : -1;
-            if (code < 0) { r->error = "a bad \\u escape"; return NULL; }
+            if (code < 0) { r->error = "a bad \\u escape"; goto fail; }
             r->at += 4;
             unsigned point = (unsigned)code;
             if (point >= 0xD800 && point < 0xDC00 && r->end - r->at >= 6 && r->at[0] == '\\' && r->at[1] == 'u') {
@@ -86,14 +86,17 @@ static char *read_string(reader *r, size_t *length) {
             n += put_utf8(out + n, point);
             break;
         }
-        default: r->error = "a bad escape"; return NULL;
+        default: r->error = "a bad escape"; goto fail;
         }
     }
-    if (r->at >= r->end) { r->error = "an unterminated string"; return NULL; }
+    if (r->at >= r->end) { r->error = "an unterminated string"; goto fail; }
     r->at++;
     out[n] = '\0';
     *length = n;
     return out;
+fail:
+    free(out);
+    return NULL;
 }
 
 static json *read_value(reader *r, int depth);
@@ -114,30 +117,35 @@ static bool push(json *parent, json *item, char *key) {
 
 static json *read_container(reader *r, int depth, json_kind kind, char close) {
     json *value = make(kind);
+    char *key = NULL;
     if (!value) { r->error = "out of memory"; return NULL; }
     skip_space(r);
     if (r->at < r->end && *r->at == close) { r->at++; return value; }
     for (;;) {
-        char *key = NULL;
         if (kind == JSON_OBJECT) {
             skip_space(r);
             size_t ignored;
-            if (r->at >= r->end || *r->at != '"') { r->error = "expected a key"; return NULL; }
+            if (r->at >= r->end || *r->at != '"') { r->error = "expected a key"; goto fail; }
             r->at++;
-            if (!(key = read_string(r, &ignored))) return NULL;
+            if (!(key = read_string(r, &ignored))) goto fail;
             skip_space(r);
-            if (r->at >= r->end || *r->at != ':') { r->error = "expected ':'"; return NULL; }
+            if (r->at >= r->end || *r->at != ':') { r->error = "expected ':'"; goto fail; }
             r->at++;
         }
         json *item = read_value(r, depth + 1);
-        if (!item) return NULL;
-        if (!push(value, item, key)) { r->error = "out of memory"; return NULL; }
+        if (!item) goto fail;
+        if (!push(value, item, key)) { json_free(item); r->error = "out of memory"; goto fail; }
+        key = NULL;
         skip_space(r);
         if (r->at < r->end && *r->at == ',') { r->at++; continue; }
         if (r->at < r->end && *r->at == close) { r->at++; return value; }
         r->error = kind == JSON_OBJECT ? "expected ',' or '}'" : "expected ',' or ']'";
-        return NULL;
+        goto fail;
     }
+fail:
+    free(key);
+    json_free(value);
+    return NULL;
 }
 
 static json *read_value(reader *r, int depth) {
@@ -151,7 +159,9 @@ static json *read_value(reader *r, int depth) {
     if (c == '"') {
         r->at++;
         if (!(value = make(JSON_STRING))) { r->error = "out of memory"; return NULL; }
-        return (value->string = read_string(r, &value->length)) ? value : NULL;
+        if ((value->string = read_string(r, &value->length))) return value;
+        free(value);
+        return NULL;
     }
     if (literal(r, "true") || literal(r, "false")) {
         if (!(value = make(JSON_BOOL))) { r->error = "out of memory"; return NULL; }
@@ -172,12 +182,24 @@ static json *read_value(reader *r, int depth) {
     return NULL;
 }
 
+void json_free(json *value) {
+    if (!value) return;
+    for (size_t i = 0; i < value->count; i++) {
+        json_free(value->items[i]);
+        if (value->keys) free(value->keys[i]);
+    }
+    free(value->items);
+    free(value->keys);
+    free(value->string);
+    free(value);
+}
+
 json *json_parse(const char *text, size_t length, const char **error) {
     reader r = {text, text + length, NULL};
     json *value = read_value(&r, 0);
     if (value) {
         skip_space(&r);
-        if (r.at != r.end) { r.error = "text after the value"; value = NULL; }
+        if (r.at != r.end) { r.error = "text after the value"; json_free(value); value = NULL; }
     }
     if (!value) *error = r.error ? r.error : "invalid JSON";
     return value;

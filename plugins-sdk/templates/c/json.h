@@ -1,5 +1,5 @@
-/* A small JSON reader for a plugin's configuration: parses a whole document into a tree. Memory comes from
- * malloc and is never given back: recado starts a fresh instance for every call, so it all goes at once. */
+/* A small JSON reader for a plugin's configuration: parses a whole document into a tree (from malloc; give it
+ * back with json_free). */
 #ifndef RULES_JSON_H
 #define RULES_JSON_H
 
@@ -23,6 +23,9 @@ typedef struct json {
 
 /* Parses `text`; on failure returns NULL and points `error` at what went wrong. */
 json *json_parse(const char *text, size_t length, const char **error);
+
+/* Frees a tree json_parse returned (NULL is fine). */
+void json_free(json *value);
 
 /* The member `key` of an object, or NULL (absent, or not an object). */
 const json *json_get(const json *object, const char *key);

@@ -53,6 +53,9 @@ static const char *acknowledge(const json *config, const rules_option_string_t *
             else { text_add(&out, at, 1); at++; }
         }
         option_set(&ret->acknowledge, out.ptr, out.len);
+        free(day.ptr);
+        free(time.ptr);
+        free(out.ptr);
         return "closed_until";
     }
     text = pick_text(json_get(texts, "closed"), language, languages);
@@ -105,6 +108,8 @@ bool exports_rules_on_message(rules_message_t *msg, rules_contact_t *contact, ru
     if (reasons.len == 0) text_addf(&reasons, "nothing to do");
     rules_string_dup_n(&ret->reason, reasons.ptr, reasons.len);
     recado_plugin_host_log(RECADO_PLUGIN_TYPES_LOG_LEVEL_DEBUG, &ret->reason);
+    free(reasons.ptr);
+    json_free(config);
     return true;
 }
 
@@ -123,5 +128,8 @@ bool exports_rules_on_overdue(rules_context_t *ctx, uint64_t waited_seconds, rul
     text_addf(&why, "no reply after %llu minutes", minutes);
     rules_string_dup_n(&ret->escalate.val.reason, why.ptr, why.len);
     ret->escalate.val.notify_owner = false;
+    free(reason.ptr);
+    free(why.ptr);
+    json_free(config);
     return true;
 }
