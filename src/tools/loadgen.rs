@@ -64,6 +64,10 @@ pub struct LoadgenArgs {
     /// Messages a second sent to the other clients in a burst run.
     #[arg(long, default_value_t = 40)]
     pub trickle: u32,
+    /// The server's settings, as `recado serve --config` reads them (with `RECADO__*` variables); the data
+    /// directory, the address and the ingest budgets are the load generator's own.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// What a run measured.
@@ -172,7 +176,16 @@ async fn add_client(db: &crate::store::Db, slug: &ClientSlug, index: usize) -> a
 /// when `args.plugins` is given).
 async fn start(args: &LoadgenArgs) -> anyhow::Result<Started> {
     let data_dir = tempfile::tempdir().context("creating a temporary data directory")?;
-    let mut settings = Settings::for_tests(data_dir.path());
+    let mut settings = match &args.config {
+        Some(file) => {
+            let overrides = crate::config::Overrides {
+                listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                data_dir: Some(data_dir.path().to_owned()),
+            };
+            Settings::load(Some(file), &overrides)?
+        }
+        None => Settings::for_tests(data_dir.path()),
+    };
     // Measure the server, not the shedding: let every request in. Every connection comes from loopback, one
     // address standing for many providers' and clients' addresses.
     let in_flight = args.concurrency.max(1) * 2;
