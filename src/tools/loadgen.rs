@@ -1,6 +1,7 @@
 //! The load generator: starts a real server on a temporary data directory (durable commits, as in
 //! production) and drives it over loopback with a fixed number of requests in flight, then reports
-//! sustained acknowledged throughput and latency percentiles.
+//! sustained acknowledged throughput and latency percentiles. With `--burst` it measures fairness instead:
+//! one client's burst under slow rules while the other clients get a steady trickle.
 //!
 //! Client and server share this machine's cores, as they would in a one-box deployment with a local proxy;
 //! the figures are for that setting.
