@@ -252,6 +252,13 @@ impl Default for PluginCeilings {
     }
 }
 
+impl PluginSettings {
+    /// The largest component any client may upload: the ceiling, or the default where that is larger.
+    pub fn largest_component_bytes(&self) -> usize {
+        self.per_client_max.max_component_bytes.max(self.max_component_bytes)
+    }
+}
+
 impl Default for PluginSettings {
     fn default() -> Self {
         Self {

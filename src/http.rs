@@ -118,9 +118,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), admission::authenticate));
     // The largest component any client may be granted, plus the other fields and the multipart framing (a
     // knowledge-base archive has the same cap); each client's own limit is checked once it is known.
-    let plugins = &state.settings.plugins;
-    let largest = plugins.per_client_max.max_component_bytes.max(plugins.max_component_bytes);
-    let upload_limit = largest.saturating_add(128 * 1024);
+    let upload_limit = state.settings.plugins.largest_component_bytes().saturating_add(128 * 1024);
     let uploads = OpenApiRouter::new()
         .routes(routes!(plugins::plugins_list, plugins::plugins_upload))
         .routes(routes!(articles::articles_import))

@@ -250,9 +250,7 @@ impl Rules {
             tracing::info!(client = client.as_str(), plugin = %plugin.id, "compiling a stored plugin again");
             let wasm = db.plugin_component(client.clone(), plugin.id.clone()).await?;
             // It was accepted once: only the server's own ceiling applies, not the client's limit of today.
-            let settings = &self.inner.settings;
-            let largest = settings.per_client_max.max_component_bytes.max(settings.max_component_bytes);
-            self.admit(&wasm, largest).await?.plugin
+            self.admit(&wasm, self.inner.settings.largest_component_bytes()).await?.plugin
         };
         self.keep_loaded(&plugin.sha256, &loaded);
         Ok(loaded)
