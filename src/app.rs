@@ -156,6 +156,15 @@ impl Application {
             workers.clone(),
         );
 
+        // Only with a folder configured: a worker that returns at once would be reported down.
+        let backups = settings.backup.folder.is_some().then(|| {
+            watch.spawn(
+                "backups",
+                crate::backup::run_scheduled((*settings).clone(), state.metrics.clone(), workers.clone()),
+                workers.clone(),
+            )
+        });
+
         http::serve(listener, router, settings.http.clone(), state.metrics.clone(), shutdown).await;
         tracing::info!("HTTP server stopped; stopping workers");
         workers.cancel();
@@ -169,7 +178,7 @@ impl Application {
             ("clocks", clocks),
             ("housekeeping", housekeeping),
         ];
-        for (name, handle) in workers {
+        for (name, handle) in workers.into_iter().chain(backups.map(|handle| ("backups", handle))) {
             match tokio::time::timeout(worker_grace, handle).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::error!(worker = name, %error, "worker failed"),

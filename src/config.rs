@@ -54,6 +54,31 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The event log behind the live event streams.
     pub events: EventSettings,
+    /// Scheduled backups.
+    pub backup: BackupSettings,
+}
+
+/// Scheduled backups, taken by the running server (see `recado backup` for one by hand).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSettings {
+    /// The folder backups are written into, one directory each (`recado-backup-<UTC time>`). Unset: no
+    /// scheduled backups. Best on another disk, or copied off the machine from there.
+    pub folder: Option<PathBuf>,
+    /// Minutes between two backups. The first is due this long after the newest one in the folder (at
+    /// once when there is none).
+    pub interval_minutes: u64,
+    /// How many backups to keep; older ones are removed after each new one.
+    pub keep: usize,
+    /// Also copy the key that seals channel secrets into each backup. Off by default: a backup without
+    /// the key does not give the secrets away, and the key (which never changes) is best kept apart.
+    pub include_secrets_key: bool,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self { folder: None, interval_minutes: 24 * 60, keep: 7, include_secrets_key: false }
+    }
 }
 
 /// The event log behind `GET /api/v1/events`: how long it is kept and how far a stream may catch up.
@@ -463,6 +488,12 @@ impl StorageSettings {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("recado.db")
     }
+
+    /// Path of the key that seals channel secrets: `secrets_key_file`, else `secrets.key` in the data
+    /// directory.
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key_file.clone().unwrap_or_else(|| self.data_dir.join("secrets.key"))
+    }
 }
 
 /// Outbound delivery settings.
@@ -684,7 +715,9 @@ impl Settings {
             }
         }
         let auth = &self.auth;
-        let auth_checks: [(&'static str, bool, &str); 8] = [
+        let auth_checks: [(&'static str, bool, &str); 10] = [
+            ("backup.interval_minutes", self.backup.interval_minutes > 0, "must be greater than 0"),
+            ("backup.keep", self.backup.keep > 0, "must be greater than 0"),
             ("events.retention_days", self.events.retention_days > 0, "must be greater than 0"),
             ("events.max_replay", self.events.max_replay > 0, "must be greater than 0"),
             ("events.recheck_ms", self.events.recheck_ms > 0, "must be greater than 0"),

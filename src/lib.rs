@@ -18,6 +18,7 @@
 //! - `sla`: first-response clocks, warnings and `on-overdue` escalations.
 //! - `outbox`, `media`: delivery of outbound messages; downloading customers' media into `blobs`.
 //! - `housekeeping`: trimming the event log, forgetting ended sessions.
+//! - [`backup`]: backups taken while the server runs (by hand or on a schedule) and restores from them.
 //! - `worker`: the two worker shapes (claim, step) every background worker runs on, and their watch.
 //! - [`kb`]: knowledge bases: articles' files and templates, the tantivy index, language detection,
 //!   suggestions.
@@ -26,6 +27,7 @@
 //! - [`tools`]: shipped in the binary, not the server: demo seeding, `loadgen`, `bench-kb`, `eval`.
 //! - [`telemetry`]: the tracing subscriber.
 pub mod app;
+pub mod backup;
 pub(crate) mod blobs;
 pub mod channels;
 pub mod config;

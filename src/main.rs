@@ -87,6 +87,32 @@ enum Command {
         #[command(subcommand)]
         command: KbCommand,
     },
+    /// Back up the installation, whether or not the server runs: a consistent copy of the database (plugin
+    /// components included), the media it refers to and the settings, with a manifest of checksums, into a
+    /// new directory. The search index and compiled plugins are not copied: a restore rebuilds them.
+    Backup {
+        /// The directory to create (it must not exist).
+        #[arg(long)]
+        to: PathBuf,
+        /// Also copy the key that seals channel secrets (such a backup must be kept as safe as the key).
+        #[arg(long)]
+        include_secrets_key: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Restore a backup into a new or empty data directory, after checking every file against its manifest.
+    /// The next start rebuilds the search index and compiles the plugins again.
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory to restore into (it must be empty or not exist).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The key the backup's channel secrets were sealed with, when the backup does not hold it.
+        #[arg(long)]
+        secrets_key: Option<PathBuf>,
+    },
     /// Measure suggestion relevance on a labelled set against two baselines (tantivy's default tokenizer with
     /// plain BM25, and SQLite FTS5).
     Eval {
@@ -328,6 +354,16 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Synchronous file and database work: no runtime needed.
+    match &cli.command {
+        Command::Backup { to, include_secrets_key, store } => {
+            return exit_code(backup(to, *include_secrets_key, store));
+        }
+        Command::Restore { from, data_dir, secrets_key } => {
+            return exit_code(restore(from, data_dir, secrets_key.clone()));
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -418,7 +454,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Plugin { .. } => unreachable!("handled before the runtime starts"),
+        Command::Plugin { .. } | Command::Backup { .. } | Command::Restore { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Eval { kb, queries, misses } => {
             recado::telemetry::init("warn");
             let labelled = recado::tools::eval::read_labelled(&queries)?;
@@ -561,6 +599,82 @@ async fn serve(app: Application, signals: Signals) -> anyhow::Result<()> {
 
 /// Opens the store named by the flags, from a command-line process (SQLite's WAL lets it share the file with
 /// a running server).
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("recado: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn backup(to: &std::path::Path, include_secrets_key: bool, store: &StoreArgs) -> anyhow::Result<()> {
+    recado::telemetry::init("warn");
+    let overrides = Overrides { listen: None, data_dir: store.data_dir.clone() };
+    let settings = Settings::load(store.config.as_deref(), &overrides)?;
+    let options = recado::backup::BackupOptions { include_secrets_key };
+    let taken = recado::backup::take(&settings, to, &options)?;
+    let manifest = &taken.manifest;
+    let counts = &manifest.counts;
+    println!(
+        "backup written to {} in {:.1} s: {} bytes, schema {}, {} clients, {} messages, {} articles, {} plugin versions, {} media files",
+        taken.path.display(),
+        taken.elapsed.as_secs_f64(),
+        taken.bytes,
+        manifest.schema_version,
+        counts.clients,
+        counts.messages,
+        counts.articles,
+        counts.plugins,
+        manifest.files.iter().filter(|file| file.path.starts_with("blobs/")).count(),
+    );
+    let secrets = &manifest.secrets;
+    if secrets.sealed_channels > 0 && !secrets.key_included {
+        println!(
+            "the key that seals {} channel(s)' secrets is not in the backup: keep a copy of {} apart (key id {}); a restore needs it",
+            secrets.sealed_channels,
+            settings.storage.secrets_key_path().display(),
+            secrets.key_id.as_deref().unwrap_or("unknown"),
+        );
+    }
+    if !manifest.missing_blobs.is_empty() || !manifest.damaged_blobs.is_empty() {
+        println!(
+            "{} media file(s) were missing and {} damaged (listed in the manifest); the rest is whole",
+            manifest.missing_blobs.len(),
+            manifest.damaged_blobs.len()
+        );
+    }
+    Ok(())
+}
+
+fn restore(from: &std::path::Path, data_dir: &std::path::Path, secrets_key: Option<PathBuf>) -> anyhow::Result<()> {
+    recado::telemetry::init("warn");
+    let options = recado::backup::RestoreOptions { secrets_key };
+    let restored = recado::backup::restore(from, data_dir, &options)?;
+    let manifest = &restored.manifest;
+    println!(
+        "restored the backup of {} (recado {}, schema {}) into {}: {} clients, {} messages, {} articles, {} plugin versions",
+        manifest.created_at,
+        manifest.recado_version,
+        manifest.schema_version,
+        data_dir.display(),
+        manifest.counts.clients,
+        manifest.counts.messages,
+        manifest.counts.articles,
+        manifest.counts.plugins,
+    );
+    if restored.key_restored {
+        println!("the secrets key is in {}", data_dir.join("secrets.key").display());
+    }
+    println!(
+        "next: start recado with --data-dir {} (it rebuilds the search index and compiles the plugins); the settings in force at backup time are in {}",
+        data_dir.display(),
+        from.join("config.toml").display()
+    );
+    Ok(())
+}
+
 fn open_store(store: &StoreArgs) -> anyhow::Result<Db> {
     let overrides = Overrides { listen: None, data_dir: store.data_dir.clone() };
     let settings = Settings::load(store.config.as_deref(), &overrides)?;

@@ -98,6 +98,11 @@ struct Inner {
     worker_steps: Family<WorkerLabels, Counter>,
     connections_shed: Family<ReasonLabels, Counter>,
     plugins_loaded: Gauge,
+    backups: Family<OutcomeLabels, Counter>,
+    backup_failing: Gauge,
+    backup_last_success: Gauge,
+    backup_last_bytes: Gauge,
+    backup_last_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -176,6 +181,28 @@ impl Metrics {
             "Compiled rule plugins kept in memory (the running ones)",
             plugins_loaded.clone(),
         );
+        let backups = Family::<OutcomeLabels, Counter>::default();
+        registry.register("backups", "Scheduled backups by outcome (ok, failed)", backups.clone());
+        let backup_failing = Gauge::default();
+        registry.register(
+            "backup_failing",
+            "1 while the last scheduled backup failed (alert on it), 0 once one succeeds",
+            backup_failing.clone(),
+        );
+        let backup_last_success = Gauge::default();
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When the last scheduled backup succeeded (Unix time)",
+            backup_last_success.clone(),
+        );
+        let backup_last_bytes = Gauge::default();
+        registry.register("backup_last_size_bytes", "Size of the last scheduled backup", backup_last_bytes.clone());
+        let backup_last_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "backup_last_duration_seconds",
+            "How long the last scheduled backup took",
+            backup_last_seconds.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -196,6 +223,11 @@ impl Metrics {
                 worker_steps,
                 connections_shed,
                 plugins_loaded,
+                backups,
+                backup_failing,
+                backup_last_success,
+                backup_last_bytes,
+                backup_last_seconds,
             }),
         }
     }
@@ -220,6 +252,21 @@ impl Metrics {
     /// Sets how many compiled plugins are kept in memory.
     pub fn plugins_loaded(&self, count: usize) {
         self.inner.plugins_loaded.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Records a scheduled backup that succeeded: `bytes` written in `seconds`.
+    pub fn backup_succeeded(&self, bytes: u64, seconds: f64) {
+        self.inner.backups.get_or_create(&OutcomeLabels { outcome: "ok" }).inc();
+        self.inner.backup_failing.set(0);
+        self.inner.backup_last_success.set(crate::domain::Timestamp::now().0 / 1000);
+        self.inner.backup_last_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.inner.backup_last_seconds.set(seconds);
+    }
+
+    /// Records a scheduled backup that failed.
+    pub fn backup_failed(&self) {
+        self.inner.backups.get_or_create(&OutcomeLabels { outcome: "failed" }).inc();
+        self.inner.backup_failing.set(1);
     }
 
     /// Records a connection closed by the connection limits, for `reason`.

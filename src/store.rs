@@ -31,6 +31,7 @@ mod plugins;
 mod reports;
 mod secrets;
 mod sla;
+pub mod snapshot;
 mod sql;
 mod suggestions;
 mod tokens;
@@ -58,6 +59,7 @@ pub use reports::{
     ConversationFacts, DAY_MS, EscalationCount, FeedbackCount, MessageCount, ReportActor, ReportRange, ReportRows,
     SyntheticHistory,
 };
+pub use secrets::key_id as secrets_key_id;
 pub use sla::{DueClock, OverdueContext, OverdueDecision};
 pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};
 pub use tokens::{NewToken, TokenRecord};
@@ -256,10 +258,8 @@ impl Db {
         let mut writer = Connection::open(&path)?;
         configure(&writer)?;
         migrations::migrate(&mut writer)?;
-        let secrets = match &settings.secrets_key_file {
-            Some(path) => secrets::SecretKey::load(path, false)?,
-            None => secrets::SecretKey::load(&settings.data_dir.join("secrets.key"), true)?,
-        };
+        // A key named in the settings must exist; the data directory's own is made on the first start.
+        let secrets = secrets::SecretKey::load(&settings.secrets_key_path(), settings.secrets_key_file.is_none())?;
         let sealed = secrets.seal_plain_rows(&writer)?;
         if sealed > 0 {
             tracing::info!(sealed, "channel secrets written before encryption are now sealed");

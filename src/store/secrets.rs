@@ -48,12 +48,7 @@ impl SecretKey {
             file.write_all(format!("{}\n", BASE64.encode(key)).as_bytes()).map_err(unavailable)?;
             file.sync_all().map_err(unavailable)?;
         }
-        let text = std::fs::read_to_string(path).map_err(unavailable)?;
-        let bytes = BASE64
-            .decode(text.trim())
-            .ok()
-            .filter(|bytes| bytes.len() == 32)
-            .ok_or_else(|| Error::Unavailable(format!("secrets key {}: not 32 bytes in base64", path.display())))?;
+        let bytes = read_key(path)?;
         Ok(Self { cipher: XChaCha20Poly1305::new(Key::from_slice(&bytes)) })
     }
 
@@ -108,6 +103,30 @@ impl SecretKey {
         }
         Ok(rows.len())
     }
+}
+
+/// The 32 bytes of the key file at `path`.
+fn read_key(path: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Unavailable(format!("secrets key {}: {e}", path.display())))?;
+    BASE64
+        .decode(text.trim())
+        .ok()
+        .filter(|bytes| bytes.len() == 32)
+        .ok_or_else(|| Error::Unavailable(format!("secrets key {}: not 32 bytes in base64", path.display())))
+}
+
+/// A name for the key in the file at `path` that tells keys apart without revealing them: the first 16 hex
+/// digits of a SHA-256 of the key under a fixed label. A backup records it, so a restore can tell whether
+/// the key it is given is the one the backup's channel secrets were sealed with.
+///
+/// # Errors
+/// The file cannot be read or does not hold a key.
+pub fn key_id(path: &Path) -> Result<String> {
+    use sha2::Digest as _;
+    let key = read_key(path)?;
+    let digest = sha2::Sha256::new().chain_update(b"recado secrets key id\0").chain_update(&key).finalize();
+    Ok(hex::encode(&digest[..8]))
 }
 
 /// The associated data of a channel row.

@@ -4,6 +4,7 @@
 mod articles;
 mod assistants;
 mod attachments;
+mod backup;
 mod browser;
 mod channel_fixtures;
 mod channel_properties;
