@@ -256,6 +256,8 @@ impl Db {
         private_files(&settings.data_dir, &settings.database_path())?;
         let path = settings.database_path();
         let mut writer = Connection::open(&path)?;
+        // Before anything writes to it: a newer recado's database is refused untouched.
+        migrations::refuse_newer(&writer)?;
         configure(&writer)?;
         migrations::migrate(&mut writer)?;
         // A key named in the settings must exist; the data directory's own is made on the first start.

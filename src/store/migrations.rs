@@ -27,6 +27,15 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Fails if the database was written by a newer recado (a schema version this build does not know).
+pub(crate) fn refuse_newer(connection: &Connection) -> Result<()> {
+    let found: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::IncompatibleSchema { found, supported: SCHEMA_VERSION });
+    }
+    Ok(())
+}
+
 /// Brings the database up to [`SCHEMA_VERSION`].
 pub(crate) fn migrate(connection: &mut Connection) -> Result<()> {
     let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -30,4 +30,5 @@ mod security;
 mod sessions;
 mod sla;
 mod suggestions;
+mod upgrades;
 mod webhooks;
