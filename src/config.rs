@@ -402,6 +402,12 @@ pub struct HttpSettings {
     pub api_body_limit_bytes: usize,
     /// `Retry-After` seconds sent with 503 when overloaded.
     pub retry_after_seconds: u32,
+    /// Reverse proxies in front of recado (addresses or CIDR ranges, e.g. `["127.0.0.1", "10.0.0.0/8"]`).
+    /// A request from one of them is taken to come from the address its `X-Forwarded-For` names (the
+    /// nearest one that is not itself a trusted proxy) by the per-address limits on guessing; and
+    /// connections from them are not held to `max_connections_per_address`. Empty: the header is ignored
+    /// (anyone could write it).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -431,6 +437,7 @@ impl Default for HttpSettings {
             ingest_body_limit_bytes: 1024 * 1024,
             api_body_limit_bytes: 256 * 1024,
             retry_after_seconds: 1,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -460,6 +467,18 @@ impl HttpSettings {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
     }
+
+    /// `trusted_proxies` parsed (a plain address is a range of one). Entries that do not parse are left
+    /// out; validation refuses them before a server starts.
+    pub fn trusted_proxy_ranges(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies.iter().filter_map(|entry| parse_range(entry)).collect()
+    }
+}
+
+/// An address or CIDR range.
+fn parse_range(entry: &str) -> Option<ipnet::IpNet> {
+    let entry = entry.trim();
+    entry.parse::<ipnet::IpNet>().ok().or_else(|| entry.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// SQLite store settings.
@@ -754,6 +773,12 @@ impl Settings {
                     message: "must be a scheme and host without a path, like https://recado.example.com".into(),
                 });
             }
+        }
+        if let Some(entry) = self.http.trusted_proxies.iter().find(|entry| parse_range(entry).is_none()) {
+            return Err(Error::Invalid {
+                key: "http.trusted_proxies",
+                message: format!("{entry:?} is not an address or a CIDR range like 10.0.0.0/8"),
+            });
         }
         if !(1..=100_000).contains(&self.pipeline.batch_size) {
             return Err(Error::Invalid { key: "pipeline.batch_size", message: "must be between 1 and 100000".into() });

@@ -267,13 +267,75 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
     }
 }
 
-/// The caller's address, as the accept loop recorded it (loopback when it did not, as in in-process tests).
+/// The address a request comes from, as the accept loop worked it out: the connection's peer, or, when
+/// the peer is a trusted proxy, the client its `X-Forwarded-For` names. Per-address limits count against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddress(pub(crate) IpAddr);
+
+impl ClientAddress {
+    /// The address of a request from `peer` with `headers`: the peer itself unless it is one of `proxies`;
+    /// then the nearest address in `X-Forwarded-For` (read from the right, as each proxy appends the
+    /// address it was called from) that is not a trusted proxy. A header that does not parse is not
+    /// believed: the peer is the caller.
+    pub(crate) fn resolve(peer: IpAddr, headers: &axum::http::HeaderMap, proxies: &[ipnet::IpNet]) -> Self {
+        let trusted = |address: &IpAddr| proxies.iter().any(|range| range.contains(address));
+        if !trusted(&peer) {
+            return Self(peer);
+        }
+        let mut hops = Vec::new();
+        for value in headers.get_all("x-forwarded-for") {
+            let Ok(text) = value.to_str() else { return Self(peer) };
+            for hop in text.split(',') {
+                match parse_hop(hop) {
+                    Some(address) => hops.push(address),
+                    None => return Self(peer),
+                }
+            }
+        }
+        let mut client = peer;
+        for hop in hops.into_iter().rev() {
+            client = hop;
+            if !trusted(&hop) {
+                break;
+            }
+        }
+        Self(client)
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`203.0.113.7:5123`, `[2001:db8::1]:80`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|address| address.ip()))
+        .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(client_address(&parts.extensions))
+    }
+}
+
+fn client_address(extensions: &axum::http::Extensions) -> ClientAddress {
+    extensions
+        .get::<ClientAddress>()
+        .copied()
+        .or_else(|| {
+            extensions
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map(|ConnectInfo(address)| ClientAddress(address.ip()))
+        })
+        // Not through the accept loop (in-process calls): loopback.
+        .unwrap_or(ClientAddress(IpAddr::from([127, 0, 0, 1])))
+}
+
+/// The address a request comes from (see [`ClientAddress`]).
 pub(crate) fn peer(request: &Request) -> IpAddr {
-    request
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    client_address(request.extensions()).0
 }
 
 /// Middleware: authenticates the bearer token before the body is read and keeps the [`Principal`] for the
@@ -419,6 +481,34 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_behind_trusted_proxies_is_the_nearest_untrusted_forwarded_address() {
+        let proxies: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().expect("range"), "127.0.0.1/32".parse().expect("range")];
+        let headers = |values: &[&str]| {
+            let mut map = axum::http::HeaderMap::new();
+            for value in values {
+                map.append("x-forwarded-for", value.parse().expect("header"));
+            }
+            map
+        };
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
+        let proxy = ip("127.0.0.1");
+        let resolve = |peer, values: &[&str]| ClientAddress::resolve(peer, &headers(values), &proxies).0;
+        assert_eq!(resolve(proxy, &["203.0.113.7"]), ip("203.0.113.7"));
+        // The client wrote its own header: only what the trusted proxies appended counts.
+        assert_eq!(resolve(proxy, &["198.51.100.1, 203.0.113.7, 10.1.2.3"]), ip("203.0.113.7"));
+        assert_eq!(resolve(proxy, &["198.51.100.1", "203.0.113.7:5123"]), ip("203.0.113.7"));
+        assert_eq!(resolve(proxy, &["[2001:db8::7]:443"]), ip("2001:db8::7"));
+        // Every hop a proxy: the farthest one.
+        assert_eq!(resolve(proxy, &["10.9.9.9, 10.1.1.1"]), ip("10.9.9.9"));
+        // No header, or one that does not parse: the peer.
+        assert_eq!(resolve(proxy, &[]), proxy);
+        assert_eq!(resolve(proxy, &["unknown, 203.0.113.7"]), proxy);
+        // From anyone else the header is not believed.
+        assert_eq!(resolve(ip("192.0.2.50"), &["203.0.113.7"]), ip("192.0.2.50"));
+    }
 
     #[test]
     fn one_principal_cannot_take_more_than_its_share_and_others_still_get_slots() {

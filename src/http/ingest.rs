@@ -5,10 +5,8 @@
 //! channel, and a missing secret or signature header, are refused before the body is read; failed
 //! authentications count against the caller's address.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::admission::ClientAddress;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, Principal};
 use crate::channels::telegram::{self, TelegramConfig};
@@ -321,18 +320,18 @@ pub(super) struct VerifyQuery {
 #[utoipa::path(get, path = "/webhooks/whatsapp/{slug}", tag = "webhooks", params(("slug" = String, Path, description = "the client's slug"), ("hub.mode" = Option<String>, Query), ("hub.verify_token" = Option<String>, Query), ("hub.challenge" = Option<String>, Query)), responses((status = 200, description = "the challenge, echoed"), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
 pub(super) async fn whatsapp_verify(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(peer): ClientAddress,
     AppPath(slug): AppPath<String>,
     AppQuery(query): AppQuery<VerifyQuery>,
 ) -> Result<Response, ApiError> {
     let failures = &state.admission.auth_failures;
-    if !failures.allows(&peer.ip()) {
+    if !failures.allows(&peer) {
         return Err(failures.throttled());
     }
     let (_, config): (_, WhatsAppConfig) = channel_config(&state, &slug, ChannelKind::WhatsApp).await?;
     let token_matches: bool = query.verify_token.as_bytes().ct_eq(config.verify_token.expose().as_bytes()).into();
     if query.mode != "subscribe" || !token_matches {
-        failures.record(&peer.ip());
+        failures.record(&peer);
         return Err(ApiError::Forbidden("the verify token does not match".into()));
     }
     // The challenge is the caller's text: plain text that no browser will sniff into HTML.
@@ -347,24 +346,24 @@ pub(super) async fn whatsapp_verify(
 #[utoipa::path(post, path = "/webhooks/whatsapp/{slug}", tag = "webhooks", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json", description = "a WhatsApp Cloud API webhook notification, as Meta sends it"), responses((status = 200, description = "stored (or acknowledged and ignored)", body = WebhookAnswer), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
 pub(super) async fn whatsapp_receive(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(peer): ClientAddress,
     AppPath(slug): AppPath<String>,
     request: Request,
 ) -> Result<Json<WebhookAnswer>, ApiError> {
     let failures = &state.admission.auth_failures;
-    if !failures.allows(&peer.ip()) {
+    if !failures.allows(&peer) {
         return Err(failures.throttled());
     }
     let (client, config): (_, WhatsAppConfig) = channel_config(&state, &slug, ChannelKind::WhatsApp).await?;
     let signature = request.headers().get(whatsapp::SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
     let Some(signature) = signature.filter(|value| value.trim().starts_with("sha256=")).map(str::to_owned) else {
-        failures.record(&peer.ip());
+        failures.record(&peer);
         return Err(invalid_signature());
     };
     let (_, body) = state.admission.ingest_body.read(request).await?;
     let _slot = state.admission.ingest.admit(client.as_str())?;
     if !verify_hmac_header(config.app_secret.expose(), &body, Some(&signature)) {
-        failures.record(&peer.ip());
+        failures.record(&peer);
         return Err(invalid_signature());
     }
     let parsed = whatsapp::parse(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
@@ -388,17 +387,17 @@ fn invalid_signature() -> ApiError {
 #[utoipa::path(post, path = "/webhooks/telegram/{slug}", tag = "webhooks", params(("slug" = String, Path, description = "the client's slug")), request_body(content = serde_json::Value, content_type = "application/json", description = "a Telegram Bot API update, as Telegram sends it"), responses((status = 200, description = "stored (or acknowledged and ignored)", body = WebhookAnswer), (status = "4XX", description = "refused: the error body says why", body = super::error::ErrorBody), (status = "5XX", description = "overloaded, timed out or failed: retry", body = super::error::ErrorBody)))]
 pub(super) async fn telegram_receive(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(peer): ClientAddress,
     AppPath(slug): AppPath<String>,
     request: Request,
 ) -> Result<Json<WebhookAnswer>, ApiError> {
     let failures = &state.admission.auth_failures;
-    if !failures.allows(&peer.ip()) {
+    if !failures.allows(&peer) {
         return Err(failures.throttled());
     }
     let (client, config): (_, TelegramConfig) = channel_config(&state, &slug, ChannelKind::Telegram).await?;
     if !config.verify(request.headers().get(telegram::SECRET_HEADER).map(|value| value.as_bytes())) {
-        failures.record(&peer.ip());
+        failures.record(&peer);
         return Err(ApiError::Unauthorized {
             code: "invalid_secret",
             message: "X-Telegram-Bot-Api-Secret-Token is missing or wrong".into(),

@@ -6,6 +6,8 @@
 //!   connection open longest without sending a byte is closed to make room; a connection over the address
 //!   cap, or arriving when every open connection is in use, is closed as soon as it is accepted. So
 //!   descriptors never run out, and silent sockets cannot keep `/healthz` or anyone else out.
+//! - **Behind a proxy.** Connections from `http.trusted_proxies` are not held to the per-address cap, and
+//!   their requests are taken to come from the client their `X-Forwarded-For` names ([`ClientAddress`]).
 //! - **Timeouts.** A connection that sends nothing within `http.first_byte_timeout_ms` is closed, and so is
 //!   one silent both ways for `http.idle_timeout_ms` (HTTP/1 keep-alive and HTTP/2 alike); hyper closes
 //!   HTTP/1 connections whose headers take longer than `http.header_read_timeout_ms`.
@@ -35,6 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+use super::admission::ClientAddress;
 use crate::config::HttpSettings;
 use crate::metrics::Metrics;
 
@@ -52,6 +55,7 @@ pub(crate) async fn serve(
 ) {
     let max_connections = connection_cap(settings.max_connections, raise_open_file_limit());
     let connections = Connections::new(max_connections, settings.max_connections_per_address);
+    let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxy_ranges().into();
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout());
     builder
@@ -76,7 +80,10 @@ pub(crate) async fn serve(
                     }
                 };
                 let activity = Arc::new(Activity::new());
-                let guard = match connections.open(peer.ip(), Arc::clone(&activity)) {
+                // Everyone behind a trusted proxy arrives from its address: its connections are not held to
+                // one address's share.
+                let from_proxy = proxies.iter().any(|range| range.contains(&peer.ip()));
+                let guard = match connections.open(peer.ip(), !from_proxy, Arc::clone(&activity)) {
                     Ok((guard, evicted)) => {
                         if evicted {
                             metrics.connection_shed("evicted_silent");
@@ -99,8 +106,11 @@ pub(crate) async fn serve(
                     tracing::debug!(%error, "set_nodelay failed");
                 }
                 let io = TokioIo::new(Watched { io: stream, activity: Arc::clone(&activity) });
+                let proxies = Arc::clone(&proxies);
                 let service = router.clone().map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    let client = ClientAddress::resolve(peer.ip(), request.headers(), &proxies);
                     request.extensions_mut().insert(ConnectInfo(peer));
+                    request.extensions_mut().insert(client);
                     request
                 });
                 let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
@@ -220,13 +230,18 @@ impl Connections {
         Arc::new(Self { max, max_per_address, open: Mutex::new(Open::default()) })
     }
 
-    /// Counts a new connection from `ip`. At the total cap, the connection that has been open longest
+    /// Counts a new connection from `ip` (held to the per-address cap if `capped`). At the total cap, the connection that has been open longest
     /// without sending a byte is closed to make room (so silent sockets cannot lock everyone out); when
     /// every connection has spoken, the new one is refused. Returns the guard and whether one was evicted.
-    fn open(self: &Arc<Self>, ip: IpAddr, activity: Arc<Activity>) -> Result<(ConnectionGuard, bool), Refusal> {
+    fn open(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        capped: bool,
+        activity: Arc<Activity>,
+    ) -> Result<(ConnectionGuard, bool), Refusal> {
         let address = address_key(ip);
         let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if open.per_address.get(&address).copied().unwrap_or(0) >= self.max_per_address {
+        if capped && open.per_address.get(&address).copied().unwrap_or(0) >= self.max_per_address {
             return Err(Refusal::PerAddress);
         }
         let mut evicted = false;
@@ -414,23 +429,34 @@ mod tests {
         let connections = Connections::new(3, 2);
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
         let b: IpAddr = "192.0.2.2".parse().expect("ip");
-        let first = connections.open(a, spoken()).expect("first from a");
-        let _second = connections.open(a, spoken()).expect("second from a");
-        assert_eq!(connections.open(a, spoken()).err(), Some(Refusal::PerAddress));
-        let _third = connections.open(b, spoken()).expect("b has its own share");
-        assert_eq!(connections.open(b, spoken()).err(), Some(Refusal::Total), "every connection has spoken");
+        let first = connections.open(a, true, spoken()).expect("first from a");
+        let _second = connections.open(a, true, spoken()).expect("second from a");
+        assert_eq!(connections.open(a, true, spoken()).err(), Some(Refusal::PerAddress));
+        let _third = connections.open(b, true, spoken()).expect("b has its own share");
+        assert_eq!(connections.open(b, true, spoken()).err(), Some(Refusal::Total), "every connection has spoken");
         drop(first);
-        assert!(connections.open(a, spoken()).is_ok(), "a closed connection frees its place");
+        assert!(connections.open(a, true, spoken()).is_ok(), "a closed connection frees its place");
+    }
+
+    #[test]
+    fn a_trusted_proxys_connections_are_not_held_to_one_addresss_share() {
+        let connections = Connections::new(4, 1);
+        let proxy: IpAddr = "10.0.0.2".parse().expect("ip");
+        let _first = connections.open(proxy, false, spoken()).expect("first");
+        let _second = connections.open(proxy, false, spoken()).expect("second, past the address cap");
+        let other: IpAddr = "192.0.2.1".parse().expect("ip");
+        let _one = connections.open(other, true, spoken()).expect("one");
+        assert_eq!(connections.open(other, true, spoken()).err(), Some(Refusal::PerAddress), "others still are");
     }
 
     #[test]
     fn at_the_cap_the_oldest_silent_connection_makes_room() {
         let connections = Connections::new(3, 3);
         let attacker: IpAddr = "192.0.2.66".parse().expect("ip");
-        let (oldest, _) = connections.open(attacker, Arc::new(Activity::new())).expect("silent");
-        let (newer, _) = connections.open(attacker, Arc::new(Activity::new())).expect("silent");
-        let (_busy, _) = connections.open("192.0.2.1".parse().expect("ip"), spoken()).expect("busy");
-        let (_probe, evicted) = connections.open("192.0.2.2".parse().expect("ip"), spoken()).expect("room made");
+        let (oldest, _) = connections.open(attacker, true, Arc::new(Activity::new())).expect("silent");
+        let (newer, _) = connections.open(attacker, true, Arc::new(Activity::new())).expect("silent");
+        let (_busy, _) = connections.open("192.0.2.1".parse().expect("ip"), true, spoken()).expect("busy");
+        let (_probe, evicted) = connections.open("192.0.2.2".parse().expect("ip"), true, spoken()).expect("room made");
         assert!(evicted);
         assert!(oldest.close.is_cancelled(), "the oldest silent connection is closed");
         assert!(!newer.close.is_cancelled());

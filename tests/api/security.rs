@@ -1003,3 +1003,48 @@ async fn tokens_are_kept_as_hashes_and_channel_secrets_reach_no_view_and_no_log_
     }
     app.stop().await;
 }
+
+/// `GET /api/v1/me` with a bad token, as if from `client` behind the proxy on loopback.
+async fn bad_token_from(app: &crate::helpers::TestApp, client: &str) -> StatusCode {
+    app.http
+        .get(format!("{}/api/v1/me", app.base))
+        .bearer_auth("rcd_not_a_real_token_at_all")
+        .header("x-forwarded-for", client)
+        .send()
+        .await
+        .expect("sent")
+        .status()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_guessing_budget_and_otherwise_the_header_is_ignored()
+{
+    let limits = |settings: &mut recado::config::Settings| {
+        settings.http.auth_failures_burst = 3;
+        settings.http.auth_failures_per_minute = 1;
+    };
+    let app = crate::helpers::spawn_app_with(|settings| {
+        limits(settings);
+        settings.http.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(bad_token_from(&app, "203.0.113.7").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(bad_token_from(&app, "203.0.113.7").await, StatusCode::TOO_MANY_REQUESTS);
+    // Another customer of the same proxy is not locked out by the first one's guesses...
+    assert_eq!(bad_token_from(&app, "203.0.113.8").await, StatusCode::UNAUTHORIZED);
+    // ...and a guesser cannot get a fresh budget by writing the header itself: the proxy appends the
+    // address it saw, and that one counts.
+    assert_eq!(bad_token_from(&app, "198.51.100.99, 203.0.113.7").await, StatusCode::TOO_MANY_REQUESTS);
+    app.stop().await;
+
+    // Without trusted proxies the header is anyone's to write, and ignored: every guess counts against
+    // the connection's address.
+    let app = crate::helpers::spawn_app_with(limits).await;
+    for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        assert_eq!(bad_token_from(&app, client).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(bad_token_from(&app, "203.0.113.4").await, StatusCode::TOO_MANY_REQUESTS);
+    app.stop().await;
+}
