@@ -130,6 +130,8 @@ enum Command {
     BenchKb(recado::tools::bench_kb::BenchArgs),
     /// Report benchmark: a year of a busy agency (two million messages), the yearly report timed.
     BenchReports(recado::tools::bench_reports::ReportBenchArgs),
+    /// Backup benchmark: an agency's installation backed up stopped and under load, and restored.
+    BenchBackup(recado::tools::bench_backup::BackupBenchArgs),
     /// Measure sustained ingest throughput and latency against a fresh server on loopback.
     Loadgen(recado::tools::loadgen::LoadgenArgs),
 }
@@ -478,6 +480,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchReports(args) => {
             recado::telemetry::init("warn");
             let report = recado::tools::bench_reports::run(args).await?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::BenchBackup(args) => {
+            recado::telemetry::init("warn");
+            let report = recado::tools::bench_backup::run(args).await?;
             println!("{report}");
             Ok(())
         }

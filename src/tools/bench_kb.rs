@@ -158,35 +158,34 @@ const FILLER: &[&str] = &[
     "set",
 ];
 
-/// Runs the benchmark.
+/// Creates `clients` clients with `articles` articles each, generated from the demo knowledge bases in `kb`
+/// with per-client vocabulary (the same every time). Returns each client's slug with the demo client it was
+/// made from.
 ///
 /// # Errors
-/// The demo files or labelled set cannot be read, or the store or index cannot be built.
-pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
-    let demo = read_tree(&args.kb)
-        .map_err(|problems| anyhow::anyhow!("{} problem(s) in {}", problems.len(), args.kb.display()))?;
+/// The demo files cannot be read, or the store fails.
+pub(crate) async fn import_generated(
+    db: &Db,
+    kb: &Path,
+    clients: usize,
+    articles: usize,
+) -> anyhow::Result<Vec<(ClientSlug, ClientSlug)>> {
+    let demo =
+        read_tree(kb).map_err(|problems| anyhow::anyhow!("{} problem(s) in {}", problems.len(), kb.display()))?;
     let templates: Vec<_> =
         demo.iter().flat_map(|client| client.articles.iter().cloned().map(move |a| (client.slug.clone(), a))).collect();
     let profiles: Vec<_> =
         demo.iter().filter_map(|client| client.profile.clone().map(|p| (client.slug.clone(), p))).collect();
-    anyhow::ensure!(!templates.is_empty() && !profiles.is_empty(), "no demo articles in {}", args.kb.display());
-    let labelled = read_labelled(&args.messages)?;
-
-    let dir = tempfile::tempdir()?;
-    let storage =
-        StorageSettings { data_dir: dir.path().to_owned(), readers: 4, max_batch: 256, secrets_key_file: None };
-    let db = tokio::task::block_in_place(|| Db::open(&storage))?;
+    anyhow::ensure!(!templates.is_empty() && !profiles.is_empty(), "no demo articles in {}", kb.display());
     let mut random = rand::rngs::StdRng::seed_from_u64(7);
-    let mut slugs = Vec::with_capacity(args.clients);
-
-    let started = Instant::now();
-    for c in 0..args.clients {
+    let mut slugs = Vec::with_capacity(clients);
+    for c in 0..clients {
         let (source_slug, profile) = &profiles[c % profiles.len()];
         let slug = ClientSlug::parse(&format!("{source_slug}-{c}"))?;
         let own: Vec<&ArticleContent> =
             templates.iter().filter(|(client, _)| client == source_slug).map(|(_, (_, content))| content).collect();
-        let mut articles = Vec::with_capacity(args.articles);
-        for a in 0..args.articles {
+        let mut generated = Vec::with_capacity(articles);
+        for a in 0..articles {
             let base = own[a % own.len()];
             let word = FILLER[random.random_range(0..FILLER.len())];
             let code = format!("{word}{c}x{a}");
@@ -195,11 +194,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
             content.questions = base.questions.iter().map(|q| format!("{q} {code}")).collect();
             content.body = format!("{}\n\n{} {code}.", base.body, word);
             content.shortcut = None;
-            articles.push((ArticleId::parse(&format!("a{a}"))?, content));
+            generated.push((ArticleId::parse(&format!("a{a}"))?, content));
         }
-        db.import_client(slug.clone(), Some(profile.clone()), articles, "bench".into()).await?;
+        db.import_client(slug.clone(), Some(profile.clone()), generated, "bench".into()).await?;
         slugs.push((slug, source_slug.clone()));
     }
+    Ok(slugs)
+}
+
+/// Runs the benchmark.
+///
+/// # Errors
+/// The demo files or labelled set cannot be read, or the store or index cannot be built.
+pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
+    let labelled = read_labelled(&args.messages)?;
+    let demo = read_tree(&args.kb)
+        .map_err(|problems| anyhow::anyhow!("{} problem(s) in {}", problems.len(), args.kb.display()))?;
+    let profiles: Vec<_> =
+        demo.iter().filter_map(|client| client.profile.clone().map(|p| (client.slug.clone(), p))).collect();
+    // Which labelled message each query uses (seeded: the same queries every run).
+    let mut random = rand::rngs::StdRng::seed_from_u64(8);
+    let dir = tempfile::tempdir()?;
+    let storage =
+        StorageSettings { data_dir: dir.path().to_owned(), readers: 4, max_batch: 256, secrets_key_file: None };
+    let db = tokio::task::block_in_place(|| Db::open(&storage))?;
+    let started = Instant::now();
+    let slugs = import_generated(&db, &args.kb, args.clients, args.articles).await?;
     let import = started.elapsed();
 
     let started = Instant::now();

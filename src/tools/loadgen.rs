@@ -124,7 +124,7 @@ impl fmt::Display for Report {
     }
 }
 
-struct Target {
+pub(crate) struct Target {
     slug: ClientSlug,
     token: String,
 }
@@ -160,7 +160,7 @@ impl Started {
 }
 
 /// Creates a client with a token and a Telegram channel.
-async fn add_client(db: &crate::store::Db, slug: &ClientSlug, index: usize) -> anyhow::Result<Target> {
+pub(crate) async fn add_client(db: &crate::store::Db, slug: &ClientSlug, index: usize) -> anyhow::Result<Target> {
     let profile = ClientProfile::new(&format!("Load client {slug}"), "Europe/Madrid", &["es"]);
     db.create_client(slug.clone(), profile, "loadgen".into()).await?;
     let token = db.create_token(Role::Client, Some(slug.clone()), "loadgen".into()).await?.token;
@@ -466,7 +466,7 @@ pub async fn run_burst(args: LoadgenArgs) -> anyhow::Result<BurstReport> {
 }
 
 /// A generic-API message from a customer of `target`.
-fn api_message(
+pub(crate) fn api_message(
     http: &reqwest::Client,
     base: &str,
     target: &Target,
