@@ -157,8 +157,34 @@ pub struct Taken {
     pub elapsed: Duration,
 }
 
+/// The nice value of the thread taking a backup: it gives way to requests and message processing, and
+/// takes longer when they keep the cores busy.
+const BACKUP_NICENESS: i32 = 10;
+
+/// [`take`] on a thread of its own at a low scheduling priority (nice 10), so that a backup taken while
+/// the server runs slows the server as little as it can. Blocking: waits for that thread.
+///
+/// # Errors
+/// As [`take`], or the thread cannot be started.
+pub fn take_gently(settings: &Settings, to: &Path, options: &BackupOptions) -> Result<Taken, Error> {
+    let (owned, target, options) = (settings.clone(), to.to_owned(), options.clone());
+    let thread = std::thread::Builder::new()
+        .name("recado-backup".into())
+        .spawn(move || {
+            // On Linux the nice value belongs to the thread: only this one is lowered.
+            if let Err(error) = rustix::process::setpriority_process(None, BACKUP_NICENESS) {
+                tracing::debug!(%error, "could not lower the backup thread's priority");
+            }
+            take(&owned, &target, &options)
+        })
+        .map_err(Error::io(to))?;
+    thread.join().unwrap_or_else(|_| {
+        Err(Error::Io { path: to.to_owned(), source: std::io::Error::other("the backup thread panicked") })
+    })
+}
+
 /// Takes a backup of the installation `settings` describe into the new directory `to`. Safe while the
-/// server runs; blocking (run it on a blocking thread).
+/// server runs; blocking (run it on a blocking thread; [`take_gently`] runs it at a low priority).
 ///
 /// # Errors
 /// `to` exists, the database cannot be copied, or a file cannot be written. Nothing is left at `to`.
@@ -503,7 +529,7 @@ pub fn take_scheduled(settings: &Settings, folder: &Path, schedule: &BackupSetti
     let now = jiff::Timestamp::now();
     let name = format!("{SCHEDULED_PREFIX}{}", now.strftime("%Y%m%dT%H%M%S%.3fZ"));
     let options = BackupOptions { include_secrets_key: schedule.include_secrets_key };
-    let taken = take(settings, &folder.join(name), &options)?;
+    let taken = take_gently(settings, &folder.join(name), &options)?;
     let mut scheduled = scheduled_backups(folder);
     scheduled.sort();
     let excess = scheduled.len().saturating_sub(schedule.keep.max(1));

@@ -622,7 +622,7 @@ fn backup(to: &std::path::Path, include_secrets_key: bool, store: &StoreArgs) ->
     let overrides = Overrides { listen: None, data_dir: store.data_dir.clone() };
     let settings = Settings::load(store.config.as_deref(), &overrides)?;
     let options = recado::backup::BackupOptions { include_secrets_key };
-    let taken = recado::backup::take(&settings, to, &options)?;
+    let taken = recado::backup::take_gently(&settings, to, &options)?;
     let manifest = &taken.manifest;
     let counts = &manifest.counts;
     println!(

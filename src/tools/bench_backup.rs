@@ -176,7 +176,9 @@ pub async fn run(args: BackupBenchArgs) -> anyhow::Result<BackupBench> {
     let backup_start = Instant::now();
     let under_load = {
         let (settings, to) = (settings.clone(), backups.join("under-load"));
-        tokio::task::spawn_blocking(move || crate::backup::take(&settings, &to, &BackupOptions::default())).await??
+        // As the server's scheduled backups and `recado backup` take it: at a low priority.
+        tokio::task::spawn_blocking(move || crate::backup::take_gently(&settings, &to, &BackupOptions::default()))
+            .await??
     };
     let backup_end = Instant::now();
     stop.store(true, Ordering::Relaxed);
