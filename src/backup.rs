@@ -394,6 +394,26 @@ fn write_restore(from: &Path, data_dir: &Path, manifest: &Manifest, key: Option<
     sync_dir(data_dir)
 }
 
+/// Checks the backup at `from` without restoring it: its manifest, every file against it, and the
+/// database copy's integrity and contents. Returns the manifest and whether this build can restore it (a
+/// newer schema cannot be).
+///
+/// # Errors
+/// `from` is not a readable backup, or a file differs from the manifest, or the database copy is damaged.
+pub fn check(from: &Path) -> Result<(Manifest, bool), Error> {
+    let manifest = read_manifest(from)?;
+    verify(from, &manifest)?;
+    let facts = snapshot::inspect(&from.join(DATABASE))?;
+    if facts.schema_version != manifest.schema_version || facts.counts != manifest.counts {
+        return Err(Error::Damaged(format!(
+            "the database holds schema {} and {:?}, the manifest says schema {} and {:?}",
+            facts.schema_version, facts.counts, manifest.schema_version, manifest.counts
+        )));
+    }
+    let restorable = manifest.schema_version <= snapshot::schema_version();
+    Ok((manifest, restorable))
+}
+
 /// Reads and checks the shape of `from/manifest.json`.
 fn read_manifest(from: &Path) -> Result<Manifest, Error> {
     let not_a_backup = |reason: String| Error::NotABackup { path: from.to_owned(), reason };
@@ -662,6 +682,8 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("backups")).expect("list").flatten().collect();
         assert_eq!(leftovers.len(), 1, "no partial directory left beside the backup");
 
+        let (checked, restorable) = check(&to).expect("a whole backup checks");
+        assert!(restorable && checked.counts.clients == 1);
         let into = dir.path().join("restored");
         restore(&to, &into, &RestoreOptions::default()).expect("restored");
         assert!(matches!(restore(&to, &into, &RestoreOptions::default()), Err(Error::DataDirInUse(_))));
@@ -673,6 +695,7 @@ mod tests {
         bytes[last] ^= 1;
         std::fs::write(&database, bytes).expect("write");
         let elsewhere = dir.path().join("elsewhere");
+        assert!(matches!(check(&to), Err(Error::Damaged(_))));
         let error = restore(&to, &elsewhere, &RestoreOptions::default()).expect_err("damaged");
         assert!(matches!(error, Error::Damaged(_)), "{error}");
         assert!(error.to_string().contains("recado.db"), "{error}");

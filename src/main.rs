@@ -107,8 +107,12 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
         /// The data directory to restore into (it must be empty or not exist).
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[arg(long, required_unless_present = "check")]
+        data_dir: Option<PathBuf>,
+        /// Only check the backup (every file against its manifest, the database's integrity and contents)
+        /// and write nothing: for copies kept elsewhere.
+        #[arg(long, conflicts_with_all = ["data_dir", "secrets_key"])]
+        check: bool,
         /// The key the backup's channel secrets were sealed with, when the backup does not hold it.
         #[arg(long)]
         secrets_key: Option<PathBuf>,
@@ -361,7 +365,8 @@ fn main() -> ExitCode {
         Command::Backup { to, include_secrets_key, store } => {
             return exit_code(backup(to, *include_secrets_key, store));
         }
-        Command::Restore { from, data_dir, secrets_key } => {
+        Command::Restore { from, check: true, .. } => return exit_code(check_backup(from)),
+        Command::Restore { from, data_dir: Some(data_dir), secrets_key, .. } => {
             return exit_code(restore(from, data_dir, secrets_key.clone()));
         }
         _ => {}
@@ -651,6 +656,29 @@ fn backup(to: &std::path::Path, include_secrets_key: bool, store: &StoreArgs) ->
             "{} media file(s) were missing and {} damaged (listed in the manifest); the rest is whole",
             manifest.missing_blobs.len(),
             manifest.damaged_blobs.len()
+        );
+    }
+    Ok(())
+}
+
+fn check_backup(from: &std::path::Path) -> anyhow::Result<()> {
+    recado::telemetry::init("warn");
+    let (manifest, restorable) = recado::backup::check(from)?;
+    println!(
+        "the backup of {} (recado {}, schema {}) is whole: {} files match the manifest; {} clients, {} messages, {} articles, {} plugin versions",
+        manifest.created_at,
+        manifest.recado_version,
+        manifest.schema_version,
+        manifest.files.len(),
+        manifest.counts.clients,
+        manifest.counts.messages,
+        manifest.counts.articles,
+        manifest.counts.plugins,
+    );
+    if !restorable {
+        anyhow::bail!(
+            "its schema is newer than this recado knows: restore it with recado {} or newer",
+            manifest.recado_version
         );
     }
     Ok(())

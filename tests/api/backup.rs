@@ -180,7 +180,10 @@ async fn a_backup_taken_under_load_restores_a_whole_working_installation() {
         acks.iter().filter(|(_, at)| *at > backup_ended).map(|(index, _)| format!("load-{index}")).collect();
     assert!(before.len() >= 200 && after.len() >= 200, "load before and after the backup");
 
-    // The backup on its own: a whole database, and a manifest that says what it holds.
+    // The backup on its own: it checks whole, its database is whole, its manifest says what it holds.
+    let checked = recado(&["restore", "--from", backup.to_str().expect("utf-8"), "--check"]).await;
+    assert!(checked.status.success(), "check failed: {}", text(&checked.stderr));
+    assert!(text(&checked.stdout).contains("is whole"), "{}", text(&checked.stdout));
     let copy =
         rusqlite::Connection::open_with_flags(backup.join("recado.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open the backup's database");
