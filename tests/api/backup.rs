@@ -10,20 +10,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Binary, get_json, json_answer};
+use crate::helpers::{Binary, get_json, json_answer, printed};
 
 const CLIENT: &str = "dental-gracia";
 const TELEGRAM_SECRET: &str = "tg-backup-secret-0123456789";
-
-/// The value printed after `prefix` in the demo's banner.
-fn printed(lines: &[String], prefix: &str) -> String {
-    lines
-        .iter()
-        .find_map(|line| line.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in {lines:?}"))
-        .trim()
-        .to_owned()
-}
 
 /// Runs `recado` with `args` to the end.
 async fn recado(args: &[&str]) -> std::process::Output {

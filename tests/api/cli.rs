@@ -5,17 +5,9 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::Binary;
+use crate::helpers::{Binary, printed};
 
 /// What follows `prefix` on the line of `lines` that starts with it (the demo's banner).
-fn printed(lines: &[String], prefix: &str) -> String {
-    lines
-        .iter()
-        .find_map(|line| line.strip_prefix(prefix))
-        .map(|rest| rest.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {prefix:?} in {lines:#?}"))
-}
-
 fn recado(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_recado")).args(args).arg("--data-dir").arg(data_dir).output().expect("recado runs")
 }

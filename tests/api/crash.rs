@@ -16,7 +16,7 @@ use recado::config::Settings;
 use recado::domain::{ChannelKind, ClientProfile, ClientSlug, Role};
 use recado::store::Db;
 
-use crate::helpers::{Binary, get_json};
+use crate::helpers::{Binary, get_json, wait_until_processed};
 
 const MESSAGES: usize = 4_000;
 const IN_FLIGHT: usize = 64;
@@ -202,23 +202,6 @@ async fn acknowledged_messages_survive_kill_9_without_duplicates_and_are_all_pro
         acks_per_conversation.iter().all(|count| *count == 1),
         "one acknowledgement per conversation: {acks_per_conversation:?}"
     );
-}
-
-async fn wait_until_processed(data_dir: &Path) {
-    let connection =
-        rusqlite::Connection::open_with_flags(data_dir.join("recado.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left: i64 = connection
-            .query_row("SELECT COUNT(*) FROM messages WHERE state = 'received'", [], |row| row.get(0))
-            .expect("count");
-        if left == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{left} messages still unprocessed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

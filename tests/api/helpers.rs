@@ -602,3 +602,31 @@ pub fn example_plugins() -> std::path::PathBuf {
 pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
     http.get(url).bearer_auth(token).send().await.expect("sent").json().await.expect("json")
 }
+
+/// The value printed after `prefix` in a binary's output lines.
+pub fn printed(lines: &[String], prefix: &str) -> String {
+    lines
+        .iter()
+        .find_map(|line| line.strip_prefix(prefix))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {prefix:?} in {lines:#?}"))
+}
+
+/// Waits until no message in the database of `data_dir` waits for processing (read from the file, as any
+/// reader may), or fails after 60 s.
+pub async fn wait_until_processed(data_dir: &std::path::Path) {
+    let connection =
+        rusqlite::Connection::open_with_flags(data_dir.join("recado.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: i64 = connection
+            .query_row("SELECT COUNT(*) FROM messages WHERE state = 'received'", [], |row| row.get(0))
+            .expect("count");
+        if left == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{left} messages still unprocessed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

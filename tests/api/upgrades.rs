@@ -23,7 +23,7 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 use serde_json::{Value, json};
 
-use crate::helpers::{Binary, spawn_in};
+use crate::helpers::{Binary, get_json, printed, spawn_in, wait_until_processed};
 
 const CHAIN_CLIENT: &str = "dental-gracia";
 
@@ -245,16 +245,6 @@ async fn a_database_from_a_newer_recado_is_refused_and_left_alone() {
     assert_eq!(digest(&dir.path().join("recado.db")), before, "not touched");
 }
 
-/// The value printed after `prefix`.
-fn printed(lines: &[String], prefix: &str) -> String {
-    lines
-        .iter()
-        .find_map(|line| line.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in {lines:?}"))
-        .trim()
-        .to_owned()
-}
-
 /// Writes the fixtures of the schema versions that have none (see the module's docs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes tests/fixtures/schemas; run by hand when a migration is added"]
@@ -296,27 +286,11 @@ async fn make_schema_fixtures() {
     wait_until_processed(&data).await;
 
     // An assistant's day: replies (one from a suggestion), a file, a tag, a closed conversation.
-    let list: Value = http
-        .get(format!("{base}/api/v1/conversations?limit=50"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let list = get_json(&http, &format!("{base}/api/v1/conversations?limit=50"), &admin).await;
     let conversations = list["conversations"].as_array().expect("conversations").clone();
     for (index, conversation) in conversations.iter().take(4).enumerate() {
         let id = conversation["id"].as_str().expect("id");
-        let detail: Value = http
-            .get(format!("{base}/api/v1/conversations/{id}"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let detail = get_json(&http, &format!("{base}/api/v1/conversations/{id}"), &admin).await;
         let inbound = detail["messages"]
             .as_array()
             .expect("messages")
@@ -326,15 +300,7 @@ async fn make_schema_fixtures() {
             .expect("a customer message")
             .clone();
         let message = inbound["id"].as_str().expect("id");
-        let suggested: Value = http
-            .get(format!("{base}/api/v1/messages/{message}/suggestions?k=3"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let suggested = get_json(&http, &format!("{base}/api/v1/messages/{message}/suggestions?k=3"), &admin).await;
         let reply =
             suggested["suggestions"][0]["text"].as_str().unwrap_or("Gracias, lo miramos ahora mismo.").to_owned();
         let replied = http
@@ -405,22 +371,6 @@ async fn make_schema_fixtures() {
             let sql = project(&real, version);
             std::fs::write(fixtures().join(format!("v{version:02}.sql")), sql).expect("fixture written");
         }
-    }
-}
-
-async fn wait_until_processed(data: &Path) {
-    let connection =
-        Connection::open_with_flags(data.join("recado.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let waiting: i64 = connection
-            .query_row("SELECT count(*) FROM messages WHERE state = 'received'", [], |row| row.get(0))
-            .expect("count");
-        if waiting == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{waiting} unprocessed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
