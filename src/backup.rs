@@ -193,7 +193,10 @@ pub fn take(settings: &Settings, to: &Path, options: &BackupOptions) -> Result<T
     if to.exists() {
         return Err(Error::Exists(to.to_owned()));
     }
-    let name = to.file_name().ok_or_else(|| Error::Exists(to.to_owned()))?;
+    let name = to.file_name().ok_or_else(|| Error::Io {
+        path: to.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a name for a new directory"),
+    })?;
     let parent = match to.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
@@ -549,6 +552,20 @@ pub fn take_scheduled(settings: &Settings, folder: &Path, schedule: &BackupSetti
     let now = jiff::Timestamp::now();
     let name = format!("{SCHEDULED_PREFIX}{}", now.strftime("%Y%m%dT%H%M%S%.3fZ"));
     let options = BackupOptions { include_secrets_key: schedule.include_secrets_key };
+    // What attempts cut short by a crash left (their names are never used again).
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            let leftover = entry.file_name().to_string_lossy().into_owned();
+            if leftover.starts_with(&format!(".{SCHEDULED_PREFIX}")) && leftover.ends_with(".partial") {
+                match std::fs::remove_dir_all(entry.path()) {
+                    Ok(()) => tracing::info!(path = %entry.path().display(), "removed an unfinished backup"),
+                    Err(error) => {
+                        tracing::warn!(path = %entry.path().display(), %error, "could not remove an unfinished backup")
+                    }
+                }
+            }
+        }
+    }
     let taken = take_gently(settings, &folder.join(name), &options)?;
     let mut scheduled = scheduled_backups(folder);
     scheduled.sort();
@@ -737,6 +754,8 @@ mod tests {
         let settings = installation(dir.path()).await;
         let folder = dir.path().join("scheduled");
         std::fs::create_dir_all(folder.join("notes")).expect("an operator's own folder");
+        let unfinished = folder.join(".recado-backup-20261207T000000.000Z.partial");
+        std::fs::create_dir_all(&unfinished).expect("what a crash left");
         let schedule = BackupSettings { folder: Some(folder.clone()), keep: 2, ..BackupSettings::default() };
         let mut taken = Vec::new();
         for _ in 0..3 {
@@ -748,6 +767,7 @@ mod tests {
         kept.sort();
         assert_eq!(kept, taken[1..], "the oldest is removed");
         assert!(folder.join("notes").exists(), "only backups are removed");
+        assert!(!unfinished.exists(), "an unfinished backup is removed");
         let newest = newest_scheduled(&folder).expect("newest");
         assert!(jiff::Timestamp::now().duration_since(newest) < jiff::SignedDuration::from_secs(60));
     }
