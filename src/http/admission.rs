@@ -278,7 +278,9 @@ impl ClientAddress {
     /// address it was called from) that is not a trusted proxy. A header that does not parse is not
     /// believed: the peer is the caller.
     pub(crate) fn resolve(peer: IpAddr, headers: &axum::http::HeaderMap, proxies: &[ipnet::IpNet]) -> Self {
-        let trusted = |address: &IpAddr| proxies.iter().any(|range| range.contains(address));
+        // A dual-stack listener sees an IPv4 proxy as `::ffff:a.b.c.d`: compared as the IPv4 address it is.
+        let peer = peer.to_canonical();
+        let trusted = |address: &IpAddr| is_trusted(*address, proxies);
         if !trusted(&peer) {
             return Self(peer);
         }
@@ -287,7 +289,7 @@ impl ClientAddress {
             let Ok(text) = value.to_str() else { return Self(peer) };
             for hop in text.split(',') {
                 match parse_hop(hop) {
-                    Some(address) => hops.push(address),
+                    Some(address) => hops.push(address.to_canonical()),
                     None => return Self(peer),
                 }
             }
@@ -301,6 +303,12 @@ impl ClientAddress {
         }
         Self(client)
     }
+}
+
+/// Whether `address` (IPv4-mapped IPv6 counting as IPv4) is in one of `proxies`.
+pub(crate) fn is_trusted(address: IpAddr, proxies: &[ipnet::IpNet]) -> bool {
+    let address = address.to_canonical();
+    proxies.iter().any(|range| range.contains(&address))
 }
 
 /// One `X-Forwarded-For` entry: an address, possibly with a port (`203.0.113.7:5123`, `[2001:db8::1]:80`).
@@ -506,6 +514,8 @@ mod tests {
         // No header, or one that does not parse: the peer.
         assert_eq!(resolve(proxy, &[]), proxy);
         assert_eq!(resolve(proxy, &["unknown, 203.0.113.7"]), proxy);
+        // A dual-stack listener's view of an IPv4 proxy is that proxy.
+        assert_eq!(resolve(ip("::ffff:127.0.0.1"), &["203.0.113.7"]), ip("203.0.113.7"));
         // From anyone else the header is not believed.
         assert_eq!(resolve(ip("192.0.2.50"), &["203.0.113.7"]), ip("192.0.2.50"));
     }

@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use super::admission::ClientAddress;
+use super::admission::{ClientAddress, is_trusted};
 use crate::config::HttpSettings;
 use crate::metrics::Metrics;
 
@@ -82,7 +82,7 @@ pub(crate) async fn serve(
                 let activity = Arc::new(Activity::new());
                 // Everyone behind a trusted proxy arrives from its address: its connections are not held to
                 // one address's share.
-                let from_proxy = proxies.iter().any(|range| range.contains(&peer.ip()));
+                let from_proxy = is_trusted(peer.ip(), &proxies);
                 let guard = match connections.open(peer.ip(), !from_proxy, Arc::clone(&activity)) {
                     Ok((guard, evicted)) => {
                         if evicted {
