@@ -17,7 +17,7 @@
 //! always a complete backup. A restore checks every file against the manifest, refuses a schema newer than
 //! this build knows, and writes only into an empty data directory.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -380,13 +380,7 @@ fn write_restore(from: &Path, data_dir: &Path, manifest: &Manifest, key: Option<
     // is a whole restore.
     let partial = data_dir.join(format!("{DATABASE}.restoring"));
     copy_hashing(&from.join(DATABASE), &partial)?;
-    let facts = snapshot::inspect(&partial)?;
-    if facts.schema_version != manifest.schema_version || facts.counts != manifest.counts {
-        return Err(Error::Damaged(format!(
-            "the database holds schema {} and {:?}, the manifest says schema {} and {:?}",
-            facts.schema_version, facts.counts, manifest.schema_version, manifest.counts
-        )));
-    }
+    agrees_with(&snapshot::inspect(&partial)?, manifest)?;
     std::fs::rename(&partial, data_dir.join(DATABASE)).map_err(Error::io(data_dir))?;
     for dir in &dirs {
         sync_dir(dir)?;
@@ -406,15 +400,20 @@ fn write_restore(from: &Path, data_dir: &Path, manifest: &Manifest, key: Option<
 pub fn check(from: &Path) -> Result<(Manifest, bool), Error> {
     let manifest = read_manifest(from)?;
     verify(from, &manifest)?;
-    let facts = snapshot::inspect(&from.join(DATABASE))?;
+    agrees_with(&snapshot::inspect(&from.join(DATABASE))?, &manifest)?;
+    let restorable = manifest.schema_version <= snapshot::schema_version();
+    Ok((manifest, restorable))
+}
+
+/// Fails unless a database copy holds the schema and the counts its manifest says.
+fn agrees_with(facts: &snapshot::Facts, manifest: &Manifest) -> Result<(), Error> {
     if facts.schema_version != manifest.schema_version || facts.counts != manifest.counts {
         return Err(Error::Damaged(format!(
             "the database holds schema {} and {:?}, the manifest says schema {} and {:?}",
             facts.schema_version, facts.counts, manifest.schema_version, manifest.counts
         )));
     }
-    let restorable = manifest.schema_version <= snapshot::schema_version();
-    Ok((manifest, restorable))
+    Ok(())
 }
 
 /// Reads and checks the shape of `from/manifest.json`.
@@ -504,7 +503,11 @@ pub(crate) async fn run_scheduled(settings: Settings, metrics: Metrics, shutdown
     let Some(folder) = settings.backup.folder.clone() else { return };
     let schedule = settings.backup.clone();
     let interval = Duration::from_secs(schedule.interval_minutes.saturating_mul(60));
-    let mut wait = match newest_scheduled(&folder) {
+    let scanned = {
+        let folder = folder.clone();
+        tokio::task::spawn_blocking(move || newest_scheduled(&folder)).await
+    };
+    let mut wait = match scanned.ok().flatten() {
         Some(at) => {
             let age = jiff::Timestamp::now().duration_since(at);
             interval.saturating_sub(Duration::try_from(age).unwrap_or_default())
@@ -517,9 +520,12 @@ pub(crate) async fn run_scheduled(settings: Settings, metrics: Metrics, shutdown
             () = tokio::time::sleep(wait) => {}
         }
         let (settings, folder, schedule) = (settings.clone(), folder.clone(), schedule.clone());
-        let outcome = tokio::task::spawn_blocking(move || take_scheduled(&settings, &folder, &schedule)).await;
+        let outcome = tokio::task::spawn_blocking(move || take_scheduled(&settings, &folder, &schedule))
+            .await
+            .map_err(|join| join.to_string())
+            .and_then(|taken| taken.map_err(|error| error.to_string()));
         wait = match outcome {
-            Ok(Ok(taken)) => {
+            Ok(taken) => {
                 tracing::info!(
                     path = %taken.path.display(),
                     bytes = taken.bytes,
@@ -530,12 +536,7 @@ pub(crate) async fn run_scheduled(settings: Settings, metrics: Metrics, shutdown
                 metrics.backup_succeeded(taken.bytes, taken.elapsed.as_secs_f64());
                 interval
             }
-            failed => {
-                let error = match failed {
-                    Ok(Err(error)) => error.to_string(),
-                    Err(join) => join.to_string(),
-                    Ok(Ok(_)) => unreachable!("handled above"),
-                };
+            Err(error) => {
                 tracing::error!(%error, "scheduled backup failed; trying again in ten minutes at most");
                 metrics.backup_failed();
                 interval.min(Duration::from_secs(600))
@@ -613,38 +614,36 @@ fn entry_of(dir: &Path, relative: &str) -> Result<FileEntry, Error> {
 }
 
 fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            return Ok((total, hex::encode(hasher.finalize())));
-        }
-        hasher.update(&buffer[..read]);
-        total += read as u64;
-    }
+    hash_through(&mut std::fs::File::open(path)?, &mut std::io::sink())
 }
 
 /// Copies `from` to the new private file `to`, synced, hashing the bytes as they pass.
 fn copy_hashing(from: &Path, to: &Path) -> Result<(u64, String), Error> {
     let mut source = std::fs::File::open(from).map_err(Error::io(from))?;
     let mut target = create_private_file(to)?;
+    // A failure reading or writing names the file being written; both are named in the message.
+    let copied = hash_through(&mut source, &mut target).map_err(|e| Error::Io {
+        path: to.to_owned(),
+        source: std::io::Error::new(e.kind(), format!("copying {}: {e}", from.display())),
+    })?;
+    target.sync_all().map_err(Error::io(to))?;
+    Ok(copied)
+}
+
+/// Reads `source` to its end, writing every byte to `target`; returns the size and the SHA-256.
+fn hash_through(source: &mut impl std::io::Read, target: &mut impl Write) -> std::io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; 1 << 16];
     let mut total = 0u64;
     loop {
-        let read = source.read(&mut buffer).map_err(Error::io(from))?;
+        let read = source.read(&mut buffer)?;
         if read == 0 {
-            break;
+            return Ok((total, hex::encode(hasher.finalize())));
         }
         hasher.update(&buffer[..read]);
-        target.write_all(&buffer[..read]).map_err(Error::io(to))?;
+        target.write_all(&buffer[..read])?;
         total += read as u64;
     }
-    target.sync_all().map_err(Error::io(to))?;
-    Ok((total, hex::encode(hasher.finalize())))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {

@@ -125,7 +125,8 @@ pub async fn run(args: BackupBenchArgs) -> anyhow::Result<BackupBench> {
         .await??;
         started.elapsed()
     };
-    std::fs::remove_dir_all(&taken.path)?;
+    let stopped_backup = taken.path.clone();
+    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(stopped_backup)).await??;
 
     // Running server: customers writing before and during a backup.
     let mut serving = settings.clone();
