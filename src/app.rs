@@ -49,11 +49,14 @@ impl Application {
     /// # Errors
     /// As [`Application::build`].
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
-        let storage = settings.storage.clone();
-        let db = tokio::task::spawn_blocking(move || Db::open(&storage))
-            .await
-            .context("opening the store panicked")?
-            .with_context(|| format!("opening the store in {}", settings.storage.data_dir.display()))?;
+        settings.check_backups()?;
+        let db = Db::connect(&settings.storage, &settings.database).await.with_context(|| {
+            if settings.database.postgres_url().is_some() {
+                "opening the PostgreSQL store".to_owned()
+            } else {
+                format!("opening the store in {}", settings.storage.data_dir.display())
+            }
+        })?;
         let index = SearchIndex::open(&settings.storage.index_path(), &settings.search, &db)
             .await
             .with_context(|| format!("opening the search index in {}", settings.storage.index_path().display()))?;

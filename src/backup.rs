@@ -63,6 +63,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The data is in PostgreSQL, which is backed up with its own tools.
+    #[error(
+        "recado backups copy the SQLite database; this installation's data is in PostgreSQL: back it up with \
+         PostgreSQL's tools (pg_basebackup with WAL archiving, or pg_dump)"
+    )]
+    Postgres,
     /// A file of the backup is missing or differs from the manifest.
     #[error("the backup is damaged, nothing was restored: {0}")]
     Damaged(String),
@@ -190,6 +196,9 @@ pub fn take_gently(settings: &Settings, to: &Path, options: &BackupOptions) -> R
 /// `to` exists, the database cannot be copied, or a file cannot be written. Nothing is left at `to`.
 pub fn take(settings: &Settings, to: &Path, options: &BackupOptions) -> Result<Taken, Error> {
     let started = Instant::now();
+    if settings.database.postgres_url().is_some() {
+        return Err(Error::Postgres);
+    }
     if to.exists() {
         return Err(Error::Exists(to.to_owned()));
     }

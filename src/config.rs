@@ -38,8 +38,10 @@ pub enum Error {
 pub struct Settings {
     /// The HTTP server.
     pub http: HttpSettings,
-    /// The SQLite store.
+    /// The data directory and the embedded SQLite store.
     pub storage: StorageSettings,
+    /// Which database holds the data: SQLite in the data directory (the default) or PostgreSQL.
+    pub database: DatabaseSettings,
     /// Delivery of outbound messages.
     pub outbox: OutboxSettings,
     /// Processing of stored inbound messages.
@@ -481,12 +483,81 @@ fn parse_range(entry: &str) -> Option<ipnet::IpNet> {
     entry.parse::<ipnet::IpNet>().ok().or_else(|| entry.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
-/// SQLite store settings.
+/// Which database holds the data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `postgres://user@host/db` (or any libpq connection string, several hosts with
+    /// `target_session_attrs=read-write` for failover) for PostgreSQL; `sqlite:///path/recado.db` or unset for
+    /// SQLite (unset: `recado.db` in the data directory). May hold a password: it is never logged, shown or
+    /// written into a backup.
+    #[serde(skip_serializing)]
+    pub url: Option<secrecy::SecretString>,
+    /// PostgreSQL connections this node keeps open at most.
+    pub pool_size: usize,
+    /// How long to wait for a PostgreSQL connection (connecting, or a free one from the pool).
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: None, pool_size: 16, connect_timeout_ms: 5_000 }
+    }
+}
+
+/// What `database.url` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl<'a> {
+    /// SQLite; the database file, when the URL names one.
+    Sqlite(Option<PathBuf>),
+    /// PostgreSQL, with this connection string.
+    Postgres(&'a str),
+}
+
+impl DatabaseSettings {
+    /// The backend the URL names (SQLite when unset).
+    ///
+    /// # Errors
+    /// A URL of another scheme, or a `sqlite:` URL without a path.
+    pub fn backend(&self) -> Result<DatabaseUrl<'_>, Error> {
+        use secrecy::ExposeSecret as _;
+        let Some(url) = &self.url else { return Ok(DatabaseUrl::Sqlite(None)) };
+        let url = url.expose_secret().trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return if path.is_empty() {
+                Ok(DatabaseUrl::Sqlite(None))
+            } else {
+                Ok(DatabaseUrl::Sqlite(Some(PathBuf::from(path))))
+            };
+        }
+        // The value itself is not repeated: it may hold a password.
+        Err(Error::Invalid {
+            key: "database.url",
+            message: "must start with postgres://, postgresql:// or sqlite://".into(),
+        })
+    }
+
+    /// The PostgreSQL connection string, when the URL names PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&str> {
+        match self.backend() {
+            Ok(DatabaseUrl::Postgres(url)) => Some(url),
+            _ => None,
+        }
+    }
+}
+
+/// The data directory and the SQLite store's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
-    /// Directory holding `recado.db` and, later, the search index and compiled plugins.
+    /// Directory holding `recado.db` (with SQLite), the search index, compiled plugins and media files.
     pub data_dir: PathBuf,
+    /// The SQLite database file, when `database.url` names one elsewhere than the data directory.
+    #[serde(skip)]
+    pub database_file: Option<PathBuf>,
     /// Read-only connections kept open for queries.
     pub readers: usize,
     /// Most write jobs committed together in one transaction (group commit).
@@ -498,14 +569,20 @@ pub struct StorageSettings {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("recado-data"), readers: 4, max_batch: 256, secrets_key_file: None }
+        Self {
+            data_dir: PathBuf::from("recado-data"),
+            database_file: None,
+            readers: 4,
+            max_batch: 256,
+            secrets_key_file: None,
+        }
     }
 }
 
 impl StorageSettings {
-    /// Path of the SQLite database file.
+    /// Path of the SQLite database file: `recado.db` in the data directory unless `database.url` names one.
     pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("recado.db")
+        self.database_file.clone().unwrap_or_else(|| self.data_dir.join("recado.db"))
     }
 
     /// Path of the key that seals channel secrets: `secrets_key_file`, else `secrets.key` in the data
@@ -591,6 +668,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<secrecy::SecretString>,
 }
 
 impl Settings {
@@ -610,8 +689,15 @@ impl Settings {
         if let Some(data_dir) = &overrides.data_dir {
             figment = figment.merge(Serialized::default("storage.data_dir", data_dir));
         }
-        let settings: Settings = figment.extract().map_err(Box::new)?;
+        if let Some(url) = &overrides.database_url {
+            use secrecy::ExposeSecret as _;
+            figment = figment.merge(Serialized::default("database.url", url.expose_secret()));
+        }
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
         settings.validate()?;
+        if let DatabaseUrl::Sqlite(Some(file)) = settings.database.backend()? {
+            settings.storage.database_file = Some(file);
+        }
         Ok(settings)
     }
 
@@ -633,6 +719,23 @@ impl Settings {
         settings.media.request_timeout_ms = 2_000;
         settings.media.poll_interval_ms = 100;
         settings
+    }
+
+    /// Scheduled backups copy the SQLite database: with PostgreSQL, `backup.folder` is refused rather than
+    /// ignored (PostgreSQL is backed up with its own tools).
+    ///
+    /// # Errors
+    /// `database.url` does not parse, or names PostgreSQL while `backup.folder` is set.
+    pub fn check_backups(&self) -> Result<(), Error> {
+        if matches!(self.database.backend()?, DatabaseUrl::Postgres(_)) && self.backup.folder.is_some() {
+            return Err(Error::Invalid {
+                key: "backup.folder",
+                message: "scheduled backups copy the SQLite database; with PostgreSQL, use its own backups \
+                          (pg_basebackup with WAL archiving, or pg_dump)"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), Error> {
@@ -681,6 +784,16 @@ impl Settings {
             if !ok {
                 return Err(Error::Invalid { key, message: message.to_owned() });
             }
+        }
+        self.check_backups()?;
+        if !(1..=1_000).contains(&self.database.pool_size) {
+            return Err(Error::Invalid { key: "database.pool_size", message: "must be between 1 and 1000".into() });
+        }
+        if self.database.connect_timeout_ms == 0 {
+            return Err(Error::Invalid {
+                key: "database.connect_timeout_ms",
+                message: "must be greater than 0".into(),
+            });
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(Error::Invalid { key: "storage.data_dir", message: "must not be empty".into() });
@@ -801,7 +914,7 @@ mod tests {
                 "[http]\nlisten = \"127.0.0.1:9000\"\nrequest_timeout_ms = 5000\n[storage]\ndata_dir = \"/tmp/from-file\"\n",
             )?;
             jail.set_env("RECADO__HTTP__REQUEST_TIMEOUT_MS", "7000");
-            let overrides = Overrides { data_dir: Some(PathBuf::from("/tmp/from-flag")), listen: None };
+            let overrides = Overrides { data_dir: Some(PathBuf::from("/tmp/from-flag")), ..Overrides::default() };
             let settings = Settings::load(Some(Path::new("recado.toml")), &overrides).expect("valid");
             assert_eq!(settings.http.listen.port(), 9000);
             assert_eq!(settings.http.request_timeout_ms, 7000);
@@ -826,6 +939,34 @@ mod tests {
             jail.set_env("RECADO__STORAGE__READERS", "0");
             let error = Settings::load(None, &Overrides::default()).expect_err("out of range");
             assert!(error.to_string().contains("storage.readers"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_database_url_names_the_backend_and_a_bad_one_is_refused_without_repeating_it() {
+        Jail::expect_with(|jail| {
+            let settings = Settings::load(None, &Overrides::default()).expect("defaults");
+            assert_eq!(settings.database.backend().expect("valid"), DatabaseUrl::Sqlite(None));
+            assert_eq!(settings.storage.database_path(), PathBuf::from("recado-data/recado.db"));
+
+            jail.set_env("RECADO__DATABASE__URL", "sqlite:///srv/recado/main.db");
+            let settings = Settings::load(None, &Overrides::default()).expect("a SQLite file");
+            assert_eq!(settings.storage.database_path(), PathBuf::from("/srv/recado/main.db"));
+
+            let url = "postgres://recado:hunter2@db.internal/recado";
+            jail.set_env("RECADO__DATABASE__URL", url);
+            let settings = Settings::load(None, &Overrides::default()).expect("PostgreSQL");
+            assert_eq!(settings.database.postgres_url(), Some(url));
+            assert!(!format!("{settings:?}").contains("hunter2"), "the password is not in the settings' Debug");
+            assert!(!serde_json::to_string(&settings).expect("serialises").contains("hunter2"), "nor in their copy");
+            let flag = Overrides { database_url: Some("postgresql://flag@h/db".into()), ..Overrides::default() };
+            let settings = Settings::load(None, &flag).expect("the flag wins");
+            assert_eq!(settings.database.postgres_url(), Some("postgresql://flag@h/db"));
+
+            jail.set_env("RECADO__DATABASE__URL", "mysql://root:hunter2@h/db");
+            let error = Settings::load(None, &Overrides::default()).expect_err("another scheme");
+            assert!(error.to_string().contains("database.url") && !error.to_string().contains("hunter2"), "{error}");
             Ok(())
         });
     }

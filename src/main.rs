@@ -151,11 +151,20 @@ struct ServerArgs {
     /// Address to listen on (overrides http.listen).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// The database (overrides database.url): `postgres://...` or `sqlite:///path/recado.db`. Prefer the
+    /// environment (RECADO__DATABASE__URL) or the file for a URL with a password: others can read a
+    /// command line.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 impl ServerArgs {
     fn settings(&self) -> anyhow::Result<Settings> {
-        let overrides = Overrides { listen: self.listen, data_dir: self.data_dir.clone() };
+        let overrides = Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone().map(Into::into),
+        };
         Ok(Settings::load(self.config.as_deref(), &overrides)?)
     }
 }
@@ -168,6 +177,20 @@ struct StoreArgs {
     /// Directory of the database (overrides storage.data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The database (overrides database.url): `postgres://...` or `sqlite:///path/recado.db`.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let overrides = Overrides {
+            listen: None,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone().map(Into::into),
+        };
+        Ok(Settings::load(self.config.as_deref(), &overrides)?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -350,7 +373,7 @@ fn main() -> ExitCode {
         &cli.command
     {
         // Synchronous: no server, no runtime needed.
-        let server = StoreArgs { config: server_config.clone(), data_dir: None };
+        let server = StoreArgs { config: server_config.clone(), data_dir: None, database_url: None };
         return match plugin_test(plugin, config.as_deref(), fixtures, &server, limits.as_deref(), *json) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
@@ -438,7 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|slug| ClientSlug::parse(&slug))
                 .transpose()
                 .map_err(|error| anyhow::anyhow!("--client: {}", error.message))?;
-            let db = open_store(&store)?;
+            let db = open_store(&store).await?;
             let report = async {
                 let assistant = match assistant {
                     Some(text) => {
@@ -534,8 +557,7 @@ fn plugin_test(
 ) -> anyhow::Result<bool> {
     // The server's limits (its configuration file and RECADO__PLUGINS__* variables), with what the client
     // was granted: what passes here passes there.
-    let overrides = Overrides { listen: None, data_dir: server.data_dir.clone() };
-    let settings = Settings::load(server.config.as_deref(), &overrides)?;
+    let settings = server.settings()?;
     let granted: recado::domain::PluginLimits = match granted {
         Some(json) => serde_json::from_str(json).context("--limits")?,
         None => recado::domain::PluginLimits::default(),
@@ -624,8 +646,7 @@ fn exit_code(result: anyhow::Result<()>) -> ExitCode {
 
 fn backup(to: &std::path::Path, include_secrets_key: bool, store: &StoreArgs) -> anyhow::Result<()> {
     recado::telemetry::init("warn");
-    let overrides = Overrides { listen: None, data_dir: store.data_dir.clone() };
-    let settings = Settings::load(store.config.as_deref(), &overrides)?;
+    let settings = store.settings()?;
     let options = recado::backup::BackupOptions { include_secrets_key };
     let taken = recado::backup::take_gently(&settings, to, &options)?;
     let manifest = &taken.manifest;
@@ -711,17 +732,15 @@ fn restore(from: &std::path::Path, data_dir: &std::path::Path, secrets_key: Opti
     Ok(())
 }
 
-fn open_store(store: &StoreArgs) -> anyhow::Result<Db> {
-    let overrides = Overrides { listen: None, data_dir: store.data_dir.clone() };
-    let settings = Settings::load(store.config.as_deref(), &overrides)?;
-    tokio::task::block_in_place(|| Db::open(&settings.storage))
-        .with_context(|| format!("opening the store in {}", settings.storage.data_dir.display()))
+async fn open_store(store: &StoreArgs) -> anyhow::Result<Db> {
+    let settings = store.settings()?;
+    Db::connect(&settings.storage, &settings.database).await.context("opening the store")
 }
 
 async fn kb(command: KbCommand) -> anyhow::Result<()> {
     match command {
         KbCommand::Import { dir, store } => {
-            let db = open_store(&store)?;
+            let db = open_store(&store).await?;
             // Drawn only when stderr is a terminal; indicatif hides itself otherwise.
             let bar = indicatif::ProgressBar::new(0).with_style(
                 indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg}")
@@ -740,9 +759,8 @@ async fn kb(command: KbCommand) -> anyhow::Result<()> {
             Ok(())
         }
         KbCommand::Reindex { store } => {
-            let overrides = Overrides { listen: None, data_dir: store.data_dir.clone() };
-            let settings = Settings::load(store.config.as_deref(), &overrides)?;
-            let db = open_store(&store)?;
+            let settings = store.settings()?;
+            let db = open_store(&store).await?;
             let index = recado::kb::SearchIndex::open(&settings.storage.index_path(), &settings.search, &db).await?;
             let count = index.rebuild(&db).await?;
             println!("indexed {count} articles");
@@ -751,7 +769,7 @@ async fn kb(command: KbCommand) -> anyhow::Result<()> {
             Ok(())
         }
         KbCommand::Export { dir, store } => {
-            let db = open_store(&store)?;
+            let db = open_store(&store).await?;
             let written = recado::kb::export_dir(&db, &dir).await?;
             eprintln!("wrote {written} files under {}", dir.display());
             db.close().await;
@@ -803,7 +821,7 @@ async fn person(command: PersonCommand) -> anyhow::Result<()> {
                 client,
                 password_hash: hashed(password.clone()).await?,
             };
-            let db = open_store(&store)?;
+            let db = open_store(&store).await?;
             let created = db.create_person(person, "cli".into()).await.context("creating the person");
             db.close().await;
             let created = created?;
@@ -816,7 +834,7 @@ async fn person(command: PersonCommand) -> anyhow::Result<()> {
         PersonCommand::SetPassword { email: address, password_stdin, store } => {
             let (password, generated) = chosen_password(password_stdin)?;
             let hash = hashed(password.clone()).await?;
-            let db = open_store(&store)?;
+            let db = open_store(&store).await?;
             let who = recado::store::PersonRef::Email(email(&address)?);
             let updated = db.set_password(who, hash, "cli".into(), None).await.context("setting the password");
             db.close().await;
@@ -833,7 +851,7 @@ async fn person(command: PersonCommand) -> anyhow::Result<()> {
                 .map(|slug| ClientSlug::parse(slug))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|error| anyhow::anyhow!("--client: {}", error.message))?;
-            let db = open_store(&store)?;
+            let db = open_store(&store).await?;
             let served = async {
                 let person = db.person(recado::store::PersonRef::Email(email(&address)?)).await?;
                 anyhow::Ok(db.set_served_clients(person.id, clients, "cli".into()).await?)
@@ -849,7 +867,7 @@ async fn person(command: PersonCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PersonCommand::Disable { email: address, store } => {
-            let db = open_store(&store)?;
+            let db = open_store(&store).await?;
             let who = recado::store::PersonRef::Email(email(&address)?);
             let disabled = db.disable_person(who, "cli".into()).await.context("disabling the person");
             db.close().await;
@@ -865,13 +883,13 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Create { role, client, person, name, store } => {
             let created = if let Some(email) = person {
                 let email = recado::domain::Email::parse(&email)?;
-                let db = open(&store)?;
+                let db = open(&store).await?;
                 let name = if name.is_empty() { "command line".to_owned() } else { name };
                 let created = db.create_person_token(recado::store::PersonRef::Email(email), name, "cli".into()).await;
                 (db, created)
             } else {
                 let (role, client) = role_and_client(role.as_deref().unwrap_or_default(), client)?;
-                let db = open(&store)?;
+                let db = open(&store).await?;
                 let name = if name.is_empty() { format!("{role} token") } else { name };
                 let created = db.create_token(role, client, name).await;
                 (db, created)
@@ -883,7 +901,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Revoke { token, store } => {
-            let db = open(&store)?;
+            let db = open(&store).await?;
             let record = db.revoke_token(token).await.context("revoking the token")?;
             eprintln!("revoked token {} ({}, {})", record.id, record.role, record.name);
             db.close().await;

@@ -1,16 +1,21 @@
-//! The SQLite store: the one part of the server that touches rusqlite.
+//! The store: the one part of the server that talks to a database, SQLite (embedded, the default) or
+//! PostgreSQL (`database.url`, for several nodes). Every query is written once, against `store/sql.rs`'s
+//! `Connection`, and runs on either.
 //!
-//! [`Db`] is a cheap clonable handle. Writes go to **one writer thread** that owns the only write
+//! [`Db`] is a cheap clonable handle. With SQLite, writes go to **one writer thread** that owns the only write
 //! connection and commits in groups: it takes every job that is waiting, runs each inside its own savepoint
 //! (so one failing job does not undo the others), commits once (WAL, `synchronous=FULL`: the WAL is
 //! fsynced) and only then answers each caller. Under load a group grows by itself, because jobs queue up
 //! while the previous group's fsync runs; idle, a job is committed alone with no added delay. Reads run on
-//! a small pool of read-only connections in `spawn_blocking`. No async thread ever waits on SQLite.
+//! a small pool of read-only connections in `spawn_blocking`. With PostgreSQL (`store/postgres.rs`), each job
+//! is a transaction of its own on a pooled connection, run on a blocking thread and run again when it lost a
+//! race with another node. No async thread ever waits on the database.
 //!
 //! Every query that takes an id also takes the client scope. The tables of one client's data lead their
 //! primary key with the client id; the two append-only logs (`kb_changes`, `events`) are keyed by a global
-//! sequence and carry the client id on every row. Queries use no SQLite-only functions (the schema is the
-//! backend's own), so a PostgreSQL store can follow the same statements.
+//! sequence and carry the client id on every row. Queries use no SQLite-only functions; each backend has its
+//! own schema (`store/migrations/`, PostgreSQL's starting at version 12), and the few statements that must
+//! differ ask the connection for its dialect.
 //!
 //! Rows decode into domain types in `store/sql.rs` (`FromSql`/`ToSql` for ids, states, slugs and times), so no
 //! `String` id leaves the store.
@@ -28,11 +33,12 @@ mod paging;
 mod people;
 mod pipeline;
 mod plugins;
+mod postgres;
 mod reports;
 mod secrets;
 mod sla;
 pub mod snapshot;
-mod sql;
+pub(crate) mod sql;
 mod suggestions;
 mod tokens;
 
@@ -72,7 +78,7 @@ use std::thread;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::config::StorageSettings;
+use crate::config::{DatabaseSettings, StorageSettings};
 
 /// Result type of store operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -110,9 +116,37 @@ pub enum Error {
     /// The writer thread is gone (the process is shutting down).
     #[error("storage is shut down")]
     Closed,
+    /// The node's key that seals channel secrets is not the one the shared database's secrets are sealed with.
+    #[error(
+        "this node's secrets key (id {node}) is not the one the database's channel secrets are sealed with (id {database}); \
+         give every node the same key (storage.secrets_key_file)"
+    )]
+    SecretsKeyMismatch {
+        /// The id recorded in the database by the first node.
+        database: String,
+        /// This node's key's id.
+        node: String,
+    },
     /// Any other SQLite error.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Any other PostgreSQL error.
+    #[error("postgres: {}", postgres::describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A query for one row found none (mapped to `None` by `.optional()`, or to [`Error::NotFound`] by callers).
+    #[error("the query returned no row")]
+    NoRow,
+    /// A column's value is not what the Rust type it is read into can hold.
+    #[error("column {column}: {message}")]
+    Decode {
+        /// Its position in the row.
+        column: usize,
+        /// What was found.
+        message: String,
+    },
+    /// A value handed to a statement cannot be stored as it is (an integer beyond 64 bits).
+    #[error("{0}")]
+    Value(String),
     /// A stored JSON column could not be read back.
     #[error("stored JSON is invalid: {0}")]
     Json(#[from] serde_json::Error),
@@ -151,7 +185,7 @@ impl Error {
 trait WriteJob: Send {
     /// Runs inside the job's savepoint. Returns whether the job succeeded (on failure its savepoint is rolled
     /// back) and what to do once the group's commit outcome is known.
-    fn run(self: Box<Self>, connection: &Connection) -> (bool, Completion);
+    fn run(self: Box<Self>, connection: &sql::Connection<'_>) -> (bool, Completion);
     /// Answers the caller without running, when the group could not start.
     fn abort(self: Box<Self>, error: &Error);
 }
@@ -166,10 +200,10 @@ struct TypedJob<T, F> {
 
 impl<T, F> WriteJob for TypedJob<T, F>
 where
-    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    F: Fn(&sql::Connection<'_>) -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, connection: &Connection) -> (bool, Completion) {
+    fn run(self: Box<Self>, connection: &sql::Connection<'_>) -> (bool, Completion) {
         let Self { job, reply } = *self;
         let result = job(connection);
         let succeeded = result.is_ok();
@@ -205,26 +239,38 @@ pub struct Db {
 }
 
 struct Inner {
-    writer: std_mpsc::SyncSender<Command>,
-    readers: std::sync::Mutex<Vec<Connection>>,
-    reader_permits: Semaphore,
-    /// False after a commit failed for lack of space or I/O, until one succeeds: drives `/readyz`.
+    backend: Backend,
+    /// False after a commit failed for lack of space or I/O (or the database could not be reached), until one
+    /// succeeds: drives `/readyz`.
     writable: Arc<AtomicBool>,
-    writer_thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
     /// Seals channel secrets.
     secrets: Arc<secrets::SecretKey>,
     /// Changes after commits that may have recorded events.
     event_ticks: tokio::sync::watch::Sender<u64>,
 }
 
-/// Creates the data directory (mode 0700) and the database file (mode 0600) when they do not exist, and
-/// takes group and other access away from an existing database file: it holds every client's conversations.
-/// SQLite gives its `-wal` and `-shm` files the database file's mode.
-fn private_files(data_dir: &std::path::Path, database: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
-    let unavailable = |what: &std::path::Path, e: std::io::Error| {
-        Error::Unavailable(format!("cannot create {}: {e}", what.display()))
-    };
+/// Where the data lives.
+enum Backend {
+    /// The embedded database in the data directory: one writer thread, a pool of readers.
+    Sqlite(Sqlite),
+    /// A PostgreSQL database shared by every node.
+    Postgres(postgres::Postgres),
+}
+
+struct Sqlite {
+    writer: std_mpsc::SyncSender<Command>,
+    readers: Arc<std::sync::Mutex<Vec<Connection>>>,
+    reader_permits: Semaphore,
+    writer_thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+fn unavailable(what: &std::path::Path, error: std::io::Error) -> Error {
+    Error::Unavailable(format!("cannot create {}: {error}", what.display()))
+}
+
+/// Creates the data directory (mode 0700) when it does not exist.
+fn private_directory(data_dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
     if !data_dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -232,6 +278,15 @@ fn private_files(data_dir: &std::path::Path, database: &std::path::Path) -> Resu
             .create(data_dir)
             .map_err(|e| unavailable(data_dir, e))?;
     }
+    Ok(())
+}
+
+/// Creates the data directory (mode 0700) and the database file (mode 0600) when they do not exist, and
+/// takes group and other access away from an existing database file: it holds every client's conversations.
+/// SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn private_files(data_dir: &std::path::Path, database: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    private_directory(data_dir)?;
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -262,7 +317,7 @@ impl Db {
         migrations::migrate(&mut writer)?;
         // A key named in the settings must exist; the data directory's own is made on the first start.
         let secrets = secrets::SecretKey::load(&settings.secrets_key_path(), settings.secrets_key_file.is_none())?;
-        let sealed = secrets.seal_plain_rows(&writer)?;
+        let sealed = secrets.seal_plain_rows(&sql::Connection::sqlite(&writer))?;
         if sealed > 0 {
             tracing::info!(sealed, "channel secrets written before encryption are now sealed");
         }
@@ -291,20 +346,80 @@ impl Db {
 
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: sender,
-                reader_permits: Semaphore::new(readers.len()),
-                readers: std::sync::Mutex::new(readers),
+                backend: Backend::Sqlite(Sqlite {
+                    writer: sender,
+                    reader_permits: Semaphore::new(readers.len()),
+                    readers: Arc::new(std::sync::Mutex::new(readers)),
+                    writer_thread: std::sync::Mutex::new(Some(handle)),
+                }),
                 writable,
-                writer_thread: std::sync::Mutex::new(Some(handle)),
                 secrets: Arc::new(secrets),
                 event_ticks,
             }),
         })
     }
 
-    /// Returns true if and only if the last commit succeeded (false after disk full or I/O errors).
+    /// Opens the store the settings name: PostgreSQL when `database.url` is a `postgres://` URL (connected,
+    /// its durability settings checked, its schema migrated), otherwise the SQLite database in the data
+    /// directory ([`Db::open`]). The data directory holds this node's own files either way.
+    ///
+    /// # Errors
+    /// The database cannot be reached or opened, or its schema is newer than this build.
+    pub async fn connect(storage: &StorageSettings, database: &DatabaseSettings) -> Result<Self> {
+        let Some(url) = database.postgres_url() else {
+            let storage = storage.clone();
+            return tokio::task::spawn_blocking(move || Self::open(&storage)).await?;
+        };
+        private_directory(&storage.data_dir)?;
+        let postgres = postgres::Postgres::connect(
+            url,
+            database.pool_size,
+            std::time::Duration::from_millis(database.connect_timeout_ms),
+        )
+        .await?;
+        let secrets = {
+            let path = storage.secrets_key_path();
+            let create = storage.secrets_key_file.is_none();
+            tokio::task::spawn_blocking(move || secrets::SecretKey::load(&path, create)).await??
+        };
+        let db = Self {
+            inner: Arc::new(Inner {
+                backend: Backend::Postgres(postgres),
+                writable: Arc::new(AtomicBool::new(true)),
+                secrets: Arc::new(secrets),
+                event_ticks: tokio::sync::watch::Sender::new(0),
+            }),
+        };
+        db.check_secrets_key().await?;
+        let secrets = Arc::clone(&db.inner.secrets);
+        let sealed = db.write(move |connection| secrets.seal_plain_rows(connection)).await?;
+        if sealed > 0 {
+            tracing::info!(sealed, "channel secrets written before encryption are now sealed");
+        }
+        Ok(db)
+    }
+
+    /// Which database this handle talks to.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres(_))
+    }
+
+    /// Returns true if and only if the last commit succeeded (false after disk full or I/O errors, or while
+    /// the database cannot be reached).
     pub fn is_writable(&self) -> bool {
         self.inner.writable.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store can take writes now: SQLite's last commit succeeded; PostgreSQL answers.
+    pub async fn is_ready(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => self.is_writable(),
+            Backend::Postgres(postgres) => {
+                let ready = postgres.ping().await;
+                self.inner.writable.store(ready, Ordering::Relaxed);
+                ready
+            }
+        }
     }
 
     /// Runs `job` in the writer's transaction and waits until it is durably committed.
@@ -313,17 +428,34 @@ impl Db {
     /// unaffected.
     pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
     where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: Fn(&sql::Connection<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        let sqlite = match &self.inner.backend {
+            Backend::Sqlite(sqlite) => sqlite,
+            Backend::Postgres(postgres) => {
+                let outcome = postgres.write(job).await;
+                match &outcome {
+                    Ok((_, recorded)) => {
+                        self.inner.writable.store(true, Ordering::Relaxed);
+                        if *recorded {
+                            self.inner.event_ticks.send_modify(|tick| *tick = tick.wrapping_add(1));
+                        }
+                    }
+                    Err(Error::Unavailable(_)) => self.inner.writable.store(false, Ordering::Relaxed),
+                    Err(_) => {}
+                }
+                return outcome.map(|(value, _)| value);
+            }
+        };
         let (reply, answer) = oneshot::channel::<Result<T>>();
         let boxed: Job = Box::new(TypedJob { job, reply });
-        match self.inner.writer.try_send(Command::Write(boxed)) {
+        match sqlite.writer.try_send(Command::Write(boxed)) {
             Ok(()) => {}
             Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(Error::Closed),
             Err(std_mpsc::TrySendError::Full(boxed)) => {
                 // The writer is behind (a slow disk): wait for room, but off the async threads.
-                let sender = self.inner.writer.clone();
+                let sender = sqlite.writer.clone();
                 tokio::task::spawn_blocking(move || sender.send(boxed).map_err(|_| Error::Closed)).await??;
             }
         }
@@ -333,14 +465,17 @@ impl Db {
     /// Runs a read-only query on a pooled connection, off the async threads.
     pub(crate) async fn read<T, F>(&self, query: F) -> Result<T>
     where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&sql::Connection<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let _permit = self.inner.reader_permits.acquire().await.map_err(|_| Error::Closed)?;
-        let inner = Arc::clone(&self.inner);
+        let sqlite = match &self.inner.backend {
+            Backend::Sqlite(sqlite) => sqlite,
+            Backend::Postgres(postgres) => return postgres.read(query).await,
+        };
+        let _permit = sqlite.reader_permits.acquire().await.map_err(|_| Error::Closed)?;
+        let readers = Arc::clone(&sqlite.readers);
         tokio::task::spawn_blocking(move || {
-            let connection = inner
-                .readers
+            let connection = readers
                 .lock()
                 .map_err(|_| Error::Unavailable("reader pool poisoned".into()))?
                 .pop()
@@ -348,11 +483,11 @@ impl Db {
             // Every read is one snapshot: a commit between two of its statements cannot show one state in
             // the first and another in the second. A read-only transaction takes no lock a writer waits on.
             let result = connection.unchecked_transaction().map_err(Error::from).and_then(|snapshot| {
-                let answer = query(&snapshot)?;
+                let answer = query(&sql::Connection::sqlite(&snapshot))?;
                 snapshot.finish()?;
                 Ok(answer)
             });
-            if let Ok(mut pool) = inner.readers.lock() {
+            if let Ok(mut pool) = readers.lock() {
                 pool.push(connection);
             }
             result
@@ -364,13 +499,20 @@ impl Db {
     ///
     /// Writes through any clone of this handle fail with [`Error::Closed`] afterwards.
     pub async fn close(self) {
-        let sender = self.inner.writer.clone();
+        let sqlite = match &self.inner.backend {
+            Backend::Sqlite(sqlite) => sqlite,
+            Backend::Postgres(postgres) => {
+                postgres.close();
+                return;
+            }
+        };
+        let sender = sqlite.writer.clone();
         // Blocks only while the queue is full; the marker lands behind every job already queued.
         let sent = tokio::task::spawn_blocking(move || sender.send(Command::Stop)).await;
         if !matches!(sent, Ok(Ok(()))) {
             return; // The writer is already gone.
         }
-        let handle = self.inner.writer_thread.lock().ok().and_then(|mut guard| guard.take());
+        let handle = sqlite.writer_thread.lock().ok().and_then(|mut guard| guard.take());
         if let Some(handle) = handle {
             let joined = tokio::task::spawn_blocking(move || handle.join());
             if tokio::time::timeout(std::time::Duration::from_secs(10), joined).await.is_err() {
@@ -458,7 +600,7 @@ fn run_group(
             job.abort(&Error::classify(error));
             continue;
         }
-        let (succeeded, completion) = job.run(connection);
+        let (succeeded, completion) = job.run(&sql::Connection::sqlite(connection));
         let end = if succeeded { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
         if let Err(error) = connection.execute_batch(end) {
             tracing::warn!(%error, "ending a savepoint failed");
@@ -479,10 +621,17 @@ fn run_group(
 
 #[cfg(test)]
 mod tests {
+    use super::sql::params;
     use super::*;
 
     fn open(dir: &std::path::Path) -> Db {
-        let settings = StorageSettings { data_dir: dir.to_owned(), readers: 2, max_batch: 64, secrets_key_file: None };
+        let settings = StorageSettings {
+            data_dir: dir.to_owned(),
+            readers: 2,
+            max_batch: 64,
+            secrets_key_file: None,
+            database_file: None,
+        };
         Db::open(&settings).expect("store opens")
     }
 
@@ -493,7 +642,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let db = open(&data);
-        db.write(|connection| Ok(connection.execute_batch("CREATE TABLE t (n INTEGER)")?)).await.expect("a write");
+        db.write(|connection| connection.execute("CREATE TABLE t (n INTEGER)", params![])).await.expect("a write");
         let mode = |path: &std::path::Path| std::fs::metadata(path).expect("exists").permissions().mode() & 0o777;
         assert_eq!(mode(&data), 0o700);
         for file in ["recado.db", "recado.db-wal", "recado.db-shm"] {
@@ -516,13 +665,13 @@ mod tests {
         let pragmas = db
             .write(|connection| {
                 let value = |name: &str| -> Result<String> {
-                    Ok(connection.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0)).map(
-                        |value| match value {
-                            rusqlite::types::Value::Integer(n) => n.to_string(),
-                            rusqlite::types::Value::Text(text) => text,
-                            other => format!("{other:?}"),
-                        },
-                    )?)
+                    connection.query_row(&format!("PRAGMA {name}"), params![], |row| {
+                        Ok(match row.get::<_, sql::OwnedValue>(0)? {
+                            sql::OwnedValue::Integer(n) => n.to_string(),
+                            sql::OwnedValue::Text(text) => text,
+                            sql::OwnedValue::Null => "null".to_owned(),
+                        })
+                    })
                 };
                 Ok((value("synchronous")?, value("journal_mode")?, value("foreign_keys")?))
             })
@@ -537,7 +686,7 @@ mod tests {
     async fn a_failing_job_rolls_back_alone_while_its_group_commits() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
-        db.write(|connection| Ok(connection.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")?))
+        db.write(|connection| connection.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)", params![]))
             .await
             .expect("table");
 
@@ -558,8 +707,8 @@ mod tests {
 
         let rows: Vec<i64> = db
             .read(|connection| {
-                let mut statement = connection.prepare("SELECT n FROM t ORDER BY n")?;
-                let rows = statement.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
+                let mut statement = connection.prepare_cached("SELECT n FROM t ORDER BY n")?;
+                let rows = statement.query_map([], |row| row.get(0))?.collect::<Result<_>>()?;
                 Ok(rows)
             })
             .await
@@ -574,24 +723,21 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
         let clone = db.clone();
-        db.write(|connection| Ok(connection.execute_batch("CREATE TABLE t (n INTEGER)")?)).await.expect("table");
+        db.write(|connection| connection.execute("CREATE TABLE t (n INTEGER)", params![])).await.expect("table");
         let queued = tokio::spawn({
             let db = db.clone();
-            async move { db.write(|connection| Ok(connection.execute("INSERT INTO t VALUES (1)", [])?)).await }
+            async move { db.write(|connection| connection.execute("INSERT INTO t VALUES (1)", [])).await }
         });
         queued.await.expect("task").expect("queued write committed");
         tokio::time::timeout(std::time::Duration::from_secs(5), db.close())
             .await
             .expect("close does not wait for clones");
-        let error = clone
-            .write(|connection| Ok(connection.execute("INSERT INTO t VALUES (2)", [])?))
-            .await
-            .expect_err("closed");
+        let error =
+            clone.write(|connection| connection.execute("INSERT INTO t VALUES (2)", [])).await.expect_err("closed");
         assert!(matches!(error, Error::Closed), "{error}");
         drop(clone);
         let db = open(dir.path());
-        let count: i64 =
-            db.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))?)).await.expect("read");
+        let count: i64 = db.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))).await.expect("read");
         assert_eq!(count, 1);
     }
 
@@ -599,18 +745,19 @@ mod tests {
     async fn committed_writes_survive_reopening() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
-        db.write(|connection| Ok(connection.execute_batch("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (42)")?))
-            .await
-            .expect("write");
+        db.write(|connection| {
+            connection.execute("CREATE TABLE t (n INTEGER)", params![])?;
+            connection.execute("INSERT INTO t VALUES (42)", params![])
+        })
+        .await
+        .expect("write");
         db.close().await;
         let db = open(dir.path());
-        let n: i64 = db
-            .read(|connection| Ok(connection.query_row("SELECT n FROM t", [], |row| row.get(0))?))
-            .await
-            .expect("read");
+        let n: i64 =
+            db.read(|connection| connection.query_row("SELECT n FROM t", [], |row| row.get(0))).await.expect("read");
         assert_eq!(n, 42);
         let mode: String = db
-            .read(|connection| Ok(connection.query_row("PRAGMA journal_mode", [], |row| row.get(0))?))
+            .read(|connection| connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)))
             .await
             .expect("read");
         assert_eq!(mode, "wal");

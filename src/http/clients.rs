@@ -147,14 +147,14 @@ pub(super) async fn clients_update(
             let Ok(Value::Object(mut object)) = serde_json::to_value(&current) else {
                 return Err(crate::store::Error::Conflict("stored profile is not an object".into()));
             };
-            for (key, value) in patch {
+            for (key, value) in &patch {
                 if key == "slug" {
                     continue;
                 }
                 if value.is_null() {
-                    object.remove(&key);
+                    object.remove(key);
                 } else {
-                    object.insert(key, value);
+                    object.insert(key.clone(), value.clone());
                 }
             }
             let profile: ClientProfile = serde_path_to_error::deserialize(Value::Object(object))

@@ -269,6 +269,11 @@ impl From<store::Error> for ApiError {
             }
             store::Error::IncompatibleSchema { .. }
             | store::Error::Sqlite(_)
+            | store::Error::SecretsKeyMismatch { .. }
+            | store::Error::Postgres(_)
+            | store::Error::NoRow
+            | store::Error::Decode { .. }
+            | store::Error::Value(_)
             | store::Error::Json(_)
             | store::Error::Join(_) => Self::Internal(anyhow::Error::new(error)),
         }

@@ -22,15 +22,18 @@ pub(super) struct Status {
 }
 
 /// `GET /readyz`: 200 while the store takes writes and every background worker runs; 503 after a commit
-/// failed for lack of space or I/O (until one succeeds again), or once a worker has stopped (until restart).
+/// failed for lack of space or I/O (until one succeeds again), while PostgreSQL cannot be reached, or once a
+/// worker has stopped (until restart).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready (503 when not)", body = Status)))]
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let down = state.workers.down();
     if !down.is_empty() {
         let message = format!("background workers stopped: {}; see the log", down.join(", "));
         error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &message)
-    } else if state.db.is_writable() {
+    } else if state.db.is_ready().await {
         Json(Status { status: "ready" }).into_response()
+    } else if state.db.is_postgres() {
+        error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database cannot be reached")
     } else {
         error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the store cannot write; check disk space")
     }

@@ -396,6 +396,7 @@ mod tests {
             readers: 1,
             max_batch: 16,
             secrets_key_file: None,
+            database_file: None,
         };
         let db = Db::open(&storage).expect("store");
         let profile: crate::domain::ClientProfile =

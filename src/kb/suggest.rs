@@ -402,7 +402,13 @@ mod tests {
 
     /// The demo knowledge bases in a fresh store and index.
     async fn demo_index(dir: &std::path::Path) -> (Db, SearchIndex) {
-        let storage = StorageSettings { data_dir: dir.to_owned(), readers: 2, max_batch: 64, secrets_key_file: None };
+        let storage = StorageSettings {
+            data_dir: dir.to_owned(),
+            readers: 2,
+            max_batch: 64,
+            secrets_key_file: None,
+            database_file: None,
+        };
         let db = Db::open(&storage).expect("store");
         let kb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
         crate::kb::import_dir(&db, &kb, "test", |_, _| {}).await.expect("demo imports");

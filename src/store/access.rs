@@ -4,8 +4,8 @@
 //! An assistant's scope is checked in SQL against `client_assistants` as it stands when the query runs, so
 //! taking a client away from her takes effect at once, even on an event stream she already has open.
 
+use super::sql::{Connection, OptionalExtension, params};
 use rand::RngCore as _;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::clients::{audit, ensure_client};
@@ -127,10 +127,10 @@ pub(super) fn caller_for_person(
 
 /// The clients an assistant serves, by slug.
 fn served(connection: &Connection, person: &PersonId) -> Result<Vec<ClientSlug>> {
-    Ok(connection
+    connection
         .prepare_cached("SELECT client_id FROM client_assistants WHERE person_id = ?1 ORDER BY client_id")?
         .query_map([person], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?)
+        .collect::<Result<_>>()
 }
 
 /// How long sessions live.
@@ -171,7 +171,7 @@ impl Db {
         let secret = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, random);
         let hash = hash_secret(&secret);
         self.write(move |connection| {
-            let person = find_person(connection, &PersonRef::Id(person))?;
+            let person = find_person(connection, &PersonRef::Id(person.clone()))?;
             if person.disabled {
                 return Err(Error::NotFound("person"));
             }
@@ -190,7 +190,7 @@ impl Db {
                 "session.create",
                 &serde_json::json!({ "session_id": id }),
             )?;
-            Ok(NewSession { id, secret, expires_at })
+            Ok(NewSession { id, secret: secret.clone(), expires_at })
         })
         .await
     }
@@ -276,10 +276,10 @@ impl Db {
     /// Every assignment of an assistant to a client.
     pub async fn assignments(&self) -> Result<Vec<(PersonId, ClientSlug)>> {
         self.read(|connection| {
-            Ok(connection
+            connection
                 .prepare_cached("SELECT person_id, client_id FROM client_assistants ORDER BY person_id, client_id")?
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }
@@ -287,10 +287,10 @@ impl Db {
     /// Deletes sessions that ended (revoked or past their lifetime) before `before`.
     pub async fn forget_sessions(&self, before: Timestamp) -> Result<usize> {
         self.write(move |connection| {
-            Ok(connection.execute(
+            connection.execute(
                 "DELETE FROM sessions WHERE expires_at < ?1 OR (revoked_at IS NOT NULL AND revoked_at < ?1)",
                 [before],
-            )?)
+            )
         })
         .await
     }
@@ -344,13 +344,13 @@ impl Db {
         self.read(move |connection| {
             ensure_client(connection, &client)?;
             let columns = PERSON_COLUMNS;
-            Ok(connection
+            connection
                 .prepare_cached(&format!(
                     "SELECT {columns} FROM client_assistants a JOIN people p ON p.id = a.person_id
                      WHERE a.client_id = ?1 ORDER BY p.email_key"
                 ))?
                 .query_map([&client], |row| person_from_row(row, 0))?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }
@@ -363,7 +363,7 @@ impl Db {
         actor: String,
     ) -> Result<Vec<ClientSlug>> {
         self.write(move |connection| {
-            let person = find_person(connection, &PersonRef::Id(person))?;
+            let person = find_person(connection, &PersonRef::Id(person.clone()))?;
             ensure_assistant(&person)?;
             for client in &clients {
                 ensure_client(connection, client)?;

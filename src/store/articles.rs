@@ -1,6 +1,6 @@
 //! Knowledge-base articles: versioned edits (a stale version is refused), import, and the change log.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Connection, OptionalExtension, Row, params};
 
 use super::clients::{audit, ensure_client};
 use super::paging::{Page, PageRequest};
@@ -54,7 +54,7 @@ pub struct ImportSummary {
 const COLUMNS: &str =
     "client_id, id, language, title, questions, body, tags, shortcut, version, created_at, updated_at, updated_by";
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, ArticleContentRow, i64, i64, i64, String)> {
+fn from_row(row: &Row<'_>) -> Result<(String, String, ArticleContentRow, i64, i64, i64, String)> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -187,7 +187,7 @@ impl Db {
     ) -> Result<Article> {
         self.write(move |connection| {
             ensure_client(connection, &client)?;
-            let id = match id {
+            let id = match id.clone() {
                 Some(id) => {
                     if load_article(connection, &client, &id)?.is_some() {
                         return Err(Error::Conflict(format!("an article with id {id:?} already exists")));
@@ -303,8 +303,8 @@ impl Db {
             let raw: Vec<RawArticle> = connection
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM articles
-                     WHERE client_id = ?1 AND id > ?2 AND (?3 IS NULL OR language = ?3)
-                       AND (?4 IS NULL OR LOWER(title) LIKE ?4 ESCAPE '\\' OR LOWER(questions) LIKE ?4 ESCAPE '\\'
+                     WHERE client_id = ?1 AND id > ?2 AND (CAST(?3 AS TEXT) IS NULL OR language = ?3)
+                       AND (CAST(?4 AS TEXT) IS NULL OR LOWER(title) LIKE ?4 ESCAPE '\\' OR LOWER(questions) LIKE ?4 ESCAPE '\\'
                             OR LOWER(body) LIKE ?4 ESCAPE '\\')
                      ORDER BY id LIMIT ?5"
                 ))?
@@ -318,7 +318,7 @@ impl Db {
                     ],
                     from_row,
                 )?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             let articles = raw.into_iter().map(to_article).collect::<Result<Vec<_>>>()?;
             Ok(page.page(articles, |article| article.id.clone()))
         })
@@ -331,7 +331,7 @@ impl Db {
             let raw: Vec<RawArticle> = connection
                 .prepare_cached(&format!("SELECT {COLUMNS} FROM articles WHERE client_id = ?1 ORDER BY id"))?
                 .query_map([client.as_str()], from_row)?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             raw.into_iter().map(to_article).collect()
         })
         .await
@@ -352,7 +352,7 @@ impl Db {
                 .query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             let last = rows.last().map(|(seq, _, _)| *seq).unwrap_or(after);
             let mut seen = std::collections::HashSet::new();
             let mut changes = Vec::new();
@@ -378,7 +378,7 @@ impl Db {
             let raw: Vec<RawArticle> = connection
                 .prepare_cached(&format!("SELECT {COLUMNS} FROM articles ORDER BY client_id, id"))?
                 .query_map([], from_row)?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             Ok((raw.into_iter().map(to_article).collect::<Result<_>>()?, last))
         })
         .await

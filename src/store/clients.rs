@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Connection, Lock, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -76,9 +76,10 @@ impl Db {
     /// `change` runs inside the write transaction, so concurrent patches never lose each other's fields.
     pub async fn update_client<F>(&self, slug: ClientSlug, actor: String, change: F) -> Result<ClientRecord>
     where
-        F: FnOnce(ClientProfile) -> Result<ClientProfile> + Send + 'static,
+        F: Fn(ClientProfile) -> Result<ClientProfile> + Send + 'static,
     {
         self.write(move |connection| {
+            connection.lock(Lock::Client(&slug))?;
             let current = load_client(connection, &slug)?;
             let profile = change(current.profile)?;
             connection.execute(
@@ -100,9 +101,9 @@ impl Db {
     pub async fn clients(&self) -> Result<Vec<ClientRecord>> {
         self.read(|connection| {
             let slugs: Vec<String> = connection
-                .prepare("SELECT id FROM clients ORDER BY id")?
+                .prepare_cached("SELECT id FROM clients ORDER BY id")?
                 .query_map([], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             slugs
                 .iter()
                 .map(|slug| {
@@ -130,8 +131,8 @@ impl Db {
                 .prepare_cached(
                     "SELECT a.id, a.client_id, a.actor, p.name, a.action, a.detail, a.at
                      FROM audit_log a LEFT JOIN people p ON p.id = a.actor
-                     WHERE (?1 IS NULL OR a.client_id = ?1)
-                       AND (?2 IS NULL OR a.at < ?2 OR (a.at = ?2 AND a.id < ?3))
+                     WHERE (CAST(?1 AS TEXT) IS NULL OR a.client_id = ?1)
+                       AND (CAST(?2 AS BIGINT) IS NULL OR a.at < ?2 OR (a.at = ?2 AND a.id < ?3))
                      ORDER BY a.at DESC, a.id DESC LIMIT ?4",
                 )?
                 .query_map(params![client, after_at, after_id, page.probe()], |row| {
@@ -147,7 +148,7 @@ impl Db {
                         at: row.get(6)?,
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             Ok(page.page(entries, |last| (last.at, last.id.clone())))
         })
         .await

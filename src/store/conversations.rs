@@ -1,7 +1,7 @@
 //! Conversations as assistants see them: the inbox list, one thread, replies and state changes.
 
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use super::sql::OwnedValue as Value;
+use super::sql::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::access::Scope;
 use super::clients::audit;
@@ -207,7 +207,7 @@ const SUMMARY_COLUMNS: &str =
      c.first_human_reply_at, c.closed_at, c.escalation_level, c.sla_state, c.sla_started_at, c.sla_warn_at,
      c.sla_due_at, k.user_id, k.username, k.tags";
 
-fn summary_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationSummary> {
+fn summary_from_row(row: &Row<'_>) -> Result<ConversationSummary> {
     let tags: String = row.get(10)?;
     Ok(ConversationSummary {
         id: row.get(0)?,
@@ -376,7 +376,7 @@ impl Db {
             let conversations: Vec<ConversationSummary> = connection
                 .prepare_cached(&sql)?
                 .query_map(params_from_iter(values), summary_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             Ok(page.page(conversations, |last| (last.last_activity_at, last.id.clone())))
         })
         .await
@@ -427,7 +427,7 @@ impl Db {
                         media: Vec::new(),
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             let has_more = messages.len() > limit;
             messages.truncate(limit);
             messages.reverse();
@@ -448,7 +448,7 @@ impl Db {
                     .query_map(params![summary.client, message.id], |row| {
                         Ok(EarlierVersion { text: row.get(0)?, replaced_at: row.get(1)? })
                     })?
-                    .collect::<rusqlite::Result<_>>()?;
+                    .collect::<Result<_>>()?;
             }
             let last_customer_message_at = last_customer_message_at(connection, &summary)?;
             Ok(ConversationDetail { summary, messages, has_more, last_customer_message_at })
@@ -624,7 +624,7 @@ impl Db {
                 let detail = serde_json::json!({ "contact_id": id, "tags": tags });
                 audit(connection, Some(&client), &actor, "contact.tag", &detail)?;
                 super::events::record(connection, client.as_str(), "contact.changed", None, &detail)?;
-                Ok(connection.query_row(
+                connection.query_row(
                     "SELECT id, handle, name, user_id, username, tags FROM contacts WHERE client_id = ?1 AND id = ?2",
                     params![client, id],
                     |row| {
@@ -637,7 +637,7 @@ impl Db {
                             tags: serde_json::from_str(&row.get::<_, String>(5)?).unwrap_or_default(),
                         })
                     },
-                )?)
+                )
             })
             .await?;
         Ok(view)

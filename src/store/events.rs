@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Connection, OptionalExtension, params};
 
 use super::access::Scope;
 use super::{Db, Result};
@@ -146,7 +146,7 @@ impl Db {
                         at: row.get(6)?,
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             Ok(EventPage { records, resync: None })
         })
         .await
@@ -157,7 +157,7 @@ impl Db {
     pub async fn trim_events(&self, before: Timestamp, batch: i64) -> Result<usize> {
         self.write(move |connection| {
             let through: Option<i64> = connection.query_row(
-                "SELECT MAX(seq) FROM (SELECT seq FROM events WHERE at < ?1 ORDER BY at LIMIT ?2)",
+                "SELECT MAX(seq) FROM (SELECT seq FROM events WHERE at < ?1 ORDER BY at LIMIT ?2) AS expired",
                 params![before, batch],
                 |row| row.get(0),
             )?;

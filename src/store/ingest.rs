@@ -2,7 +2,7 @@
 //! changes to stored messages (edits, reactions, deletions), identity changes and delivery statuses, all of
 //! one webhook call in one transaction.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Connection, OptionalExtension, params};
 
 use serde_json::json;
 
@@ -217,6 +217,9 @@ fn upsert_contact(connection: &Connection, client: &ClientSlug, message: &Inboun
             id
         }
     };
+    // Also what makes two nodes storing messages of one customer at once take turns (on PostgreSQL; SQLite's one
+    // writer does already): the second waits for this row until the first commits, then finds the conversation
+    // the first opened instead of opening another.
     connection
         .prepare_cached(
             "UPDATE contacts SET name = COALESCE(?3, name), user_id = COALESCE(?4, user_id),
@@ -395,10 +398,10 @@ fn move_contact(
     now: i64,
 ) -> Result<bool> {
     let find = |handle: &str| -> Result<Option<ContactId>> {
-        Ok(connection
+        connection
             .prepare_cached("SELECT id FROM contacts WHERE client_id = ?1 AND channel = ?2 AND handle = ?3")?
             .query_row(params![slug, channel.as_str(), handle], |row| row.get(0))
-            .optional()?)
+            .optional()
     };
     let Some(old) = find(from)? else { return Ok(false) };
     let id = match find(to)? {

@@ -1,7 +1,7 @@
 //! Media customers sent: a row per media part, queued at ingest in the message's transaction, claimed by the
 //! download worker with a lease (as the outbox is), and looked up for serving within the caller's scope.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Connection, Dialect, OptionalExtension, Row, params};
 
 use super::access::Scope;
 use super::{Db, Error, Result};
@@ -166,7 +166,7 @@ pub(crate) fn is_url(provider_id: &str) -> bool {
 const VIEW_COLUMNS: &str = "id, client_id, message_id, part, state, filename, COALESCE(content_type, declared_type),
      size, sha256, last_error, attempts";
 
-fn view_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MediaView> {
+fn view_from_row(row: &Row<'_>) -> Result<MediaView> {
     Ok(MediaView {
         id: row.get(0)?,
         client: row.get(1)?,
@@ -196,11 +196,22 @@ pub(super) fn media_of_page(
              SELECT id FROM messages WHERE client_id = ?1 AND conversation_id = ?2 AND created_at >= ?3)
          ORDER BY message_id, part"
     );
-    Ok(connection
+    connection
         .prepare_cached(&sql)?
         .query_map(params![client, conversation_id, since], view_from_row)?
-        .collect::<rusqlite::Result<_>>()?)
+        .collect::<Result<_>>()
 }
+
+/// Due downloads, and ones whose lease ran out (the node fetching them stopped).
+const CLAIM_MEDIA: &str = "SELECT client_id, id, channel, provider_id, declared_type, attempts FROM media
+     WHERE (state = 'pending' AND next_attempt_at <= ?1) OR (state = 'fetching' AND lease_until <= ?1)
+     ORDER BY next_attempt_at LIMIT ?2";
+
+/// The same for PostgreSQL: each node skips the rows another is claiming (see the outbox's claim).
+const CLAIM_MEDIA_POSTGRES: &str = "SELECT client_id, id, channel, provider_id, declared_type, attempts FROM media
+     WHERE (state = 'pending' AND next_attempt_at <= ?1) OR (state = 'fetching' AND lease_until <= ?1)
+     ORDER BY next_attempt_at LIMIT ?2
+     FOR UPDATE SKIP LOCKED";
 
 impl Db {
     /// Claims up to `limit` due downloads for `lease`.
@@ -208,11 +219,10 @@ impl Db {
         self.write(move |connection| {
             let now = Timestamp::now();
             let mut claimed: Vec<ClaimedMedia> = connection
-                .prepare_cached(
-                    "SELECT client_id, id, channel, provider_id, declared_type, attempts FROM media
-                     WHERE (state = 'pending' AND next_attempt_at <= ?1) OR (state = 'fetching' AND lease_until <= ?1)
-                     ORDER BY next_attempt_at LIMIT ?2",
-                )?
+                .prepare_cached(match connection.dialect() {
+                    Dialect::Sqlite => CLAIM_MEDIA,
+                    Dialect::Postgres => CLAIM_MEDIA_POSTGRES,
+                })?
                 .query_map(params![now.millis(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
                     Ok(ClaimedMedia {
                         client: row.get(0)?,
@@ -223,7 +233,7 @@ impl Db {
                         attempts: row.get(5)?,
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             let lease_until = now.plus(lease).millis();
             for media in &mut claimed {
                 media.attempts += 1;
@@ -242,8 +252,7 @@ impl Db {
     /// When the next pending download is due, if any.
     pub async fn next_media_due(&self) -> Result<Option<Timestamp>> {
         self.read(|connection| {
-            Ok(connection
-                .query_row("SELECT MIN(next_attempt_at) FROM media WHERE state = 'pending'", [], |row| row.get(0))?)
+            connection.query_row("SELECT MIN(next_attempt_at) FROM media WHERE state = 'pending'", [], |row| row.get(0))
         })
         .await
     }
@@ -252,12 +261,12 @@ impl Db {
     pub async fn record_media(&self, client: ClientSlug, id: MediaId, outcome: MediaOutcome) -> Result<()> {
         self.write(move |connection| {
             let now = Timestamp::now().millis();
-            match outcome {
+            match &outcome {
                 MediaOutcome::Stored { sha256, size, content_type } => connection.execute(
                     "UPDATE media SET state = 'stored', sha256 = ?3, size = ?4, content_type = ?5, last_error = NULL,
                             lease_until = NULL, updated_at = ?6
                      WHERE client_id = ?1 AND id = ?2",
-                    params![client, id, sha256, i64::try_from(size).unwrap_or(i64::MAX), content_type, now],
+                    params![client, id, sha256, i64::try_from(*size).unwrap_or(i64::MAX), content_type, now],
                 )?,
                 MediaOutcome::Retry { at, error } => connection.execute(
                     "UPDATE media SET state = 'pending', next_attempt_at = ?3, last_error = ?4, lease_until = NULL,

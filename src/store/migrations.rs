@@ -1,4 +1,4 @@
-//! Schema migrations driven by `PRAGMA user_version`.
+//! Schema migrations: SQLite's driven by `PRAGMA user_version`, PostgreSQL's by the `recado_schema` table.
 //!
 //! Each migration is a SQL file applied once, in order, inside one IMMEDIATE transaction together with the
 //! version bump, so a crash mid-migration leaves the previous schema intact. A database written by a newer
@@ -26,6 +26,67 @@ const MIGRATIONS: &[&str] = &[
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// PostgreSQL's schema starts at this version: its first file creates the whole schema as it was then.
+const POSTGRES_BASELINE: (i64, &str) = (12, include_str!("migrations/postgres/0012_baseline.sql"));
+
+/// PostgreSQL's migrations after the baseline: `POSTGRES_MIGRATIONS[i]` brings it to version
+/// `baseline + i + 1`, as `MIGRATIONS[baseline + i]` does for SQLite. Every new version needs both files.
+const POSTGRES_MIGRATIONS: &[&str] = &[];
+
+const _: () = assert!(
+    POSTGRES_BASELINE.0 + POSTGRES_MIGRATIONS.len() as i64 == SCHEMA_VERSION,
+    "every schema version needs a PostgreSQL migration too"
+);
+
+/// Any number, the same for every node: the advisory lock nodes starting together migrate under.
+const POSTGRES_MIGRATION_LOCK: i64 = 0x7265_6361_646f_0001;
+
+/// Brings a PostgreSQL database up to [`SCHEMA_VERSION`], in one transaction under an advisory lock: nodes
+/// starting together migrate one after the other, and the later ones find nothing to do. The version is kept
+/// in `recado_schema`.
+pub(crate) async fn migrate_postgres(client: &mut deadpool_postgres::Object) -> Result<()> {
+    let transaction = client.transaction().await.map_err(super::postgres::classify)?;
+    transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&POSTGRES_MIGRATION_LOCK]).await?;
+    // Asked first rather than `CREATE TABLE IF NOT EXISTS`, whose notice would be logged at every start.
+    let exists: bool = transaction.query_one("SELECT to_regclass('recado_schema') IS NOT NULL", &[]).await?.get(0);
+    if !exists {
+        transaction
+            .batch_execute(
+                "CREATE TABLE recado_schema (
+                     id      BIGINT NOT NULL PRIMARY KEY CHECK (id = 1),
+                     version BIGINT NOT NULL
+                 )",
+            )
+            .await?;
+    }
+    let found: i64 =
+        transaction.query_opt("SELECT version FROM recado_schema WHERE id = 1", &[]).await?.map_or(0, |row| row.get(0));
+    if found > SCHEMA_VERSION {
+        return Err(Error::IncompatibleSchema { found, supported: SCHEMA_VERSION });
+    }
+    let (baseline, baseline_sql) = POSTGRES_BASELINE;
+    if found < baseline {
+        transaction.batch_execute(baseline_sql).await?;
+        tracing::info!(version = baseline, "created the PostgreSQL schema");
+    }
+    for (index, sql) in POSTGRES_MIGRATIONS.iter().enumerate() {
+        let version = baseline + 1 + index as i64;
+        if version > found {
+            transaction.batch_execute(sql).await?;
+            tracing::info!(version, "applied schema migration");
+        }
+    }
+    transaction
+        .execute(
+            "INSERT INTO recado_schema (id, version) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version",
+            &[&SCHEMA_VERSION],
+        )
+        .await?;
+    transaction.commit().await.map_err(super::postgres::classify)?;
+    Ok(())
+}
 
 /// Fails if the database was written by a newer recado (a schema version this build does not know).
 pub(crate) fn refuse_newer(connection: &Connection) -> Result<()> {

@@ -5,7 +5,7 @@
 //! right after, so a normal run never sends twice. Only a process that dies between the call and the record
 //! leaves a `sending` row whose lease runs out; it is sent again (at most once more per crash).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Connection, Dialect, OptionalExtension, params};
 
 use super::conversations::ConversationSummary;
 use super::{Db, Error, Result, Scope};
@@ -183,20 +183,35 @@ pub(crate) fn enqueue_to(
     Ok(message_id)
 }
 
+/// Due deliveries, and ones whose lease ran out (the node sending them stopped).
+const CLAIM_DELIVERIES: &str =
+    "SELECT o.client_id, o.id, o.message_id, o.adapter, o.recipient, m.text, m.conversation_id,
+            m.kind, o.attempts, o.payload
+     FROM outbox o JOIN messages m ON m.client_id = o.client_id AND m.id = o.message_id
+     WHERE (o.state = 'pending' AND o.next_attempt_at <= ?1)
+        OR (o.state = 'sending' AND o.lease_until <= ?1)
+     ORDER BY o.next_attempt_at LIMIT ?2";
+
+/// The same for PostgreSQL, where several nodes claim at once: each skips the rows another is claiming, so no
+/// delivery is claimed twice and no node waits for another.
+const CLAIM_DELIVERIES_POSTGRES: &str = "SELECT o.client_id, o.id, o.message_id, o.adapter, o.recipient, m.text,
+            m.conversation_id, m.kind, o.attempts, o.payload
+     FROM outbox o JOIN messages m ON m.client_id = o.client_id AND m.id = o.message_id
+     WHERE (o.state = 'pending' AND o.next_attempt_at <= ?1)
+        OR (o.state = 'sending' AND o.lease_until <= ?1)
+     ORDER BY o.next_attempt_at LIMIT ?2
+     FOR UPDATE OF o SKIP LOCKED";
+
 impl Db {
     /// Claims up to `limit` due deliveries (and ones whose lease ran out) for `lease`.
     pub async fn claim_deliveries(&self, limit: usize, lease: std::time::Duration) -> Result<Vec<Claimed>> {
         self.write(move |connection| {
             let now = Timestamp::now();
             let mut claimed: Vec<Claimed> = connection
-                .prepare_cached(
-                    "SELECT o.client_id, o.id, o.message_id, o.adapter, o.recipient, m.text, m.conversation_id, m.kind, o.attempts,
-                            o.payload
-                     FROM outbox o JOIN messages m ON m.client_id = o.client_id AND m.id = o.message_id
-                     WHERE (o.state = 'pending' AND o.next_attempt_at <= ?1)
-                        OR (o.state = 'sending' AND o.lease_until <= ?1)
-                     ORDER BY o.next_attempt_at LIMIT ?2",
-                )?
+                .prepare_cached(match connection.dialect() {
+                    Dialect::Sqlite => CLAIM_DELIVERIES,
+                    Dialect::Postgres => CLAIM_DELIVERIES_POSTGRES,
+                })?
                 .query_map(params![now.millis(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
                     Ok(Claimed {
                         client: row.get(0)?,
@@ -213,7 +228,7 @@ impl Db {
                             .and_then(|payload| serde_json::from_str(&payload).ok()),
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             let lease_until = now.plus(lease).millis();
             for delivery in &mut claimed {
                 delivery.attempts += 1;
@@ -222,7 +237,13 @@ impl Db {
                         "UPDATE outbox SET state = 'sending', attempts = ?3, lease_until = ?4, updated_at = ?5
                          WHERE client_id = ?1 AND id = ?2",
                     )?
-                    .execute(params![delivery.client, delivery.outbox_id, delivery.attempts, lease_until, now.millis()])?;
+                    .execute(params![
+                        delivery.client,
+                        delivery.outbox_id,
+                        delivery.attempts,
+                        lease_until,
+                        now.millis()
+                    ])?;
             }
             Ok(claimed)
         })
@@ -239,7 +260,7 @@ impl Db {
     ) -> Result<()> {
         self.write(move |connection| {
             let now = Timestamp::now().millis();
-            match outcome {
+            match &outcome {
                 DeliveryOutcome::Sent { provider_message_id } => {
                     connection.execute(
                         "UPDATE outbox SET state = CASE WHEN state = 'sending' THEN 'sent' ELSE state END,
@@ -276,7 +297,7 @@ impl Db {
             let due: Option<Timestamp> = connection.query_row(
                 "SELECT MIN(due) FROM (
                      SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state = 'pending'
-                     UNION ALL SELECT MIN(lease_until) FROM outbox WHERE state = 'sending')",
+                     UNION ALL SELECT MIN(lease_until) FROM outbox WHERE state = 'sending') AS due",
                 [],
                 |row| row.get(0),
             )?;

@@ -1,7 +1,7 @@
 //! People who sign in: their accounts and password hashes. Hashing is not done here (it is slow on purpose;
 //! see `crate::people`): the store keeps the PHC string it is given and hands it back to be verified.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Connection, OptionalExtension, Row, params};
 
 use super::clients::{audit, ensure_client};
 use super::{Db, Error, Result};
@@ -50,7 +50,7 @@ pub(super) const COLUMNS: &str =
     "p.id, p.email, p.name, p.role, p.client_id, p.disabled, p.created_at, p.updated_at, p.last_sign_in_at";
 
 /// Reads a [`PersonRecord`] from [`COLUMNS`] starting at column `at`.
-pub(super) fn person_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<PersonRecord> {
+pub(super) fn person_from_row(row: &Row<'_>, at: usize) -> Result<PersonRecord> {
     Ok(PersonRecord {
         id: row.get(at)?,
         email: row.get(at + 1)?,
@@ -64,7 +64,7 @@ pub(super) fn person_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::R
     })
 }
 
-fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRecord> {
+fn record(row: &Row<'_>) -> Result<PersonRecord> {
     person_from_row(row, 0)
 }
 
@@ -103,10 +103,10 @@ pub(super) fn find_person(connection: &Connection, who: &PersonRef) -> Result<Pe
 }
 
 fn by_email(connection: &Connection, email: &Email) -> Result<Option<(PersonRecord, String)>> {
-    Ok(connection
+    connection
         .prepare_cached(&format!("SELECT {COLUMNS}, p.password_hash FROM people p WHERE p.email_key = ?1"))?
         .query_row([email.key()], |row| Ok((record(row)?, row.get(9)?)))
-        .optional()?)
+        .optional()
 }
 
 impl Db {
@@ -165,10 +165,10 @@ impl Db {
     /// Every person, by address.
     pub async fn people(&self) -> Result<Vec<PersonRecord>> {
         self.read(|connection| {
-            Ok(connection
+            connection
                 .prepare_cached(&format!("SELECT {COLUMNS} FROM people p ORDER BY p.email_key"))?
                 .query_map([], record)?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }
@@ -191,7 +191,7 @@ impl Db {
             )?;
             connection.execute(
                 "UPDATE sessions SET revoked_at = ?2
-                 WHERE person_id = ?1 AND revoked_at IS NULL AND (?3 IS NULL OR id <> ?3)",
+                 WHERE person_id = ?1 AND revoked_at IS NULL AND (CAST(?3 AS TEXT) IS NULL OR id <> ?3)",
                 params![person.id, now, keep],
             )?;
             audit(

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Connection, Dialect, OptionalExtension, params};
 
 use super::access::Scope;
 use super::clients::load_client;
@@ -115,13 +115,13 @@ pub struct ProcessedDecision {
 
 /// The language detected on the latest inbound message of a conversation before message `(at, id)`.
 pub(super) fn conversation_language(
-    connection: &rusqlite::Connection,
+    connection: &Connection,
     client: &ClientSlug,
     conversation_id: &ConversationId,
     at: i64,
     id: &MessageId,
 ) -> Result<Option<String>> {
-    Ok(connection
+    connection
         .prepare_cached(
             "SELECT language FROM messages
              WHERE client_id = ?1 AND conversation_id = ?2 AND direction = 'in' AND language IS NOT NULL
@@ -129,7 +129,7 @@ pub(super) fn conversation_language(
              ORDER BY created_at DESC, id DESC LIMIT 1",
         )?
         .query_row(params![client.as_str(), conversation_id, at, id], |row| row.get(0))
-        .optional()?)
+        .optional()
 }
 
 /// Whether the contact wrote to the client before message `(?3, ?4)`. From the contact's conversations to
@@ -137,6 +137,12 @@ pub(super) fn conversation_language(
 /// client, which made processing six times slower).
 const EARLIER_FROM_CONTACT: &str = "SELECT EXISTS (SELECT 1 FROM conversations c
      CROSS JOIN messages m ON m.client_id = c.client_id AND m.conversation_id = c.id
+     WHERE c.client_id = ?1 AND c.contact_id = ?2 AND m.direction = 'in'
+       AND (m.created_at < ?3 OR (m.created_at = ?3 AND m.id < ?4)))";
+
+/// The same for PostgreSQL, which takes no `ON` after `CROSS JOIN` and plans the join order itself.
+const EARLIER_FROM_CONTACT_POSTGRES: &str = "SELECT EXISTS (SELECT 1 FROM conversations c
+     JOIN messages m ON m.client_id = c.client_id AND m.conversation_id = c.id
      WHERE c.client_id = ?1 AND c.contact_id = ?2 AND m.direction = 'in'
        AND (m.created_at < ?3 OR (m.created_at = ?3 AND m.id < ?4)))";
 
@@ -170,7 +176,7 @@ fn message_context(
                     MAX(CASE WHEN kind = 'auto_ack' AND (?5 OR upto) THEN created_at END),
                     MAX(CASE WHEN kind = 'assistant' AND (?5 OR upto) THEN created_at END)
              FROM (SELECT direction, kind, created_at, (created_at < ?3 OR (created_at = ?3 AND id <= ?4)) AS upto
-                   FROM messages WHERE client_id = ?1 AND conversation_id = ?2)",
+                   FROM messages WHERE client_id = ?1 AND conversation_id = ?2) AS thread",
         )?
         .query_row(params![client.as_str(), conversation_id, received_at, message_id, only_received], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
@@ -194,7 +200,10 @@ fn message_context(
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })?;
     let earlier_from_contact: bool = connection
-        .prepare_cached(EARLIER_FROM_CONTACT)?
+        .prepare_cached(match connection.dialect() {
+            Dialect::Sqlite => EARLIER_FROM_CONTACT,
+            Dialect::Postgres => EARLIER_FROM_CONTACT_POSTGRES,
+        })?
         .query_row(params![client.as_str(), contact_id, received_at, message_id], |row| row.get(0))?;
     let conversation_language = conversation_language(connection, &client, &conversation_id, received_at, &message_id)?;
     Ok(Some(PendingMessage {
@@ -320,12 +329,12 @@ impl Db {
     /// Ids of up to `limit` messages still waiting to be processed, oldest first.
     pub async fn unprocessed_messages(&self, limit: usize) -> Result<Vec<(ClientSlug, MessageId)>> {
         self.read(move |connection| {
-            Ok(connection
+            connection
                 .prepare_cached(
                     "SELECT client_id, id FROM messages WHERE state = 'received' ORDER BY created_at, id LIMIT ?1",
                 )?
                 .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }
@@ -335,7 +344,7 @@ impl Db {
     /// What `recado loadgen` measures decision delays with.
     pub async fn decision_delays(&self, client: ClientSlug, since: Timestamp) -> Result<Vec<DecisionDelay>> {
         self.read(move |connection| {
-            Ok(connection
+            connection
                 .prepare_cached(
                     "SELECT m.created_at, d.created_at, d.source = 'chain'
                      FROM messages m JOIN decisions d ON d.client_id = m.client_id AND d.message_id = m.id
@@ -350,7 +359,7 @@ impl Db {
                         by_chain: row.get(2)?,
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }
@@ -359,14 +368,16 @@ impl Db {
     pub async fn clients_waiting(&self) -> Result<Vec<(ClientSlug, Timestamp)>> {
         self.read(|connection| {
             // One index probe per client (`messages_waiting_by_client`), not a scan of the backlog.
-            Ok(connection
+            connection
                 .prepare_cached(
-                    "SELECT id, (SELECT MIN(created_at) FROM messages
-                                 WHERE client_id = clients.id AND state = 'received') AS oldest
-                     FROM clients WHERE oldest IS NOT NULL",
+                    "SELECT id, oldest FROM (
+                         SELECT id, (SELECT MIN(created_at) FROM messages
+                                     WHERE client_id = clients.id AND state = 'received') AS oldest
+                         FROM clients) AS waiting
+                     WHERE oldest IS NOT NULL",
                 )?
                 .query_map([], |row| Ok((row.get(0)?, Timestamp(row.get(1)?))))?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }
@@ -384,7 +395,7 @@ impl Db {
                      ORDER BY created_at, id LIMIT ?2",
                 )?
                 .query_map(params![client.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| row.get(0))?
-                .collect::<rusqlite::Result<Vec<MessageId>>>()?;
+                .collect::<Result<Vec<MessageId>>>()?;
             Ok(ids.into_iter().map(|id| (client.clone(), id)).collect())
         })
         .await
@@ -436,7 +447,7 @@ impl Db {
                      ORDER BY created_at DESC, id DESC LIMIT ?2",
                 )?
                 .query_map(params![client.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             let mut messages = Vec::with_capacity(ids.len());
             for id in ids.into_iter().rev() {
                 if let Some(message) = message_context(connection, client.clone(), profile.clone(), id, false)? {
@@ -457,7 +468,7 @@ impl Db {
     pub async fn apply_decisions(&self, decisions: Vec<ProcessedDecision>, breaker: impl TripRule) -> Result<usize> {
         self.write(move |connection| {
             let mut applied = 0;
-            for item in decisions {
+            for item in &decisions {
                 let slug = item.client.as_str();
                 let claimed = connection
                     .prepare_cached(
@@ -556,14 +567,15 @@ mod tests {
 
     #[test]
     fn the_new_contact_query_walks_the_contacts_conversations() {
-        let mut connection = Connection::open_in_memory().expect("open");
-        super::super::migrations::migrate(&mut connection).expect("migrate");
+        let mut sqlite = rusqlite::Connection::open_in_memory().expect("open");
+        super::super::migrations::migrate(&mut sqlite).expect("migrate");
+        let connection = Connection::sqlite(&sqlite);
         let plan: Vec<String> = connection
-            .prepare(&format!("EXPLAIN QUERY PLAN {EARLIER_FROM_CONTACT}"))
+            .prepare_cached(&format!("EXPLAIN QUERY PLAN {EARLIER_FROM_CONTACT}"))
             .expect("prepare")
             .query_map(params!["c", "k", 0, "m"], |row| row.get(3))
             .expect("plan")
-            .collect::<rusqlite::Result<_>>()
+            .collect::<Result<_>>()
             .expect("rows");
         assert!(plan.iter().any(|step| step.contains("conversations_by_contact")), "{plan:?}");
         assert!(

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Connection, OptionalExtension, Row, params};
 
 use super::access::Scope;
 use super::clients::{audit, ensure_client};
@@ -168,7 +168,7 @@ pub type DecisionKey = (Timestamp, MessageId, String);
 const PLUGIN_COLUMNS: &str = "client_id, id, name, version, sha256, size, config, state, state_reason, position, \
                               failures, created_at, updated_at, contract";
 
-fn plugin_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRecord> {
+fn plugin_from_row(row: &Row<'_>) -> Result<PluginRecord> {
     Ok(PluginRecord {
         client: row.get(0)?,
         id: row.get(1)?,
@@ -197,7 +197,7 @@ fn load_plugin(connection: &Connection, client: &ClientSlug, id: &PluginId) -> R
 
 /// The plugins of `client` that run on live traffic, in chain order.
 pub(super) fn running_plugins(connection: &Connection, client: &ClientSlug) -> Result<Vec<RunningPlugin>> {
-    Ok(connection
+    connection
         .prepare_cached(
             "SELECT id, name, version, sha256, config, state FROM plugins
              WHERE client_id = ?1 AND state IN ('active', 'shadow') ORDER BY position, name",
@@ -212,15 +212,15 @@ pub(super) fn running_plugins(connection: &Connection, client: &ClientSlug) -> R
                 state: row.get(5)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?)
+        .collect::<Result<_>>()
 }
 
 /// The key-value store of one installation.
 pub(super) fn load_kv(connection: &Connection, client: &ClientSlug, name: &str) -> Result<HashMap<String, String>> {
-    Ok(connection
+    connection
         .prepare_cached("SELECT key, value FROM plugin_kv WHERE client_id = ?1 AND plugin_name = ?2")?
         .query_map(params![client.as_str(), name], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?)
+        .collect::<Result<_>>()
 }
 
 /// Records plugin runs about `message_id`, commits their key-value writes, and counts failures: a plugin
@@ -321,8 +321,8 @@ pub(super) fn query_decisions(
             "SELECT message_id, source, hook, applied, decision, plugin_id, plugin_name, plugin_version,
                     failure, logs, fuel, duration_us, created_at
              FROM decisions
-             WHERE client_id = ?1 AND (?2 IS NULL OR plugin_id = ?2) AND (?3 IS NULL OR message_id = ?3)
-               AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND (message_id < ?6
+             WHERE client_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR plugin_id = ?2) AND (CAST(?3 AS TEXT) IS NULL OR message_id = ?3)
+               AND (CAST(?4 AS BIGINT) IS NULL OR created_at < ?4 OR (created_at = ?4 AND (message_id < ?6
                     OR (message_id = ?6 AND source > ?7))))
              ORDER BY created_at DESC, message_id DESC, source LIMIT ?5",
         )?
@@ -350,7 +350,7 @@ pub(super) fn query_decisions(
                 ))
             },
         )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let records = rows
         .into_iter()
         .map(
@@ -479,7 +479,7 @@ impl Db {
                      ORDER BY name, created_at DESC, id DESC",
                 )?
                 .query_map([client.as_str()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             let mut by_name: HashMap<&str, Vec<&Version>> = HashMap::new();
             for version in &versions {
                 by_name.entry(version.1.as_str()).or_default().push(version);
@@ -515,10 +515,10 @@ impl Db {
     /// memory.
     pub async fn running_plugin_hashes(&self) -> Result<std::collections::HashSet<String>> {
         self.read(move |connection| {
-            Ok(connection
+            connection
                 .prepare_cached("SELECT DISTINCT sha256 FROM plugins WHERE state IN ('active', 'shadow')")?
                 .query_map([], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }
@@ -527,12 +527,12 @@ impl Db {
     pub async fn plugins(&self, client: ClientSlug) -> Result<Vec<PluginRecord>> {
         self.read(move |connection| {
             ensure_client(connection, &client)?;
-            Ok(connection
+            connection
                 .prepare_cached(&format!(
                     "SELECT {PLUGIN_COLUMNS} FROM plugins WHERE client_id = ?1 ORDER BY position, name, created_at DESC, id DESC"
                 ))?
                 .query_map([client.as_str()], plugin_from_row)?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }
@@ -602,7 +602,7 @@ impl Db {
                 .prepare_cached(
                     "SELECT id FROM plugins
                      WHERE client_id = ?1 AND name = ?2 AND activated_at IS NOT NULL AND activated_at < ?3
-                       AND id IS NOT ?4
+                       AND id IS DISTINCT FROM ?4
                      ORDER BY activated_at DESC LIMIT 1",
                 )?
                 .query_row(params![client.as_str(), plugin.name, since, current_id], |row| row.get(0))

@@ -7,8 +7,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
-use rusqlite::types::{FromSql, Type, ValueRef};
+use super::sql::{FromSql, Row, Value, params};
 
 use super::access::Scope;
 use super::{Db, Error, Result};
@@ -139,14 +138,12 @@ impl<T: FromSql> Positions<T> {
     }
 
     /// The position of column `index`'s value, `None` for NULL.
-    fn of(&mut self, row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option<u32>> {
-        let value = row.get_ref(index)?;
-        if value == ValueRef::Null {
-            return Ok(None);
-        }
-        let text = value
-            .as_str()
-            .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, value.data_type(), Box::new(error)))?;
+    fn of(&mut self, row: &Row<'_>, index: usize) -> Result<Option<u32>> {
+        let text = match row.get_ref(index)? {
+            Value::Null => return Ok(None),
+            Value::Text(text) => text,
+            other => return Err(Error::Decode { column: index, message: format!("expected text, found {other:?}") }),
+        };
         if let Some(position) = self.by_text.get(text) {
             return Ok(Some(*position));
         }
@@ -157,8 +154,8 @@ impl<T: FromSql> Positions<T> {
     }
 
     /// The same, for a column that is never NULL.
-    fn of_required(&mut self, row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<u32> {
-        self.of(row, index)?.ok_or(rusqlite::Error::InvalidColumnType(index, "NULL".into(), Type::Null))
+    fn of_required(&mut self, row: &Row<'_>, index: usize) -> Result<u32> {
+        self.of(row, index)?.ok_or_else(|| Error::Decode { column: index, message: "expected text, found null".into() })
     }
 }
 
@@ -174,7 +171,7 @@ impl Db {
                      WHERE first_human_reply_at IS NOT NULL AND first_response_open_ms IS NULL LIMIT ?1",
                 )?
                 .query_map([batch], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             let mut profiles = std::collections::HashMap::new();
             for (client, id, replied) in &rows {
                 let (first_in, author): (Option<Timestamp>, Option<String>) = connection
@@ -219,17 +216,17 @@ impl Db {
                 "SELECT client_id, channel, opened_at, acknowledged_at, first_reply_by, first_response_ms,
                         first_response_open_ms, sla_state
                  FROM conversations
-                 WHERE opened_at >= ?1 AND opened_at < ?2 AND {condition} AND (?5 IS NULL OR client_id = ?5)
-                   AND (?6 IS NULL OR first_reply_by = ?6)"
+                 WHERE opened_at >= ?1 AND opened_at < ?2 AND {condition} AND (CAST(?5 AS TEXT) IS NULL OR client_id = ?5)
+                   AND (CAST(?6 AS TEXT) IS NULL OR first_reply_by = ?6)"
             ))?;
             let mut rows = statement.query(params![from, to, every, person, client, who])?;
             while let Some(row) = rows.next()? {
                 conversations.push(ConversationFacts {
-                    client: clients.of_required(row, 0)?,
-                    channel: channels.of_required(row, 1)?,
+                    client: clients.of_required(&row, 0)?,
+                    channel: channels.of_required(&row, 1)?,
                     opened_at: row.get(2)?,
                     acknowledged_at: row.get(3)?,
-                    first_reply_by: actors.of(row, 4)?,
+                    first_reply_by: actors.of(&row, 4)?,
                     first_response_ms: row.get(5)?,
                     first_response_open_ms: row.get(6)?,
                     sla_state: row.get(7)?,
@@ -249,23 +246,23 @@ impl Db {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT client_id, channel, direction, kind, NULLIF(author_id, ''), day, count
                  FROM message_counts
-                 WHERE day >= ?7 AND day < ?8 AND count > 0 AND {condition} AND (?5 IS NULL OR client_id = ?5)
-                   AND (?6 IS NULL OR author_id = ?6)
+                 WHERE day >= ?7 AND day < ?8 AND count > 0 AND {condition} AND (CAST(?5 AS TEXT) IS NULL OR client_id = ?5)
+                   AND (CAST(?6 AS TEXT) IS NULL OR author_id = ?6)
                  UNION ALL
                  SELECT client_id, channel, direction, kind, author_id, created_at / {DAY_MS}, 1
                  FROM messages
                  WHERE (created_at >= ?1 AND created_at < ?9 OR created_at >= ?10 AND created_at < ?2)
-                   AND {condition} AND (?5 IS NULL OR client_id = ?5) AND (?6 IS NULL OR author_id = ?6)"
+                   AND {condition} AND (CAST(?5 AS TEXT) IS NULL OR client_id = ?5) AND (CAST(?6 AS TEXT) IS NULL OR author_id = ?6)"
             ))?;
             let mut rows = statement
                 .query(params![from, to, every, person, client, who, first_day, end_day, whole_from, whole_to])?;
             while let Some(row) = rows.next()? {
                 messages.push(MessageCount {
-                    client: clients.of_required(row, 0)?,
-                    channel: channels.of_required(row, 1)?,
+                    client: clients.of_required(&row, 0)?,
+                    channel: channels.of_required(&row, 1)?,
                     direction: row.get(2)?,
                     kind: row.get(3)?,
-                    author: actors.of(row, 4)?,
+                    author: actors.of(&row, 4)?,
                     day: row.get(5)?,
                     count: row.get::<_, i64>(6)?.unsigned_abs(),
                 });
@@ -278,29 +275,29 @@ impl Db {
             if who.is_none() {
                 let mut statement = connection.prepare_cached(&format!(
                     "SELECT client_id, level, created_at / {DAY_MS} FROM escalations
-                     WHERE created_at >= ?1 AND created_at < ?2 AND {condition} AND (?5 IS NULL OR client_id = ?5)"
+                     WHERE created_at >= ?1 AND created_at < ?2 AND {condition} AND (CAST(?5 AS TEXT) IS NULL OR client_id = ?5)"
                 ))?;
                 let mut rows = statement.query(params![from, to, every, person, client])?;
                 while let Some(row) = rows.next()? {
-                    *escalations.entry((clients.of_required(row, 0)?, row.get(1)?, row.get(2)?)).or_default() += 1;
+                    *escalations.entry((clients.of_required(&row, 0)?, row.get(1)?, row.get(2)?)).or_default() += 1;
                 }
             }
             let mut feedback: HashMap<(u32, u32, bool, i64), u64> = HashMap::new();
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT client_id, actor, edited, at / {DAY_MS} FROM suggestion_feedback
-                 WHERE picked IS NOT NULL AND at >= ?1 AND at < ?2 AND {condition} AND (?5 IS NULL OR client_id = ?5)
-                   AND (?6 IS NULL OR actor = ?6)"
+                 WHERE picked IS NOT NULL AND at >= ?1 AND at < ?2 AND {condition} AND (CAST(?5 AS TEXT) IS NULL OR client_id = ?5)
+                   AND (CAST(?6 AS TEXT) IS NULL OR actor = ?6)"
             ))?;
             let mut rows = statement.query(params![from, to, every, person, client, who])?;
             while let Some(row) = rows.next()? {
-                let key = (clients.of_required(row, 0)?, actors.of_required(row, 1)?, row.get(2)?, row.get(3)?);
+                let key = (clients.of_required(&row, 0)?, actors.of_required(&row, 1)?, row.get(2)?, row.get(3)?);
                 *feedback.entry(key).or_default() += 1;
             }
 
             let mut names: HashMap<String, String> = connection
                 .prepare_cached("SELECT id, name FROM people")?
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             Ok(ReportRows {
                 clients: clients.values,
                 channels: channels.values,

@@ -10,11 +10,11 @@
 
 use std::path::Path;
 
+use super::sql::{Connection, params};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{Key, KeyInit, XChaCha20Poly1305, XNonce};
-use rusqlite::{Connection, params};
 
 use super::{Error, Result};
 
@@ -24,6 +24,8 @@ const PREFIX: &str = "enc:v1:";
 /// The key that seals channel secrets.
 pub(super) struct SecretKey {
     cipher: XChaCha20Poly1305,
+    /// Its [`key_id`].
+    id: String,
 }
 
 impl std::fmt::Debug for SecretKey {
@@ -49,7 +51,12 @@ impl SecretKey {
             file.sync_all().map_err(unavailable)?;
         }
         let bytes = read_key(path)?;
-        Ok(Self { cipher: XChaCha20Poly1305::new(Key::from_slice(&bytes)) })
+        Ok(Self { cipher: XChaCha20Poly1305::new(Key::from_slice(&bytes)), id: id_of(&bytes) })
+    }
+
+    /// The key's id ([`key_id`]).
+    pub(super) fn id(&self) -> &str {
+        &self.id
     }
 
     /// Seals `plaintext`, bound to `context`.
@@ -91,9 +98,9 @@ impl SecretKey {
     /// Seals every channel row still in plain text (written before encryption existed).
     pub(super) fn seal_plain_rows(&self, connection: &Connection) -> Result<usize> {
         let rows: Vec<(String, String, String)> = connection
-            .prepare("SELECT client_id, kind, config FROM channels WHERE config NOT LIKE 'enc:v1:%'")?
+            .prepare_cached("SELECT client_id, kind, config FROM channels WHERE config NOT LIKE 'enc:v1:%'")?
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<Result<_>>()?;
         for (client, kind, config) in &rows {
             let sealed = self.seal(config, &context(client, kind))?;
             connection.execute(
@@ -123,10 +130,34 @@ fn read_key(path: &Path) -> Result<Vec<u8>> {
 /// # Errors
 /// The file cannot be read or does not hold a key.
 pub fn key_id(path: &Path) -> Result<String> {
+    Ok(id_of(&read_key(path)?))
+}
+
+fn id_of(key: &[u8]) -> String {
     use sha2::Digest as _;
-    let key = read_key(path)?;
-    let digest = sha2::Sha256::new().chain_update(b"recado secrets key id\0").chain_update(&key).finalize();
-    Ok(hex::encode(&digest[..8]))
+    let digest = sha2::Sha256::new().chain_update(b"recado secrets key id\0").chain_update(key).finalize();
+    hex::encode(&digest[..8])
+}
+
+impl super::Db {
+    /// With a shared database (PostgreSQL), every node must seal and open channel secrets with the same key:
+    /// the first node records its key's id, and a node with another key is refused before it writes a secret
+    /// the others could not open.
+    pub(super) async fn check_secrets_key(&self) -> Result<()> {
+        let node = self.inner.secrets.id().to_owned();
+        let mine = node.clone();
+        let database = self
+            .write(move |connection| {
+                connection.execute(
+                    "INSERT INTO installation (id, secrets_key_id) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING",
+                    params![mine],
+                )?;
+                connection
+                    .query_row("SELECT secrets_key_id FROM installation WHERE id = 1", params![], |row| row.get(0))
+            })
+            .await?;
+        if database == node { Ok(()) } else { Err(Error::SecretsKeyMismatch { database, node }) }
+    }
 }
 
 /// The associated data of a channel row.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
+use super::sql::{Connection, params};
 
 use super::access::Scope;
 use super::clients::load_client;
@@ -96,7 +96,7 @@ impl Db {
     /// Up to `limit` clocks that need a look at `now`, earliest first.
     pub async fn due_clocks(&self, now: Timestamp, limit: usize) -> Result<Vec<DueClock>> {
         self.read(move |connection| {
-            Ok(connection
+            connection
                 .prepare_cached(
                     "SELECT client_id, id, sla_state, sla_started_at, sla_warn_at, sla_due_at, sla_next_at
                      FROM conversations WHERE sla_next_at IS NOT NULL AND sla_next_at <= ?1
@@ -113,7 +113,7 @@ impl Db {
                         next_at: row.get(6)?,
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }
@@ -121,11 +121,11 @@ impl Db {
     /// When the next clock needs a look, if any runs.
     pub async fn next_clock_at(&self) -> Result<Option<Timestamp>> {
         self.read(|connection| {
-            Ok(connection.query_row(
+            connection.query_row(
                 "SELECT MIN(sla_next_at) FROM conversations WHERE sla_next_at IS NOT NULL",
                 [],
                 |row| row.get(0),
-            )?)
+            )
         })
         .await
     }
@@ -266,7 +266,7 @@ impl Db {
                 .query_map(params![client.as_str(), conversation_id], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             rows.into_iter()
                 .map(|(kind, detail, at)| Ok((kind, serde_json::from_str(&detail)?, Timestamp(at))))
                 .collect()
@@ -281,7 +281,7 @@ impl Db {
         conversation_id: ConversationId,
     ) -> Result<Vec<(String, u8, String, bool)>> {
         self.read(move |connection| {
-            Ok(connection
+            connection
                 .prepare_cached(
                     "SELECT trigger, level, reason, notification_id IS NOT NULL FROM escalations
                      WHERE client_id = ?1 AND conversation_id = ?2 ORDER BY created_at, id",
@@ -289,7 +289,7 @@ impl Db {
                 .query_map(params![client.as_str(), conversation_id], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }

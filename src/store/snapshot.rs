@@ -141,8 +141,13 @@ mod tests {
     #[tokio::test]
     async fn a_copy_taken_while_the_writer_writes_is_whole_and_counted() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let settings =
-            StorageSettings { data_dir: dir.path().join("data"), readers: 1, max_batch: 16, secrets_key_file: None };
+        let settings = StorageSettings {
+            data_dir: dir.path().join("data"),
+            readers: 1,
+            max_batch: 16,
+            secrets_key_file: None,
+            database_file: None,
+        };
         let db = Db::open(&settings).expect("open");
         let profile: ClientProfile = serde_json::from_value(
             serde_json::json!({"name": "Acme", "timezone": "Europe/Madrid", "languages": ["es"]}),

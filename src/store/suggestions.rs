@@ -1,6 +1,6 @@
 //! What suggestions need from the store: a message's context, and what assistants did with suggestions.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::{OptionalExtension, params};
 
 use super::access::Scope;
 use super::articles::{load_article, write_article_content};
@@ -134,7 +134,7 @@ impl Db {
                      ON CONFLICT (client_id, article_id) DO UPDATE SET picks = suggestion_stats.picks + 1",
                 )?
                 .execute(params![client.as_str(), article.id.as_str()])?;
-            let Some(phrasing) = feedback.phrasing.map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()) else { return Ok(false) };
+            let Some(phrasing) = feedback.phrasing.as_deref().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()) else { return Ok(false) };
             let known = article.content.questions.iter().chain(std::iter::once(&article.content.title)).any(|q| q.to_lowercase() == phrasing.to_lowercase());
             if known || article.content.questions.len() >= LEARNED_PHRASINGS_CAP {
                 return Ok(false);
@@ -155,7 +155,7 @@ impl Db {
             let rows = connection
                 .prepare_cached("SELECT article_id, impressions, picks FROM suggestion_stats WHERE client_id = ?1")?
                 .query_map([client.as_str()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             Ok(rows)
         })
         .await

@@ -4,9 +4,9 @@
 //! working when they are disabled; a token without a person is an integration's, named, with the role it was
 //! made with.
 
+use super::sql::{Connection, OptionalExtension, Row, params};
 use base64::Engine as _;
 use rand::RngCore as _;
-use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -70,7 +70,7 @@ fn new_token() -> (String, String) {
 
 /// Stores a token and answers it with its whole text.
 fn insert_token(
-    connection: &rusqlite::Connection,
+    connection: &Connection,
     role: Role,
     client: Option<ClientSlug>,
     name: String,
@@ -103,7 +103,7 @@ impl Db {
                 (_, Some(_)) => return Err(Invalid::new("client", "only client tokens are bound to a client").into()),
                 (_, None) => {}
             }
-            insert_token(connection, role, client, name, None, "cli")
+            insert_token(connection, role, client.clone(), name.clone(), None, "cli")
         })
         .await
     }
@@ -115,7 +115,7 @@ impl Db {
             if person.disabled {
                 return Err(Invalid::new("person", format!("{} is disabled", person.email)).into());
             }
-            insert_token(connection, person.role, person.client, name, Some(person.id), &actor)
+            insert_token(connection, person.role, person.client, name.clone(), Some(person.id), &actor)
         })
         .await
     }
@@ -125,11 +125,11 @@ impl Db {
         self.read(move |connection| {
             let rows = connection
                 .prepare_cached(&format!(
-                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE (?1 IS NULL OR person_id = ?1)
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE (CAST(?1 AS TEXT) IS NULL OR person_id = ?1)
                      ORDER BY created_at DESC, id DESC"
                 ))?
                 .query_map([&owner], |row| Ok(token_from_row(row)?.0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             Ok(rows)
         })
         .await
@@ -206,7 +206,7 @@ impl Db {
 
 const TOKEN_COLUMNS: &str = "id, role, client_id, name, person_id, created_at, revoked_at, secret_hash";
 
-fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, Vec<u8>)> {
+fn token_from_row(row: &Row<'_>) -> Result<(TokenRecord, Vec<u8>)> {
     Ok((
         TokenRecord {
             id: row.get(0)?,
@@ -221,11 +221,11 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, Vec
     ))
 }
 
-fn load_token(connection: &rusqlite::Connection, id: &str) -> Result<Option<(TokenRecord, Vec<u8>)>> {
-    Ok(connection
+fn load_token(connection: &Connection, id: &str) -> Result<Option<(TokenRecord, Vec<u8>)>> {
+    connection
         .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"))?
         .query_row([id], token_from_row)
-        .optional()?)
+        .optional()
 }
 
 #[cfg(test)]

@@ -215,8 +215,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     // Which labelled message each query uses (seeded: the same queries every run).
     let mut random = rand::rngs::StdRng::seed_from_u64(8);
     let dir = tempfile::tempdir()?;
-    let storage =
-        StorageSettings { data_dir: dir.path().to_owned(), readers: 4, max_batch: 256, secrets_key_file: None };
+    let storage = StorageSettings {
+        data_dir: dir.path().to_owned(),
+        readers: 4,
+        max_batch: 256,
+        secrets_key_file: None,
+        database_file: None,
+    };
     let db = tokio::task::block_in_place(|| Db::open(&storage))?;
     let started = Instant::now();
     let slugs = import_generated(&db, &args.kb, args.clients, args.articles).await?;

@@ -217,8 +217,13 @@ fn rank_of(results: &[String], expected: &str) -> Outcome {
 
 async fn recado_ranks(kb: &Path, corpus: &Corpus, labelled: &[Labelled]) -> anyhow::Result<Vec<Outcome>> {
     let dir = tempfile::tempdir()?;
-    let storage =
-        StorageSettings { data_dir: dir.path().to_owned(), readers: 2, max_batch: 256, secrets_key_file: None };
+    let storage = StorageSettings {
+        data_dir: dir.path().to_owned(),
+        readers: 2,
+        max_batch: 256,
+        secrets_key_file: None,
+        database_file: None,
+    };
     let db = tokio::task::block_in_place(|| Db::open(&storage))?;
     crate::kb::import_dir(&db, kb, "eval", |_, _| {}).await?;
     let index = SearchIndex::open(&storage.index_path(), &SearchSettings::default(), &db).await?;

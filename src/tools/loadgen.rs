@@ -182,6 +182,7 @@ async fn start(args: &LoadgenArgs) -> anyhow::Result<Started> {
             let overrides = crate::config::Overrides {
                 listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
                 data_dir: Some(data_dir.path().to_owned()),
+                database_url: None,
             };
             Settings::load(Some(file), &overrides)?
         }

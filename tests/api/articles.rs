@@ -316,7 +316,7 @@ async fn a_knowledge_base_goes_out_and_back_in_as_a_zip_of_the_file_layout() {
     assert_eq!((found["title"].as_str(), found["shortcut"].as_str()), (Some("Urgències"), Some("urgent")), "{found}");
 
     // A broken archive: every problem with its file and line, and nothing stored.
-    let before = app.table_contents(&["articles"]);
+    let before = app.table_contents(&["articles"]).await;
     let broken = "+++\nlanguage = \"ca\"\ntitle = \"x\"\n+++\nHola\n{{ contact.phone }}\n";
     let (status, error) = import(
         &app,
@@ -337,7 +337,7 @@ async fn a_knowledge_base_goes_out_and_back_in_as_a_zip_of_the_file_layout() {
     assert!(message.contains("kb/other/articles/smuggled.md: not part of this client's"), "{message}");
     let (status, error) = import(&app, "dental", &app.admin, b"PK not really".to_vec()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
-    assert_eq!(app.table_contents(&["articles"]), before, "nothing of a refused archive is stored");
+    assert_eq!(app.table_contents(&["articles"]).await, before, "nothing of a refused archive is stored");
 
     // Only admins import, into a client they can see, as a zip.
     let archive = zip_of(&[("kb/dental/articles/urgencies.md", new)]);

@@ -188,13 +188,13 @@ async fn telegram_sends_a_document_through_the_business_connection_and_the_webho
     assert_eq!(bytes, png());
 
     // Too large, empty, or an unknown field: refused, nothing queued.
-    let before = app.table_counts(&["outbox"])[0];
+    let before = app.table_counts(&["outbox"]).await[0];
     let (status, body) = attach(&app, &conversation, file_form(vec![7; 70 * 1024], "big.bin", "")).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     let (status, body) = attach(&app, &conversation, file_form(Vec::new(), "empty.txt", "")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, body) = attach(&app, &conversation, Form::new().text("colour", "blue")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(app.table_counts(&["outbox"])[0], before);
+    assert_eq!(app.table_counts(&["outbox"]).await[0], before);
     app.stop().await;
 }

@@ -228,14 +228,10 @@ async fn post(app: &TestApp, channel: &str, body: &Value) -> u16 {
     request.header("content-type", "application/json").body(bytes).send().await.expect("sent").status().as_u16()
 }
 
-/// The stored text of the message with `external_id`, read from the database file.
-fn stored_text(app: &TestApp, external_id: &str) -> Option<String> {
-    let connection = rusqlite::Connection::open_with_flags(
-        app.data_dir.join("recado.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open read-only");
-    connection.query_row("SELECT text FROM messages WHERE external_id = ?1", [external_id], |row| row.get(0)).ok()
+/// The stored text of the message with `external_id`, read from the database by a connection of the test's own.
+async fn stored_text(app: &TestApp, external_id: &str) -> Option<String> {
+    let rows = app.database().query("SELECT text FROM messages WHERE external_id = ?1", &[external_id.into()]).await;
+    rows.first().map(|row| row[0].text().to_owned())
 }
 
 #[test]
@@ -273,14 +269,14 @@ fn arbitrary_updates_through_the_webhooks_never_answer_5xx_and_lose_no_text() {
                     let status = post(&app, "whatsapp", &body).await;
                     prop_assert!(status < 500, "{status} for {body}");
                     prop_assert_eq!(status, 200, "a signed webhook is acknowledged: {}", body);
-                    prop_assert_eq!(stored_text(&app, &format!("wamid.prop{n}")), Some(text.clone()));
+                    prop_assert_eq!(stored_text(&app, &format!("wamid.prop{n}")).await, Some(text.clone()));
                 } else {
                     let status = post(&app, "telegram", &telegram_update).await;
                     prop_assert!(status < 500, "{status} for {telegram_update}");
                     let good = json!({ "update_id": n, "message": {
                         "message_id": n, "chat": { "id": 4242, "type": "private" }, "text": text } });
                     prop_assert_eq!(post(&app, "telegram", &good).await, 200);
-                    prop_assert_eq!(stored_text(&app, &format!("4242:{n}")), Some(text.clone()));
+                    prop_assert_eq!(stored_text(&app, &format!("4242:{n}")).await, Some(text.clone()));
                 }
                 Ok(())
             })

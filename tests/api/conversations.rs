@@ -211,35 +211,33 @@ async fn a_reply_is_stored_with_its_delivery_or_not_at_all() {
     let token = app.create_client("client-a").await;
     let (_, inbound) = app.ingest("client-a", &token, "m1", "+34600", "Hola").await;
     let id = inbound["conversation_id"].as_str().expect("id").to_owned();
-    let database = rusqlite::Connection::open(app.data_dir.join("recado.db")).expect("open");
-    let assistant_messages = || -> i64 {
-        database
-            .query_row("SELECT COUNT(*) FROM messages WHERE kind = 'assistant'", [], |row| row.get(0))
-            .expect("count")
-    };
+    let database = app.database();
+    let assistant_messages =
+        || async { database.value("SELECT COUNT(*) FROM messages WHERE kind = 'assistant'", &[]).await.integer() };
     // The outbox refuses every new row, as a full disk or a constraint would at that statement.
     database
-        .execute_batch(
+        .batch(
             "CREATE TRIGGER refuse_deliveries BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
+             CREATE TRIGGER refuse_deliveries BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION refuse();",
         )
-        .expect("trigger");
+        .await;
     let (status, body) =
         app.post(&format!("/api/v1/conversations/{id}/replies"), &app.assistant, json!({ "text": "Bon dia" })).await;
     assert!(status.is_server_error(), "{status} {body}");
-    assert_eq!(assistant_messages(), 0, "the message was not kept without its delivery");
+    assert_eq!(assistant_messages().await, 0, "the message was not kept without its delivery");
 
-    database.execute_batch("DROP TRIGGER refuse_deliveries").expect("dropped");
+    database.batch("DROP TRIGGER refuse_deliveries", "DROP TRIGGER refuse_deliveries ON outbox").await;
     let (status, body) =
         app.post(&format!("/api/v1/conversations/{id}/replies"), &app.assistant, json!({ "text": "Bon dia" })).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(assistant_messages(), 1);
-    let queued: i64 = database
-        .query_row(
+    assert_eq!(assistant_messages().await, 1);
+    let queued = database
+        .value(
             "SELECT COUNT(*) FROM outbox o JOIN messages m ON m.client_id = o.client_id AND m.id = o.message_id
              WHERE m.kind = 'assistant'",
-            [],
-            |row| row.get(0),
+            &[],
         )
-        .expect("count");
-    assert_eq!(queued, 1, "and with it, its delivery");
+        .await;
+    assert_eq!(queued.integer(), 1, "and with it, its delivery");
 }

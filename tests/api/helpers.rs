@@ -55,7 +55,7 @@ pub async fn spawn_in_at(
     clock: recado::domain::Clock,
 ) -> TestApp {
     recado::telemetry::init("warn");
-    let mut settings = Settings::for_tests(data_dir);
+    let mut settings = crate::database::settings_for(data_dir);
     // The test binary is not recado: uploads are compiled by the real one.
     settings.plugins.compiler = Some(env!("CARGO_BIN_EXE_recado").into());
     configure(&mut settings);
@@ -261,43 +261,20 @@ impl TestApp {
         }
     }
 
-    /// A separate read-only connection to the server's database file.
-    fn read_only(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(
-            self.data_dir.join("recado.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open read-only")
+    /// The server's database, reached from outside as another program would.
+    pub fn database(&self) -> crate::database::Database {
+        crate::database::Database::of(&self.data_dir)
     }
 
-    /// Row counts of `tables`, read from the database file by a separate read-only connection.
-    pub fn table_counts(&self, tables: &[&str]) -> Vec<i64> {
-        let connection = self.read_only();
-        tables
-            .iter()
-            .map(|table| {
-                connection.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0)).expect("count")
-            })
-            .collect()
+    /// Row counts of `tables`, read by a connection of the test's own.
+    pub async fn table_counts(&self, tables: &[&str]) -> Vec<i64> {
+        self.database().counts(tables).await
     }
 
     /// Every row of each of `tables`, every column, in a stable order: compared before and after an action,
     /// an update shows as well as an insert or a delete.
-    pub fn table_contents(&self, tables: &[&str]) -> Vec<Vec<Vec<rusqlite::types::Value>>> {
-        let connection = self.read_only();
-        tables
-            .iter()
-            .map(|table| {
-                let mut statement =
-                    connection.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).expect("prepare");
-                let columns = statement.column_count();
-                statement
-                    .query_map([], |row| (0..columns).map(|index| row.get(index)).collect())
-                    .expect("query")
-                    .collect::<rusqlite::Result<_>>()
-                    .expect("rows")
-            })
-            .collect()
+    pub async fn table_contents(&self, tables: &[&str]) -> Vec<Vec<Vec<crate::database::Cell>>> {
+        self.database().contents(tables).await
     }
 
     /// Starts a graceful shutdown without waiting for it.

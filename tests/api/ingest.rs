@@ -161,7 +161,7 @@ async fn messages_left_unprocessed_are_processed_after_a_restart() {
     };
     let client = message.client.clone();
     first.stop().await;
-    let db = recado::store::Db::open(&recado::config::Settings::for_tests(dir.path()).storage).expect("open");
+    let db = crate::database::open_store(dir.path()).await;
     let channel = message.channel.clone();
     let batch = recado::store::InboundBatch { messages: vec![message], ..Default::default() };
     let outcome = db.ingest(client, channel, batch).await.expect("stored").messages.remove(0);
@@ -238,7 +238,7 @@ async fn the_message_api_takes_parts_and_attachments_by_url_or_inline() {
         .post("/api/v1/clients/shop/messages", &token, json!({ "external_id": "y", "from": { "handle": "h" } }))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a message needs some content: {error}");
-    assert_eq!(strict.table_counts(&["messages"])[0], 0, "nothing half-written");
+    assert_eq!(strict.table_counts(&["messages"]).await[0], 0, "nothing half-written");
     strict.stop().await;
     app.stop().await;
 }

@@ -65,11 +65,9 @@ async fn admins_create_list_reset_and_disable_people_and_no_answer_carries_a_has
     let (status, reset) = app.call(Method::PUT, &path, Some(&app.admin), Some(json!({ "password": changed }))).await;
     assert_eq!(status, StatusCode::OK, "{reset}");
     assert!(reset.get("generated_password").is_none());
-    let stored: String = rusqlite::Connection::open(app.data_dir.join("recado.db"))
-        .expect("open")
-        .query_row("SELECT password_hash FROM people WHERE id = ?1", [&id], |row| row.get(0))
-        .expect("row");
-    assert!(recado::people::verify_password(changed, &stored) && !recado::people::verify_password(generated, &stored));
+    let stored = app.database().value("SELECT password_hash FROM people WHERE id = ?1", &[id.as_str().into()]).await;
+    let stored = stored.text();
+    assert!(recado::people::verify_password(changed, stored) && !recado::people::verify_password(generated, stored));
 
     let (status, disabled) = app.post(&format!("/api/v1/people/{id}/disable"), &app.admin, json!({})).await;
     assert_eq!((status, disabled["disabled"].as_bool()), (StatusCode::OK, Some(true)), "{disabled}");

@@ -320,7 +320,7 @@ async fn shadow_runs_are_recorded_not_applied_and_replay_changes_nothing() {
     }
 
     let tables = ["messages", "outbox", "decisions", "plugin_kv", "escalations", "audit_log", "plugins"];
-    let before = app.table_contents(&tables);
+    let before = app.table_contents(&tables).await;
     let (status, report) =
         app.post(&format!("/api/v1/clients/dental/plugins/{v2}/replay"), &token, json!({ "messages": 10 })).await;
     assert_eq!(status, StatusCode::OK, "{report}");
@@ -332,7 +332,7 @@ async fn shadow_runs_are_recorded_not_applied_and_replay_changes_nothing() {
         assert_eq!(item["active"]["acknowledge"], "Versió u");
         assert_eq!(item["recorded"]["acknowledge"], "Versió u");
     }
-    let after = app.table_contents(&tables);
+    let after = app.table_contents(&tables).await;
     for ((table, before), after) in tables.iter().zip(&before).zip(&after) {
         assert_eq!(after, before, "{table}: a replay stores, sends and changes nothing (every column)");
     }
@@ -668,7 +668,7 @@ async fn a_contact_tagged_by_a_person_is_seen_tagged_by_the_rules() {
 /// store of a stopped server: the backlog a restart finds, or a burst the pipeline has not reached yet.
 async fn store_waiting(data_dir: &std::path::Path, slug: &str, count: usize, ago: Duration) {
     use recado::domain::{ChannelName, ClientSlug, Context, InboundMessage, Timestamp};
-    let db = recado::store::Db::open(&recado::config::Settings::for_tests(data_dir).storage).expect("store opens");
+    let db = crate::database::open_store(data_dir).await;
     let client = ClientSlug::parse(slug).expect("slug");
     let channel = ChannelName::known(ChannelName::API);
     let received_at = Timestamp(Timestamp::now().millis() - i64::try_from(ago.as_millis()).expect("ms"));
@@ -693,23 +693,26 @@ async fn store_waiting(data_dir: &std::path::Path, slug: &str, count: usize, ago
 }
 
 /// Each decision recorded for an inbound message, in the order they were applied: (client, source, reason).
-fn decisions_in_order(app: &TestApp) -> Vec<(String, String, String)> {
-    let connection = rusqlite::Connection::open_with_flags(
-        app.data_dir.join("recado.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open read-only");
-    let mut statement = connection
-        .prepare(
-            "SELECT client_id, source, json_extract(decision, '$.reason') FROM decisions
-             WHERE source IN ('chain', 'defaults') ORDER BY rowid",
+/// Decisions are only ever inserted, so the physical order of a fresh table's rows (SQLite's `rowid`,
+/// PostgreSQL's `ctid`) is the order they were applied in.
+async fn decisions_in_order(app: &TestApp) -> Vec<(String, String, String)> {
+    let order = if crate::database::postgres() { "ctid" } else { "rowid" };
+    let rows = app
+        .database()
+        .query(
+            &format!(
+                "SELECT client_id, source, decision FROM decisions WHERE source IN ('chain', 'defaults') ORDER BY {order}"
+            ),
+            &[],
         )
-        .expect("prepare");
-    statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .expect("query")
-        .collect::<rusqlite::Result<_>>()
-        .expect("rows")
+        .await;
+    rows.iter()
+        .map(|row| {
+            let decision: Value = serde_json::from_str(row[2].text()).expect("a decision");
+            let reason = decision["reason"].as_str().expect("a reason").to_owned();
+            (row[0].text().to_owned(), row[1].text().to_owned(), reason)
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -733,7 +736,7 @@ async fn a_busy_clients_rules_decide_every_message_while_other_clients_take_turn
     .await;
     app.wait_for_metric("recado_processed_messages_total", 22.0).await;
 
-    let decisions = decisions_in_order(&app);
+    let decisions = decisions_in_order(&app).await;
     let clients: Vec<&str> = decisions.iter().map(|(client, _, _)| client.as_str()).collect();
     let expected: Vec<&str> = [["busy"; 5].as_slice(), &["quiet"; 2], &["busy"; 15]].concat();
     assert_eq!(clients, expected, "the quiet client's turn comes after one turn of the busy one, not after all four");
@@ -766,7 +769,7 @@ async fn a_message_that_waited_too_long_for_its_clients_rules_gets_the_defaults_
     let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
     app.wait_for_metric("recado_processed_messages_total", 2.0).await;
 
-    let late = decisions_in_order(&app);
+    let late = decisions_in_order(&app).await;
     assert_eq!(late.len(), 2, "{late:?}");
     let of = |slug: &str| late.iter().find(|(client, _, _)| client == slug).expect("decided").clone();
     let (_, source, _) = of("patient");
@@ -775,15 +778,8 @@ async fn a_message_that_waited_too_long_for_its_clients_rules_gets_the_defaults_
     assert_eq!(source, "defaults");
     assert!(reason.starts_with("rules not run: the message waited 60 s for this client's rules"), "{reason}");
     assert_eq!(app.metric("recado_plugin_queue_timeouts_total").await, 1.0);
-    let connection = rusqlite::Connection::open_with_flags(
-        app.data_dir.join("recado.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open read-only");
-    let data: String = connection
-        .query_row("SELECT data FROM events WHERE kind = 'rules.queue_timeout'", [], |row| row.get(0))
-        .expect("one rules.queue_timeout event");
-    let data: Value = serde_json::from_str(&data).expect("json");
+    let data = app.database().value("SELECT data FROM events WHERE kind = 'rules.queue_timeout'", &[]).await;
+    let data: Value = serde_json::from_str(data.text()).expect("json");
     assert_eq!(data["limit_ms"], 30_000);
     assert!(data["waited_ms"].as_u64().expect("ms") >= 60_000, "{data}");
 

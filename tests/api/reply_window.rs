@@ -60,7 +60,7 @@ async fn template_sent(graph: &FakeProvider) -> Value {
 }
 
 async fn outbox_rows(app: &TestApp) -> i64 {
-    app.table_counts(&["outbox"])[0]
+    app.table_counts(&["outbox"]).await[0]
 }
 
 #[tokio::test]

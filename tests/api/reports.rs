@@ -17,6 +17,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::database::Cell;
 use crate::helpers::{TestApp, profile, spawn_in, spawn_in_at};
 
 /// Milliseconds since the epoch of a UTC time.
@@ -78,49 +79,48 @@ async fn figures_match_those_worked_out_by_hand() {
     app.stop().await;
 
     // Move the history to the week it is scripted in.
-    let db = rusqlite::Connection::open(dir.path().join("recado.db")).expect("open");
+    let db = crate::database::Database::of(dir.path());
     let script = [
         (&c1, utc("2026-11-16T09:00:00Z"), utc("2026-11-16T09:00:05Z"), Some(utc("2026-11-16T09:20:00Z")), "met"),
         (&c2, utc("2026-11-20T15:30:00Z"), utc("2026-11-20T15:30:05Z"), Some(utc("2026-11-23T08:40:00Z")), "met_late"),
         (&c3, utc("2026-11-21T10:00:00Z"), utc("2026-11-21T10:02:00Z"), None, "overdue"),
     ];
     for (id, wrote, acknowledged, replied, state) in &script {
+        let (id, wrote, acknowledged, replied, state): (&str, Cell, Cell, Cell, Cell) =
+            (id, (*wrote).into(), (*acknowledged).into(), (*replied).into(), (*state).into());
         db.execute(
             "UPDATE messages SET created_at = CASE WHEN direction = 'in' THEN ?2 WHEN kind = 'auto_ack' THEN ?3
                                  WHEN kind = 'assistant' THEN ?4 ELSE created_at END WHERE conversation_id = ?1",
-            rusqlite::params![id, wrote, acknowledged, replied],
+            &[id.into(), wrote.clone(), acknowledged.clone(), replied.clone()],
         )
-        .expect("messages");
+        .await;
         db.execute(
             "UPDATE conversations SET opened_at = ?2, acknowledged_at = ?3, first_human_reply_at = ?4, sla_state = ?5,
                     first_response_ms = NULL, first_response_open_ms = NULL WHERE id = ?1",
-            rusqlite::params![id, wrote, acknowledged, replied, state],
+            &[id.into(), wrote, acknowledged, replied, state],
         )
-        .expect("conversation");
+        .await;
     }
-    db.execute("UPDATE suggestion_feedback SET at = ?1", [utc("2026-11-16T09:19:00Z")]).expect("feedback");
-    db.execute("UPDATE escalations SET created_at = ?1", [utc("2026-11-21T11:00:00Z")]).expect("escalation");
+    db.execute("UPDATE suggestion_feedback SET at = ?1", &[utc("2026-11-16T09:19:00Z").into()]).await;
+    db.execute("UPDATE escalations SET created_at = ?1", &[utc("2026-11-21T11:00:00Z").into()]).await;
     // The counts reports read for whole days followed the messages as they were written, given an author and
     // moved in time.
-    let grouped = |sql: &str| -> Vec<(i64, String, String, String, String, i64)> {
-        db.prepare(sql)
-            .expect("prepare")
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
-    };
-    let counted = grouped(
-        "SELECT day, channel, direction, kind, author_id, count FROM message_counts WHERE count > 0
-         ORDER BY 1, 2, 3, 4, 5",
-    );
-    let messages = grouped(
-        "SELECT created_at / 86400000, channel, direction, kind, COALESCE(author_id, ''), COUNT(*) FROM messages
-         GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
-    );
+    let counted = db
+        .query(
+            "SELECT day, channel, direction, kind, author_id, count FROM message_counts WHERE count > 0
+             ORDER BY 1, 2, 3, 4, 5",
+            &[],
+        )
+        .await;
+    let messages = db
+        .query(
+            "SELECT created_at / 86400000, channel, direction, kind, COALESCE(author_id, ''), COUNT(*) FROM messages
+             GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+            &[],
+        )
+        .await;
     assert_eq!(counted, messages);
-    assert!(counted.iter().any(|row| row.3 == "assistant" && row.4 == ana.id), "{counted:?}");
-    drop(db);
+    assert!(counted.iter().any(|row| row[3].text() == "assistant" && row[4].text() == ana.id), "{counted:?}");
 
     let app = spawn_in(dir.path(), |_| {}).await;
     app.wait_for_metric("recado_worker_steps_total{worker=\"housekeeping\"}", 1.0).await;

@@ -127,12 +127,11 @@ async fn stalled_request(app: &TestApp, token: &str) -> TcpStream {
     stream
 }
 
-/// Takes SQLite's write lock from another connection, so the server's writes wait (up to its busy timeout of
-/// 5 s): requests that write stay in progress, holding their slots, as they would on a stalled disk.
-fn hold_the_write_lock(app: &TestApp) -> rusqlite::Connection {
-    let connection = rusqlite::Connection::open(app.data_dir.join("recado.db")).expect("open");
-    connection.execute_batch("BEGIN IMMEDIATE").expect("write lock taken");
-    connection
+/// Holds the server's writes from another connection (SQLite's write lock, which they wait on up to the busy
+/// timeout of 5 s; PostgreSQL's lock on the messages table): requests that write stay in progress, holding their
+/// slots, as they would on a stalled disk.
+async fn hold_the_write_lock(app: &TestApp) -> crate::database::WritesHeld {
+    app.database().hold_writes().await
 }
 
 fn message(external_id: &str) -> Value {
@@ -147,7 +146,7 @@ async fn past_its_budget_ingest_answers_503_with_retry_after_at_once_while_the_a
     })
     .await;
     let token = app.create_client("client-a").await;
-    let lock = hold_the_write_lock(&app);
+    let lock = hold_the_write_lock(&app).await;
     let mut held = Vec::new();
     for n in 0..2 {
         let (http, url, token) =
@@ -222,7 +221,7 @@ async fn bodies_still_arriving_hold_no_slot_and_a_body_slower_than_the_minimum_r
 async fn a_request_that_takes_too_long_gets_504() {
     let app = spawn_app_with(|settings| settings.http.request_timeout_ms = 300).await;
     let token = app.create_client("client-a").await;
-    let _lock = hold_the_write_lock(&app);
+    let _lock = hold_the_write_lock(&app).await;
     let started = Instant::now();
     let (status, error) = app.post("/api/v1/clients/client-a/messages", &token, message("slow")).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{error}");
@@ -311,8 +310,14 @@ async fn shutdown_lets_a_request_in_flight_finish_and_then_stops() {
 async fn readiness_is_red_while_the_store_cannot_commit_and_green_again_after_the_next_commit() {
     let app = spawn_app().await;
     let token = app.create_client("client-a").await;
-    let lock = hold_the_write_lock(&app);
-    // The write waits out SQLite's busy timeout, then its commit fails: the store cannot take writes.
+    // SQLite: the write waits out the busy timeout, then its commit fails. PostgreSQL: the database cannot be
+    // reached. Either way the store cannot take writes.
+    let lock = if crate::database::postgres() {
+        crate::database::refuse_connections(&app.data_dir);
+        None
+    } else {
+        Some(hold_the_write_lock(&app).await)
+    };
     let write = {
         let (http, url, token) =
             (app.http.clone(), format!("{}/api/v1/clients/client-a/messages", app.base), token.clone());
@@ -329,6 +334,9 @@ async fn readiness_is_red_while_the_store_cannot_commit_and_green_again_after_th
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(lock);
+    if crate::database::postgres() {
+        crate::database::allow_connections(&app.data_dir);
+    }
     let answered = write.await.expect("task").expect("answered").status();
     assert!(!answered.is_success(), "the write that could not commit was not acknowledged: {answered}");
     let (status, body) = app.ingest("client-a", &token, "after", "+1", "hi").await;

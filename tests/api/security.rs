@@ -874,11 +874,9 @@ async fn a_client_has_one_upload_in_the_compile_queue_at_a_time() {
     assert_eq!(first.status(), StatusCode::CREATED);
 }
 
-/// Every byte of the database and its write-ahead log.
-fn database_bytes(data_dir: &Path) -> Vec<u8> {
-    let mut bytes = std::fs::read(data_dir.join("recado.db")).expect("database");
-    bytes.extend(std::fs::read(data_dir.join("recado.db-wal")).unwrap_or_default());
-    bytes
+/// Everything the database holds (the SQLite file and its write-ahead log; every PostgreSQL row as text).
+async fn database_bytes(data_dir: &Path) -> Vec<u8> {
+    crate::database::Database::of(data_dir).everything().await
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -902,29 +900,36 @@ async fn channel_secrets_are_sealed_in_the_database_file() {
             .send()
     };
     assert_eq!(post(&app, 1).await.expect("sent").status(), StatusCode::OK, "the sealed secret is still checked");
-    let bytes = database_bytes(dir.path());
+    let bytes = database_bytes(dir.path()).await;
     assert!(!contains(&bytes, bot_token) && !contains(&bytes, secret), "a secret is readable in the database file");
     app.stop().await;
 
     // A row written before encryption existed is sealed when the store opens, and keeps working.
     let plain = json!({ "bot_token": bot_token, "secret_token": secret, "api_base_url": "https://api.telegram.org" });
-    let connection = rusqlite::Connection::open(dir.path().join("recado.db")).expect("open");
-    connection
-        .execute("UPDATE channels SET config = ?1 WHERE client_id = 'studio'", [plain.to_string()])
-        .expect("plain row");
-    connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
-    drop(connection);
+    let database = crate::database::Database::of(dir.path());
+    database
+        .execute("UPDATE channels SET config = ?1 WHERE client_id = 'studio'", &[plain.to_string().as_str().into()])
+        .await;
+    database.batch("PRAGMA wal_checkpoint(TRUNCATE)", "CHECKPOINT").await;
     let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
     assert_eq!(post(&app, 2).await.expect("sent").status(), StatusCode::OK);
-    let stored: String = rusqlite::Connection::open(dir.path().join("recado.db"))
-        .expect("open")
-        .query_row("SELECT config FROM channels WHERE client_id = 'studio'", [], |row| row.get(0))
-        .expect("row");
+    let stored = database.value("SELECT config FROM channels WHERE client_id = 'studio'", &[]).await;
+    let stored = stored.text();
     assert!(stored.starts_with("enc:v1:") && !stored.contains(bot_token), "{stored}");
 
-    // Without its key, the database does not give the secrets away: the webhook cannot be checked.
+    // Without its key, the database does not give the secrets away: the webhook cannot be checked. A shared
+    // database (PostgreSQL) refuses a node with another key before it starts.
     app.stop().await;
     std::fs::remove_file(dir.path().join("secrets.key")).expect("key removed");
+    if crate::database::postgres() {
+        let settings = crate::database::settings_for(dir.path());
+        let error = recado::app::Application::build(settings).await.err().expect("another key is refused");
+        assert!(
+            format!("{error:#}").contains("is not the one the database's channel secrets are sealed with"),
+            "{error:#}"
+        );
+        return;
+    }
     let app = crate::helpers::spawn_in(dir.path(), |_| {}).await;
     let status = post(&app, 3).await.expect("sent").status();
     assert!(status.is_server_error(), "{status}");
@@ -978,27 +983,24 @@ async fn tokens_are_kept_as_hashes_and_channel_secrets_reach_no_view_and_no_log_
     assert_eq!(card["channels"]["whatsapp"]["phone_number_id"], "1099", "the public part is shown: {card}");
 
     // The audit and decision logs, row by row.
-    let database = rusqlite::Connection::open(dir.path().join("recado.db")).expect("open");
-    let rows = |sql: &str| -> Vec<String> {
-        let mut statement = database.prepare(sql).expect("prepare");
-        statement.query_map([], |row| row.get::<_, String>(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+    let database = crate::database::Database::of(dir.path());
+    let rows = async |sql: &str| -> Vec<String> {
+        database.query(sql, &[]).await.iter().map(|row| row[0].text().to_owned()).collect()
     };
-    let audit = rows("SELECT action || ' ' || COALESCE(detail, '') FROM audit_log");
+    let audit = rows("SELECT action || ' ' || COALESCE(detail, '') FROM audit_log").await;
     assert!(audit.iter().filter(|entry| entry.starts_with("channel.")).count() >= 3, "{audit:?}");
-    let decisions = rows("SELECT source || ' ' || decision || ' ' || COALESCE(logs, '') FROM decisions");
+    let decisions = rows("SELECT source || ' ' || decision || ' ' || COALESCE(logs, '') FROM decisions").await;
     assert!(!decisions.is_empty());
     for entry in audit.iter().chain(&decisions) {
         assert!(secrets.iter().all(|secret| !entry.contains(secret)), "a secret in a log table: {entry}");
     }
 
     // Tokens: only the SHA-256 of each secret part is stored, and the secret is nowhere in the file.
-    let bytes = database_bytes(dir.path());
+    let bytes = database_bytes(dir.path()).await;
     for token in [&app.admin, &app.assistant, &client] {
         let (id, secret) = token.strip_prefix("rcd_").and_then(|rest| rest.split_once('_')).expect("token shape");
-        let stored: Vec<u8> = database
-            .query_row("SELECT secret_hash FROM tokens WHERE id = ?1", [id], |row| row.get(0))
-            .expect("the token's row");
-        assert_eq!(stored, sha2::Sha256::digest(secret.as_bytes()).to_vec());
+        let stored = database.value("SELECT secret_hash FROM tokens WHERE id = ?1", &[id.into()]).await;
+        assert_eq!(stored.blob(), sha2::Sha256::digest(secret.as_bytes()).as_slice());
         assert!(!contains(&bytes, secret), "a token's secret is readable in the database file");
     }
     app.stop().await;

@@ -74,14 +74,13 @@ async fn a_person_signs_in_sees_who_they_are_and_signs_out() {
     assert!(me["session_expires_at"].is_string() && me["person"]["last_sign_in_at"].is_string(), "{me}");
     assert!(!me.to_string().contains("argon2"), "no hash in any answer: {me}");
     let cookie = secret(&set_cookie);
-    let stored: Vec<Vec<u8>> = rusqlite::Connection::open(app.data_dir.join("recado.db"))
-        .expect("open")
-        .prepare("SELECT secret_hash FROM sessions")
-        .expect("prepare")
-        .query_map([], |row| row.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
+    let stored: Vec<Vec<u8>> = app
+        .database()
+        .query("SELECT secret_hash FROM sessions", &[])
+        .await
+        .iter()
+        .map(|row| row[0].blob().to_vec())
+        .collect();
     assert_eq!(stored.len(), 1);
     assert!(
         !stored[0].windows(8).any(|window| cookie.as_bytes().windows(8).any(|w| w == window)),
@@ -238,19 +237,15 @@ async fn sessions_end_at_their_lifetime_and_when_the_person_is_disabled() {
     let cookie = secret(&set_cookie.expect("cookie"));
     assert_eq!(with_cookie(&app, Method::GET, "/api/v1/me", &cookie, &[], None).await.0, StatusCode::OK);
     // Time passes: the session's lifetime is over.
-    rusqlite::Connection::open(app.data_dir.join("recado.db"))
-        .expect("open")
-        .execute("UPDATE sessions SET expires_at = 0", [])
-        .expect("aged");
+    app.database().execute("UPDATE sessions SET expires_at = 0", &[]).await;
     assert_eq!(with_cookie(&app, Method::GET, "/api/v1/me", &cookie, &[], None).await.0, StatusCode::UNAUTHORIZED);
 
     // Idle too long.
     let (_, set_cookie, _) = sign_in(&app, "ana@example.com", PASSWORD).await;
     let cookie = secret(&set_cookie.expect("cookie"));
-    rusqlite::Connection::open(app.data_dir.join("recado.db"))
-        .expect("open")
-        .execute("UPDATE sessions SET last_seen_at = 0 WHERE revoked_at IS NULL AND expires_at > 0", [])
-        .expect("idle");
+    app.database()
+        .execute("UPDATE sessions SET last_seen_at = 0 WHERE revoked_at IS NULL AND expires_at > 0", &[])
+        .await;
     assert_eq!(with_cookie(&app, Method::GET, "/api/v1/me", &cookie, &[], None).await.0, StatusCode::UNAUTHORIZED);
 
     // Disabled: the session and the person's token stop working at once.
