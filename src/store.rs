@@ -370,7 +370,6 @@ impl Db {
             let storage = storage.clone();
             return tokio::task::spawn_blocking(move || Self::open(&storage)).await?;
         };
-        private_directory(&storage.data_dir)?;
         let postgres = postgres::Postgres::connect(
             url,
             database.pool_size,
@@ -378,9 +377,14 @@ impl Db {
         )
         .await?;
         let secrets = {
-            let path = storage.secrets_key_path();
+            let (data_dir, path) = (storage.data_dir.clone(), storage.secrets_key_path());
             let create = storage.secrets_key_file.is_none();
-            tokio::task::spawn_blocking(move || secrets::SecretKey::load(&path, create)).await??
+            tokio::task::spawn_blocking(move || {
+                // The node's own files live here: the key (unless named elsewhere), the index, compiled plugins.
+                private_directory(&data_dir)?;
+                secrets::SecretKey::load(&path, create)
+            })
+            .await??
         };
         let db = Self {
             inner: Arc::new(Inner {
@@ -422,10 +426,13 @@ impl Db {
         }
     }
 
-    /// Runs `job` in the writer's transaction and waits until it is durably committed.
+    /// Runs `job` in a write transaction and waits until it is durably committed (SQLite: the writer's group;
+    /// PostgreSQL: a transaction of its own).
     ///
     /// If `job` fails, its own changes are rolled back and the error returned; other jobs in the group are
-    /// unaffected.
+    /// unaffected. On PostgreSQL a job whose transaction lost a race with another node's is rolled back and run
+    /// again, so `job` may run more than once: it must act only through `connection` (no effects outside the
+    /// transaction) and keep what it captured for the next run (hence `Fn`, not `FnOnce`).
     pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
     where
         F: Fn(&sql::Connection<'_>) -> Result<T> + Send + 'static,

@@ -174,8 +174,12 @@ pub(super) fn classify(error: tokio_postgres::Error) -> Error {
             let code = code.code();
             code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "25006"
         })
-        || (error.code().is_none() && error.as_db_error().is_none());
-    if unavailable { Error::Unavailable(format!("database unavailable: {error}")) } else { Error::Postgres(error) }
+        || std::error::Error::source(&error).is_some_and(|source| source.is::<std::io::Error>());
+    if unavailable {
+        Error::Unavailable(format!("database unavailable: {}", describe(&error)))
+    } else {
+        Error::Postgres(error)
+    }
 }
 
 /// The error's code and message (`db error` alone says nothing). The detail, which can quote a row's values, is

@@ -617,6 +617,8 @@ mod postgres {
 
     use super::Value;
     use crate::store::Result;
+    // A lost connection is `Error::Unavailable` (503, `/readyz` red), whichever statement met it.
+    use crate::store::postgres::classify;
 
     /// An open transaction and the runtime its connection's I/O runs on.
     pub(super) struct Transaction<'c> {
@@ -628,20 +630,25 @@ mod postgres {
         pub(super) fn execute(&self, sql: &str, values: &[Value<'_>]) -> Result<usize> {
             let bound: Vec<Bound<'_>> = values.iter().copied().map(Bound).collect();
             let parameters: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|value| value as &(dyn ToSql + Sync)).collect();
-            let changed = self.runtime.block_on(async {
-                let statement = self.transaction.prepare_cached(sql).await?;
-                self.transaction.execute(&statement, &parameters).await
-            })?;
+            let changed = self
+                .runtime
+                .block_on(async {
+                    let statement = self.transaction.prepare_cached(sql).await?;
+                    self.transaction.execute(&statement, &parameters).await
+                })
+                .map_err(classify)?;
             Ok(usize::try_from(changed).unwrap_or(usize::MAX))
         }
 
         pub(super) fn query(&self, sql: &str, values: &[Value<'_>]) -> Result<Vec<tokio_postgres::Row>> {
             let bound: Vec<Bound<'_>> = values.iter().copied().map(Bound).collect();
             let parameters: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|value| value as &(dyn ToSql + Sync)).collect();
-            Ok(self.runtime.block_on(async {
-                let statement = self.transaction.prepare_cached(sql).await?;
-                self.transaction.query(&statement, &parameters).await
-            })?)
+            self.runtime
+                .block_on(async {
+                    let statement = self.transaction.prepare_cached(sql).await?;
+                    self.transaction.query(&statement, &parameters).await
+                })
+                .map_err(classify)
         }
     }
 

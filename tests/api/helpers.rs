@@ -581,6 +581,28 @@ pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
 }
 
 /// The value printed after `prefix` in a binary's output lines.
+/// A customer message of `client` on the API channel, as a channel would hand it to the store.
+pub fn inbound(
+    client: &ClientSlug,
+    external_id: String,
+    handle: String,
+    received_at: recado::domain::Timestamp,
+) -> recado::domain::InboundMessage {
+    recado::domain::InboundMessage {
+        client: client.clone(),
+        channel: recado::domain::ChannelName::known(recado::domain::ChannelName::API),
+        external_id,
+        handle,
+        name: None,
+        text: "Hola, teniu hora dijous?".into(),
+        parts: Vec::new(),
+        context: recado::domain::Context::default(),
+        user_id: None,
+        username: None,
+        received_at,
+    }
+}
+
 pub fn printed(lines: &[String], prefix: &str) -> String {
     lines
         .iter()

@@ -2,25 +2,22 @@
 //! reaches two nodes at once. Each test also runs on SQLite, where the two stores are two processes' worth of
 //! handles on one database file.
 
-use recado::domain::{ChannelName, ClientProfile, ClientSlug, Context, InboundMessage, Timestamp};
+use recado::domain::{ChannelName, ClientProfile, ClientSlug, InboundMessage, Timestamp};
 use recado::store::{Db, InboundBatch, IngestReport};
 
 use crate::database::{Database, open_store};
 
 fn message(client: &ClientSlug, external_id: String, handle: String) -> InboundMessage {
-    InboundMessage {
-        client: client.clone(),
-        channel: ChannelName::known(ChannelName::API),
-        external_id,
-        handle,
-        name: None,
-        text: "Hola, teniu hora dijous?".into(),
-        parts: Vec::new(),
-        context: Context::default(),
-        user_id: None,
-        username: None,
-        received_at: Timestamp::now(),
-    }
+    crate::helpers::inbound(client, external_id, handle, Timestamp::now())
+}
+
+/// Two stores on the database of `data_dir` (two nodes), and the client `shop`, named `name`.
+async fn two_nodes(data_dir: &std::path::Path, name: &str) -> (Db, Db, ClientSlug) {
+    let (first, second) = (open_store(data_dir).await, open_store(data_dir).await);
+    let client = ClientSlug::parse("shop").expect("slug");
+    let profile: ClientProfile = serde_json::from_value(crate::helpers::profile(name)).expect("profile");
+    first.create_client(client.clone(), profile, "test".into()).await.expect("client");
+    (first, second, client)
 }
 
 async fn ingest(db: &Db, client: &ClientSlug, messages: Vec<InboundMessage>) -> IngestReport {
@@ -34,10 +31,7 @@ async fn ingest(db: &Db, client: &ClientSlug, messages: Vec<InboundMessage>) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_storing_the_same_customers_at_once_store_each_message_once_in_one_conversation() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (first, second) = (open_store(dir.path()).await, open_store(dir.path()).await);
-    let client = ClientSlug::parse("shop").expect("slug");
-    let profile: ClientProfile = serde_json::from_value(crate::helpers::profile("Shop")).expect("profile");
-    first.create_client(client.clone(), profile, "test".into()).await.expect("client");
+    let (first, second, client) = two_nodes(dir.path(), "Shop").await;
 
     const CUSTOMERS: usize = 30;
     for n in 0..CUSTOMERS {
@@ -94,10 +88,7 @@ async fn two_nodes_storing_the_same_customers_at_once_store_each_message_once_in
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_changing_one_clients_settings_at_once_lose_no_change() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (first, second) = (open_store(dir.path()).await, open_store(dir.path()).await);
-    let client = ClientSlug::parse("shop").expect("slug");
-    let profile: ClientProfile = serde_json::from_value(crate::helpers::profile("0")).expect("profile");
-    first.create_client(client.clone(), profile, "test".into()).await.expect("client");
+    let (first, second, client) = two_nodes(dir.path(), "0").await;
 
     // Each change counts one up in the name, as a person's edit builds on what they read.
     let count_up = |db: Db, client: ClientSlug| async move {
@@ -122,10 +113,7 @@ async fn two_nodes_changing_one_clients_settings_at_once_lose_no_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_claiming_deliveries_at_once_never_claim_the_same_one() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (first, second) = (open_store(dir.path()).await, open_store(dir.path()).await);
-    let client = ClientSlug::parse("shop").expect("slug");
-    let profile: ClientProfile = serde_json::from_value(crate::helpers::profile("Shop")).expect("profile");
-    first.create_client(client.clone(), profile, "test".into()).await.expect("client");
+    let (first, second, client) = two_nodes(dir.path(), "Shop").await;
     let stored = ingest(&first, &client, vec![message(&client, "m1".into(), "+34600000001".into())]).await;
     let conversation = stored.messages[0].conversation_id.clone();
     const REPLIES: usize = 60;

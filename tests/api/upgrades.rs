@@ -238,15 +238,7 @@ async fn a_database_from_a_newer_recado_is_refused_and_left_alone() {
              INSERT INTO recado_schema VALUES (1, {newer}); CREATE TABLE future (x BIGINT);"
         );
         database.batch("", &create).await;
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_recado"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url, "--data-dir"])
-            .arg(dir.path())
-            .output()
-            .await
-            .expect("runs");
-        assert_eq!(output.status.code(), Some(2));
-        let error = String::from_utf8_lossy(&output.stderr);
-        assert!(error.contains(&format!("schema version {newer} is newer than this recado supports")), "{error}");
+        let error = refused_start(&["--database-url", &url], dir.path(), newer).await;
         assert!(!error.contains(&url), "the URL is not repeated: {error}");
         let tables = database.value("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'", &[]).await;
         assert_eq!(tables.integer(), 2, "not touched");
@@ -258,17 +250,26 @@ async fn a_database_from_a_newer_recado_is_refused_and_left_alone() {
     }
     let digest = |path: &Path| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(path).expect("read")));
     let before = digest(&dir.path().join("recado.db"));
+    let error = refused_start(&[], dir.path(), newer).await;
+    assert!(error.contains("upgrade recado"), "{error}");
+    assert_eq!(digest(&dir.path().join("recado.db")), before, "not touched");
+}
+
+/// Starts `recado serve` on `data_dir` with `args`, which must refuse the database of schema version `newer`
+/// (exit 2, saying so); returns what it printed.
+async fn refused_start(args: &[&str], data_dir: &Path, newer: i64) -> String {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_recado"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
         .output()
         .await
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
-    let error = String::from_utf8_lossy(&output.stderr);
+    let error = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(error.contains(&format!("schema version {newer} is newer than this recado supports")), "{error}");
-    assert!(error.contains("upgrade recado"), "{error}");
-    assert_eq!(digest(&dir.path().join("recado.db")), before, "not touched");
+    error
 }
 
 /// Writes the fixtures of the schema versions that have none (see the module's docs).
