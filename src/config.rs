@@ -487,9 +487,9 @@ fn parse_range(entry: &str) -> Option<ipnet::IpNet> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
-    /// `postgres://user@host/db` (or any libpq connection string, several hosts with
-    /// `target_session_attrs=read-write` for failover) for PostgreSQL; `sqlite:///path/recado.db` or unset for
-    /// SQLite (unset: `recado.db` in the data directory). May hold a password: it is never logged, shown or
+    /// `postgres://user@host/db` for PostgreSQL (libpq's URL form, options included: several hosts with
+    /// `target_session_attrs=read-write` for failover); `sqlite:///path/recado.db` or unset for SQLite (unset or
+    /// `sqlite://` alone: `recado.db` in the data directory). May hold a password: it is never logged, shown or
     /// written into a backup.
     #[serde(skip_serializing)]
     pub url: Option<secrecy::SecretString>,
@@ -518,7 +518,7 @@ impl DatabaseSettings {
     /// The backend the URL names (SQLite when unset).
     ///
     /// # Errors
-    /// A URL of another scheme, or a `sqlite:` URL without a path.
+    /// A URL of another scheme (the message does not repeat it: it may hold a password).
     pub fn backend(&self) -> Result<DatabaseUrl<'_>, Error> {
         use secrecy::ExposeSecret as _;
         let Some(url) = &self.url else { return Ok(DatabaseUrl::Sqlite(None)) };
