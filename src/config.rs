@@ -652,12 +652,22 @@ pub struct PipelineSettings {
     pub sweep_interval_ms: u64,
     /// Longest wait between looks at first-response clocks (the worker also wakes when the next one is due).
     pub sla_poll_interval_ms: u64,
+    /// How long a node's claim on a client's waiting messages, or on a due first-response clock, lasts. Claims
+    /// end as soon as the work is applied; this is how long a node that stopped mid-turn holds that work up
+    /// before another node (or this one, restarted) takes it. Longer than any turn takes.
+    pub lease_ms: u64,
 }
 
 impl Default for PipelineSettings {
     fn default() -> Self {
         let processors = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        Self { batch_size: 256, lanes: processors.max(2), sweep_interval_ms: 5_000, sla_poll_interval_ms: 1_000 }
+        Self {
+            batch_size: 256,
+            lanes: processors.max(2),
+            sweep_interval_ms: 5_000,
+            sla_poll_interval_ms: 1_000,
+            lease_ms: 30_000,
+        }
     }
 }
 
@@ -895,6 +905,10 @@ impl Settings {
         }
         if !(1..=100_000).contains(&self.pipeline.batch_size) {
             return Err(Error::Invalid { key: "pipeline.batch_size", message: "must be between 1 and 100000".into() });
+        }
+        if self.pipeline.lease_ms < 100 {
+            // Shorter than a turn can take: nodes would keep taking each other's clients.
+            return Err(Error::Invalid { key: "pipeline.lease_ms", message: "must be at least 100".into() });
         }
         Ok(())
     }

@@ -11,7 +11,9 @@
 //!
 //! The database is the queue: ingest wakes the worker, and the worker also sweeps on an interval and at
 //! start-up, so messages left `received` by a crash are processed after restart. Applying is idempotent
-//! (only `received` messages are claimed), so a decision takes effect exactly once.
+//! (only `received` messages are claimed), so a decision takes effect exactly once. Nodes sharing a database
+//! divide the clients between them: a turn holds its client's lease, which the transaction applying the turn
+//! ends, and which another node takes once it expires if the node holding it stopped.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::outbox::OutboxHandle;
 use crate::plugins::rules::{Hook, Rules, kb_search_for};
 use crate::plugins::{ClientLimits, KbSearch, MessageCall, PluginContact, PluginContext, PluginMessage};
-use crate::store::{Db, PendingBatch, PendingMessage, PluginRun, ProcessedDecision};
+use crate::store::{Db, PendingBatch, PendingMessage, PluginRun, ProcessedDecision, ProcessingLease};
 use crate::worker::{StepWorker, Wake, run_steps};
 
 /// Source name of decisions made from the client's defaults.
@@ -310,10 +312,16 @@ fn decide_in_order(
 /// blocking thread and applied in one transaction. When a turn ends the next client is the one that has
 /// waited longest for a turn, so a client with a long backlog or slow rules takes turns with the others
 /// instead of holding everyone up.
+///
+/// A turn begins by claiming the client ([`Db::claim_processing`](crate::store::Db::claim_processing)):
+/// nodes sharing a database each take the clients no other node is serving, and a client another node
+/// serves is left to it until this call ends (the next sweep or wake-up looks again).
 pub(crate) async fn process_available(pipeline: &Pipeline) -> crate::store::Result<usize> {
     let lanes = pipeline.settings.lanes.max(1);
+    let lease = Duration::from_millis(pipeline.settings.lease_ms);
     let mut running = tokio::task::JoinSet::new();
     let mut busy: HashSet<ClientSlug> = HashSet::new();
+    let mut elsewhere: HashSet<ClientSlug> = HashSet::new();
     // When each client's last turn began, in turns taken by this call: the next turn goes to the client
     // that has waited longest for one (never served first, then the oldest message).
     let mut last_turn: HashMap<ClientSlug, u64> = HashMap::new();
@@ -321,18 +329,27 @@ pub(crate) async fn process_available(pipeline: &Pipeline) -> crate::store::Resu
     let mut total = 0;
     loop {
         if running.len() < lanes {
-            let mut waiting: Vec<(ClientSlug, Timestamp)> =
-                pipeline.db.clients_waiting().await?.into_iter().filter(|(client, _)| !busy.contains(client)).collect();
+            let mut waiting: Vec<(ClientSlug, Timestamp)> = pipeline
+                .db
+                .clients_waiting()
+                .await?
+                .into_iter()
+                .filter(|(client, _)| !busy.contains(client) && !elsewhere.contains(client))
+                .collect();
             waiting.sort_by_key(|(client, oldest)| (last_turn.get(client).copied(), *oldest));
-            for (client, _) in waiting.into_iter().take(lanes - running.len()) {
+            for (client, _) in waiting {
+                if running.len() >= lanes {
+                    break;
+                }
+                let Some(lease) = pipeline.db.claim_processing(client.clone(), lease).await? else {
+                    elsewhere.insert(client);
+                    continue;
+                };
                 turns += 1;
                 last_turn.insert(client.clone(), turns);
                 busy.insert(client.clone());
                 let pipeline = pipeline.clone();
-                running.spawn(async move {
-                    let result = client_turn(&pipeline, client.clone()).await;
-                    (client, result)
-                });
+                running.spawn(async move { (client, client_turn(&pipeline, lease).await) });
             }
         }
         if running.is_empty() {
@@ -355,15 +372,50 @@ pub(crate) async fn process_available(pipeline: &Pipeline) -> crate::store::Resu
     }
 }
 
-/// One turn of `client`: decides its oldest waiting messages and applies the decisions. Returns how many
-/// were processed.
-async fn client_turn(pipeline: &Pipeline, client: ClientSlug) -> crate::store::Result<usize> {
+/// One turn of the client `lease` is for: decides its oldest waiting messages and applies the decisions,
+/// which ends the lease. Returns how many were processed.
+async fn client_turn(pipeline: &Pipeline, lease: ProcessingLease) -> crate::store::Result<usize> {
+    let client = lease.client.clone();
+    let outcome = decide_turn(pipeline, &client).await;
+    let db = &pipeline.db;
+    let (decisions, any_failed) = match outcome {
+        Ok(decided) => decided,
+        Err(error) => {
+            // Given back at once rather than held up to its expiry: the next sweep tries the client again.
+            if let Err(release) = db.release_processing(lease).await {
+                tracing::warn!(%client, error = %release, "could not give back a processing lease");
+            }
+            return Err(error);
+        }
+    };
+    let timed_out = decisions.iter().filter(|decision| decision.queue_timeout.is_some()).count();
+    let applied = match db.apply_decisions(lease, decisions, pipeline.rules.breaker()).await {
+        Ok(applied) => applied,
+        Err(crate::store::Error::LeaseLost) => {
+            // The turn outlasted its lease and another node serves the client now: it decides these again.
+            tracing::warn!(%client, "a turn outlasted its processing lease; another node took the client over");
+            return Ok(0);
+        }
+        Err(error) => return Err(error),
+    };
+    // A failed run may trip a breaker, which stops a plugin: its compiled code is then given back.
+    if any_failed {
+        pipeline.rules.release_unused(&db.running_plugin_hashes().await?);
+    }
+    pipeline.metrics.messages_processed(applied);
+    pipeline.metrics.plugin_queue_timeouts(timed_out);
+    Ok(applied)
+}
+
+/// Decides `client`'s oldest waiting messages (its chain on a blocking thread). Returns the decisions and
+/// whether any plugin run failed.
+async fn decide_turn(pipeline: &Pipeline, client: &ClientSlug) -> crate::store::Result<(Vec<ProcessedDecision>, bool)> {
     let db = &pipeline.db;
     let ids = db.client_waiting_messages(client.clone(), pipeline.settings.batch_size).await?;
     let batch = db.pending_context(ids).await?;
     let mut chains = HashMap::new();
-    if let Some(plugins) = batch.chains.get(&client) {
-        chains.insert(client.clone(), LoadedChain::load(&pipeline.rules, db, &client, plugins).await?);
+    if let Some(plugins) = batch.chains.get(client) {
+        chains.insert(client.clone(), LoadedChain::load(&pipeline.rules, db, client, plugins).await?);
     }
     let detectors = Arc::clone(&pipeline.detectors);
     let rules = pipeline.rules.clone();
@@ -379,22 +431,13 @@ async fn client_turn(pipeline: &Pipeline, client: ClientSlug) -> crate::store::R
         // Waits are real time, whatever clock the first-response timers are stepped with.
         now: Timestamp::now(),
     };
-    let breaker = rules.breaker();
     // Language detection and plugins are CPU work: keep them off the async threads.
     let decisions = tokio::task::spawn_blocking(move || {
         decide_in_order(batch, &chains, &detectors, Some((&rules, &kb_of(&index))), turn)
     })
     .await?;
-    // A failed run may trip a breaker, which stops a plugin: its compiled code is then given back.
     let any_failed = decisions.iter().flat_map(|decision| &decision.runs).any(|run| run.failure.is_some());
-    let timed_out = decisions.iter().filter(|decision| decision.queue_timeout.is_some()).count();
-    let applied = db.apply_decisions(decisions, breaker).await?;
-    if any_failed {
-        pipeline.rules.release_unused(&db.running_plugin_hashes().await?);
-    }
-    pipeline.metrics.messages_processed(applied);
-    pipeline.metrics.plugin_queue_timeouts(timed_out);
-    Ok(applied)
+    Ok((decisions, any_failed))
 }
 
 /// A pipeline over a fresh store with one client, for the tests of the workers built on it.

@@ -2,9 +2,10 @@
 //! `on-overdue` hook of the client's chain, whose escalation is applied (the client's defaults escalate when
 //! no active plugin decides).
 //!
-//! Clocks live in the store (`sla_next_at` on each conversation), so the worker keeps no state: it looks for
+//! Clocks live in the store (`sla_next_at` on each conversation), so the worker keeps no state: it claims
 //! what is due, at start-up too, which is how a target passed while the server was down fires after the
-//! restart.
+//! restart. Nodes sharing a database claim different clocks; one a stopped node claimed comes due again when
+//! its claim (`pipeline.lease_ms`) runs out.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -66,7 +67,8 @@ impl StepWorker for Clocks {
 pub(crate) async fn process_due(pipeline: &Pipeline, now: Timestamp) -> crate::store::Result<usize> {
     let mut applied = 0;
     loop {
-        let due = pipeline.db.due_clocks(now, BATCH).await?;
+        let lease = Duration::from_millis(pipeline.settings.lease_ms);
+        let due = pipeline.db.claim_due_clocks(now, lease, BATCH).await?;
         let count = due.len();
         for clock in due {
             let done = if clock.state == SlaState::Running && clock.due_at.millis() > now.millis() {

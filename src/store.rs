@@ -56,7 +56,7 @@ pub use media::{ClaimedMedia, MediaOutcome, MediaView};
 pub use outbox::{Claimed, DeliveryOutcome, OutboxBacklog};
 pub use paging::{Page, PageRequest};
 pub use people::{NewPerson, PersonRecord, PersonRef};
-pub use pipeline::{ContactFacts, DecisionDelay, PendingBatch, PendingMessage, ProcessedDecision};
+pub use pipeline::{ContactFacts, DecisionDelay, PendingBatch, PendingMessage, ProcessedDecision, ProcessingLease};
 pub use plugins::{
     DecisionFilter, DecisionKey, DecisionRecord, MAX_KV_KEYS, NewPlugin, PluginRecord, PluginRun, RunningPlugin,
     TripRule,
@@ -127,6 +127,10 @@ pub enum Error {
         /// This node's key's id.
         node: String,
     },
+    /// Work this node claimed for a while (a client's waiting messages) was taken over by another node once the
+    /// claim expired: what this node made of it is dropped, and the other node's result stands.
+    #[error("the claim on this work expired and another node took it over")]
+    LeaseLost,
     /// Any other SQLite error.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),

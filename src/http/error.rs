@@ -270,6 +270,7 @@ impl From<store::Error> for ApiError {
             store::Error::IncompatibleSchema { .. }
             | store::Error::Sqlite(_)
             | store::Error::SecretsKeyMismatch { .. }
+            | store::Error::LeaseLost
             | store::Error::Postgres(_)
             | store::Error::NoRow
             | store::Error::Decode { .. }

@@ -1,6 +1,6 @@
 //! Knowledge-base articles: versioned edits (a stale version is refused), import, and the change log.
 
-use super::sql::{Connection, OptionalExtension, Row, params};
+use super::sql::{Connection, Lock, OptionalExtension, Row, params};
 
 use super::clients::{audit, ensure_client};
 use super::paging::{Page, PageRequest};
@@ -234,6 +234,8 @@ impl Db {
         actor: String,
     ) -> Result<Edit<Article>> {
         self.write(move |connection| {
+            // Checked against the version the editor saw, then written: nobody may write in between.
+            connection.lock(Lock::Article(&client, &id))?;
             let current = load_article(connection, &client, &id)?.ok_or(Error::NotFound("article"))?;
             if current.version != version {
                 return Ok(Edit::Stale(Box::new(current)));
@@ -264,6 +266,8 @@ impl Db {
         actor: String,
     ) -> Result<Edit<()>> {
         self.write(move |connection| {
+            // Checked against the version the editor saw, then written: nobody may write in between.
+            connection.lock(Lock::Article(&client, &id))?;
             let current = load_article(connection, &client, &id)?.ok_or(Error::NotFound("article"))?;
             if current.version != version {
                 return Ok(Edit::Stale(Box::new(current)));

@@ -1,7 +1,7 @@
 //! Conversations as assistants see them: the inbox list, one thread, replies and state changes.
 
 use super::sql::OwnedValue as Value;
-use super::sql::{Connection, OptionalExtension, Row, params, params_from_iter};
+use super::sql::{Connection, Lock, OptionalExtension, Row, params, params_from_iter};
 
 use super::access::Scope;
 use super::clients::audit;
@@ -469,6 +469,8 @@ impl Db {
         payload: Option<Outbound>,
     ) -> Result<MessageId> {
         self.write(move |connection| {
+            // Whether this is the first human reply is read and then written.
+            connection.lock(Lock::Conversation(&conversation_id))?;
             let summary = load_summary(connection, &scope, &conversation_id)?;
             let template = matches!(payload, Some(Outbound::Template { .. }));
             if let Some(window) = summary.channel.reply_window().filter(|_| !template) {
@@ -522,6 +524,10 @@ impl Db {
         actor: String,
     ) -> Result<ConversationSummary> {
         self.write(move |connection| {
+            // Reopening checks the contact has no other open conversation: ingest, opening one, holds the
+            // contact too.
+            connection.lock(Lock::ContactOf(&conversation_id))?;
+            connection.lock(Lock::Conversation(&conversation_id))?;
             let summary = load_summary(connection, &scope, &conversation_id)?;
             if summary.status == status {
                 return Ok(summary);
@@ -569,6 +575,8 @@ impl Db {
         actor: String,
     ) -> Result<ConversationSummary> {
         self.write(move |connection| {
+            // The fields the change leaves alone are written back as read.
+            connection.lock(Lock::Conversation(&conversation_id))?;
             let summary = load_summary(connection, &scope, &conversation_id)?;
             let assignee = match &change.assignee {
                 Some(Some(email)) => Some(ensure_serves(connection, email, &summary.client)?),

@@ -2,7 +2,7 @@
 //! changes to stored messages (edits, reactions, deletions), identity changes and delivery statuses, all of
 //! one webhook call in one transaction.
 
-use super::sql::{Connection, OptionalExtension, params};
+use super::sql::{Connection, Lock, OptionalExtension, params};
 
 use serde_json::json;
 
@@ -292,6 +292,8 @@ fn apply_change(
             let Some((message_id, true)) = find_target(connection, slug, channel, target)? else {
                 return Ok(Applied::NoTarget);
             };
+            // The text replaced is kept as read: a second edit arriving at another node waits.
+            connection.lock(Lock::Message(client, &message_id))?;
             connection.execute(
                 "INSERT INTO message_edits (client_id, message_id, replaced_at, text, parts)
                  SELECT client_id, id, ?3, text, parts FROM messages WHERE client_id = ?1 AND id = ?2",
@@ -308,6 +310,7 @@ fn apply_change(
             let Some((message_id, _)) = find_target(connection, slug, channel, target)? else {
                 return Ok(Applied::NoTarget);
             };
+            connection.lock(Lock::Message(client, &message_id))?;
             let stored: String = connection.query_row(
                 "SELECT reactions FROM messages WHERE client_id = ?1 AND id = ?2",
                 params![slug, message_id],

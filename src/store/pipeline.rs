@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::sql::{Connection, Dialect, OptionalExtension, params};
+use super::sql::{Connection, Dialect, Lock, OptionalExtension, params};
 
 use super::access::Scope;
 use super::clients::load_client;
@@ -111,6 +111,16 @@ pub struct ProcessedDecision {
     /// Set when the client's rules did not run because the message waited for them longer than allowed:
     /// how long it waited and the limit, both in milliseconds (recorded as a `rules.queue_timeout` event).
     pub queue_timeout: Option<(u64, u64)>,
+}
+
+/// A client's processing lease: while a node holds it, that node alone decides the client's waiting messages.
+/// It ends in the transaction that applies the decisions ([`Db::apply_decisions`]), or when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessingLease {
+    /// The client.
+    pub client: ClientSlug,
+    /// This claim's token: a later claim (after expiry) has another, so a node can tell it lost the lease.
+    holder: String,
 }
 
 /// The language detected on the latest inbound message of a conversation before message `(at, id)`.
@@ -459,14 +469,66 @@ impl Db {
         .await
     }
 
-    /// Applies each decision and marks its message `processed`, all in one transaction. A message that is no
-    /// longer `received` (processed by an earlier run) is left alone, so applying twice changes nothing.
-    /// Returns how many messages were processed now.
+    /// Claims `client`'s waiting messages for `lease` (`None` if another node holds an unexpired claim).
+    /// One statement on both backends: on PostgreSQL a concurrent claim waits for this one's row and then sees
+    /// it held, so two nodes never both get it.
+    pub async fn claim_processing(
+        &self,
+        client: ClientSlug,
+        lease: std::time::Duration,
+    ) -> Result<Option<ProcessingLease>> {
+        self.write(move |connection| {
+            let now = Timestamp::now();
+            let holder = crate::domain::new_id("lease");
+            let claimed = connection
+                .prepare_cached(
+                    "INSERT INTO processing_leases (client_id, holder, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (client_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                     WHERE processing_leases.expires_at <= ?4",
+                )?
+                .execute(params![client.as_str(), holder, now.plus(lease).millis(), now.millis()])?;
+            Ok((claimed > 0).then(|| ProcessingLease { client: client.clone(), holder: holder.clone() }))
+        })
+        .await
+    }
+
+    /// Gives a lease back without applying anything (the turn failed), so another turn need not wait for it to
+    /// expire. A lease already taken over is left to its new holder.
+    pub async fn release_processing(&self, lease: ProcessingLease) -> Result<()> {
+        self.write(move |connection| {
+            connection
+                .prepare_cached("DELETE FROM processing_leases WHERE client_id = ?1 AND holder = ?2")?
+                .execute(params![lease.client.as_str(), lease.holder])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies each decision and marks its message `processed`, all in one transaction, which also ends
+    /// `lease` (the decisions are `lease.client`'s). A message that is no longer `received` (processed by an
+    /// earlier run) is left alone, so applying twice changes nothing. Returns how many messages were
+    /// processed now.
     ///
     /// Plugin runs are recorded with their message, their key-value writes committed, and their failures
     /// counted: a plugin whose count trips `breaker` is disabled.
-    pub async fn apply_decisions(&self, decisions: Vec<ProcessedDecision>, breaker: impl TripRule) -> Result<usize> {
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] if another node took the lease over after it expired: nothing is applied (that
+    /// node decides the messages again, against the key-value stores as they are now).
+    pub async fn apply_decisions(
+        &self,
+        lease: ProcessingLease,
+        decisions: Vec<ProcessedDecision>,
+        breaker: impl TripRule,
+    ) -> Result<usize> {
         self.write(move |connection| {
+            // First, so a node claiming meanwhile waits for this commit and then finds the messages processed.
+            let ended = connection
+                .prepare_cached("DELETE FROM processing_leases WHERE client_id = ?1 AND holder = ?2")?
+                .execute(params![lease.client.as_str(), lease.holder])?;
+            if ended == 0 {
+                return Err(Error::LeaseLost);
+            }
             let mut applied = 0;
             for item in &decisions {
                 let slug = item.client.as_str();
@@ -508,6 +570,8 @@ impl Db {
                 let conversation_id: ConversationId = connection
                     .prepare_cached("SELECT conversation_id FROM messages WHERE client_id = ?1 AND id = ?2")?
                     .query_row(params![slug, item.message_id], |row| row.get(0))?;
+                // Its routing and tags are read and then written (a person may be changing them on another node).
+                connection.lock(Lock::Conversation(&conversation_id))?;
                 if let Some((started, warn, due)) = item.sla {
                     // Only the first customer message starts the clock; a replied conversation has none.
                     connection

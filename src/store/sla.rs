@@ -1,10 +1,11 @@
 //! The first-response clocks that fall due: warnings, and overdue conversations with what the rules decided
-//! about them. Each step checks the clock is still where it was read (`sla_next_at`), so a step applies once
-//! even if the worker runs it twice (after a crash, or racing a human reply that stopped the clock).
+//! about them. A node claims the clocks it steps (their next look moves a lease ahead), and each step checks
+//! the clock is still where the claim left it (`sla_next_at`), so a step applies once even if two nodes or a
+//! restarted worker run it (or it races a human reply that stopped the clock).
 
 use std::collections::HashMap;
 
-use super::sql::{Connection, params};
+use super::sql::{Connection, Dialect, params};
 
 use super::access::Scope;
 use super::clients::load_client;
@@ -68,6 +69,18 @@ pub struct OverdueDecision {
     pub runs: Vec<PluginRun>,
 }
 
+/// Clocks that need a look at `?1`, earliest first.
+const DUE_CLOCKS: &str = "SELECT client_id, id, sla_state, sla_started_at, sla_warn_at, sla_due_at, sla_next_at
+     FROM conversations WHERE sla_next_at IS NOT NULL AND sla_next_at <= ?1
+     ORDER BY sla_next_at LIMIT ?2";
+
+/// The same for PostgreSQL, where several nodes claim at once: each skips the rows another is claiming.
+const DUE_CLOCKS_POSTGRES: &str = "SELECT client_id, id, sla_state, sla_started_at, sla_warn_at, sla_due_at,
+            sla_next_at
+     FROM conversations WHERE sla_next_at IS NOT NULL AND sla_next_at <= ?1
+     ORDER BY sla_next_at LIMIT ?2
+     FOR UPDATE SKIP LOCKED";
+
 fn event(
     connection: &Connection,
     client: &str,
@@ -93,15 +106,22 @@ fn event(
 }
 
 impl Db {
-    /// Up to `limit` clocks that need a look at `now`, earliest first.
-    pub async fn due_clocks(&self, now: Timestamp, limit: usize) -> Result<Vec<DueClock>> {
-        self.read(move |connection| {
-            connection
-                .prepare_cached(
-                    "SELECT client_id, id, sla_state, sla_started_at, sla_warn_at, sla_due_at, sla_next_at
-                     FROM conversations WHERE sla_next_at IS NOT NULL AND sla_next_at <= ?1
-                     ORDER BY sla_next_at LIMIT ?2",
-                )?
+    /// Claims up to `limit` clocks that need a look at `now`, earliest first, for `lease`: each one's next look
+    /// moves to `now + lease`, the guard the step is then applied with. Nodes sharing a database thus take
+    /// different clocks (on PostgreSQL each skips the rows another is claiming), and a clock whose node stopped
+    /// mid-step comes due again when the lease runs out.
+    pub async fn claim_due_clocks(
+        &self,
+        now: Timestamp,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<DueClock>> {
+        self.write(move |connection| {
+            let mut due: Vec<DueClock> = connection
+                .prepare_cached(match connection.dialect() {
+                    Dialect::Sqlite => DUE_CLOCKS,
+                    Dialect::Postgres => DUE_CLOCKS_POSTGRES,
+                })?
                 .query_map(params![now.millis(), i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
                     Ok(DueClock {
                         client: row.get(0)?,
@@ -113,7 +133,15 @@ impl Db {
                         next_at: row.get(6)?,
                     })
                 })?
-                .collect::<Result<_>>()
+                .collect::<Result<_>>()?;
+            let until = now.plus(lease).millis();
+            for clock in &mut due {
+                connection
+                    .prepare_cached("UPDATE conversations SET sla_next_at = ?3 WHERE client_id = ?1 AND id = ?2")?
+                    .execute(params![clock.client.as_str(), clock.conversation_id, until])?;
+                clock.next_at = until;
+            }
+            Ok(due)
         })
         .await
     }
@@ -218,6 +246,8 @@ impl Db {
             if moved == 0 {
                 return Ok(false);
             }
+            // The update holds the conversation's row until commit, so its routing and tags, read below, are
+            // not changed meanwhile.
             let source = decided.source.key(HookKind::OnOverdue);
             connection
                 .prepare_cached(

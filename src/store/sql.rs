@@ -378,6 +378,16 @@ impl ColumnIndex for usize {
 pub(crate) enum Lock<'a> {
     /// A client's row (its profile is read, changed and written back).
     Client(&'a ClientSlug),
+    /// A conversation's row (its routing, tags or first reply are read and then written).
+    Conversation(&'a ConversationId),
+    /// The contact of a conversation: what ingest holds while it finds or opens the contact's conversation,
+    /// so reopening one cannot race a message opening another. Take it before the conversation's own lock,
+    /// in ingest's order.
+    ContactOf(&'a ConversationId),
+    /// An article (checked against the version the editor saw, or added to, then written).
+    Article(&'a ClientSlug, &'a ArticleId),
+    /// A message (its reactions or text are read and then written).
+    Message(&'a ClientSlug, &'a MessageId),
 }
 
 /// A connection inside a transaction (the writer's savepoint, a read snapshot, or a PostgreSQL transaction).
@@ -420,6 +430,20 @@ impl<'c> Connection<'c> {
         }
         match row {
             Lock::Client(slug) => self.execute("SELECT 1 FROM clients WHERE id = ?1 FOR UPDATE", [slug])?,
+            Lock::Conversation(id) => self.execute("SELECT 1 FROM conversations WHERE id = ?1 FOR UPDATE", [id])?,
+            Lock::ContactOf(id) => self.execute(
+                "SELECT 1 FROM contacts k JOIN conversations c ON c.client_id = k.client_id AND c.contact_id = k.id
+                 WHERE c.id = ?1 FOR UPDATE OF k",
+                [id],
+            )?,
+            Lock::Article(client, id) => self.execute(
+                "SELECT 1 FROM articles WHERE client_id = ?1 AND id = ?2 FOR UPDATE",
+                [client.as_str(), id.as_str()],
+            )?,
+            Lock::Message(client, id) => self.execute(
+                "SELECT 1 FROM messages WHERE client_id = ?1 AND id = ?2 FOR UPDATE",
+                [client.as_str(), id.as_str()],
+            )?,
         };
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! What suggestions need from the store: a message's context, and what assistants did with suggestions.
 
-use super::sql::{OptionalExtension, params};
+use super::sql::{Lock, OptionalExtension, params};
 
 use super::access::Scope;
 use super::articles::{load_article, write_article_content};
@@ -101,7 +101,11 @@ impl Db {
                 return Err(Error::NotFound("message"));
             }
             let picked = match &feedback.picked {
-                Some(id) => Some(load_article(connection, &client, id)?.ok_or(Error::NotFound("article"))?),
+                Some(id) => {
+                    // A phrasing learned is added to the article as read.
+                    connection.lock(Lock::Article(&client, id))?;
+                    Some(load_article(connection, &client, id)?.ok_or(Error::NotFound("article"))?)
+                }
                 None => None,
             };
             let shown: Vec<&str> = feedback.shown.iter().map(ArticleId::as_str).collect();

@@ -442,6 +442,84 @@ pub enum WritesHeld {
     Postgres(#[allow(dead_code)] tokio_postgres::Client),
 }
 
+impl Database {
+    /// Begins a transaction of the test's own, as another node's would be, that first runs `lock` (a
+    /// statement with numbered parameters taking row locks on PostgreSQL; on SQLite the transaction takes the
+    /// database's write lock instead, which is how SQLite keeps writers apart). [`Held::commit`] ends it.
+    pub async fn begin_holding(&self, lock: &str, params: &[Cell]) -> Held {
+        match &self.backend {
+            Backend::Sqlite(path) => {
+                let connection = rusqlite::Connection::open(path).expect("open the database file");
+                connection.execute_batch("BEGIN IMMEDIATE").expect("write lock taken");
+                Held::Sqlite(connection)
+            }
+            Backend::Postgres(url) => {
+                let held = Held::Postgres(connect(url).await);
+                held.execute("BEGIN", &[]).await;
+                held.execute(lock, params).await;
+                held
+            }
+        }
+    }
+}
+
+/// A transaction begun by [`Database::begin_holding`].
+pub enum Held {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Held {
+    /// Runs a statement with numbered parameters in the transaction.
+    pub async fn execute(&self, sql: &str, params: &[Cell]) {
+        match self {
+            Self::Sqlite(connection) => {
+                connection.execute(sql, rusqlite::params_from_iter(params.iter().map(sqlite_value))).expect("execute");
+            }
+            Self::Postgres(client) => {
+                let params: Vec<PgCell<'_>> = params.iter().map(PgCell).collect();
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    params.iter().map(|cell| cell as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                client.execute(&numbered(sql), &refs).await.expect("execute");
+            }
+        }
+    }
+
+    /// Returns once another session of this database waits for a lock (on PostgreSQL, as `pg_locks` shows;
+    /// the server gives no other signal), or after `within` with false. On SQLite, at once with true: a writer waiting for the
+    /// write lock leaves no trace to look for, and it waits all the same.
+    pub async fn someone_waits(&self, within: Duration) -> bool {
+        let Self::Postgres(client) = self else { return true };
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE NOT l.granted AND a.datname = current_database()",
+                    &[],
+                )
+                .await
+                .expect("locks")
+                .get(0);
+            if waiting > 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Commits the transaction.
+    pub async fn commit(self) {
+        match self {
+            Self::Sqlite(connection) => connection.execute_batch("COMMIT").expect("committed"),
+            Self::Postgres(client) => client.batch_execute("COMMIT").await.expect("committed"),
+        }
+    }
+}
+
 /// Makes the PostgreSQL database of `data_dir` unreachable (no new connection, the open ones closed), as a
 /// failed database server would be; [`allow_connections`] ends it.
 pub fn refuse_connections(data_dir: &Path) {

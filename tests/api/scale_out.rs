@@ -1,11 +1,17 @@
-//! Several nodes on one database: what PostgreSQL's row locks and unique keys must make safe when the same work
-//! reaches two nodes at once. Each test also runs on SQLite, where the two stores are two processes' worth of
-//! handles on one database file.
+//! Several nodes on one database: what PostgreSQL's row locks, unique keys and claims must make safe when the
+//! same work reaches two nodes at once. Each test also runs on SQLite, where the two stores are two processes'
+//! worth of handles on one database file. Where a race needs a node caught mid-transaction, a transaction of
+//! the test's own plays it ([`Database::begin_holding`]).
 
-use recado::domain::{ChannelName, ClientProfile, ClientSlug, InboundMessage, Timestamp};
-use recado::store::{Db, InboundBatch, IngestReport};
+use std::time::Duration;
 
-use crate::database::{Database, open_store};
+use recado::domain::{
+    ChannelName, ClientProfile, ClientSlug, ConversationStatus, Decision, DecisionSource, InboundMessage, MessageId,
+    Timestamp,
+};
+use recado::store::{Db, InboundBatch, IngestReport, ProcessedDecision, RoutingChange, Scope};
+
+use crate::database::{Cell, Database, open_store};
 
 fn message(client: &ClientSlug, external_id: String, handle: String) -> InboundMessage {
     crate::helpers::inbound(client, external_id, handle, Timestamp::now())
@@ -144,4 +150,202 @@ async fn two_nodes_claiming_deliveries_at_once_never_claim_the_same_one() {
     assert_eq!(all.len(), REPLIES);
     first.close().await;
     second.close().await;
+}
+
+/// The decision the client's defaults would make, ready to apply to `message_id`, starting a first-response
+/// clock whose target passed a moment ago when `clock` is set.
+fn decided(client: &ClientSlug, message_id: &MessageId, clock: bool) -> ProcessedDecision {
+    let now = Timestamp::now();
+    ProcessedDecision {
+        client: client.clone(),
+        message_id: message_id.clone(),
+        source: DecisionSource::Defaults,
+        decision: Decision { reason: "test".into(), ..Decision::default() },
+        language: None,
+        runs: Vec::new(),
+        sla: clock.then(|| (Timestamp(now.millis() - 2), Timestamp(now.millis() - 1), now)),
+        queue_timeout: None,
+    }
+}
+
+const BREAKER: recado::plugins::Breaker = recado::plugins::Breaker { failures: 5 };
+
+/// Two nodes claiming one client's waiting messages at once: one of them gets the client, the other only
+/// once it is given back or the claim runs out; and a turn whose claim was taken over applies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_claiming_one_clients_messages_take_turns_and_a_turn_taken_over_applies_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, second, client) = two_nodes(dir.path(), "Shop").await;
+    let stored = ingest(&first, &client, vec![message(&client, "m1".into(), "+34600000001".into())]).await;
+    let message_id = stored.messages[0].message_id.clone();
+    let lease = Duration::from_secs(60);
+
+    for _ in 0..20 {
+        let (a, b) =
+            tokio::join!(first.claim_processing(client.clone(), lease), second.claim_processing(client.clone(), lease));
+        let (a, b) = (a.expect("claim"), b.expect("claim"));
+        assert!(a.is_some() != b.is_some(), "one node gets the client: {a:?} {b:?}");
+        assert_eq!(first.claim_processing(client.clone(), lease).await.expect("claim"), None, "held meanwhile");
+        first.release_processing(a.or(b).expect("one claim")).await.expect("given back");
+    }
+
+    // A claim that ran out is taken over; the decisions made under it are then refused, all of them.
+    let stale = first.claim_processing(client.clone(), Duration::ZERO).await.expect("claim").expect("free");
+    let current = second.claim_processing(client.clone(), lease).await.expect("claim").expect("ran out");
+    let refused = first.apply_decisions(stale, vec![decided(&client, &message_id, false)], BREAKER).await;
+    assert!(matches!(refused, Err(recado::store::Error::LeaseLost)), "{refused:?}");
+    let database = Database::of(dir.path());
+    assert_eq!(database.counts(&["decisions"]).await, [0]);
+    let state = database.value("SELECT state FROM messages WHERE id = ?1", &[message_id.as_str().into()]).await;
+    assert_eq!(state.text(), "received", "still waiting for the node that holds the client now");
+    let applied = second.apply_decisions(current, vec![decided(&client, &message_id, false)], BREAKER).await;
+    assert_eq!(applied.expect("applied"), 1);
+    assert_eq!(database.counts(&["decisions"]).await, [1]);
+    // Applying ended the claim: the client is free for the next turn.
+    assert!(first.claim_processing(client.clone(), lease).await.expect("claim").is_some());
+    first.close().await;
+    second.close().await;
+}
+
+/// Two nodes claiming due first-response clocks at once: each clock is claimed by one of them, never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_claiming_due_clocks_at_once_never_claim_the_same_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, second, client) = two_nodes(dir.path(), "Shop").await;
+    const CONVERSATIONS: usize = 40;
+    let messages = (0..CONVERSATIONS).map(|n| message(&client, format!("m{n}"), format!("+34600{n:06}"))).collect();
+    let stored = ingest(&first, &client, messages).await;
+    let lease = Duration::from_secs(60);
+    let turn = first.claim_processing(client.clone(), lease).await.expect("claim").expect("free");
+    let decisions = stored.messages.iter().map(|outcome| decided(&client, &outcome.message_id, true)).collect();
+    assert_eq!(first.apply_decisions(turn, decisions, BREAKER).await.expect("applied"), CONVERSATIONS);
+
+    let now = Timestamp::now();
+    let claim_all = |db: Db| async move {
+        let mut claimed = Vec::new();
+        loop {
+            let batch = db.claim_due_clocks(now, lease, 4).await.expect("claimed");
+            if batch.is_empty() {
+                return claimed;
+            }
+            claimed.extend(batch.into_iter().map(|clock| clock.conversation_id));
+        }
+    };
+    let (a, b) = tokio::join!(claim_all(first.clone()), claim_all(second.clone()));
+    let mut all: Vec<_> = a.iter().chain(&b).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(a.len() + b.len(), CONVERSATIONS, "each clock claimed once: {} and {}", a.len(), b.len());
+    assert_eq!(all.len(), CONVERSATIONS);
+    first.close().await;
+    second.close().await;
+}
+
+/// A person changing a conversation's queue on one node while another node's transaction changes its
+/// priority: the queue change waits for the other to commit and keeps its priority (the fields a change leaves
+/// alone are not written back as they were read before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_routing_change_keeps_what_another_node_changed_meanwhile() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, _second, client) = two_nodes(dir.path(), "Shop").await;
+    let stored = ingest(&first, &client, vec![message(&client, "m1".into(), "+34600000001".into())]).await;
+    let conversation = stored.messages[0].conversation_id.clone();
+    let id = [Cell::from(conversation.as_str())];
+
+    let database = Database::of(dir.path());
+    let other = database.begin_holding("SELECT 1 FROM conversations WHERE id = ?1 FOR UPDATE", &id).await;
+    let change = RoutingChange { queue: Some(Some("billing".into())), ..RoutingChange::default() };
+    let routing = tokio::spawn({
+        let first = first.clone();
+        let conversation = conversation.clone();
+        async move { first.route(Scope::All, conversation, change, "test".into()).await }
+    });
+    assert!(other.someone_waits(Duration::from_secs(30)).await, "the change waits for the row");
+    other.execute("UPDATE conversations SET priority = 'urgent' WHERE id = ?1", &id).await;
+    other.commit().await;
+    let routed = routing.await.expect("joined").expect("routed");
+    assert_eq!((routed.queue.as_deref(), routed.priority.as_str()), (Some("billing"), "urgent"));
+    let row = database.query("SELECT queue, priority FROM conversations WHERE id = ?1", &id).await;
+    assert_eq!((row[0][0].text(), row[0][1].text()), ("billing", "urgent"));
+    first.close().await;
+}
+
+/// A closed conversation reopened on one node while another node stores the same customer's new message,
+/// which opens a new conversation: the reopening waits for that message's transaction and then refuses, so
+/// the customer never has two open conversations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reopening_a_conversation_while_another_node_opens_one_for_the_customer_leaves_one_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, _second, client) = two_nodes(dir.path(), "Shop").await;
+    let stored = ingest(&first, &client, vec![message(&client, "m1".into(), "+34600000001".into())]).await;
+    let conversation = stored.messages[0].conversation_id.clone();
+    first
+        .set_status(Scope::All, conversation.clone(), ConversationStatus::Closed, "test".into())
+        .await
+        .expect("closed");
+    let id = [Cell::from(conversation.as_str())];
+
+    // The other node's ingest, caught between opening the new conversation and committing: it holds the
+    // contact (as ingest does) and has written the conversation.
+    let database = Database::of(dir.path());
+    let other = database
+        .begin_holding(
+            "SELECT 1 FROM contacts WHERE id = (SELECT contact_id FROM conversations WHERE id = ?1) FOR UPDATE",
+            &id,
+        )
+        .await;
+    // No parameter: PostgreSQL takes none in `CREATE TABLE AS`. The id is one the store generated.
+    let copy = format!("CREATE TEMP TABLE opened AS SELECT * FROM conversations WHERE id = '{}'", id[0].text());
+    other.execute(&copy, &[]).await;
+    other.execute("UPDATE opened SET id = 'cnv_opened_elsewhere', status = 'open', closed_at = NULL", &[]).await;
+    other.execute("INSERT INTO conversations SELECT * FROM opened", &[]).await;
+    let reopening = tokio::spawn({
+        let first = first.clone();
+        async move { first.set_status(Scope::All, conversation, ConversationStatus::Open, "test".into()).await }
+    });
+    assert!(other.someone_waits(Duration::from_secs(30)).await, "the reopening waits for the contact");
+    other.commit().await;
+    let refused = reopening.await.expect("joined");
+    assert!(matches!(refused, Err(recado::store::Error::Conflict(_))), "{refused:?}");
+    let open = database.value("SELECT COUNT(*) FROM conversations WHERE status = 'open'", &[]).await;
+    assert_eq!(open.integer(), 1, "one open conversation");
+    first.close().await;
+}
+
+/// An article edited on one node from version 1 while another node's transaction saves its own edit of
+/// version 1: the first edit waits for the second to commit, then finds itself stale instead of overwriting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_article_edit_from_an_old_version_is_stale_even_when_another_node_saves_meanwhile() {
+    use recado::domain::ArticleContent;
+    use recado::store::Edit;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, _second, client) = two_nodes(dir.path(), "Shop").await;
+    let content = |title: &str| ArticleContent {
+        language: "es".into(),
+        title: title.into(),
+        questions: Vec::new(),
+        body: "De 9 a 18h.".into(),
+        tags: Vec::new(),
+        shortcut: None,
+    };
+    let article = first.create_article(client.clone(), None, content("Horario"), "test".into()).await.expect("created");
+    assert_eq!(article.version, 1);
+
+    let database = Database::of(dir.path());
+    let id = [Cell::from(article.id.as_str())];
+    let lock = "SELECT 1 FROM articles WHERE client_id = 'shop' AND id = ?1 FOR UPDATE";
+    let other = database.begin_holding(lock, &id).await;
+    let editing = tokio::spawn({
+        let (first, client, article) = (first.clone(), client.clone(), article.id.clone());
+        async move { first.update_article(client, article, 1, content("Horario de apertura"), "test".into()).await }
+    });
+    assert!(other.someone_waits(Duration::from_secs(30)).await, "the edit waits for the article");
+    let saved = "UPDATE articles SET title = 'Horas', version = version + 1 WHERE client_id = 'shop' AND id = ?1";
+    other.execute(saved, &id).await;
+    other.commit().await;
+    match editing.await.expect("joined").expect("answered") {
+        Edit::Stale(current) => assert_eq!((current.version, current.content.title.as_str()), (2, "Horas")),
+        Edit::Applied(overwrote) => panic!("an edit of version 1 overwrote version 2: {overwrote:?}"),
+    }
+    first.close().await;
 }

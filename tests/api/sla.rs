@@ -170,7 +170,7 @@ fn conversation_id(id: &str) -> recado::domain::ConversationId {
 }
 
 #[tokio::test]
-async fn a_clock_step_applies_once_even_when_run_twice_or_after_the_reply_that_stopped_it() {
+async fn a_clock_step_applies_once_even_when_run_twice_taken_over_or_after_the_reply_that_stopped_it() {
     use recado::domain::{Decision, Escalation, Timestamp};
     use recado::store::OverdueDecision;
     let app = spawn_app().await;
@@ -178,16 +178,21 @@ async fn a_clock_step_applies_once_even_when_run_twice_or_after_the_reply_that_s
     let slug = ClientSlug::parse("dental").expect("slug");
     // Clocks are read as of an hour from now: due for this test, not yet for the server's own worker.
     let later = Timestamp(Timestamp::now().millis() + 3_600_000);
-    let due = |app: &TestApp, conversation: String| {
+    // Each look claims what is due for a minute, as a node does.
+    let lease = std::time::Duration::from_secs(60);
+    let claim = |app: &TestApp, at: Timestamp, conversation: String| {
         let db = app.db.clone();
         async move {
-            db.due_clocks(later, 100)
+            db.claim_due_clocks(at, lease, 100)
                 .await
                 .expect("clocks")
                 .into_iter()
                 .find(|clock| clock.conversation_id.as_str() == conversation)
-                .expect("the conversation's clock is due")
         }
+    };
+    let due = |app: &TestApp, conversation: String| {
+        let claimed = claim(app, later, conversation);
+        async move { claimed.await.expect("the conversation's clock is due") }
     };
     let overdue = || OverdueDecision {
         source: recado::domain::DecisionSource::Defaults,
@@ -203,7 +208,12 @@ async fn a_clock_step_applies_once_even_when_run_twice_or_after_the_reply_that_s
     // Run twice: the warning is raised once.
     let (_, first) = app.ingest_processed("dental", &token, "1", "+34601", "Hola").await;
     let id = first["id"].as_str().expect("id").to_owned();
-    let clock = due(&app, id.clone()).await;
+    let claimed = due(&app, id.clone()).await;
+    // Claimed, the clock is nobody else's until the claim runs out; then another node takes it over, and the
+    // first claim's step applies nothing.
+    assert_eq!(claim(&app, later, id.clone()).await, None, "a claimed clock is not claimed twice");
+    let clock = claim(&app, later.plus(lease), id.clone()).await.expect("taken over once the claim ran out");
+    assert!(!app.db.warn_clock(claimed).await.expect("no-op"), "a claim taken over applies nothing");
     assert!(app.db.warn_clock(clock.clone()).await.expect("warned"), "the first run applies");
     assert!(!app.db.warn_clock(clock).await.expect("no-op"), "the same step again changes nothing");
     let events = app.db.conversation_events(slug.clone(), conversation_id(&id)).await.expect("events");
