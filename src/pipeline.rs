@@ -88,6 +88,12 @@ pub(crate) struct Pipeline {
 /// Ingest wakes it; it also sweeps every `pipeline.sweep_interval_ms`, which finds the messages a crash left
 /// `received`.
 pub(crate) async fn run(pipeline: Pipeline, shutdown: CancellationToken) {
+    match pipeline.db.forget_stale_processing_claims().await {
+        Ok(0) => {}
+        Ok(forgotten) => tracing::info!(forgotten, "forgot the processing claims of an earlier run"),
+        // Not fatal: they expire (`pipeline.lease_ms`).
+        Err(error) => tracing::warn!(%error, "could not forget the processing claims of an earlier run"),
+    }
     let sweep = Duration::from_millis(pipeline.settings.sweep_interval_ms);
     let metrics = pipeline.metrics.clone();
     let handle = pipeline.wake.clone();

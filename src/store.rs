@@ -36,6 +36,7 @@ mod plugins;
 mod postgres;
 mod reports;
 mod secrets;
+mod sequencer;
 mod sla;
 pub mod snapshot;
 pub(crate) mod sql;
@@ -249,8 +250,14 @@ struct Inner {
     writable: Arc<AtomicBool>,
     /// Seals channel secrets.
     secrets: Arc<secrets::SecretKey>,
-    /// Changes after commits that may have recorded events.
+    /// Changes when events may have become readable (SQLite: after commits that recorded some; PostgreSQL:
+    /// after they were numbered, by any node).
     event_ticks: tokio::sync::watch::Sender<u64>,
+    /// Changes when another node's article changes became readable (PostgreSQL only; on SQLite the index is
+    /// woken by the edit itself, and polls for other processes' changes).
+    kb_ticks: tokio::sync::watch::Sender<u64>,
+    /// Numbers PostgreSQL's logs in commit order and listens for other nodes' (absent on SQLite).
+    sequencer: Option<sequencer::Sequencer>,
 }
 
 /// Where the data lives.
@@ -359,6 +366,8 @@ impl Db {
                 writable,
                 secrets: Arc::new(secrets),
                 event_ticks,
+                kb_ticks: tokio::sync::watch::Sender::new(0),
+                sequencer: None,
             }),
         })
     }
@@ -390,12 +399,21 @@ impl Db {
             })
             .await??
         };
+        let (event_ticks, kb_ticks) = (tokio::sync::watch::Sender::new(0), tokio::sync::watch::Sender::new(0));
+        let sequencer = sequencer::Sequencer::start(
+            postgres.clone(),
+            postgres.config().clone(),
+            event_ticks.clone(),
+            kb_ticks.clone(),
+        );
         let db = Self {
             inner: Arc::new(Inner {
                 backend: Backend::Postgres(postgres),
                 writable: Arc::new(AtomicBool::new(true)),
                 secrets: Arc::new(secrets),
-                event_ticks: tokio::sync::watch::Sender::new(0),
+                event_ticks,
+                kb_ticks,
+                sequencer: Some(sequencer),
             }),
         };
         db.check_secrets_key().await?;
@@ -449,8 +467,9 @@ impl Db {
                 match &outcome {
                     Ok((_, recorded)) => {
                         self.inner.writable.store(true, Ordering::Relaxed);
-                        if *recorded {
-                            self.inner.event_ticks.send_modify(|tick| *tick = tick.wrapping_add(1));
+                        if let (true, Some(sequencer)) = (*recorded, &self.inner.sequencer) {
+                            // Readable once numbered; the numbering ticks the streams.
+                            sequencer.wake();
                         }
                     }
                     Err(Error::Unavailable(_)) => self.inner.writable.store(false, Ordering::Relaxed),
@@ -513,6 +532,9 @@ impl Db {
         let sqlite = match &self.inner.backend {
             Backend::Sqlite(sqlite) => sqlite,
             Backend::Postgres(postgres) => {
+                if let Some(sequencer) = &self.inner.sequencer {
+                    sequencer.stop();
+                }
                 postgres.close();
                 return;
             }

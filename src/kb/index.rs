@@ -344,10 +344,26 @@ impl SearchIndex {
         self.inner.wake.wake();
     }
 
-    /// Keeps the index up to date until `shutdown`: at once when woken, otherwise every `poll`.
+    /// Keeps the index up to date until `shutdown`: at once when woken (by an edit on this node, or by the
+    /// store when another node's edit became readable), otherwise every `poll`.
     pub async fn run(self, db: Db, poll: Duration, metrics: Metrics, shutdown: CancellationToken) {
         let wake = self.inner.wake.clone();
-        run_steps(Indexing { index: self, db }, poll, wake, metrics, shutdown).await;
+        let mut ticks = db.kb_ticks();
+        let forward = {
+            let (wake, shutdown) = (wake.clone(), shutdown.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        changed = ticks.changed() => match changed {
+                            Ok(()) => wake.wake(),
+                            Err(_) => return,
+                        },
+                    }
+                }
+            }
+        };
+        tokio::join!(run_steps(Indexing { index: self, db }, poll, wake, metrics, shutdown), forward);
     }
 }
 

@@ -116,6 +116,7 @@ fn record_change(connection: &Connection, client: &ClientSlug, id: &ArticleId, n
     connection
         .prepare_cached("INSERT INTO kb_changes (client_id, article_id, at) VALUES (?1, ?2, ?3)")?
         .execute(params![client.as_str(), id.as_str(), now])?;
+    super::events::log_written();
     Ok(())
 }
 

@@ -38,8 +38,15 @@ pub struct EventRecord {
 }
 
 thread_local! {
-    /// Whether the writer thread (the only thread that records events) recorded one since it last asked.
+    /// Whether the thread running a write transaction (SQLite: the writer; PostgreSQL: a blocking thread per
+    /// transaction) wrote to a log since it last asked.
     static RECORDED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that the current transaction wrote to a log readers follow by position (an event, an article
+/// change), so the commit is followed by what makes it readable.
+pub(super) fn log_written() {
+    RECORDED.with(|recorded| recorded.set(true));
 }
 
 /// Returns whether an event was recorded on this thread since the last call, and forgets it.
@@ -61,7 +68,7 @@ pub(super) fn record_for_message(
              SELECT ?1, ?2, conversation_id, id, ?4, ?5 FROM messages WHERE client_id = ?1 AND id = ?3",
         )?
         .execute(params![client, kind, message_id, data.to_string(), Timestamp::now().millis()])?;
-    RECORDED.with(|recorded| recorded.set(true));
+    log_written();
     Ok(())
 }
 
@@ -78,7 +85,7 @@ pub(super) fn record(
             "INSERT INTO events (client_id, kind, conversation_id, message_id, data, at) VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
         )?
         .execute(params![client, kind, conversation_id, data.to_string(), Timestamp::now().millis()])?;
-    RECORDED.with(|recorded| recorded.set(true));
+    log_written();
     Ok(())
 }
 
@@ -188,5 +195,11 @@ impl Db {
     /// than poll.
     pub fn event_ticks(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.event_ticks.subscribe()
+    }
+
+    /// A receiver that changes when article changes (another node's included) became readable: the search
+    /// index catches up at once rather than at its next poll. Only PostgreSQL's notifications move it.
+    pub fn kb_ticks(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.kb_ticks.subscribe()
     }
 }

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_waiting_by_client.sql"),
     include_str!("migrations/0012_plugin_contract.sql"),
     include_str!("migrations/0013_processing_leases.sql"),
+    include_str!("migrations/0014_log_positions.sql"),
 ];
 
 /// The schema version this build writes.
@@ -33,7 +34,10 @@ const POSTGRES_BASELINE: (i64, &str) = (12, include_str!("migrations/postgres/00
 
 /// PostgreSQL's migrations after the baseline: `POSTGRES_MIGRATIONS[i]` brings it to version
 /// `baseline + i + 1`, as `MIGRATIONS[baseline + i]` does for SQLite. Every new version needs both files.
-const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0013_processing_leases.sql")];
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0013_processing_leases.sql"),
+    include_str!("migrations/postgres/0014_log_positions.sql"),
+];
 
 const _: () = assert!(
     POSTGRES_BASELINE.0 + POSTGRES_MIGRATIONS.len() as i64 == SCHEMA_VERSION,

@@ -492,6 +492,16 @@ impl Db {
         .await
     }
 
+    /// At the start of this node's processing: forgets claims left by an earlier run. With SQLite only this
+    /// server processes the database, so every claim in it is a run's that ended (a crash, or the run a backup
+    /// was taken from); with PostgreSQL another node's may be live, so they are left to expire.
+    pub async fn forget_stale_processing_claims(&self) -> Result<usize> {
+        if self.is_postgres() {
+            return Ok(0);
+        }
+        self.write(|connection| connection.execute("DELETE FROM processing_leases", [])).await
+    }
+
     /// Gives a lease back without applying anything (the turn failed), so another turn need not wait for it to
     /// expire. A lease already taken over is left to its new holder.
     pub async fn release_processing(&self, lease: ProcessingLease) -> Result<()> {

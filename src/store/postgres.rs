@@ -27,6 +27,8 @@ const ATTEMPTS: u32 = 5;
 #[derive(Clone)]
 pub(super) struct Postgres {
     pool: Pool,
+    /// What the pool connects with: the notification listener opens its own connection with it.
+    config: tokio_postgres::Config,
 }
 
 impl Postgres {
@@ -42,7 +44,7 @@ impl Postgres {
             config.application_name("recado");
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
@@ -53,7 +55,7 @@ impl Postgres {
             .create_timeout(Some(connect_timeout))
             .build()
             .map_err(|error| Error::Unavailable(format!("cannot build the connection pool: {error}")))?;
-        let store = Self { pool };
+        let store = Self { pool, config };
         let mut client = store.client().await?;
         let synchronous: String = client.query_one("SHOW synchronous_commit", &[]).await.map_err(Error::from)?.get(0);
         if synchronous != "on" && synchronous != "remote_write" && synchronous != "remote_apply" {
@@ -66,8 +68,13 @@ impl Postgres {
         Ok(store)
     }
 
+    /// How this node connects (for a connection of its own, outside the pool).
+    pub(super) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
     /// A connection from the pool; an unreachable database is [`Error::Unavailable`].
-    async fn client(&self) -> Result<deadpool_postgres::Object> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|error| Error::Unavailable(format!("database unreachable: {error}")))
     }
 

@@ -30,6 +30,16 @@ pub fn sqlite_only(what: &str) -> bool {
     postgres()
 }
 
+/// Whether a test of a PostgreSQL-only part (what several writers committing at once could get wrong, where
+/// SQLite has one writer at a time) is to be left out of this run: with SQLite it is, and says so.
+pub fn postgres_only(what: &str) -> bool {
+    if !postgres() {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "not run on SQLite: {what}");
+    }
+    !postgres()
+}
+
 /// The `database.url` for the data directory `data_dir`: a database of its own, created on first use.
 pub fn url_for(data_dir: &Path) -> String {
     let name = database_name(data_dir);

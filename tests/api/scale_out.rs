@@ -349,3 +349,93 @@ async fn an_article_edit_from_an_old_version_is_stale_even_when_another_node_sav
     }
     first.close().await;
 }
+
+/// A transaction that recorded an event and commits after other transactions committed theirs: a reader
+/// following the log on another node, which has already passed the others' events, still gets it (a position
+/// is given when a row is committed, not when it is written). The article-change log that each node's search
+/// index follows is numbered the same way. The other node's reader is woken by the notification, not by any
+/// commit of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_of_the_logs_on_another_node_gets_an_event_committed_after_later_ones() {
+    if crate::database::postgres_only("SQLite's one writer at a time numbers events in the order they commit") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, second, client) = two_nodes(dir.path(), "Shop").await;
+    let database = Database::of(dir.path());
+    let mut events = second.event_ticks();
+    let mut kb = second.kb_ticks();
+    // Everything so far numbered: the reader starts after it.
+    let unnumbered =
+        "SELECT (SELECT COUNT(*) FROM events WHERE seq IS NULL) + (SELECT COUNT(*) FROM kb_changes WHERE seq IS NULL)";
+    while database.value(unnumbered, &[]).await.integer() > 0 {
+        tokio::select! {
+            changed = events.changed() => changed.expect("ticks"),
+            changed = kb.changed() => changed.expect("ticks"),
+        }
+    }
+    let mut after = second.latest_event().await.expect("latest");
+    let (_, kb_start) = second.kb_changes_after(0, 1_000).await.expect("changes");
+
+    // A transaction writes an event and an article change, and has not committed yet.
+    let slow = database
+        .begin_holding("INSERT INTO events (client_id, kind, data, at) VALUES ('shop', 'test.slow', '{}', 0)", &[])
+        .await;
+    slow.execute("INSERT INTO kb_changes (client_id, article_id, at) VALUES ('shop', 'slow-article', 0)", &[]).await;
+    // Meanwhile the first node stores a message and an article: their rows are written after the slow ones.
+    ingest(&first, &client, vec![message(&client, "m1".into(), "+34600000001".into())]).await;
+    let content = recado::domain::ArticleContent {
+        language: "es".into(),
+        title: "Horario".into(),
+        questions: Vec::new(),
+        body: "De 9 a 18h.".into(),
+        tags: Vec::new(),
+        shortcut: None,
+    };
+    first.create_article(client.clone(), None, content, "test".into()).await.expect("created");
+
+    // The second node's reader passes the message's events, then gets the slow one once it commits.
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    let mut committed = Some(slow);
+    loop {
+        events.borrow_and_update();
+        let page = second.events_after(Scope::All, after, 100).await.expect("events");
+        assert_eq!(page.resync, None);
+        for record in page.records {
+            assert!(record.seq > after, "positions only grow: {} after {after}", record.seq);
+            after = record.seq;
+            seen.push((record.seq, record.kind));
+        }
+        let kinds: Vec<&str> = seen.iter().map(|(_, kind)| kind.as_str()).collect();
+        if kinds.contains(&"test.slow") {
+            break;
+        }
+        if kinds.contains(&"message.created")
+            && let Some(slow) = committed.take()
+        {
+            slow.commit().await;
+        }
+        let woken = tokio::time::timeout(Duration::from_secs(30), events.changed()).await;
+        woken.unwrap_or_else(|_| panic!("the slow transaction's event never came: {seen:?}")).expect("ticks");
+    }
+    let position = |kind: &str| seen.iter().find(|(_, seen)| seen == kind).map(|(seq, _)| *seq);
+    assert!(position("message.created") < position("test.slow"), "{seen:?}");
+
+    // The search index's log: both article changes come, the slow one too, whatever order they commit in.
+    let mut articles = Vec::new();
+    let mut kb_after = kb_start;
+    while articles.len() < 2 {
+        kb.borrow_and_update();
+        let (changes, last) = second.kb_changes_after(kb_after, 100).await.expect("changes");
+        kb_after = last;
+        articles.extend(changes.into_iter().map(|(_, id, _)| id.as_str().to_owned()));
+        if articles.len() < 2 {
+            let woken = tokio::time::timeout(Duration::from_secs(30), kb.changed()).await;
+            woken.unwrap_or_else(|_| panic!("an article change never came: {articles:?}")).expect("ticks");
+        }
+    }
+    articles.sort();
+    assert_eq!(articles, ["horario", "slow-article"]);
+    second.close().await;
+    first.close().await;
+}

@@ -1,0 +1,3 @@
+-- Nothing changes here. On PostgreSQL this version numbers the event log and the article-change log in
+-- commit order; SQLite's single writer numbers and commits rows one transaction at a time, which is that order
+-- already.
