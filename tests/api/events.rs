@@ -389,3 +389,48 @@ async fn a_stream_ends_when_its_session_or_token_does() {
     .await;
     assert!(ended.is_ok(), "the revoked token's stream was not closed");
 }
+
+/// Two nodes on one PostgreSQL database: a person connected to one sees, live, a message the other received;
+/// and an article written through the other is suggested by this one, whose index is woken by the
+/// notification (its own poll is an hour away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_person_on_one_node_sees_live_what_another_node_received_and_searches_its_articles() {
+    if crate::database::postgres_only("servers share a database only on PostgreSQL") {
+        return;
+    }
+    let (first_dir, second_dir) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let hour = 3_600_000;
+    let first = super::helpers::spawn_in(first_dir.path(), |settings| settings.search.poll_interval_ms = hour).await;
+    let (url, key) = (crate::database::url_for(first_dir.path()), first_dir.path().join("secrets.key"));
+    let second = super::helpers::spawn_in(second_dir.path(), move |settings| {
+        settings.database.url = Some(url.into());
+        settings.storage.secrets_key_file = Some(key);
+        settings.search.poll_interval_ms = hour;
+    })
+    .await;
+    let token = first.create_client("dental").await;
+    let mut stream = Stream::open(&first, &first.admin, None).await;
+
+    let (status, stored) = second.ingest("dental", &token, "x1", "+34600111222", "Teniu hora dimarts?").await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    let event = stream.next_from_customer().await.expect("the other node's message arrives");
+    assert_eq!((event.kind.as_str(), &event.data["message_id"]), ("message.created", &stored["message_id"]));
+
+    let article = json!({ "language": "ca", "title": "Preus", "body": "Una neteja costa 60 €." });
+    let (status, created) = second.post("/api/v1/clients/dental/kb/articles", &second.admin, article).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, suggested) =
+            first.get("/api/v1/clients/dental/suggestions?q=quant%20costa%20una%20neteja", &first.admin).await;
+        assert_eq!(status, StatusCode::OK, "{suggested}");
+        if suggested["suggestions"].as_array().is_some_and(|list| list.iter().any(|s| s["article_id"] == created["id"]))
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not suggested by the other node: {suggested}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.stop().await;
+    first.stop().await;
+}
