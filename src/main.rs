@@ -87,6 +87,31 @@ enum Command {
         #[command(subcommand)]
         command: KbCommand,
     },
+    /// Create the database's schema, or bring it up to this version (the server does too when it starts): for
+    /// a new PostgreSQL database before any node starts, or to upgrade it once before restarting the nodes.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write the installation's whole database (clients, conversations, articles, plugins, decisions, people,
+    /// tokens...) to a new file, to move it to another database with `recado import`. Reads the embedded SQLite
+    /// database, from one snapshot; the file holds sealed channel secrets and password hashes and is created
+    /// readable by its owner only.
+    Export {
+        /// The file to create (it must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Read a file written by `recado export` into a new, empty database (typically PostgreSQL: name it with
+    /// --database-url), in one transaction, with the same secrets key. The data directory keeps its media.
+    Import {
+        /// The file `recado export` wrote.
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Back up the installation, whether or not the server runs: a consistent copy of the database (plugin
     /// components included), the media it refers to and the settings, with a manifest of checksums, into a
     /// new directory. The search index and compiled plugins are not copied: a restore rebuilds them.
@@ -454,6 +479,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command } => token(command).await,
         Command::Person { command } => person(command).await,
         Command::Kb { command } => kb(command).await,
+        Command::Migrate { store } => {
+            let db = open_store(&store).await?;
+            let backend = if db.is_postgres() { "PostgreSQL" } else { "SQLite" };
+            println!("{backend} schema at version {}", recado::store::snapshot::schema_version());
+            db.close().await;
+            Ok(())
+        }
+        Command::Export { out, store } => {
+            let db = open_store(&store).await?;
+            let moved = db.export(out.clone()).await.with_context(|| format!("exporting to {}", out.display()));
+            db.close().await;
+            let moved = moved?;
+            println!("exported {} rows of {} tables to {}", moved.rows, moved.tables, out.display());
+            Ok(())
+        }
+        Command::Import { file, store } => {
+            let db = open_store(&store).await?;
+            let moved = db.import(file.clone()).await.with_context(|| format!("importing {}", file.display()));
+            db.close().await;
+            let moved = moved?;
+            println!("imported {} rows of {} tables from {}", moved.rows, moved.tables, file.display());
+            Ok(())
+        }
         Command::Report { from, to, client, assistant, group_by, csv, store } => {
             let (from, to) = recado::reports::range_from_text(from.as_deref(), to.as_deref(), Timestamp::now())
                 .map_err(|error| anyhow::anyhow!("--{}: {}", error.field, error.message))?;

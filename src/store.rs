@@ -42,6 +42,7 @@ pub mod snapshot;
 pub(crate) mod sql;
 mod suggestions;
 mod tokens;
+mod transfer;
 
 pub use access::{Caller, Credential, NewSession, Scope, SessionRules};
 pub use articles::{Article, Edit, ImportSummary};
@@ -70,6 +71,7 @@ pub use secrets::key_id as secrets_key_id;
 pub use sla::{DueClock, OverdueContext, OverdueDecision};
 pub use suggestions::{Feedback, LEARNED_PHRASINGS_CAP, SuggestionContext};
 pub use tokens::{NewToken, TokenRecord};
+pub use transfer::TransferReport;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,6 +134,10 @@ pub enum Error {
     /// claim expired: what this node made of it is dropped, and the other node's result stands.
     #[error("the claim on this work expired and another node took it over")]
     LeaseLost,
+    /// A file moving an installation (`recado export`/`import`) is not one this build can read, or cannot be
+    /// written.
+    #[error("{0}")]
+    Transfer(String),
     /// Any other SQLite error.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -425,6 +431,11 @@ impl Db {
         Ok(db)
     }
 
+    /// The id of the key this node seals channel secrets with.
+    pub(crate) fn secrets_key_id(&self) -> &str {
+        self.inner.secrets.id()
+    }
+
     /// Which database this handle talks to.
     pub fn is_postgres(&self) -> bool {
         matches!(self.inner.backend, Backend::Postgres(_))
@@ -455,7 +466,29 @@ impl Db {
     /// unaffected. On PostgreSQL a job whose transaction lost a race with another node's is rolled back and run
     /// again, so `job` may run more than once: it must act only through `connection` (no effects outside the
     /// transaction) and keep what it captured for the next run (hence `Fn`, not `FnOnce`).
+    ///
+    /// The transaction works for every client: the server's own work. What is done for a caller limited to some
+    /// clients goes through [`Db::write_as`].
     pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
+    where
+        F: Fn(&sql::Connection<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write_visible(None, job).await
+    }
+
+    /// [`Db::write`] for a caller limited to `scope`: on PostgreSQL the transaction sees and writes only the rows
+    /// of `scope`'s clients (row-level security), whatever its statements say; SQLite has no such check, and the
+    /// statements' own filters are all there is.
+    pub(crate) async fn write_as<T, F>(&self, scope: &Scope, job: F) -> Result<T>
+    where
+        F: Fn(&sql::Connection<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write_visible(scope.row_visibility(), job).await
+    }
+
+    async fn write_visible<T, F>(&self, visible: Option<String>, job: F) -> Result<T>
     where
         F: Fn(&sql::Connection<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
@@ -463,7 +496,7 @@ impl Db {
         let sqlite = match &self.inner.backend {
             Backend::Sqlite(sqlite) => sqlite,
             Backend::Postgres(postgres) => {
-                let outcome = postgres.write(job).await;
+                let outcome = postgres.write(visible, job).await;
                 match &outcome {
                     Ok((_, recorded)) => {
                         self.inner.writable.store(true, Ordering::Relaxed);
@@ -492,15 +525,33 @@ impl Db {
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    /// Runs a read-only query on a pooled connection, off the async threads.
+    /// Runs a read-only query on a pooled connection, off the async threads, for every client (see
+    /// [`Db::read_as`]).
     pub(crate) async fn read<T, F>(&self, query: F) -> Result<T>
+    where
+        F: FnOnce(&sql::Connection<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.read_visible(None, query).await
+    }
+
+    /// [`Db::read`] for a caller limited to `scope` (see [`Db::write_as`]).
+    pub(crate) async fn read_as<T, F>(&self, scope: &Scope, query: F) -> Result<T>
+    where
+        F: FnOnce(&sql::Connection<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.read_visible(scope.row_visibility(), query).await
+    }
+
+    async fn read_visible<T, F>(&self, visible: Option<String>, query: F) -> Result<T>
     where
         F: FnOnce(&sql::Connection<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let sqlite = match &self.inner.backend {
             Backend::Sqlite(sqlite) => sqlite,
-            Backend::Postgres(postgres) => return postgres.read(query).await,
+            Backend::Postgres(postgres) => return postgres.read(visible, query).await,
         };
         let _permit = sqlite.reader_permits.acquire().await.map_err(|_| Error::Closed)?;
         let readers = Arc::clone(&sqlite.readers);
@@ -702,7 +753,7 @@ mod tests {
                         Ok(match row.get::<_, sql::OwnedValue>(0)? {
                             sql::OwnedValue::Integer(n) => n.to_string(),
                             sql::OwnedValue::Text(text) => text,
-                            sql::OwnedValue::Null => "null".to_owned(),
+                            other => format!("{other:?}"),
                         })
                     })
                 };

@@ -271,6 +271,7 @@ impl From<store::Error> for ApiError {
             | store::Error::Sqlite(_)
             | store::Error::SecretsKeyMismatch { .. }
             | store::Error::LeaseLost
+            | store::Error::Transfer(_)
             | store::Error::Postgres(_)
             | store::Error::NoRow
             | store::Error::Decode { .. }

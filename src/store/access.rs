@@ -53,6 +53,18 @@ impl Scope {
         )
     }
 
+    /// The clients this scope's transactions may touch, as PostgreSQL's row-level security is told them: a
+    /// comma-separated list of slugs (no slug has a comma), or `None` for every client.
+    pub(super) fn row_visibility(&self) -> Option<String> {
+        match self {
+            Self::All => None,
+            Self::Client(slug) => Some(slug.as_str().to_owned()),
+            Self::Assistant { clients, .. } => {
+                Some(clients.iter().map(ClientSlug::as_str).collect::<Vec<_>>().join(","))
+            }
+        }
+    }
+
     /// The two parameters of [`Scope::condition`].
     pub(super) fn params(&self) -> (Option<&str>, Option<&str>) {
         match self {
@@ -308,7 +320,7 @@ impl Db {
         assistants: Vec<Email>,
         actor: String,
     ) -> Result<Vec<PersonRecord>> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             ensure_client(connection, &client)?;
             let mut people = Vec::with_capacity(assistants.len());
             for email in &assistants {
@@ -341,7 +353,7 @@ impl Db {
 
     /// The assistants who serve `client`, by address.
     pub async fn client_assistants(&self, client: ClientSlug) -> Result<Vec<PersonRecord>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             ensure_client(connection, &client)?;
             let columns = PERSON_COLUMNS;
             connection

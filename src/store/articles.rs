@@ -4,7 +4,7 @@ use super::sql::{Connection, Lock, OptionalExtension, Row, params};
 
 use super::clients::{audit, ensure_client};
 use super::paging::{Page, PageRequest};
-use super::{Db, Error, Result};
+use super::{Db, Error, Result, Scope};
 use crate::domain::{ArticleContent, ArticleId, ClientProfile, ClientSlug, Timestamp};
 
 /// A stored article.
@@ -186,7 +186,7 @@ impl Db {
         content: ArticleContent,
         actor: String,
     ) -> Result<Article> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             ensure_client(connection, &client)?;
             let id = match id.clone() {
                 Some(id) => {
@@ -222,7 +222,10 @@ impl Db {
 
     /// One article.
     pub async fn article(&self, client: ClientSlug, id: ArticleId) -> Result<Article> {
-        self.read(move |connection| load_article(connection, &client, &id)?.ok_or(Error::NotFound("article"))).await
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
+            load_article(connection, &client, &id)?.ok_or(Error::NotFound("article"))
+        })
+        .await
     }
 
     /// Replaces an article's content if `version` is its current version.
@@ -234,7 +237,7 @@ impl Db {
         content: ArticleContent,
         actor: String,
     ) -> Result<Edit<Article>> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             // Checked against the version the editor saw, then written: nobody may write in between.
             connection.lock(Lock::Article(&client, &id))?;
             let current = load_article(connection, &client, &id)?.ok_or(Error::NotFound("article"))?;
@@ -266,7 +269,7 @@ impl Db {
         version: i64,
         actor: String,
     ) -> Result<Edit<()>> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             // Checked against the version the editor saw, then written: nobody may write in between.
             connection.lock(Lock::Article(&client, &id))?;
             let current = load_article(connection, &client, &id)?.ok_or(Error::NotFound("article"))?;
@@ -300,7 +303,7 @@ impl Db {
         language: Option<String>,
         page: PageRequest<ArticleId>,
     ) -> Result<Page<Article, ArticleId>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             ensure_client(connection, &client)?;
             let pattern = contains.map(|text| {
                 format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
@@ -332,7 +335,7 @@ impl Db {
 
     /// Every article of a client, by id (for export).
     pub async fn all_articles(&self, client: ClientSlug) -> Result<Vec<Article>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             let raw: Vec<RawArticle> = connection
                 .prepare_cached(&format!("SELECT {COLUMNS} FROM articles WHERE client_id = ?1 ORDER BY id"))?
                 .query_map([client.as_str()], from_row)?
@@ -398,7 +401,7 @@ impl Db {
         articles: Vec<(ArticleId, ArticleContent)>,
         actor: String,
     ) -> Result<ImportSummary> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             let mut summary = ImportSummary::default();
             let exists = ensure_client(connection, &client).is_ok();
             match (&profile, exists) {

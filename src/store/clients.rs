@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::paging::{Page, PageRequest};
 use super::secrets::{SecretKey, context};
-use super::{Db, Error, Result};
+use super::{Db, Error, Result, Scope};
 use crate::domain::{ChannelKind, ClientProfile, ClientSlug, Timestamp, new_id};
 
 /// Where an entry stands in the audit log's order: `(at, id)`, newest first.
@@ -52,7 +52,7 @@ pub struct ClientRecord {
 impl Db {
     /// Creates a client. A taken slug is a [`Error::Conflict`].
     pub async fn create_client(&self, slug: ClientSlug, profile: ClientProfile, actor: String) -> Result<ClientRecord> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(slug.clone()), move |connection| {
             let exists: bool = connection
                 .query_row("SELECT 1 FROM clients WHERE id = ?1", [slug.as_str()], |_| Ok(true))
                 .optional()?
@@ -78,7 +78,7 @@ impl Db {
     where
         F: Fn(ClientProfile) -> Result<ClientProfile> + Send + 'static,
     {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(slug.clone()), move |connection| {
             connection.lock(Lock::Client(&slug))?;
             let current = load_client(connection, &slug)?;
             let profile = change(current.profile)?;
@@ -92,9 +92,19 @@ impl Db {
         .await
     }
 
+    /// The clients whose rows a transaction for `scope` reaches, as the database itself enforces it: what a
+    /// query that forgot its client filter would see. PostgreSQL's row-level security narrows it to `scope`'s
+    /// clients; SQLite has no such check, so there it is every client.
+    pub async fn clients_visible_to(&self, scope: Scope) -> Result<Vec<ClientSlug>> {
+        self.read_as(&scope, |connection| {
+            connection.prepare_cached("SELECT id FROM clients ORDER BY id")?.query_map([], |row| row.get(0))?.collect()
+        })
+        .await
+    }
+
     /// One client.
     pub async fn client(&self, slug: ClientSlug) -> Result<ClientRecord> {
-        self.read(move |connection| load_client(connection, &slug)).await
+        self.read_as(&Scope::Client(slug.clone()), move |connection| load_client(connection, &slug)).await
     }
 
     /// Every client, by slug.
@@ -160,7 +170,7 @@ impl Db {
         C: Serialize + Send + 'static,
     {
         let secrets = Arc::clone(&self.inner.secrets);
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(slug.clone()), move |connection| {
             ensure_client(connection, &slug)?;
             let sealed = secrets.seal(&serde_json::to_string(&config)?, &context(slug.as_str(), kind.as_str()))?;
             connection.execute(
@@ -181,7 +191,8 @@ impl Db {
         C: DeserializeOwned + Send + 'static,
     {
         let secrets = Arc::clone(&self.inner.secrets);
-        self.read(move |connection| channel_config(connection, &secrets, &slug, kind)).await
+        self.read_as(&Scope::Client(slug.clone()), move |connection| channel_config(connection, &secrets, &slug, kind))
+            .await
     }
 }
 

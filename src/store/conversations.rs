@@ -337,7 +337,7 @@ impl Db {
         filter: ConversationFilter,
         page: PageRequest<ConversationKey>,
     ) -> Result<Page<ConversationSummary, ConversationKey>> {
-        self.read(move |connection| {
+        self.read_as(&scope.clone(), move |connection| {
             let mut sql = format!(
                 "SELECT {SUMMARY_COLUMNS} FROM conversations c
                  JOIN contacts k ON k.client_id = c.client_id AND k.id = c.contact_id WHERE {}",
@@ -384,7 +384,7 @@ impl Db {
 
     /// One conversation with its latest `limit` messages, oldest first.
     pub async fn conversation(&self, scope: Scope, id: ConversationId, limit: usize) -> Result<ConversationDetail> {
-        self.read(move |connection| {
+        self.read_as(&scope.clone(), move |connection| {
             // Several statements make up the answer, read in the one snapshot every read runs in (`Db::read`).
             let summary = load_summary(connection, &scope, &id)?;
             let mut messages: Vec<MessageView> = connection
@@ -468,7 +468,7 @@ impl Db {
         text: String,
         payload: Option<Outbound>,
     ) -> Result<MessageId> {
-        self.write(move |connection| {
+        self.write_as(&scope.clone(), move |connection| {
             // Whether this is the first human reply is read and then written.
             connection.lock(Lock::Conversation(&conversation_id))?;
             let summary = load_summary(connection, &scope, &conversation_id)?;
@@ -523,7 +523,7 @@ impl Db {
         status: ConversationStatus,
         actor: String,
     ) -> Result<ConversationSummary> {
-        self.write(move |connection| {
+        self.write_as(&scope.clone(), move |connection| {
             // Reopening checks the contact has no other open conversation: ingest, opening one, holds the
             // contact too.
             connection.lock(Lock::ContactOf(&conversation_id))?;
@@ -574,7 +574,7 @@ impl Db {
         change: RoutingChange,
         actor: String,
     ) -> Result<ConversationSummary> {
-        self.write(move |connection| {
+        self.write_as(&scope.clone(), move |connection| {
             // The fields the change leaves alone are written back as read.
             connection.lock(Lock::Conversation(&conversation_id))?;
             let summary = load_summary(connection, &scope, &conversation_id)?;
@@ -612,7 +612,7 @@ impl Db {
         actor: String,
     ) -> Result<ContactView> {
         let view = self
-            .write(move |connection| {
+            .write_as(&scope.clone(), move |connection| {
                 let (every, person) = scope.params();
                 let client: ClientSlug = connection
                     .query_row(
@@ -653,7 +653,7 @@ impl Db {
 
     /// The message with `id`, if `scope` may see it: its client and conversation.
     pub async fn message_location(&self, scope: Scope, id: MessageId) -> Result<(ClientSlug, ConversationId)> {
-        self.read(move |connection| {
+        self.read_as(&scope.clone(), move |connection| {
             let (every, person) = scope.params();
             connection
                 .query_row(

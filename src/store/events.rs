@@ -128,7 +128,7 @@ impl Db {
     /// Up to `limit` events after `after` that `scope` may see, oldest first; or, when events after `after`
     /// were trimmed, no events and the id to resync at.
     pub async fn events_after(&self, scope: Scope, after: i64, limit: usize) -> Result<EventPage> {
-        self.read(move |connection| {
+        self.read_as(&scope.clone(), move |connection| {
             let trimmed = trimmed_through(connection)?;
             if after < trimmed {
                 let latest: i64 =

@@ -7,7 +7,7 @@ use super::sql::{Connection, Lock, OptionalExtension, params};
 use serde_json::json;
 
 use super::clients::load_client;
-use super::{Db, Result, events};
+use super::{Db, Result, Scope, events};
 use crate::domain::{
     Change, ChannelName, ClientSlug, ContactId, ConversationId, DeliveryState, InboundMessage, MessageId, MessageKind,
     OutboxId, Part, StatusUpdate, Target, Timestamp,
@@ -59,7 +59,7 @@ impl Db {
     /// its event id.
     pub async fn ingest(&self, client: ClientSlug, channel: ChannelName, batch: InboundBatch) -> Result<IngestReport> {
         let report = self
-            .write(move |connection| {
+            .write_as(&Scope::Client(client.clone()), move |connection| {
                 let default_queue = load_client(connection, &client)?.profile.defaults.queue;
                 let mut report =
                     IngestReport { messages: Vec::with_capacity(batch.messages.len()), ..Default::default() };

@@ -259,7 +259,7 @@ impl Db {
 
     /// Records how a download attempt ended.
     pub async fn record_media(&self, client: ClientSlug, id: MediaId, outcome: MediaOutcome) -> Result<()> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             let now = Timestamp::now().millis();
             match &outcome {
                 MediaOutcome::Stored { sha256, size, content_type } => connection.execute(
@@ -299,7 +299,7 @@ impl Db {
 
     /// One media file, if `scope` may see its client.
     pub async fn media(&self, scope: Scope, id: MediaId) -> Result<MediaView> {
-        self.read(move |connection| {
+        self.read_as(&scope.clone(), move |connection| {
             let sql =
                 format!("SELECT {VIEW_COLUMNS} FROM media WHERE id = ?1 AND {}", Scope::condition("client_id", 2));
             let (every, person) = scope.params();
@@ -314,7 +314,7 @@ impl Db {
 
     /// Queues a failed download again, with a fresh set of attempts. Returns the media as it now is.
     pub async fn retry_media(&self, scope: Scope, id: MediaId) -> Result<MediaView> {
-        self.write(move |connection| {
+        self.write_as(&scope.clone(), move |connection| {
             let (every, person) = scope.params();
             let changed = connection.execute(
                 &format!(

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_plugin_contract.sql"),
     include_str!("migrations/0013_processing_leases.sql"),
     include_str!("migrations/0014_log_positions.sql"),
+    include_str!("migrations/0015_row_security.sql"),
 ];
 
 /// The schema version this build writes.
@@ -37,6 +38,7 @@ const POSTGRES_BASELINE: (i64, &str) = (12, include_str!("migrations/postgres/00
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0013_processing_leases.sql"),
     include_str!("migrations/postgres/0014_log_positions.sql"),
+    include_str!("migrations/postgres/0015_row_security.sql"),
 ];
 
 const _: () = assert!(

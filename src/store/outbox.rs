@@ -258,7 +258,7 @@ impl Db {
         outbox_id: OutboxId,
         outcome: DeliveryOutcome,
     ) -> Result<()> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             let now = Timestamp::now().millis();
             match &outcome {
                 DeliveryOutcome::Sent { provider_message_id } => {
@@ -312,7 +312,7 @@ impl Db {
     /// # Errors
     /// `NotFound` outside `scope`; `Conflict` for a message never sent, or unless its delivery is dead or failed.
     pub async fn retry_delivery(&self, scope: Scope, id: MessageId, actor: String) -> Result<DeliveryState> {
-        self.write(move |connection| {
+        self.write_as(&scope.clone(), move |connection| {
             let (every, person) = scope.params();
             // The message's client first (message ids are unique), so the outbox is read by its index.
             let client: ClientSlug = connection

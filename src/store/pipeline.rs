@@ -353,7 +353,7 @@ impl Db {
     /// when its decision was applied, and whether the client's chain made it (rather than its defaults).
     /// What `recado loadgen` measures decision delays with.
     pub async fn decision_delays(&self, client: ClientSlug, since: Timestamp) -> Result<Vec<DecisionDelay>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             connection
                 .prepare_cached(
                     "SELECT m.created_at, d.created_at, d.source = 'chain'
@@ -398,7 +398,7 @@ impl Db {
         client: ClientSlug,
         limit: usize,
     ) -> Result<Vec<(ClientSlug, MessageId)>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             let ids = connection
                 .prepare_cached(
                     "SELECT id FROM messages WHERE client_id = ?1 AND state = 'received'
@@ -449,7 +449,7 @@ impl Db {
     /// The context of the latest `limit` inbound messages of `client`, oldest first, whatever their state
     /// (for replays). Each is seen as it was when it arrived.
     pub async fn recent_inbound(&self, client: ClientSlug, limit: usize) -> Result<Vec<PendingMessage>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             let profile = load_client(connection, &client)?.profile;
             let ids: Vec<MessageId> = connection
                 .prepare_cached(
@@ -477,7 +477,7 @@ impl Db {
         client: ClientSlug,
         lease: std::time::Duration,
     ) -> Result<Option<ProcessingLease>> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             let now = Timestamp::now();
             let holder = crate::domain::new_id("lease");
             let claimed = connection
@@ -617,7 +617,7 @@ impl Db {
 
     /// The decisions recorded for one message (plugin runs included), if `scope` may see it.
     pub async fn decisions_for(&self, scope: Scope, message_id: MessageId) -> Result<Vec<DecisionRecord>> {
-        self.read(move |connection| {
+        self.read_as(&scope.clone(), move |connection| {
             let (every, person) = scope.params();
             let client: ClientSlug = connection
                 .query_row(

@@ -388,7 +388,7 @@ impl Db {
     /// Stores an uploaded version as `inactive`. Its name keeps its place in the chain; a new name goes last.
     /// The same name and version twice is a [`Error::Conflict`].
     pub async fn insert_plugin(&self, client: ClientSlug, plugin: NewPlugin, actor: String) -> Result<PluginRecord> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             ensure_client(connection, &client)?;
             let taken: bool = connection
                 .prepare_cached("SELECT 1 FROM plugins WHERE client_id = ?1 AND name = ?2 AND version = ?3")?
@@ -443,7 +443,7 @@ impl Db {
 
     /// Records in the audit log an upload refused with `code` (it counts towards the upload rate limit).
     pub async fn record_refused_upload(&self, client: ClientSlug, actor: String, code: &'static str) -> Result<()> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             ensure_client(connection, &client)?;
             audit(connection, Some(&client), &actor, "plugin.upload_refused", &serde_json::json!({ "code": code }))
         })
@@ -453,7 +453,7 @@ impl Db {
     /// How many uploads `client` made since `since`, kept or refused, and when the oldest of those was (the
     /// upload rate limit). Counted from the audit log, so pruned versions still count.
     pub async fn plugin_uploads_since(&self, client: ClientSlug, since: Timestamp) -> Result<(u32, Option<Timestamp>)> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             let (count, oldest): (u32, Option<i64>) = connection
                 .prepare_cached(
                     "SELECT COUNT(*), MIN(at) FROM audit_log
@@ -469,7 +469,7 @@ impl Db {
     /// version but the newest `keep` and the one a rollback would return to. Running versions are never
     /// deleted. Returns how many versions remain.
     pub async fn prune_plugin_versions(&self, client: ClientSlug, keep: usize, actor: String) -> Result<usize> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             ensure_client(connection, &client)?;
             /// Id, name, state and activation time of a version.
             type Version = (PluginId, String, PluginState, Option<i64>);
@@ -525,7 +525,7 @@ impl Db {
 
     /// Every version of every plugin of `client`, in chain order, newest version first within a name.
     pub async fn plugins(&self, client: ClientSlug) -> Result<Vec<PluginRecord>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             ensure_client(connection, &client)?;
             connection
                 .prepare_cached(&format!(
@@ -539,12 +539,12 @@ impl Db {
 
     /// One plugin version of `client`.
     pub async fn plugin(&self, client: ClientSlug, id: PluginId) -> Result<PluginRecord> {
-        self.read(move |connection| load_plugin(connection, &client, &id)).await
+        self.read_as(&Scope::Client(client.clone()), move |connection| load_plugin(connection, &client, &id)).await
     }
 
     /// The uploaded bytes of one plugin version.
     pub async fn plugin_component(&self, client: ClientSlug, id: PluginId) -> Result<Vec<u8>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             connection
                 .prepare_cached("SELECT component FROM plugins WHERE client_id = ?1 AND id = ?2")?
                 .query_row(params![client.as_str(), id], |row| row.get(0))
@@ -556,12 +556,12 @@ impl Db {
 
     /// The plugins of `client` that run on live traffic, in chain order.
     pub async fn running_plugins(&self, client: ClientSlug) -> Result<Vec<RunningPlugin>> {
-        self.read(move |connection| running_plugins(connection, &client)).await
+        self.read_as(&Scope::Client(client.clone()), move |connection| running_plugins(connection, &client)).await
     }
 
     /// The key-value store of one installation of `client`.
     pub async fn plugin_kv(&self, client: ClientSlug, name: String) -> Result<HashMap<String, String>> {
-        self.read(move |connection| load_kv(connection, &client, &name)).await
+        self.read_as(&Scope::Client(client.clone()), move |connection| load_kv(connection, &client, &name)).await
     }
 
     /// Moves a plugin version to `state`. Activating or shadowing a version stops the other running version
@@ -573,7 +573,7 @@ impl Db {
         state: PluginState,
         actor: String,
     ) -> Result<PluginRecord> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             let plugin = load_plugin(connection, &client, &id)?;
             change_state(connection, &plugin, state, None, &actor)?;
             load_plugin(connection, &client, &id)
@@ -584,7 +584,7 @@ impl Db {
     /// Rolls the plugin name of version `id` back: activates the version of that name that was active
     /// before the current one. Fails with a conflict when there is none.
     pub async fn rollback_plugin(&self, client: ClientSlug, id: PluginId, actor: String) -> Result<PluginRecord> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             let plugin = load_plugin(connection, &client, &id)?;
             // The version that became active most recently before the currently active one.
             let current: Option<(PluginId, i64)> = connection
@@ -628,7 +628,7 @@ impl Db {
         filter: DecisionFilter,
         page: PageRequest<DecisionKey>,
     ) -> Result<Page<DecisionRecord, DecisionKey>> {
-        self.read(move |connection| {
+        self.read_as(&scope.clone(), move |connection| {
             if !scope.allows(&client) {
                 return Err(Error::NotFound("client"));
             }

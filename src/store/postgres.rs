@@ -43,6 +43,13 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("recado");
         }
+        // The node's own work is for every client; a transaction for some clients narrows this (row-level
+        // security: a connection that sets nothing sees no client's rows).
+        let options = match config.get_options() {
+            Some(given) => format!("{given} -c recado.scope=all"),
+            None => "-c recado.scope=all".to_owned(),
+        };
+        config.options(&options);
         let manager = Manager::from_config(
             config.clone(),
             tokio_postgres::NoTls,
@@ -87,8 +94,9 @@ impl Postgres {
     }
 
     /// Runs `job` in a transaction of its own and commits it; runs it again when it lost a race. Also says
-    /// whether the committed transaction recorded an event.
-    pub(super) async fn write<T, F>(&self, job: F) -> Result<(T, bool)>
+    /// whether the committed transaction recorded an event. With `visible`, a comma-separated list of client
+    /// slugs, the transaction sees and writes only those clients' rows (row-level security).
+    pub(super) async fn write<T, F>(&self, visible: Option<String>, job: F) -> Result<(T, bool)>
     where
         F: Fn(&Connection<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
@@ -100,7 +108,7 @@ impl Postgres {
             loop {
                 // A flag left by a failed attempt must not count for this one.
                 events::take_recorded();
-                let outcome = run(&runtime, &pool, IsolationLevel::ReadCommitted, false, &job);
+                let outcome = run(&runtime, &pool, IsolationLevel::ReadCommitted, false, visible.as_deref(), &job);
                 let recorded = events::take_recorded();
                 match outcome.map(|value| (value, recorded)) {
                     Err(error) if attempt < ATTEMPTS && lost_a_race(&error) => {
@@ -116,15 +124,18 @@ impl Postgres {
         .await?
     }
 
-    /// Runs a read-only query in one snapshot.
-    pub(super) async fn read<T, F>(&self, query: F) -> Result<T>
+    /// Runs a read-only query in one snapshot, seeing only the clients in `visible` if given (see `write`).
+    pub(super) async fn read<T, F>(&self, visible: Option<String>, query: F) -> Result<T>
     where
         F: FnOnce(&Connection<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let runtime = tokio::runtime::Handle::current();
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || run(&runtime, &pool, IsolationLevel::RepeatableRead, true, query)).await?
+        tokio::task::spawn_blocking(move || {
+            run(&runtime, &pool, IsolationLevel::RepeatableRead, true, visible.as_deref(), query)
+        })
+        .await?
     }
 
     /// Closes the pool: connections in use are closed when returned.
@@ -139,6 +150,7 @@ fn run<T>(
     pool: &Pool,
     isolation: IsolationLevel,
     read_only: bool,
+    visible: Option<&str>,
     job: impl FnOnce(&Connection<'_>) -> Result<T>,
 ) -> Result<T> {
     let mut client =
@@ -146,6 +158,17 @@ fn run<T>(
     let transaction = runtime
         .block_on(client.build_transaction().isolation_level(isolation).read_only(read_only).start())
         .map_err(classify)?;
+    if let Some(clients) = visible {
+        // For this transaction only (`true`: like `SET LOCAL`); the connection goes back to the pool as it was.
+        let narrowed = runtime.block_on(transaction.execute(
+            "SELECT set_config('recado.scope', 'clients', true), set_config('recado.clients', $1, true)",
+            &[&clients],
+        ));
+        if let Err(error) = narrowed {
+            let _ = runtime.block_on(transaction.rollback());
+            return Err(classify(error));
+        }
+    }
     let outcome = job(&Connection::postgres(&transaction, runtime.clone()));
     match outcome {
         Ok(value) => {

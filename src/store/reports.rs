@@ -202,7 +202,7 @@ impl Db {
 
     /// The rows a report over `range` is computed from, limited to what `scope` may see.
     pub async fn report_rows(&self, scope: Scope, range: ReportRange) -> Result<ReportRows> {
-        self.read(move |connection| {
+        self.read_as(&scope.clone(), move |connection| {
             let (every, person) = scope.params();
             let client = range.client.as_ref().map(ClientSlug::as_str);
             let (from, to, who) = (range.from, range.to, range.assistant.as_deref());

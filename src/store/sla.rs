@@ -183,7 +183,7 @@ impl Db {
 
     /// What the rules need to decide about an overdue conversation of `client`.
     pub async fn overdue_context(&self, client: ClientSlug, conversation_id: ConversationId) -> Result<OverdueContext> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             let profile = load_client(connection, &client)?.profile;
             let (messages, last_ack, last_human): (i64, Option<i64>, Option<i64>) = connection
                 .prepare_cached(
@@ -287,7 +287,7 @@ impl Db {
         client: ClientSlug,
         conversation_id: ConversationId,
     ) -> Result<Vec<(String, serde_json::Value, Timestamp)>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             let rows: Vec<(String, String, i64)> = connection
                 .prepare_cached(
                     "SELECT kind, detail, at FROM conversation_events WHERE client_id = ?1 AND conversation_id = ?2
@@ -310,7 +310,7 @@ impl Db {
         client: ClientSlug,
         conversation_id: ConversationId,
     ) -> Result<Vec<(String, u8, String, bool)>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             connection
                 .prepare_cached(
                     "SELECT trigger, level, reason, notification_id IS NOT NULL FROM escalations

@@ -60,7 +60,9 @@ impl Value<'_> {
 pub(crate) enum OwnedValue {
     Null,
     Integer(i64),
+    Real(f64),
     Text(String),
+    Blob(Vec<u8>),
 }
 
 /// A Rust value that can be bound to a statement's parameter.
@@ -107,7 +109,9 @@ impl ToSql for OwnedValue {
         Ok(match self {
             Self::Null => Value::Null,
             Self::Integer(n) => Value::Integer(*n),
+            Self::Real(x) => Value::Real(*x),
             Self::Text(text) => Value::Text(text),
+            Self::Blob(bytes) => Value::Blob(bytes),
         })
     }
 }
@@ -196,8 +200,9 @@ impl FromSql for OwnedValue {
         match value {
             Value::Null => Ok(Self::Null),
             Value::Integer(n) => Ok(Self::Integer(n)),
+            Value::Real(x) => Ok(Self::Real(x)),
             Value::Text(text) => Ok(Self::Text(text.to_owned())),
-            other => Err(format!("expected an integer or text, found {}", other.kind())),
+            Value::Blob(bytes) => Ok(Self::Blob(bytes.to_owned())),
         }
     }
 }

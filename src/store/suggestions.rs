@@ -51,7 +51,7 @@ pub const LEARNED_PHRASINGS_CAP: usize = 50;
 impl Db {
     /// The context of message `id`, if `scope` may see it.
     pub async fn suggestion_context(&self, scope: Scope, id: MessageId) -> Result<SuggestionContext> {
-        self.read(move |connection| {
+        self.read_as(&scope.clone(), move |connection| {
             type Row = (ClientSlug, ConversationId, String, Option<String>, i64, Option<String>);
             let (every, person) = scope.params();
             let row: Option<Row> = connection
@@ -88,7 +88,7 @@ impl Db {
     /// boost, and the customer's phrasing is added to the picked article (deduplicated, capped).
     /// Returns true if and only if a phrasing was learned.
     pub async fn record_feedback(&self, client: ClientSlug, feedback: Feedback, actor: String) -> Result<bool> {
-        self.write(move |connection| {
+        self.write_as(&Scope::Client(client.clone()), move |connection| {
             let belongs: bool = connection
                 .query_row(
                     "SELECT 1 FROM messages WHERE client_id = ?1 AND id = ?2",
@@ -155,7 +155,7 @@ impl Db {
 
     /// Impressions and picks of each article of a client that has feedback.
     pub async fn suggestion_stats(&self, client: ClientSlug) -> Result<Vec<(String, i64, i64)>> {
-        self.read(move |connection| {
+        self.read_as(&Scope::Client(client.clone()), move |connection| {
             let rows = connection
                 .prepare_cached("SELECT article_id, impressions, picks FROM suggestion_stats WHERE client_id = ?1")?
                 .query_map([client.as_str()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?

@@ -1,0 +1,1 @@
+-- Nothing changes here: on PostgreSQL this version turns on row-level security, which SQLite does not have.
