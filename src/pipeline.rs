@@ -387,22 +387,23 @@ async fn client_turn(pipeline: &Pipeline, lease: ProcessingLease) -> crate::stor
     let (decisions, any_failed) = match outcome {
         Ok(decided) => decided,
         Err(error) => {
-            // Given back at once rather than held up to its expiry: the next sweep tries the client again.
-            if let Err(release) = db.release_processing(lease).await {
-                tracing::warn!(%client, error = %release, "could not give back a processing lease");
-            }
+            give_back(db, lease).await;
             return Err(error);
         }
     };
     let timed_out = decisions.iter().filter(|decision| decision.queue_timeout.is_some()).count();
-    let applied = match db.apply_decisions(lease, decisions, pipeline.rules.breaker()).await {
+    let applied = match db.apply_decisions(lease.clone(), decisions, pipeline.rules.breaker()).await {
         Ok(applied) => applied,
         Err(crate::store::Error::LeaseLost) => {
             // The turn outlasted its lease and another node serves the client now: it decides these again.
             tracing::warn!(%client, "a turn outlasted its processing lease; another node took the client over");
             return Ok(0);
         }
-        Err(error) => return Err(error),
+        Err(error) => {
+            // Nothing was applied (the transaction rolled back): the lease is still this turn's.
+            give_back(db, lease).await;
+            return Err(error);
+        }
     };
     // A failed run may trip a breaker, which stops a plugin: its compiled code is then given back.
     if any_failed {
@@ -411,6 +412,15 @@ async fn client_turn(pipeline: &Pipeline, lease: ProcessingLease) -> crate::stor
     pipeline.metrics.messages_processed(applied);
     pipeline.metrics.plugin_queue_timeouts(timed_out);
     Ok(applied)
+}
+
+/// Gives back the lease of a turn that failed, at once rather than at its expiry, so the next sweep can try
+/// the client again.
+async fn give_back(db: &Db, lease: ProcessingLease) {
+    let client = lease.client.clone();
+    if let Err(error) = db.release_processing(lease).await {
+        tracing::warn!(%client, %error, "could not give back a processing lease");
+    }
 }
 
 /// Decides `client`'s oldest waiting messages (its chain on a blocking thread). Returns the decisions and

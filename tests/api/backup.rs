@@ -10,24 +10,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Binary, get_json, json_answer, printed};
+use crate::helpers::{Binary, Demo, get_json, json_answer, output_text as text, run_recado as recado};
 
 const CLIENT: &str = "dental-gracia";
 const TELEGRAM_SECRET: &str = "tg-backup-secret-0123456789";
-
-/// Runs `recado` with `args` to the end.
-async fn recado(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_recado"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .await
-        .expect("recado runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Each acknowledged message's number, with when its acknowledgement arrived.
 type Acknowledged = Arc<Mutex<Vec<(usize, Instant)>>>;
@@ -98,30 +84,10 @@ async fn a_backup_taken_under_load_restores_a_whole_working_installation() {
     }
     let root = tempfile::tempdir().expect("temp dir");
     let (data, backup, restored) = (root.path().join("data"), root.path().join("backup"), root.path().join("restored"));
-    let kb = concat!(env!("CARGO_MANIFEST_DIR"), "/kb");
-    let plugins = crate::helpers::example_plugins();
-    let plugins = plugins.to_str().expect("utf-8 path");
-
-    // The demo installation: five clients with their knowledge bases, the example chain active for the first.
-    let mut server = Binary::start(&["demo", "--listen", "127.0.0.1:0", "--kb", kb, "--plugins", plugins], &data);
-    let mut lines = Vec::new();
-    while !lines.iter().any(|line: &String| line.starts_with("client token")) {
-        lines.push(server.line().await);
-    }
-    let base = printed(&lines, "listening on");
-    let admin = printed(&lines, "admin token:");
-    let token = printed(&lines, &format!("client token ({CLIENT}):"));
+    // The demo installation: five clients with their knowledge bases, the example chain active for the first,
+    // a channel whose secrets are sealed with the data directory's key; and a file an assistant sent.
+    let Demo { mut server, base, admin, token } = Demo::start(&data, CLIENT, TELEGRAM_SECRET).await;
     let http = reqwest::Client::new();
-
-    // A channel whose secrets are sealed with the data directory's key, and a file an assistant sent.
-    let channel = http
-        .put(format!("{base}/api/v1/clients/{CLIENT}/channels/telegram"))
-        .bearer_auth(&admin)
-        .json(&json!({ "bot_token": "123:BACKUP", "secret_token": TELEGRAM_SECRET }))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(channel.status(), StatusCode::OK);
     let first: Value =
         json_answer(http.post(format!("{base}/api/v1/clients/{CLIENT}/messages")).bearer_auth(&token).json(&json!({
             "external_id": "with-file", "from": { "handle": "+34600999000" }, "text": "Me enviáis el presupuesto?"

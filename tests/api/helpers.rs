@@ -629,3 +629,59 @@ pub async fn wait_until_processed(data_dir: &std::path::Path) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Runs the real `recado` binary with `args` to the end (its log at `error` only).
+#[allow(dead_code)]
+pub async fn run_recado(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_recado"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .expect("recado runs")
+}
+
+/// A process's output as text.
+#[allow(dead_code)]
+pub fn output_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `recado demo` with the example plugin chain active for the first demo client, started with the real
+/// binary on `data_dir`, and a Telegram channel of `client` whose secret token is `telegram_secret` (sealed
+/// with the data directory's key).
+#[allow(dead_code)]
+pub struct Demo {
+    pub server: Binary,
+    pub base: String,
+    pub admin: String,
+    /// `client`'s token.
+    pub token: String,
+}
+
+impl Demo {
+    #[allow(dead_code)]
+    pub async fn start(data_dir: &std::path::Path, client: &str, telegram_secret: &str) -> Self {
+        let kb = concat!(env!("CARGO_MANIFEST_DIR"), "/kb");
+        let plugins = example_plugins();
+        let plugins = plugins.to_str().expect("utf-8 path");
+        let mut server =
+            Binary::start(&["demo", "--listen", "127.0.0.1:0", "--kb", kb, "--plugins", plugins], data_dir);
+        let mut lines = Vec::new();
+        while !lines.iter().any(|line: &String| line.starts_with("client token")) {
+            lines.push(server.line().await);
+        }
+        let base = printed(&lines, "listening on");
+        let admin = printed(&lines, "admin token:");
+        let token = printed(&lines, &format!("client token ({client}):"));
+        let channel = reqwest::Client::new()
+            .put(format!("{base}/api/v1/clients/{client}/channels/telegram"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({ "bot_token": "123:DEMO", "secret_token": telegram_secret }))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(channel.status(), reqwest::StatusCode::OK);
+        Self { server, base, admin, token }
+    }
+}

@@ -13,6 +13,13 @@ use crate::helpers::spawn_app;
 /// Tables that are not client data in this sense: read to authenticate, before any scope is known.
 const IDENTITY: [&str; 2] = ["people", "tokens"];
 
+/// Begins a transaction for the dental clinic only, as the store does for its token.
+async fn scoped_to_dental(role: &tokio_postgres::Client) {
+    role.batch_execute("BEGIN").await.expect("begin");
+    let scope = "SELECT set_config('recado.scope', 'clients', true), set_config('recado.clients', 'dental', true)";
+    role.execute(scope, &[]).await.expect("scoped");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_that_forgets_its_client_filter_reaches_only_the_scoped_clients_rows() {
     if postgres_only("row-level security is PostgreSQL's; SQLite has only the queries' own filters") {
@@ -69,13 +76,7 @@ async fn a_query_that_forgets_its_client_filter_reaches_only_the_scoped_clients_
         let count = format!("SELECT COUNT(*) FROM {table}");
         let unscoped: i64 = role.query_one(&count, &[]).await.expect("count").get(0);
         assert_eq!(unscoped, 0, "{table}: {everyone} rows, none reached without a scope");
-        role.batch_execute("BEGIN").await.expect("begin");
-        role.execute(
-            "SELECT set_config('recado.scope', 'clients', true), set_config('recado.clients', 'dental', true)",
-            &[],
-        )
-        .await
-        .expect("scoped");
+        scoped_to_dental(&role).await;
         let others = format!("SELECT COUNT(*) FROM {table} WHERE {} <> 'dental'", column(table));
         let reached: i64 = role.query_one(&others, &[]).await.expect("count").get(0);
         assert_eq!(reached, 0, "{table}: no other client's row reached");
@@ -88,13 +89,7 @@ async fn a_query_that_forgets_its_client_filter_reaches_only_the_scoped_clients_
     let others = superuser.value("SELECT COUNT(*) FROM messages WHERE client_id = 'bakery'", &[]).await.integer();
     assert!(others > 0, "the other client has rows to hide");
 
-    role.batch_execute("BEGIN").await.expect("begin");
-    role.execute(
-        "SELECT set_config('recado.scope', 'clients', true), set_config('recado.clients', 'dental', true)",
-        &[],
-    )
-    .await
-    .expect("scoped");
+    scoped_to_dental(&role).await;
     let written = role
         .execute(
             "INSERT INTO audit_log (client_id, id, actor, action, detail, at) VALUES ('bakery', 'aud_x', 'x', 'x', '{}', 0)",

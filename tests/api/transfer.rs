@@ -9,24 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::database::{Database, postgres_only, url_for};
-use crate::helpers::{Binary, get_json, json_answer, printed};
+use crate::helpers::{Binary, Demo, get_json, json_answer, output_text as text, run_recado as recado};
 
 const CLIENT: &str = "dental-gracia";
 const TELEGRAM_SECRET: &str = "tg-move-secret-0123456789";
-
-/// Runs `recado` with `args` to the end.
-async fn recado(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_recado"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .await
-        .expect("recado runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Every table of the SQLite database at `data_dir` with its number of rows.
 fn sqlite_counts(data_dir: &Path) -> Vec<(String, i64)> {
@@ -78,29 +64,10 @@ async fn an_installation_moves_from_sqlite_to_postgresql_with_everything_it_hold
     }
     let root = tempfile::tempdir().expect("temp dir");
     let data = root.path().join("data");
-    let kb = concat!(env!("CARGO_MANIFEST_DIR"), "/kb");
-    let plugins = crate::helpers::example_plugins();
-    let plugins = plugins.to_str().expect("utf-8 path");
-
     // The installation on SQLite: the demo's clients and knowledge bases, the example chain deciding, a
     // channel with sealed secrets, customers' messages, an assistant's reply.
-    let mut server = Binary::start(&["demo", "--listen", "127.0.0.1:0", "--kb", kb, "--plugins", plugins], &data);
-    let mut lines = Vec::new();
-    while !lines.iter().any(|line: &String| line.starts_with("client token")) {
-        lines.push(server.line().await);
-    }
-    let base = printed(&lines, "listening on");
-    let admin = printed(&lines, "admin token:");
-    let token = printed(&lines, &format!("client token ({CLIENT}):"));
+    let Demo { mut server, base, admin, token } = Demo::start(&data, CLIENT, TELEGRAM_SECRET).await;
     let http = reqwest::Client::new();
-    let channel = http
-        .put(format!("{base}/api/v1/clients/{CLIENT}/channels/telegram"))
-        .bearer_auth(&admin)
-        .json(&json!({ "bot_token": "123:MOVE", "secret_token": TELEGRAM_SECRET }))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(channel.status(), reqwest::StatusCode::OK);
     let (mut last, mut last_conversation) = (String::new(), String::new());
     for n in 0..20 {
         let stored: Value = json_answer(
