@@ -538,6 +538,13 @@ pub fn refuse_connections(data_dir: &Path) {
     cluster()
         .psql("postgres", &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
         .expect("connections closed");
+    // Terminating only signals the backends: until they are gone, one could still serve a query.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let left = format!("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '{name}'");
+    while cluster().psql("postgres", &left).expect("counted").trim() != "0" {
+        assert!(Instant::now() < deadline, "the database's connections did not close");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Ends [`refuse_connections`].

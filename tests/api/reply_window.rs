@@ -81,7 +81,12 @@ async fn a_free_form_reply_after_the_window_is_refused_at_once_and_a_template_go
 
     // Another customer, who last wrote 25 hours ago: closed. The reply is refused before anything is stored.
     let other = customer_wrote(&app, "dental", "34600999888", "wamid.stale", Duration::from_secs(25 * 3600)).await;
-    let detail = app.conversation(&other).await;
+    // Decided first (an acknowledgement, if any, queued by then), so the count below can change only by what
+    // the refused reply would queue.
+    let decided = |c: &Value| {
+        c["messages"].as_array().is_some_and(|m| !m.is_empty() && m.iter().all(|m| m["state"] != "received"))
+    };
+    let detail = app.wait_for_conversation(&other, "the customer's message decided", decided).await;
     assert_eq!(detail["reply_window"]["open"], false, "{detail}");
     let before = outbox_rows(&app).await;
     let (status, body) = app
