@@ -11,9 +11,11 @@
 //! is a transaction of its own on a pooled connection, run on a blocking thread and run again when it lost a
 //! race with another node. No async thread ever waits on the database.
 //!
-//! Every query that takes an id also takes the client scope. The tables of one client's data lead their
-//! primary key with the client id; the two append-only logs (`kb_changes`, `events`) are keyed by a global
-//! sequence and carry the client id on every row. Queries use no SQLite-only functions; each backend has its
+//! Every query that takes an id also takes the client scope, and on PostgreSQL row-level security holds each
+//! transaction done for a caller to that caller's clients as well (`Db::read_as`/`Db::write_as`). The tables
+//! of one client's data lead their primary key with the client id; the two append-only logs (`kb_changes`,
+//! `events`) are read by a global position and carry the client id on every row (on PostgreSQL the position
+//! is given once a row is committed: `store/sequencer.rs`). Queries use no SQLite-only functions; each backend has its
 //! own schema (`store/migrations/`, PostgreSQL's starting at version 12), and the few statements that must
 //! differ ask the connection for its dialect.
 //!
@@ -262,7 +264,7 @@ struct Inner {
     /// Changes when another node's article changes became readable (PostgreSQL only; on SQLite the index is
     /// woken by the edit itself, and polls for other processes' changes).
     kb_ticks: tokio::sync::watch::Sender<u64>,
-    /// Numbers PostgreSQL's logs in commit order and listens for other nodes' (absent on SQLite).
+    /// Numbers PostgreSQL's log rows once committed and listens for other nodes' numbering (absent on SQLite).
     sequencer: Option<sequencer::Sequencer>,
 }
 

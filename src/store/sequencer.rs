@@ -1,6 +1,6 @@
-//! The logs readers follow by position (`events`, which live streams resume from; `kb_changes`, which each
-//! node's search index catches up from) in commit order on PostgreSQL, and the notifications that tell every
-//! node when they grew.
+//! The positions of the logs readers follow (`events`, which live streams resume from; `kb_changes`, which
+//! each node's search index catches up from) on PostgreSQL, given once a row is committed, and the
+//! notifications that tell every node when they grew.
 //!
 //! A reader asks for the rows after the last position it saw, so a row must never get a position below one a
 //! reader may already have passed. On SQLite that holds by itself: one writer at a time numbers and commits.
