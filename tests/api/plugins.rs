@@ -882,20 +882,23 @@ async fn limits_an_admin_grants_one_client_apply_to_that_clients_calls_and_uploa
     let (status, body) = patch("dental", app.admin.clone(), json!({ "fuel": 10 })).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, body) =
-        patch("dental", app.admin.clone(), json!({ "memory_bytes": 64 << 20, "deadline_ms": 500 })).await;
+        patch("dental", app.admin.clone(), json!({ "memory_bytes": 64 << 20, "deadline_ms": 1_000 })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["plugin_limits"], json!({ "memory_bytes": 64 << 20, "deadline_ms": 500 }));
+    assert_eq!(body["plugin_limits"], json!({ "memory_bytes": 64 << 20, "deadline_ms": 1_000 }));
     // The client reads what it was granted, and the limits its plugins run under.
     let (status, card) = app.get("/api/v1/clients/dental", &dental).await;
     assert_eq!((status, &card["plugin_limits"]["memory_bytes"]), (StatusCode::OK, &json!(64 << 20)));
     let (_, list) = app.get("/api/v1/clients/dental/plugins", &dental).await;
     assert_eq!(
         list["limits"],
-        json!({ "memory_bytes": 64 << 20, "fuel": 250_000_000, "deadline_ms": 500, "max_component_bytes": 48 << 20,
+        json!({ "memory_bytes": 64 << 20, "fuel": 250_000_000, "deadline_ms": 1_000, "max_component_bytes": 48 << 20,
                 "client_slice_ms": 250, "client_queue_ms": 30_000 })
     );
     let (_, list) = app.get("/api/v1/clients/other/plugins", &other).await;
-    assert_eq!((&list["limits"]["memory_bytes"], &list["limits"]["deadline_ms"]), (&json!(32 << 20), &json!(50)));
+    assert_eq!(
+        (&list["limits"]["memory_bytes"], &list["limits"]["deadline_ms"]),
+        (&json!(32 << 20), &json!(crate::helpers::TEST_DEADLINE_MS))
+    );
 
     // Granted, the same component is accepted and decides the client's messages.
     app.install_plugin("dental", &dental, ("hostile", "big", "2"), big, "activate").await;
