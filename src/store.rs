@@ -266,6 +266,9 @@ struct Inner {
     kb_ticks: tokio::sync::watch::Sender<u64>,
     /// Numbers PostgreSQL's log rows once committed and listens for other nodes' numbering (absent on SQLite).
     sequencer: Option<sequencer::Sequencer>,
+    /// This node's id, kept in its data directory (`node-id`) so that it outlives a crash: the claims it
+    /// leaves behind are found again as its own when it restarts.
+    node: String,
 }
 
 /// Where the data lives.
@@ -298,6 +301,28 @@ fn private_directory(data_dir: &std::path::Path) -> Result<()> {
             .map_err(|e| unavailable(data_dir, e))?;
     }
     Ok(())
+}
+
+/// This node's id: read from `node-id` in the data directory, made (random, hex) on the first start.
+fn node_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if is_node_id(text.trim()) => return Ok(text.trim().to_owned()),
+        Ok(_) => return Err(Error::Unavailable(format!("{} does not hold a node id", path.display()))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(unavailable(&path, error)),
+    }
+    let node = uuid::Uuid::now_v7().simple().to_string();
+    // Written whole or not at all: a crash mid-write must not leave an id that another start reads half of.
+    let partial = data_dir.join("node-id.partial");
+    std::fs::write(&partial, format!("{node}\n")).map_err(|e| unavailable(&partial, e))?;
+    std::fs::rename(&partial, &path).map_err(|e| unavailable(&path, e))?;
+    Ok(node)
+}
+
+/// Whether `text` is an id [`node_id`] made: 32 lowercase hex digits (claims are matched by this prefix).
+fn is_node_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Creates the data directory (mode 0700) and the database file (mode 0600) when they do not exist, and
@@ -376,6 +401,8 @@ impl Db {
                 event_ticks,
                 kb_ticks: tokio::sync::watch::Sender::new(0),
                 sequencer: None,
+                // One server processes a SQLite database: its claims are all this node's.
+                node: "local".into(),
             }),
         })
     }
@@ -397,13 +424,13 @@ impl Db {
             std::time::Duration::from_millis(database.connect_timeout_ms),
         )
         .await?;
-        let secrets = {
+        let (secrets, node) = {
             let (data_dir, path) = (storage.data_dir.clone(), storage.secrets_key_path());
             let create = storage.secrets_key_file.is_none();
             tokio::task::spawn_blocking(move || {
                 // The node's own files live here: the key (unless named elsewhere), the index, compiled plugins.
                 private_directory(&data_dir)?;
-                secrets::SecretKey::load(&path, create)
+                Ok::<_, Error>((secrets::SecretKey::load(&path, create)?, node_id(&data_dir)?))
             })
             .await??
         };
@@ -422,6 +449,7 @@ impl Db {
                 event_ticks,
                 kb_ticks,
                 sequencer: Some(sequencer),
+                node,
             }),
         };
         db.check_secrets_key().await?;

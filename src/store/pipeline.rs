@@ -477,9 +477,11 @@ impl Db {
         client: ClientSlug,
         lease: std::time::Duration,
     ) -> Result<Option<ProcessingLease>> {
+        let node = self.inner.node.clone();
         self.write_as(&Scope::Client(client.clone()), move |connection| {
             let now = Timestamp::now();
-            let holder = crate::domain::new_id("lease");
+            // Prefixed with the node, which finds its own again when it restarts after a crash.
+            let holder = format!("{node}.{}", crate::domain::new_id("lease"));
             let claimed = connection
                 .prepare_cached(
                     "INSERT INTO processing_leases (client_id, holder, expires_at) VALUES (?1, ?2, ?3)
@@ -494,12 +496,19 @@ impl Db {
 
     /// At the start of this node's processing: forgets claims left by an earlier run. With SQLite only this
     /// server processes the database, so every claim in it is a run's that ended (a crash, or the run a backup
-    /// was taken from); with PostgreSQL another node's may be live, so they are left to expire.
+    /// was taken from); with PostgreSQL, this node's own (its id is kept in its data directory), while other
+    /// nodes' claims, perhaps live, are left to expire.
     pub async fn forget_stale_processing_claims(&self) -> Result<usize> {
-        if self.is_postgres() {
-            return Ok(0);
+        if !self.is_postgres() {
+            return self.write(|connection| connection.execute("DELETE FROM processing_leases", [])).await;
         }
-        self.write(|connection| connection.execute("DELETE FROM processing_leases", [])).await
+        let prefix = format!("{}.", self.inner.node);
+        self.write(move |connection| {
+            connection
+                .prepare_cached("DELETE FROM processing_leases WHERE substr(holder, 1, length(?1)) = ?1")?
+                .execute(params![prefix])
+        })
+        .await
     }
 
     /// Gives a lease back without applying anything (the turn failed), so another turn need not wait for it to

@@ -207,6 +207,41 @@ async fn two_nodes_claiming_one_clients_messages_take_turns_and_a_turn_taken_ove
     second.close().await;
 }
 
+/// A node restarted after a crash gives back, at once, the processing claims it left behind (its id is kept in
+/// its data directory), and leaves alone the ones another node holds; without it, the clients it was serving
+/// would wait for the claims to run out (`pipeline.lease_ms`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_restarted_after_a_crash_gives_back_its_own_claims_and_no_other_nodes() {
+    if crate::database::postgres_only("one server processes a SQLite database: it forgets every claim at start") {
+        return;
+    }
+    let (dir, other_dir) = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
+    let (first, _, client) = two_nodes(dir.path(), "Shop").await;
+    // Another data directory on the same database, sealing channel secrets with the same key, as deployed.
+    let (mut settings, shared) =
+        (crate::database::settings_for(other_dir.path()), crate::database::settings_for(dir.path()));
+    settings.database.url = shared.database.url;
+    settings.storage.secrets_key_file = Some(shared.storage.secrets_key_path());
+    let second = Db::connect(&settings.storage, &settings.database).await.expect("the second node's store opens");
+    let neighbour = ClientSlug::parse("neighbour").expect("slug");
+    let profile: ClientProfile = serde_json::from_value(crate::helpers::profile("Neighbour")).expect("profile");
+    first.create_client(neighbour.clone(), profile, "test".into()).await.expect("client");
+
+    let hour = Duration::from_secs(3_600);
+    first.claim_processing(client.clone(), hour).await.expect("claim").expect("free");
+    second.claim_processing(neighbour.clone(), hour).await.expect("claim").expect("free");
+    let id = std::fs::read_to_string(dir.path().join("node-id")).expect("the node's id is kept");
+    // The first node dies holding its claim (nothing given back), and starts again on its data directory.
+    first.close().await;
+    let first = open_store(dir.path()).await;
+    assert_eq!(std::fs::read_to_string(dir.path().join("node-id")).expect("kept"), id, "the same node");
+    assert_eq!(first.forget_stale_processing_claims().await.expect("forgotten"), 1);
+    assert!(second.claim_processing(client.clone(), hour).await.expect("claim").is_some(), "given back");
+    assert_eq!(first.claim_processing(neighbour, hour).await.expect("claim"), None, "still the other node's");
+    first.close().await;
+    second.close().await;
+}
+
 /// Two nodes claiming due first-response clocks at once: each clock is claimed by one of them, never both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_claiming_due_clocks_at_once_never_claim_the_same_one() {
