@@ -10,6 +10,7 @@ mod channel_fixtures;
 mod channel_properties;
 mod cli;
 mod clients;
+mod cluster;
 mod console;
 mod conversations;
 mod crash;
