@@ -106,16 +106,56 @@ pub fn as_owner(program: &Path) -> Command {
 impl Cluster {
     fn start() -> anyhow::Result<Self> {
         remove_stale_clusters();
-        let bin = server_bin()?;
         let dir = std::env::temp_dir().join(format!("recado-test-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let cluster = Self { socket_dir: dir.join("socket"), dir, bin };
-        cluster.init()?;
-        cluster.spawn_server(&cluster.dir.join("data"), &[("fsync", "off")])?;
-        cluster.wait_ready(&cluster.socket_dir)?;
+        let cluster = Self::create(dir, &[("fsync", "off")])?;
         cluster.psql("postgres", "CREATE ROLE recado LOGIN")?;
         Ok(cluster)
+    }
+
+    /// A new cluster in `dir` (its data in `data`, its socket in `socket`), started with `settings`; a test
+    /// that needs clusters of its own puts them under [`cluster`]'s directory, removed with it.
+    pub fn create(dir: PathBuf, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let cluster = Self { socket_dir: dir.join("socket"), dir, bin: server_bin()? };
+        cluster.init()?;
+        cluster.spawn_server(&cluster.dir.join("data"), settings)?;
+        cluster.wait_ready(&cluster.socket_dir)?;
+        Ok(cluster)
+    }
+
+    /// A streaming standby of this cluster in `dir`, started: a base backup (`pg_basebackup`) that follows the
+    /// primary's log under the name `name` (what `synchronous_standby_names` lists).
+    pub fn standby(&self, dir: PathBuf, name: &str) -> anyhow::Result<Self> {
+        let standby = Self { socket_dir: dir.join("socket"), dir, bin: self.bin.clone() };
+        std::fs::create_dir_all(&standby.socket_dir)?;
+        if nix::unistd::geteuid().is_root() {
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&standby.dir).status()?;
+            anyhow::ensure!(status.success(), "chown of the standby's directory failed");
+        }
+        let data = standby.dir.join("data");
+        let output = as_owner(&self.bin.join("pg_basebackup"))
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .args(["-U", "postgres", "--wal-method=stream", "--checkpoint=fast", "--write-recovery-conf", "-D"])
+            .arg(&data)
+            .output()?;
+        anyhow::ensure!(output.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&output.stderr));
+        // The recovery settings name the primary; given on the command line, this one also names the standby.
+        let conninfo = format!("host={} user=postgres application_name={name}", self.socket_dir.display());
+        // A standby that lost its primary looks for WAL again only after this (5 s by default), and a
+        // promotion meanwhile waits for it.
+        let settings = [("primary_conninfo", conninfo.as_str()), ("wal_retrieve_retry_interval", "200ms")];
+        standby.spawn_server(&data, &settings)?;
+        standby.wait_ready(&standby.socket_dir)?;
+        Ok(standby)
+    }
+
+    /// Runs `pg_ctl` on this cluster's data directory with `args`, as the owner.
+    pub fn pg_ctl(&self, args: &[&str]) -> anyhow::Result<()> {
+        let output = as_owner(&self.bin.join("pg_ctl")).arg("-D").arg(self.dir.join("data")).args(args).output()?;
+        anyhow::ensure!(output.status.success(), "pg_ctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(())
     }
 
     /// `initdb` as the owner, with trust on the local socket (the directory is the owner's alone).
@@ -211,7 +251,7 @@ impl Cluster {
 }
 
 /// Percent-encodes a socket directory for the host part of a URL.
-fn url_encode(text: &str) -> String {
+pub fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
@@ -299,6 +339,11 @@ enum Backend {
 }
 
 impl Database {
+    /// The database `url` names (PostgreSQL), reached as whoever the URL says.
+    pub fn at(url: String) -> Self {
+        Self { backend: Backend::Postgres(url) }
+    }
+
     /// The database of the server whose data directory is `data_dir`.
     pub fn of(data_dir: &Path) -> Self {
         if postgres() {
