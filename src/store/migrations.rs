@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0013_processing_leases.sql"),
     include_str!("migrations/0014_log_positions.sql"),
     include_str!("migrations/0015_row_security.sql"),
+    include_str!("migrations/0016_message_count_shards.sql"),
 ];
 
 /// The schema version this build writes.
@@ -39,6 +40,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0013_processing_leases.sql"),
     include_str!("migrations/postgres/0014_log_positions.sql"),
     include_str!("migrations/postgres/0015_row_security.sql"),
+    include_str!("migrations/postgres/0016_message_count_shards.sql"),
 ];
 
 const _: () = assert!(

@@ -1,7 +1,8 @@
 //! What reports are computed from: per conversation opened in a range, its first-response figures (written by
 //! its first human reply) and acknowledgement, read from a covering index; messages counted by client, UTC
 //! day, channel, direction, kind and author from `message_counts` (kept by triggers as messages are written:
-//! see migration 0010), with the partial days at the ends of a range counted from the messages; escalations
+//! see migration 0010; on PostgreSQL one count may be split over several rows, one per writing connection, and
+//! the rows are added up), with the partial days at the ends of a range counted from the messages; escalations
 //! and replies started from a suggestion. A year of a busy agency is read in well under a second (see
 //! `BENCHMARKS.md`). The arithmetic (medians, shares, periods) is `crate::reports`'.
 

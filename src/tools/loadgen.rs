@@ -5,6 +5,12 @@
 //!
 //! Client and server share this machine's cores, as they would in a one-box deployment with a local proxy;
 //! the figures are for that setting.
+//!
+//! With `--database-url` the server stores into that PostgreSQL database (which must hold no clients yet: the
+//! run creates its own, and leaves them there), and `--nodes N` starts N nodes on it, each with a data
+//! directory of its own, in this one process (each its own pool, workers and listener; they share the
+//! process's runtime and this machine's cores); the requests go to the nodes in turn, as a load balancer's
+//! would.
 
 use std::fmt;
 use std::sync::Arc;
@@ -69,6 +75,13 @@ pub struct LoadgenArgs {
     /// directory, the address and the ingest budgets are the load generator's own.
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
+    /// Store into this PostgreSQL database instead of SQLite (a `postgres://` URL; the database must hold no
+    /// clients yet).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Nodes sharing the database (more than one needs `--database-url`).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
 }
 
 /// What a run measured.
@@ -90,6 +103,10 @@ pub struct Report {
     pub processed_in: Duration,
     /// Plugins active per client.
     pub chain: Vec<String>,
+    /// The store: `SQLite` or `PostgreSQL`.
+    pub database: &'static str,
+    /// Nodes the requests were spread over.
+    pub nodes: usize,
 }
 
 impl fmt::Display for Report {
@@ -97,6 +114,8 @@ impl fmt::Display for Report {
         let rate = self.acknowledged as f64 / self.elapsed.as_secs_f64();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         writeln!(f, "route:        {:?} (durable commits, {} in flight)", self.route, self.concurrency)?;
+        let nodes = if self.nodes == 1 { "one node".to_owned() } else { format!("{} nodes", self.nodes) };
+        writeln!(f, "store:        {} ({nodes})", self.database)?;
         writeln!(
             f,
             "acknowledged: {} in {:.2} s ({} failed)",
@@ -129,17 +148,24 @@ pub(crate) struct Target {
     token: String,
 }
 
-/// A server started for a run, with its clients.
-struct Started {
-    /// Kept until the run ends: the server's data.
+/// One node started for a run.
+struct Node {
+    /// Kept until the run ends: the node's data directory.
     _data_dir: tempfile::TempDir,
-    db: crate::store::Db,
-    rules: crate::plugins::rules::Rules,
     shutdown: tokio_util::sync::CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// The nodes started for a run, with their clients.
+struct Started {
+    nodes: Vec<Node>,
+    /// The first node's store and plugins (the database is the same for every node).
+    db: crate::store::Db,
+    rules: crate::plugins::rules::Rules,
     targets: Arc<Vec<Target>>,
     http: reqwest::Client,
-    base: String,
+    /// Each node's base URL; requests go to them in turn.
+    bases: Arc<Vec<String>>,
     chain: Vec<String>,
 }
 
@@ -153,8 +179,12 @@ impl Started {
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.server.await.context("server task")??;
+        for node in &self.nodes {
+            node.shutdown.cancel();
+        }
+        for node in self.nodes {
+            node.server.await.context("server task")??;
+        }
         Ok(())
     }
 }
@@ -173,33 +203,56 @@ pub(crate) async fn add_client(db: &crate::store::Db, slug: &ClientSlug, index: 
     Ok(Target { slug: slug.clone(), token })
 }
 
-/// Starts a server on a temporary data directory with `args.clients` clients (each with the example chain
-/// when `args.plugins` is given).
+/// Starts `args.nodes` nodes, each on a temporary data directory (and on `args.database_url` when given),
+/// with `args.clients` clients (each with the example chain when `args.plugins` is given).
 async fn start(args: &LoadgenArgs) -> anyhow::Result<Started> {
-    let data_dir = tempfile::tempdir().context("creating a temporary data directory")?;
-    let mut settings = match &args.config {
-        Some(file) => {
-            let overrides = crate::config::Overrides {
-                listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-                data_dir: Some(data_dir.path().to_owned()),
-                database_url: None,
-            };
-            Settings::load(Some(file), &overrides)?
+    // SQLite is one server's database: a second node would be a second writer on the file.
+    if args.nodes > 1 && args.database_url.is_none() {
+        anyhow::bail!("--nodes above 1 needs --database-url: several nodes share a PostgreSQL database");
+    }
+    let mut nodes = Vec::new();
+    let mut bases = Vec::new();
+    let mut first: Option<(crate::store::Db, crate::plugins::rules::Rules)> = None;
+    let mut secrets_key = None;
+    for _ in 0..args.nodes.max(1) {
+        let data_dir = tempfile::tempdir().context("creating a temporary data directory")?;
+        let overrides = crate::config::Overrides {
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            data_dir: Some(data_dir.path().to_owned()),
+            database_url: args.database_url.clone().map(Into::into),
+        };
+        let mut settings = match &args.config {
+            Some(file) => Settings::load(Some(file), &overrides)?,
+            None => {
+                let mut settings = Settings::for_tests(data_dir.path());
+                settings.database.url = overrides.database_url;
+                settings
+            }
+        };
+        // Every node seals channel secrets with the first one's key, as a deployment's nodes do.
+        if settings.storage.secrets_key_file.is_none() {
+            settings.storage.secrets_key_file.clone_from(&secrets_key);
         }
-        None => Settings::for_tests(data_dir.path()),
-    };
-    // Measure the server, not the shedding: let every request in. Every connection comes from loopback, one
-    // address standing for many providers' and clients' addresses.
-    let in_flight = args.concurrency.max(1) * 2;
-    settings.http.max_concurrent_ingest = in_flight;
-    settings.http.max_concurrent_ingest_per_client = in_flight;
-    settings.http.max_connections_per_address = settings.http.max_connections_per_address.max(in_flight + 16);
-    let app = Application::build(settings).await?;
-    let addr = app.local_addr();
-    let db = app.db();
-    let rules = app.rules();
-    let shutdown = app.shutdown_token();
-    let server = tokio::spawn(app.run_until_stopped());
+        secrets_key.get_or_insert_with(|| settings.storage.secrets_key_path());
+        // Measure the server, not the shedding: let every request in. Every connection comes from loopback,
+        // one address standing for many providers' and clients' addresses.
+        let in_flight = args.concurrency.max(1) * 2;
+        settings.http.max_concurrent_ingest = in_flight;
+        settings.http.max_concurrent_ingest_per_client = in_flight;
+        settings.http.max_connections_per_address = settings.http.max_connections_per_address.max(in_flight + 16);
+        let app = Application::build(settings).await?;
+        bases.push(format!("http://{}", app.local_addr()));
+        if first.is_none() {
+            first = Some((app.db(), app.rules()));
+        }
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run_until_stopped());
+        nodes.push(Node { _data_dir: data_dir, shutdown, server });
+    }
+    let (db, rules) = first.context("no node started")?;
+    if !db.clients_visible_to(crate::store::Scope::All).await?.is_empty() {
+        anyhow::bail!("the database already holds clients: the load generator needs an empty one for its own");
+    }
 
     let mut targets = Vec::new();
     for index in 0..args.clients.max(1) {
@@ -216,14 +269,12 @@ async fn start(args: &LoadgenArgs) -> anyhow::Result<Started> {
         Vec::new()
     };
     Ok(Started {
-        _data_dir: data_dir,
+        nodes,
         db,
         rules,
-        shutdown,
-        server,
         targets: Arc::new(targets),
         http: reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?,
-        base: format!("http://{addr}"),
+        bases: Arc::new(bases),
         chain,
     })
 }
@@ -234,14 +285,15 @@ async fn start(args: &LoadgenArgs) -> anyhow::Result<Started> {
 /// The server cannot start or the clients cannot be created.
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let run = start(&args).await?;
-    let (http, base, targets) = (&run.http, run.base.as_str(), &run.targets);
-    drive(http, base, targets, args.route, args.warmup, args.concurrency, "warmup").await;
+    let (http, bases, targets) = (&run.http, &run.bases, &run.targets);
+    drive(http, bases, targets, args.route, args.warmup, args.concurrency, "warmup").await;
     let started = Instant::now();
-    let latencies = drive(http, base, targets, args.route, args.messages, args.concurrency, "run").await;
+    let latencies = drive(http, bases, targets, args.route, args.messages, args.concurrency, "run").await;
     let elapsed = started.elapsed();
     run.drained().await?;
     let processed_in = started.elapsed();
     let chain = run.chain.clone();
+    let run_on_postgres = run.db.is_postgres();
     run.stop().await?;
 
     let mut ok: Vec<Duration> = latencies.iter().filter_map(|(latency, ok)| ok.then_some(*latency)).collect();
@@ -257,13 +309,16 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         concurrency: args.concurrency,
         processed_in,
         chain,
+        database: if run_on_postgres { "PostgreSQL" } else { "SQLite" },
+        nodes: args.nodes.max(1),
     })
 }
 
-/// Sends `count` messages with `concurrency` in flight; returns each request's latency and success.
+/// Sends `count` messages with `concurrency` in flight, to `bases` in turn; returns each request's latency
+/// and success.
 async fn drive(
     http: &reqwest::Client,
-    base: &str,
+    bases: &Arc<Vec<String>>,
     targets: &Arc<Vec<Target>>,
     route: Route,
     count: usize,
@@ -274,8 +329,8 @@ async fn drive(
     let results = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (http, base, targets, next, results) =
-            (http.clone(), base.to_owned(), Arc::clone(targets), Arc::clone(&next), Arc::clone(&results));
+        let (http, bases, targets, next, results) =
+            (http.clone(), Arc::clone(bases), Arc::clone(targets), Arc::clone(&next), Arc::clone(&results));
         workers.push(tokio::spawn(async move {
             let mut local = Vec::new();
             loop {
@@ -284,8 +339,9 @@ async fn drive(
                     break;
                 }
                 let target = &targets[index % targets.len()];
+                let base = &bases[index % bases.len()];
                 let request = match route {
-                    Route::Api => api_message(&http, &base, target, &format!("{label}-{index}"), index),
+                    Route::Api => api_message(&http, base, target, &format!("{label}-{index}"), index),
                     Route::Telegram => {
                         let slot = targets.iter().position(|t| t.slug == target.slug).unwrap_or(0);
                         http.post(format!("{base}/webhooks/telegram/{}", target.slug))
@@ -389,7 +445,8 @@ pub async fn run_burst(args: LoadgenArgs) -> anyhow::Result<BurstReport> {
     // The other clients' steady trickle, through both phases.
     let stop = tokio_util::sync::CancellationToken::new();
     let trickle = {
-        let (http, base, targets, stop) = (run.http.clone(), run.base.clone(), Arc::clone(&run.targets), stop.clone());
+        let (http, bases, targets, stop) =
+            (run.http.clone(), Arc::clone(&run.bases), Arc::clone(&run.targets), stop.clone());
         let every = Duration::from_secs_f64(1.0 / f64::from(args.trickle.max(1)));
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
@@ -401,7 +458,8 @@ pub async fn run_burst(args: LoadgenArgs) -> anyhow::Result<BurstReport> {
                     _ = ticks.tick() => {}
                 }
                 let target = &targets[index % targets.len()];
-                let request = api_message(&http, &base, target, &format!("trickle-{index}"), index);
+                let request =
+                    api_message(&http, &bases[index % bases.len()], target, &format!("trickle-{index}"), index);
                 // Sent without waiting for the answer: a slow answer must not slow the trickle down.
                 sending.spawn(request.send());
                 index += 1;
@@ -416,7 +474,7 @@ pub async fn run_burst(args: LoadgenArgs) -> anyhow::Result<BurstReport> {
     let burst_at = crate::domain::Timestamp::now();
     let started = Instant::now();
     let busy_only = Arc::new(vec![busy_target]);
-    drive(&run.http, &run.base, &busy_only, Route::Api, burst, args.concurrency, "burst").await;
+    drive(&run.http, &run.bases, &busy_only, Route::Api, burst, args.concurrency, "burst").await;
     let busy_done = loop {
         let decided = run.db.decision_delays(busy.clone(), burst_at).await?;
         if decided.len() >= burst {

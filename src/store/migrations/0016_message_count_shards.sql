@@ -1,0 +1,2 @@
+-- Nothing changes here. On PostgreSQL this version splits each per-day message count into rows of their own
+-- per connection, so concurrent writers stop queueing on one row; SQLite's single writer never queues there.
