@@ -472,7 +472,10 @@ async fn a_client_uploads_a_rule_replays_it_over_past_messages_activates_it_and_
     assert_eq!(nav, "Rules\nKnowledge base\nReports", "a client's person has no inbox");
     browser.element("main.plugins p.empty").await;
     // The limits the client's plugins run under are shown beside the upload.
-    let limits = "Each call may use 32 MiB of memory, 250 M instructions and 50 ms; components up to 48 MiB.";
+    let limits = format!(
+        "Each call may use 32 MiB of memory, 250 M instructions and {} ms; components up to 48 MiB.",
+        crate::helpers::TEST_DEADLINE_MS
+    );
     browser.text_of("form.upload p.limits", "the client's limits", |text| text == limits).await;
 
     // Upload the component as built, with its configuration.

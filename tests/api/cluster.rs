@@ -18,11 +18,11 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use recado::channels::webhook::WebhookConfig;
-use recado::domain::{ChannelKind, ClientProfile, ClientSlug, Role};
+use recado::domain::{ChannelKind, ClientSlug, Role};
 use recado::store::Db;
 
 use crate::database::{Cluster, Database, open_store, postgres_only, url_encode, url_for};
-use crate::helpers::{Binary, FakeProvider};
+use crate::helpers::{Binary, FakeProvider, acknowledging_profile};
 
 const KILLS: usize = 20;
 const CLIENTS: [&str; 3] = ["node-a", "node-b", "node-c"];
@@ -35,12 +35,7 @@ async fn seed(db: Db, provider: &FakeProvider) -> Vec<String> {
     let mut tokens = Vec::new();
     for slug in CLIENTS {
         let slug = ClientSlug::parse(slug).expect("slug");
-        let profile: ClientProfile = serde_json::from_value(json!({
-            "name": slug.as_str(), "timezone": "Europe/Madrid", "languages": ["es"],
-            "defaults": { "auto_acknowledge": true, "acknowledgement": { "es": "Recibido" } }
-        }))
-        .expect("profile");
-        db.create_client(slug.clone(), profile, "test".into()).await.expect("client");
+        db.create_client(slug.clone(), acknowledging_profile(slug.as_str()), "test".into()).await.expect("client");
         let webhook = WebhookConfig {
             url: format!("{}/hook/{}", provider.url, slug.as_str()),
             secret: "a-webhook-secret-0123456789".into(),

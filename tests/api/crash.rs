@@ -13,10 +13,10 @@ use tokio::sync::Semaphore;
 
 use recado::channels::telegram::TelegramConfig;
 use recado::config::Settings;
-use recado::domain::{ChannelKind, ClientProfile, ClientSlug, Role};
+use recado::domain::{ChannelKind, ClientSlug, Role};
 use recado::store::Db;
 
-use crate::helpers::{Binary, get_json, wait_until_processed};
+use crate::helpers::{Binary, acknowledging_profile, get_json, wait_until_processed};
 
 const MESSAGES: usize = 4_000;
 const IN_FLIGHT: usize = 64;
@@ -49,12 +49,7 @@ async fn seed(data_dir: &Path) -> Vec<String> {
     let mut tokens = Vec::new();
     for (index, slug) in CLIENTS.iter().enumerate() {
         let slug = ClientSlug::parse(slug).expect("slug");
-        let profile: ClientProfile = serde_json::from_value(json!({
-            "name": slug.as_str(), "timezone": "Europe/Madrid", "languages": ["es"],
-            "defaults": { "auto_acknowledge": true, "acknowledgement": { "es": "Recibido" } }
-        }))
-        .expect("profile");
-        db.create_client(slug.clone(), profile, "test".into()).await.expect("client");
+        db.create_client(slug.clone(), acknowledging_profile(slug.as_str()), "test".into()).await.expect("client");
         let telegram = TelegramConfig {
             bot_token: "1:x".into(),
             secret_token: format!("secret{index}").into(),
@@ -214,12 +209,7 @@ async fn a_delivery_whose_sender_died_mid_send_is_sent_again_once_with_the_same_
     let token = {
         let db = Db::open(&Settings::for_tests(dir.path()).storage).expect("store opens");
         let slug = ClientSlug::parse("resend").expect("slug");
-        let profile: ClientProfile = serde_json::from_value(json!({
-            "name": "Resend", "timezone": "Europe/Madrid", "languages": ["es"],
-            "defaults": { "auto_acknowledge": true, "acknowledgement": { "es": "Recibido" } }
-        }))
-        .expect("profile");
-        db.create_client(slug.clone(), profile, "test".into()).await.expect("client");
+        db.create_client(slug.clone(), acknowledging_profile("Resend"), "test".into()).await.expect("client");
         let webhook =
             WebhookConfig { url: format!("{}/hook", provider.url), secret: "a-webhook-secret-0123456789".into() };
         db.put_channel(slug.clone(), ChannelKind::Webhook, webhook, "test".into()).await.expect("channel");

@@ -104,6 +104,16 @@ pub async fn json_answer(request: reqwest::RequestBuilder) -> Value {
 }
 
 /// A valid profile for tests.
+/// The profile of a client named `name` that writes Spanish, acknowledges each new conversation with
+/// "Recibido" and keeps no first-response clock: what the tests of the real binary under load seed.
+pub fn acknowledging_profile(name: &str) -> recado::domain::ClientProfile {
+    serde_json::from_value(json!({
+        "name": name, "timezone": "Europe/Madrid", "languages": ["es"],
+        "defaults": { "auto_acknowledge": true, "acknowledgement": { "es": "Recibido" } }
+    }))
+    .expect("profile")
+}
+
 pub fn profile(name: &str) -> Value {
     json!({
         "name": name,
