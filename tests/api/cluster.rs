@@ -141,6 +141,8 @@ struct Acknowledged {
 #[derive(Default)]
 struct Sent {
     acknowledged: Mutex<Vec<Acknowledged>>,
+    /// Told after each acknowledgement.
+    more: tokio::sync::Notify,
     /// Attempts that failed (no answer, refused, or 5xx) and were sent again.
     retries: AtomicUsize,
 }
@@ -170,6 +172,7 @@ async fn send_until_acknowledged(nodes: &Nodes, http: &reqwest::Client, tokens: 
                 let at = Instant::now();
                 let acknowledged = Acknowledged { client, external_id, handle, sent: sent_at, last_attempt, at };
                 sent.acknowledged.lock().expect("lock").push(acknowledged);
+                sent.more.notify_waiters();
                 return;
             }
             Ok(response) if response.status().is_server_error() || response.status().as_u16() == 429 => {}
@@ -401,20 +404,21 @@ async fn a_primary_lost_under_load_fails_over_to_its_synchronous_standby_and_no_
     // The standby falls behind (its WAL receiver paused, as by a network hiccup) and the primary is lost half
     // a second later. Asynchronous replication would have acknowledged messages the standby never got; with
     // a synchronous standby, commits wait for it, so nothing is acknowledged that it lacks.
-    let receiver: i32 = standby
-        .psql("postgres", "SELECT pid FROM pg_stat_wal_receiver")
-        .expect("the standby's receiver")
-        .parse()
-        .expect("a pid");
+    // psql and pg_ctl are waited for off the runtime's threads, which the senders keep using.
+    let receiver: i32 =
+        tokio::task::block_in_place(|| standby.psql("postgres", "SELECT pid FROM pg_stat_wal_receiver"))
+            .expect("the standby's receiver")
+            .parse()
+            .expect("a pid");
     let receiver = nix::unistd::Pid::from_raw(receiver);
     nix::sys::signal::kill(receiver, nix::sys::signal::Signal::SIGSTOP).expect("receiver paused");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let lost_at = Instant::now();
-    primary.pg_ctl(&["stop", "-m", "immediate", "-w"]).expect("the primary stops");
+    tokio::task::block_in_place(|| primary.pg_ctl(&["stop", "-m", "immediate", "-w"])).expect("the primary stops");
     // From here on, a commit can only be the new primary's.
     let stopped_at = Instant::now();
     nix::sys::signal::kill(receiver, nix::sys::signal::Signal::SIGCONT).expect("receiver resumed");
-    standby.pg_ctl(&["promote", "-w"]).expect("the standby is promoted");
+    tokio::task::block_in_place(|| standby.pg_ctl(&["promote", "-w"])).expect("the standby is promoted");
     let promoted_in = lost_at.elapsed();
     // Load on the new primary as long again as before the loss.
     wait_for_acknowledgements(&sent, 2 * before).await;
@@ -449,14 +453,21 @@ async fn a_primary_lost_under_load_fails_over_to_its_synchronous_standby_and_no_
 
 /// Waits until at least `count` messages are acknowledged; returns how many are.
 async fn wait_for_acknowledgements(sent: &Sent, count: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let acknowledged = sent.acknowledged.lock().expect("lock").len();
-        if acknowledged >= count {
-            return acknowledged;
+    let waited = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            // Registered before counting, so an acknowledgement in between still wakes it.
+            let more = sent.more.notified();
+            tokio::pin!(more);
+            more.as_mut().enable();
+            let acknowledged = sent.acknowledged.lock().expect("lock").len();
+            if acknowledged >= count {
+                return acknowledged;
+            }
+            more.await;
         }
-        assert!(Instant::now() < deadline, "{acknowledged} of {count} messages acknowledged");
-        // The senders give no signal per acknowledgement; their count is looked at again.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    });
+    let acknowledged = waited.await;
+    acknowledged.unwrap_or_else(|_| {
+        panic!("{} of {count} messages acknowledged", sent.acknowledged.lock().expect("lock").len())
+    })
 }
